@@ -1,0 +1,1 @@
+//! GEOM simulator (being written)

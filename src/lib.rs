@@ -1,0 +1,23 @@
+//! geom_multipath_rs: the FreeBSD GEOM `MULTIPATH` class as a `no_std` Rust core.
+//!
+//! One core, two platforms (see `../shared/DESIGN.md` and [`platform`]): the
+//! kernel, through the C shim in `geom_multipath_rs/`, and the userland GEOM
+//! simulator in `sim/`. Everything here is written against
+//! [`platform::Platform`] and knows nothing of either.
+#![no_std]
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+extern crate alloc;
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+pub mod platform;
+pub mod metadata;
+pub mod class;
+pub mod worker;
+
+#[cfg(feature = "kernel")]
+pub mod kernel;
+
+pub use class::{Class, Softc};
+pub use platform::{Access, BioCmd, CtlReq, Errno, Platform, WaitQueue};

@@ -1,0 +1,1 @@
+//! The on-disk GEOM::MULTIPATH label (placeholder: being written).

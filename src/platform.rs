@@ -1,0 +1,245 @@
+//! The platform boundary: the small slice of the GEOM KPI the class uses.
+//!
+//! The whole multipath core is written against [`Platform`]. Two
+//! implementations exist: the kernel one (`src/kernel/`, calls into the C shim
+//! in `geom_multipath_rs/`) and the simulator (`sim/`, a userland model of
+//! GEOM that enforces the same rules). Nothing in the core knows which one it
+//! runs on.
+//!
+//! Why a trait with associated handle types rather than FFI functions called
+//! directly: handles stay opaque (a pointer in the kernel, an index in the
+//! simulator), the simulator can check every call against GEOM's rules, and
+//! the compiler monomorphises the core per platform so the kernel pays no
+//! dynamic dispatch on the I/O path.
+//!
+//! Rules the caller (the core) must follow, as in the kernel; the simulator
+//! enforces them and fails with the name of the rule broken:
+//! - "topology": calls marked *topology* need the topology lock held
+//!   (taste, ctlreq, orphan, access, dumpconf and events run with it held;
+//!   the worker must take it with [`Platform::topology_lock`]).
+//! - "nosleep": [`Platform::read_data`], [`Platform::write_data`] and
+//!   [`WaitQueue::sleep`] may sleep, so they are never called from `start` or
+//!   `done` and never with the topology lock held.
+//! - "once": a bio handle is completed exactly once. [`Platform::Bio`] is a
+//!   move-only handle so the type system already forbids most double
+//!   completions; the simulator catches the rest.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::class::Softc;
+
+/// A FreeBSD errno value (sys/errno.h numbering, same on every FreeBSD arch).
+pub type Errno = i32;
+
+pub const EPERM: Errno = 1;
+pub const ENOENT: Errno = 2;
+pub const EIO: Errno = 5;
+pub const ENXIO: Errno = 6;
+pub const ENOMEM: Errno = 12;
+pub const EBUSY: Errno = 16;
+pub const EEXIST: Errno = 17;
+pub const EINVAL: Errno = 22;
+pub const ENOSPC: Errno = 28;
+pub const EOPNOTSUPP: Errno = 45;
+pub const EINPROGRESS: Errno = 36;
+
+/// The kinds of bio the class distinguishes (`bio_cmd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BioCmd {
+    Read,
+    Write,
+    Delete,
+    Flush,
+    GetAttr,
+    /// Any other command (BIO_ZONE, BIO_SPEEDUP, ...): passed to the active path.
+    Other,
+}
+
+/// Access counts (read, write, exclusive) as `g_access(9)` takes them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    pub r: i32,
+    pub w: i32,
+    pub e: i32,
+}
+
+impl Access {
+    pub const NONE: Access = Access { r: 0, w: 0, e: 0 };
+    pub const fn new(r: i32, w: i32, e: i32) -> Access {
+        Access { r, w, e }
+    }
+    pub const fn is_open(&self) -> bool {
+        self.r != 0 || self.w != 0 || self.e != 0
+    }
+    pub const fn neg(&self) -> Access {
+        Access { r: -self.r, w: -self.w, e: -self.e }
+    }
+}
+
+/// A mutex with sleep and wakeup on one channel: `mtx(9)` + `msleep(9)` +
+/// `wakeup(9)` in the kernel, a Mutex and Condvar in the simulator.
+///
+/// Lock and unlock are explicit (not RAII) because the kernel mutex is a C
+/// object; the core wraps them in [`crate::worker`]'s guard.
+pub trait WaitQueue: Send + Sync {
+    /// `mtx_lock`. May block briefly, never sleeps for long: allowed in done.
+    fn lock(&self);
+    /// `mtx_unlock`.
+    fn unlock(&self);
+    /// `msleep(chan, mtx, PRIBIO, wmesg, 0)`: atomically drops the mutex and
+    /// sleeps until [`WaitQueue::wakeup`], then takes the mutex again.
+    /// Called with the mutex held, only from a thread that may sleep.
+    fn sleep(&self);
+    /// `wakeup(chan)`: wakes every sleeper. Callable from done.
+    fn wakeup(&self);
+}
+
+/// A gctl request as `ctlreq` sees it (`struct gctl_req`).
+pub trait CtlReq {
+    /// The raw bytes of a parameter, as userland sent them (ASCII strings
+    /// include their terminating NUL; ints are 4 native-endian bytes), or
+    /// `None` when the request does not carry it.
+    fn param(&self, name: &str) -> Option<&[u8]>;
+    /// `gctl_error`: records an error; only the first one recorded is kept.
+    fn error(&mut self, msg: fmt::Arguments<'_>);
+    /// Whether an error was already recorded.
+    fn has_error(&self) -> bool;
+    /// Writes `text` (NUL added) into the read-write parameter `name`
+    /// (`gctl_set_param_err`). Records its own error and returns it when the
+    /// parameter is missing, too short or not writable.
+    fn set_output(&mut self, name: &str, text: &str) -> Result<(), Errno>;
+}
+
+/// The GEOM KPI the multipath core uses. See the module comment for the rules.
+pub trait Platform: Send + Sync + Sized + 'static {
+    /// `struct g_geom *`.
+    type Geom: Copy + Eq + Send + Sync + fmt::Debug;
+    /// `struct g_provider *`.
+    type Provider: Copy + Eq + Send + Sync + fmt::Debug;
+    /// `struct g_consumer *`. Stored by the core in atomics as a `usize`.
+    type Consumer: Copy + Eq + Send + Sync + fmt::Debug;
+    /// An owned `struct bio *`: move-only, so each one is handed back to
+    /// GEOM (requested, delivered or retired) exactly once.
+    type Bio: Send;
+    /// A mutex with a sleep channel.
+    type Wq: WaitQueue + 'static;
+
+    // ---- topology lock -------------------------------------------------
+    /// `g_topology_lock()`. Never from start or done.
+    fn topology_lock(&self);
+    /// `g_topology_unlock()`.
+    fn topology_unlock(&self);
+    /// `g_topology_assert()`: the caller must hold the topology lock.
+    fn topology_assert(&self);
+
+    // ---- logging, identity ---------------------------------------------
+    /// `printf(9)` of one console line; `args` already carries the
+    /// `GEOM_MULTIPATH: ` prefix and no trailing newline.
+    fn log(&self, args: fmt::Arguments<'_>);
+    /// A random number (`arc4random`), for temporary geom names.
+    fn random(&self) -> u32;
+
+    // ---- geoms and providers (topology) ----------------------------------
+    /// `g_new_geomf(class, name)`; `softc` becomes `gp->softc` and is what
+    /// the platform hands back to the core in start, done and access.
+    fn new_geom(&self, name: &str, softc: Option<Arc<Softc<Self>>>) -> Result<Self::Geom, Errno>;
+    /// `g_destroy_geom`: only for a geom without consumers or providers.
+    fn destroy_geom(&self, gp: Self::Geom);
+    /// `g_wither_geom(gp, error)`: orphans its providers, detaches and
+    /// destroys its consumers once idle, then the geom. Drops the softc.
+    fn wither_geom(&self, gp: Self::Geom, error: Errno);
+    /// The geoms of the class, in list order (newest first, as GEOM keeps
+    /// them), skipping withering ones.
+    fn class_geoms(&self) -> Vec<Self::Geom>;
+    fn geom_name(&self, gp: Self::Geom) -> String;
+    /// `gp->softc`, `None` for a softc-less geom (the taste geom).
+    fn geom_softc(&self, gp: Self::Geom) -> Option<Arc<Softc<Self>>>;
+
+    /// `g_new_providerf(gp, name)` with mediasize and sectorsize set; the
+    /// provider is announced later with [`Platform::provider_announce`].
+    fn new_provider(&self, gp: Self::Geom, name: &str, mediasize: u64, sectorsize: u32) -> Result<Self::Provider, Errno>;
+    /// `g_error_provider(pp, 0)`: the provider appears and is tasted.
+    fn provider_announce(&self, pp: Self::Provider);
+    /// `g_wither_provider(pp, error)`.
+    fn wither_provider(&self, pp: Self::Provider, error: Errno);
+    /// `g_provider_by_name(name)` (name without `/dev/`).
+    fn provider_by_name(&self, name: &str) -> Option<Self::Provider>;
+    fn provider_name(&self, pp: Self::Provider) -> String;
+    fn provider_mediasize(&self, pp: Self::Provider) -> u64;
+    fn provider_sectorsize(&self, pp: Self::Provider) -> u32;
+    /// The provider's access counts (`pp->acr`, `acw`, `ace`).
+    fn provider_access(&self, pp: Self::Provider) -> Access;
+
+    // ---- consumers (topology) --------------------------------------------
+    fn new_consumer(&self, gp: Self::Geom) -> Result<Self::Consumer, Errno>;
+    /// `g_attach(cp, pp)`.
+    fn attach(&self, cp: Self::Consumer, pp: Self::Provider) -> Result<(), Errno>;
+    /// `g_detach(cp)`: access counts must be zero and no I/O in flight.
+    fn detach(&self, cp: Self::Consumer);
+    /// `g_destroy_consumer(cp)`: must be detached.
+    fn destroy_consumer(&self, cp: Self::Consumer);
+    /// `g_access(cp, dr, dw, de)`.
+    fn access(&self, cp: Self::Consumer, delta: Access) -> Result<(), Errno>;
+    fn consumer_access(&self, cp: Self::Consumer) -> Access;
+    /// `cp->provider`, `None` once detached.
+    fn consumer_provider(&self, cp: Self::Consumer) -> Option<Self::Provider>;
+    /// The consumer as a word the core can keep in an atomic.
+    fn consumer_to_raw(cp: Self::Consumer) -> usize;
+    /// Inverse of [`Platform::consumer_to_raw`]; only given values it made.
+    fn consumer_from_raw(raw: usize) -> Self::Consumer;
+
+    // ---- synchronous I/O for the label (may sleep; no topology lock) ------
+    /// `g_read_data(cp, offset, length)`; the consumer needs read access.
+    fn read_data(&self, cp: Self::Consumer, offset: u64, length: usize) -> Result<Vec<u8>, Errno>;
+    /// `g_write_data(cp, offset, data)`; the consumer needs write access.
+    fn write_data(&self, cp: Self::Consumer, offset: u64, data: &[u8]) -> Result<(), Errno>;
+
+    // ---- bios (start and done context: no topology lock, no sleep) --------
+    fn bio_cmd(&self, bp: &Self::Bio) -> BioCmd;
+    fn bio_offset(&self, bp: &Self::Bio) -> u64;
+    fn bio_length(&self, bp: &Self::Bio) -> u64;
+    /// `bp->bio_error`.
+    fn bio_error(&self, bp: &Self::Bio) -> Errno;
+    /// The core's own word on a child bio (`bio_caller1`): the path it took.
+    fn bio_set_cookie(&self, bp: &mut Self::Bio, cookie: usize);
+    fn bio_cookie(&self, bp: &Self::Bio) -> usize;
+    /// `g_clone_bio(parent)` with done set to the core's child done. On
+    /// allocation failure the parent is handed back.
+    fn clone_bio(&self, parent: Self::Bio) -> Result<Self::Bio, Self::Bio>;
+    /// `g_io_request(child, cp)`.
+    fn io_request(&self, child: Self::Bio, cp: Self::Consumer);
+    /// `g_io_deliver(bp, error)`: completes a bio sent to our provider.
+    fn io_deliver(&self, bp: Self::Bio, error: Errno);
+    /// `g_std_done(child)`: folds the child into its parent (first error
+    /// wins) and completes the parent after its last child.
+    fn std_done(&self, child: Self::Bio);
+    /// `g_destroy_bio(child)` and `parent->bio_children--`: forgets a failed
+    /// child so the parent can be sent again. Returns the parent.
+    fn retire_child(&self, child: Self::Bio) -> Self::Bio;
+
+    // ---- events, worker, sleep ------------------------------------------
+    /// `g_post_event(func, arg, M_NOWAIT)`: runs `f` later on the event
+    /// thread with the topology lock held. Callable from done.
+    fn post_event(&self, f: Box<dyn FnOnce(&Self) + Send>) -> Result<(), Errno>;
+    /// A mutex with a sleep channel (`mtx_init`).
+    fn new_wait_queue(&self, name: &'static str) -> Result<Self::Wq, Errno>;
+    /// Starts the failover worker (`kproc_create`): it must call
+    /// [`crate::worker::Worker::run`] (or, under a deterministic scheduler,
+    /// step [`crate::worker::Worker::process_one`]).
+    fn start_worker(&self, w: Arc<crate::worker::Worker<Self>>) -> Result<(), Errno>;
+    /// Stops the worker after [`crate::worker::Worker::request_stop`] and
+    /// waits until it has drained its queue and exited.
+    fn join_worker(&self, w: &Arc<crate::worker::Worker<Self>>);
+}
+
+/// Writes one console line with the administrators' prefix.
+#[macro_export]
+macro_rules! mp_log {
+    ($plat:expr, $($arg:tt)*) => {
+        $crate::platform::Platform::log($plat, format_args!("GEOM_MULTIPATH: {}", format_args!($($arg)*)))
+    };
+}
