@@ -1,20 +1,69 @@
-//! The MULTIPATH class: per-class state and the callbacks GEOM makes.
-//! (skeleton: entry points fixed, bodies being written)
+//! The MULTIPATH class and one multipath geom's state (`Softc`).
+//!
+//! Topology-side work lives here: creating a geom, adding a path, faulting
+//! and restoring paths, open/close, orphan, teardown and destroy. The I/O
+//! side is in [`crate::io`], taste in [`crate::taste`], gctl verbs in
+//! [`crate::ctl`], the XML in [`crate::dumpconf`].
 
+use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
-use crate::platform::{Access, CtlReq, Errno, Platform};
+use crate::metadata::Mode;
+use crate::mp_log;
+use crate::path::{st, PathSlot, MAX_PATHS, NONE};
+use crate::platform::{Access, Errno, Platform, EBUSY, EEXIST, EINPROGRESS, ENOSPC, ENXIO};
 use crate::worker::Worker;
 
 /// The class (`struct g_class` state): one per platform instance.
 pub struct Class<P: Platform> {
     worker: spin::Mutex<Option<Arc<Worker<P>>>>,
+    /// `kern.geom.multipath.exclusive`: paths are held open r1w1e1 so
+    /// nothing else can write to them behind the multipath device.
+    pub exclusive: AtomicBool,
+    /// `kern.geom.multipath.debug`.
+    pub debug: AtomicU32,
 }
 
 /// One multipath geom's state (`gp->softc`).
 pub struct Softc<P: Platform> {
-    _p: core::marker::PhantomData<P>,
+    pub(crate) name: String,
+    /// Empty for a manual (`create`) geom, the label's uuid otherwise.
+    pub(crate) uuid: String,
+    mode: AtomicU8,
+    geom: spin::Once<P::Geom>,
+    provider: spin::Mutex<Option<P::Provider>>,
+    /// Raw path size (label included on automatic geoms), as in the label.
+    pub(crate) size: AtomicU64,
+    pub(crate) sectorsize: AtomicU32,
+    pub(crate) slots: [PathSlot; MAX_PATHS],
+    /// Slot of the active path (A/P, and writes in A/R), or [`NONE`].
+    pub(crate) active: AtomicUsize,
+    /// Attached paths that are not LOST.
+    pub(crate) ndisks: AtomicU32,
+    next_seq: AtomicU64,
+    /// Sum of the access deltas granted on our provider.
+    opened: AtomicI64,
+    stopping: AtomicBool,
+    /// Paths opened r1w1e1 beyond the provider's counts.
+    exclusive: bool,
+    pub(crate) worker: Arc<Worker<P>>,
+    /// Counters for status.
+    pub(crate) failovers: AtomicU64,
+    pub(crate) retries: AtomicU64,
+}
+
+/// Why a destroy is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DestroyHow {
+    /// `stop`, `destroy`, class unload: refused while the device is open.
+    Polite,
+    /// The last path is gone: the provider is withered even if open and the
+    /// geom goes at the last close.
+    Forced,
 }
 
 impl<P: Platform> Default for Class<P> {
@@ -25,16 +74,22 @@ impl<P: Platform> Default for Class<P> {
 
 impl<P: Platform> Class<P> {
     pub const fn new() -> Self {
-        Class { worker: spin::Mutex::new(None) }
+        Class {
+            worker: spin::Mutex::new(None),
+            exclusive: AtomicBool::new(true),
+            debug: AtomicU32::new(0),
+        }
     }
-    /// `g_init_t`: starts the worker.
+
+    /// `g_init_t`: starts the failover worker.
     pub fn init(&self, plat: &P) -> Result<(), Errno> {
         let w = Arc::new(Worker::new(plat)?);
         plat.start_worker(w.clone())?;
         *self.worker.lock() = Some(w);
         Ok(())
     }
-    /// `g_fini_t`: stops and joins the worker.
+
+    /// `g_fini_t`: stops the worker once it has drained its queue.
     pub fn fini(&self, plat: &P) {
         let w = self.worker.lock().take();
         if let Some(w) = w {
@@ -42,39 +97,460 @@ impl<P: Platform> Class<P> {
             plat.join_worker(&w);
         }
     }
-    /// `g_taste_t` (topology held).
-    pub fn taste(&self, _plat: &P, _pp: P::Provider) -> Option<P::Geom> {
-        None
+
+    pub fn worker(&self) -> Option<Arc<Worker<P>>> {
+        self.worker.lock().clone()
     }
-    /// `g_ctl_req_t` (topology held).
-    pub fn ctlreq(&self, _plat: &P, req: &mut dyn CtlReq, verb: &str) {
-        req.error(format_args!("Unknown verb {}", verb));
+
+    /// `g_ctl_destroy_geom_t` (topology held): used by class unload.
+    pub fn destroy_geom(&self, plat: &P, gp: P::Geom) -> Result<(), Errno> {
+        match plat.geom_softc(gp) {
+            Some(sc) => sc.destroy(plat, DestroyHow::Polite),
+            None => Err(ENXIO),
+        }
     }
-    /// `g_ctl_destroy_geom_t` (topology held).
-    pub fn destroy_geom(&self, _plat: &P, _gp: P::Geom) -> Result<(), Errno> {
-        Ok(())
+
+    /// A live geom by exact name (stopping geoms are invisible).
+    pub fn find_geom(&self, plat: &P, name: &str) -> Option<Arc<Softc<P>>> {
+        self.live_softcs(plat).into_iter().find(|sc| sc.name == name)
+    }
+
+    /// Softcs of live (not stopping) geoms, in the class list order.
+    pub fn live_softcs(&self, plat: &P) -> Vec<Arc<Softc<P>>> {
+        plat.class_geoms()
+            .into_iter()
+            .filter_map(|gp| plat.geom_softc(gp))
+            .filter(|sc| !sc.is_stopping())
+            .collect()
+    }
+
+    /// Creates a geom and its (not yet announced) provider.
+    /// `provider_size` is what `multipath/NAME` exposes.
+    pub(crate) fn create_geom(
+        &self,
+        plat: &P,
+        name: &str,
+        uuid: &str,
+        mode: Mode,
+        raw_size: u64,
+        sectorsize: u32,
+    ) -> Result<Arc<Softc<P>>, Errno> {
+        plat.topology_assert();
+        if plat.class_geoms().into_iter().any(|gp| plat.geom_name(gp) == name) {
+            mp_log!(plat, "name {} already exists", name);
+            return Err(EEXIST);
+        }
+        let worker = self.worker().ok_or(ENXIO)?;
+        let sc = Arc::new(Softc::new(name, uuid, mode, raw_size, sectorsize, self.exclusive.load(Ordering::Relaxed), worker));
+        let gp = plat.new_geom(name, Some(sc.clone()))?;
+        sc.geom.call_once(|| gp);
+        let mut pname = String::from("multipath/");
+        pname.push_str(name);
+        match plat.new_provider(gp, &pname, sc.provider_size(), sectorsize) {
+            Ok(pp) => *sc.provider.lock() = Some(pp),
+            Err(e) => {
+                plat.wither_geom(gp, ENXIO);
+                return Err(e);
+            }
+        }
+        mp_log!(plat, "{} created", name);
+        Ok(sc)
     }
 }
 
 impl<P: Platform> Softc<P> {
-    /// `g_start_t`: no topology lock, must not sleep.
-    pub fn start(self: &Arc<Self>, plat: &P, bp: P::Bio) {
-        plat.io_deliver(bp, crate::platform::ENXIO);
+    fn new(name: &str, uuid: &str, mode: Mode, size: u64, sectorsize: u32, exclusive: bool, worker: Arc<Worker<P>>) -> Self {
+        Softc {
+            name: String::from(name),
+            uuid: String::from(uuid),
+            mode: AtomicU8::new(mode.as_byte()),
+            geom: spin::Once::new(),
+            provider: spin::Mutex::new(None),
+            size: AtomicU64::new(size),
+            sectorsize: AtomicU32::new(sectorsize),
+            slots: core::array::from_fn(|_| PathSlot::new()),
+            active: AtomicUsize::new(NONE),
+            ndisks: AtomicU32::new(0),
+            next_seq: AtomicU64::new(1),
+            opened: AtomicI64::new(0),
+            stopping: AtomicBool::new(false),
+            exclusive,
+            worker,
+            failovers: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+        }
     }
-    /// The child bio's done: no topology lock, must not sleep.
-    pub fn child_done(self: &Arc<Self>, plat: &P, child: P::Bio) {
-        plat.std_done(child);
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
-    /// Worker context: a child failed with EIO or ENXIO.
-    pub fn handle_failed(self: Arc<Self>, plat: &P, child: P::Bio) {
-        plat.std_done(child);
+    pub fn uuid(&self) -> &str {
+        &self.uuid
     }
-    /// `g_orphan_t` (topology held).
-    pub fn orphan(self: &Arc<Self>, _plat: &P, _cp: P::Consumer) {}
-    /// `g_access_t` (topology held).
-    pub fn access(self: &Arc<Self>, _plat: &P, _pp: P::Provider, _delta: Access) -> Result<(), Errno> {
+    /// Labelled (tasted) rather than created by hand.
+    pub fn is_automatic(&self) -> bool {
+        !self.uuid.is_empty()
+    }
+    pub fn mode(&self) -> Mode {
+        Mode::from_byte(self.mode.load(Ordering::Relaxed)).unwrap_or(Mode::ActivePassive)
+    }
+    pub(crate) fn set_mode(&self, m: Mode) {
+        self.mode.store(m.as_byte(), Ordering::Relaxed);
+    }
+    pub fn geom(&self) -> Option<P::Geom> {
+        self.geom.get().copied()
+    }
+    pub fn provider(&self) -> Option<P::Provider> {
+        *self.provider.lock()
+    }
+    pub fn sectorsize(&self) -> u32 {
+        self.sectorsize.load(Ordering::Relaxed)
+    }
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+    /// What `multipath/NAME` exposes: the label sector is hidden.
+    pub(crate) fn provider_size(&self) -> u64 {
+        let size = self.size.load(Ordering::Relaxed);
+        if self.is_automatic() {
+            size.saturating_sub(u64::from(self.sectorsize.load(Ordering::Relaxed)))
+        } else {
+            size
+        }
+    }
+
+    /// Occupied slots (attached consumers), newest first like the kernel's
+    /// consumer list.
+    pub(crate) fn slots_newest_first(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..MAX_PATHS).filter(|&i| !self.slots[i].is_free()).collect();
+        v.sort_by(|&a, &b| self.slots[b].seq().cmp(&self.slots[a].seq()));
+        v
+    }
+
+    /// The slot holding consumer `cp`.
+    pub(crate) fn slot_of(&self, cp: P::Consumer) -> Option<usize> {
+        let raw = P::consumer_to_raw(cp);
+        (0..MAX_PATHS).find(|&i| !self.slots[i].is_free() && self.slots[i].consumer_raw() == raw)
+    }
+
+    /// The slot whose path provider is named `name`, skipping LOST ones.
+    pub(crate) fn slot_by_name(&self, name: &str) -> Option<usize> {
+        self.slots_newest_first().into_iter().find(|&i| !self.slots[i].has(st::LOST) && self.slots[i].name() == name)
+    }
+
+    pub(crate) fn consumer(&self, slot: usize) -> P::Consumer {
+        P::consumer_from_raw(self.slots[slot].consumer_raw())
+    }
+
+    pub(crate) fn good_count(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_good()).count()
+    }
+
+    /// The first good path in kernel list order (newest first).
+    pub(crate) fn first_good(&self) -> Option<usize> {
+        self.slots_newest_first().into_iter().find(|&i| self.slots[i].is_good())
+    }
+
+    pub(crate) fn active_slot(&self) -> Option<usize> {
+        let a = self.active.load(Ordering::SeqCst);
+        (a < MAX_PATHS).then_some(a)
+    }
+
+    /// Announces a newly chosen active path, as FreeBSD does outside A/A.
+    fn set_active(&self, plat: &P, slot: Option<usize>) {
+        self.active.store(slot.unwrap_or(NONE), Ordering::SeqCst);
+        if let Some(s) = slot {
+            if self.mode() != Mode::ActiveActive {
+                mp_log!(plat, "{} is now active path in {}", self.slots[s].name(), self.name);
+            }
+        }
+    }
+
+    /// Adds `pp` as a path (topology held; `g_multipath_add_disk`).
+    pub(crate) fn add_disk(&self, plat: &P, pp: P::Provider) -> Result<(), Errno> {
+        plat.topology_assert();
+        let gp = self.geom().ok_or(ENXIO)?;
+        let pname = plat.provider_name(pp);
+        let taken = self
+            .slots_newest_first()
+            .into_iter()
+            .any(|i| plat.consumer_provider(self.consumer(i)) == Some(pp));
+        if taken {
+            mp_log!(plat, "provider {} already attached to {}", pname, self.name);
+            return Err(EEXIST);
+        }
+        let slot = self.slots.iter().position(|s| s.is_free()).ok_or_else(|| {
+            mp_log!(plat, "cannot add {} to {}: {} paths is the limit", pname, self.name, MAX_PATHS);
+            ENOSPC
+        })?;
+        let cp = plat.new_consumer(gp)?;
+        if let Err(e) = plat.attach(cp, pp) {
+            mp_log!(plat, "cannot attach {} to {} ({})", pname, self.name, e);
+            plat.destroy_consumer(cp);
+            return Err(e);
+        }
+        // Match the provider's current opens, plus the exclusive hold.
+        let mut want = self.provider().map(|p| plat.provider_access(p)).unwrap_or(Access::NONE);
+        if self.exclusive {
+            want = Access::new(want.r + 1, want.w + 1, want.e + 1);
+        }
+        if want.is_open() {
+            if let Err(e) = plat.access(cp, want) {
+                mp_log!(plat, "cannot set access in attaching {} to {} ({})", pname, self.name, e);
+                plat.detach(cp);
+                plat.destroy_consumer(cp);
+                return Err(e);
+            }
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        self.slots[slot].occupy(P::consumer_to_raw(cp), &pname, seq);
+        self.slots[slot].publish();
+        self.ndisks.fetch_add(1, Ordering::SeqCst);
+        mp_log!(plat, "{} added to {}", pname, self.name);
+        if self.active_slot().is_none() {
+            self.set_active(plat, Some(slot));
+        }
         Ok(())
     }
-    /// `g_dumpconf_t` (topology held): the XML `geom multipath list` reads.
-    pub fn dumpconf(&self, _plat: &P, _sb: &mut dyn fmt::Write, _indent: &str, _cp: Option<P::Consumer>, _pp: Option<P::Provider>) {}
+
+    /// Marks a path FAIL or LOST (topology held; `g_multipath_fault`).
+    /// When no good path would remain, the others are restored first, so
+    /// the I/O path never sees a moment with none.
+    pub(crate) fn fault(&self, plat: &P, slot: usize, cause: u32) {
+        plat.topology_assert();
+        let ndisks = self.ndisks.load(Ordering::SeqCst);
+        let others_good = (0..MAX_PATHS).any(|i| i != slot && self.slots[i].is_good());
+        if !others_good && ndisks > 0 {
+            // Every path has now failed: give the others another chance
+            // (FreeBSD's automatic restore). The path that just failed is
+            // left out unless it is the only one, which then restores itself.
+            for i in self.slots_newest_first() {
+                let s = &self.slots[i];
+                if i != slot && s.has(st::FAIL) && !s.has(st::LOST | st::NEW) {
+                    mp_log!(plat, "all paths in {} were marked FAIL, restore {}", self.name, s.name());
+                    s.clear(st::FAIL);
+                }
+            }
+            if cause == st::FAIL && ndisks <= 1 {
+                mp_log!(plat, "all paths in {} were marked FAIL, restore {}", self.name, self.slots[slot].name());
+                return;
+            }
+        }
+        self.slots[slot].set(cause);
+        if self.active_slot() == Some(slot) {
+            let next = self.first_good();
+            match next {
+                Some(_) => {
+                    self.failovers.fetch_add(1, Ordering::Relaxed);
+                }
+                None => mp_log!(plat, "out of providers for {}", self.name),
+            }
+            self.set_active(plat, next);
+        }
+    }
+
+    /// Clears FAIL (`gmultipath restore`). The active path does not move,
+    /// unless there was none: then I/O would fail with a good path present.
+    pub(crate) fn restore(&self, plat: &P, slot: usize) {
+        self.slots[slot].clear(st::FAIL);
+        if self.active_slot().is_none_or(|a| !self.slots[a].is_good()) {
+            self.set_active(plat, Some(slot));
+        }
+    }
+
+    /// Makes `slot` the active path (`prefer`).
+    pub(crate) fn prefer(&self, plat: &P, slot: usize) {
+        self.active.store(slot, Ordering::SeqCst);
+        if self.mode() == Mode::ActivePassive {
+            mp_log!(plat, "{} now active path in {}", self.slots[slot].name(), self.name);
+        }
+    }
+
+    /// Moves the active path to the next good one in list order (`rotate`).
+    pub(crate) fn rotate(&self, plat: &P) {
+        let order = self.slots_newest_first();
+        let cur = self.active_slot();
+        let after = cur.and_then(|c| order.iter().position(|&i| i == c)).map(|p| p + 1).unwrap_or(0);
+        let next = order[after.min(order.len())..]
+            .iter()
+            .chain(order.iter())
+            .copied()
+            .find(|&i| self.slots[i].is_good());
+        if next.is_some() && next != cur {
+            self.set_active(plat, next);
+        }
+    }
+
+    /// `g_orphan_t` (topology held): a path provider went away.
+    pub fn orphan(self: &Arc<Self>, plat: &P, cp: P::Consumer) {
+        plat.topology_assert();
+        let Some(slot) = self.slot_of(cp) else { return };
+        if self.slots[slot].has(st::LOST) {
+            return;
+        }
+        mp_log!(plat, "{} in {} was disconnected", self.slots[slot].name(), self.name);
+        self.lose(plat, slot, false);
+    }
+
+    /// Marks a path LOST and tears it down now if idle, else at its drain.
+    pub(crate) fn lose(self: &Arc<Self>, plat: &P, slot: usize, guard_retaste: bool) {
+        self.ndisks.fetch_sub(1, Ordering::SeqCst);
+        self.fault(plat, slot, st::LOST);
+        if self.slots[slot].inflight() == 0 && self.slots[slot].claim_teardown() {
+            self.teardown(plat, slot, guard_retaste);
+        }
+    }
+
+    /// Posts the teardown of a drained LOST path (from done or the worker).
+    pub(crate) fn post_teardown(self: &Arc<Self>, plat: &P, slot: usize) {
+        let sc = self.clone();
+        let posted = plat.post_event(Box::new(move |plat: &P| sc.teardown(plat, slot, false)));
+        if posted.is_err() {
+            mp_log!(plat, "cannot post teardown of {} in {}: it stays attached", self.slots[slot].name(), self.name);
+        }
+    }
+
+    /// Detaches and destroys a path's consumer (topology held; `g_mpd`).
+    /// With `guard_retaste`, a path we held open for writing is only closed
+    /// now and detached on a later event: closing it makes GEOM retaste the
+    /// provider, and while we are still attached that retaste skips us.
+    pub(crate) fn teardown(self: &Arc<Self>, plat: &P, slot: usize, guard_retaste: bool) {
+        plat.topology_assert();
+        let s = &self.slots[slot];
+        if s.is_free() {
+            return;
+        }
+        let cp = self.consumer(slot);
+        let held = plat.consumer_access(cp);
+        if held.is_open() {
+            // Dropping access never fails in GEOM; an error here is logged.
+            if let Err(e) = plat.access(cp, held.neg()) {
+                mp_log!(plat, "cannot close {} in {} ({})", s.name(), self.name, e);
+            }
+            if held.w > 0 && guard_retaste {
+                s.set(st::WITHER);
+                let sc = self.clone();
+                if plat.post_event(Box::new(move |plat: &P| sc.teardown(plat, slot, false))).is_ok() {
+                    return;
+                }
+            }
+        }
+        mp_log!(plat, "{} removed from {}", s.name(), self.name);
+        if plat.consumer_provider(cp).is_some() {
+            plat.detach(cp);
+        }
+        plat.destroy_consumer(cp);
+        s.release_slot();
+        if self.slots.iter().all(|s| s.is_free()) {
+            // Last path gone. Errors only mean it is already on its way.
+            let _ = self.destroy(plat, DestroyHow::Forced);
+        }
+    }
+
+    /// Destroys the geom (topology held).
+    pub fn destroy(self: &Arc<Self>, plat: &P, how: DestroyHow) -> Result<(), Errno> {
+        plat.topology_assert();
+        let opened = self.opened.load(Ordering::SeqCst);
+        if how == DestroyHow::Polite && opened != 0 {
+            return Err(EBUSY);
+        }
+        if !self.stopping.swap(true, Ordering::SeqCst) {
+            mp_log!(plat, "destroying {}", self.name);
+        }
+        if opened != 0 {
+            // Forced while open: upper layers are orphaned now; the geom
+            // goes at their last close (see access).
+            if let Some(pp) = self.provider.lock().take() {
+                plat.wither_provider(pp, ENXIO);
+            }
+            return Err(EINPROGRESS);
+        }
+        for i in self.slots_newest_first() {
+            let s = &self.slots[i];
+            if !s.has(st::LOST) {
+                s.set(st::LOST);
+                self.ndisks.fetch_sub(1, Ordering::SeqCst);
+            }
+            if s.inflight() == 0 && s.claim_teardown() {
+                self.teardown_quiet(plat, i);
+            }
+        }
+        if self.slots.iter().any(|s| !s.is_free()) {
+            return Err(EINPROGRESS);
+        }
+        self.active.store(NONE, Ordering::SeqCst);
+        mp_log!(plat, "{} destroyed", self.name);
+        if let Some(gp) = self.geom() {
+            plat.wither_geom(gp, ENXIO);
+        }
+        Ok(())
+    }
+
+    /// Teardown during destroy: no retaste guard, no recursive destroy.
+    fn teardown_quiet(&self, plat: &P, slot: usize) {
+        let s = &self.slots[slot];
+        let cp = self.consumer(slot);
+        let held = plat.consumer_access(cp);
+        if held.is_open() {
+            if let Err(e) = plat.access(cp, held.neg()) {
+                mp_log!(plat, "cannot close {} in {} ({})", s.name(), self.name, e);
+            }
+        }
+        mp_log!(plat, "{} removed from {}", s.name(), self.name);
+        if plat.consumer_provider(cp).is_some() {
+            plat.detach(cp);
+        }
+        plat.destroy_consumer(cp);
+        s.release_slot();
+    }
+
+    /// `g_access_t` (topology held): opening the multipath provider opens
+    /// every path alike; a refusal part-way undoes what was granted.
+    pub fn access(self: &Arc<Self>, plat: &P, _pp: P::Provider, delta: Access) -> Result<(), Errno> {
+        plat.topology_assert();
+        let targets: Vec<usize> = self
+            .slots_newest_first()
+            .into_iter()
+            .filter(|&i| !self.slots[i].has(st::WITHER | st::LOST | st::NEW))
+            .collect();
+        if targets.is_empty() && (delta.r > 0 || delta.w > 0 || delta.e > 0) {
+            return Err(ENXIO);
+        }
+        for (n, &i) in targets.iter().enumerate() {
+            if let Err(e) = plat.access(self.consumer(i), delta) {
+                for &j in &targets[..n] {
+                    // Undoing a grant lowers counts, which GEOM never refuses.
+                    let _ = plat.access(self.consumer(j), delta.neg());
+                }
+                return Err(e);
+            }
+        }
+        let now = self.opened.fetch_add(i64::from(delta.r + delta.w + delta.e), Ordering::SeqCst)
+            + i64::from(delta.r + delta.w + delta.e);
+        if now == 0 && self.is_stopping() {
+            // The device was withered while open: finish the destroy at the
+            // last close, after GEOM has applied this close.
+            let sc = self.clone();
+            let _ = plat.post_event(Box::new(move |plat: &P| {
+                let _ = sc.destroy(plat, DestroyHow::Forced);
+            }));
+        }
+        Ok(())
+    }
+
+    /// Current total of opens on the provider (r + w + e).
+    pub fn opened(&self) -> i64 {
+        self.opened.load(Ordering::SeqCst)
+    }
+
+    /// `g_dumpconf_t` (topology held).
+    pub fn dumpconf(&self, plat: &P, sb: &mut dyn fmt::Write, indent: &str, cp: Option<P::Consumer>, pp: Option<P::Provider>) {
+        crate::dumpconf::dumpconf(self, plat, sb, indent, cp, pp);
+    }
 }

@@ -14,6 +14,11 @@ extern crate std;
 pub mod platform;
 pub mod metadata;
 pub mod class;
+pub mod ctl;
+pub mod dumpconf;
+pub mod io;
+pub mod path;
+pub mod taste;
 pub mod worker;
 
 #[cfg(feature = "kernel")]

@@ -1,0 +1,82 @@
+//! dumpconf: the XML that `gmultipath list` and `status` read.
+//!
+//! Element names and values are FreeBSD's, so the stock userland and the
+//! scripts built on it keep working: per path `<State>` (NEW, LOST, FAIL,
+//! ACTIVE, READ, PASSIVE), per provider `<State>`, per geom `<UUID>`,
+//! `<State>` (OPTIMAL, DEGRADED, BROKEN), `<Mode>` and `<Type>`.
+
+use core::fmt;
+use core::sync::atomic::Ordering;
+
+use crate::class::Softc;
+use crate::metadata::Mode;
+use crate::path::st;
+use crate::platform::Platform;
+
+/// One path's state word as `gmultipath list` shows it.
+pub fn path_state<P: Platform>(sc: &Softc<P>, slot: usize) -> &'static str {
+    let s = &sc.slots[slot];
+    if s.has(st::NEW) {
+        "NEW"
+    } else if s.has(st::LOST) {
+        "LOST"
+    } else if s.has(st::FAIL) {
+        "FAIL"
+    } else if sc.mode() == Mode::ActiveActive || sc.active_slot() == Some(slot) {
+        "ACTIVE"
+    } else if sc.mode() == Mode::ActiveRead {
+        "READ"
+    } else {
+        "PASSIVE"
+    }
+}
+
+/// The device's state: BROKEN without a good path, DEGRADED when a path is
+/// failed or there is only one, OPTIMAL otherwise.
+pub fn geom_state<P: Platform>(sc: &Softc<P>) -> &'static str {
+    let good = sc.good_count();
+    let ndisks = sc.ndisks.load(Ordering::SeqCst) as usize;
+    if good == 0 {
+        "BROKEN"
+    } else if good != ndisks || ndisks == 1 {
+        "DEGRADED"
+    } else {
+        "OPTIMAL"
+    }
+}
+
+pub(crate) fn dumpconf<P: Platform>(
+    sc: &Softc<P>,
+    _plat: &P,
+    sb: &mut dyn fmt::Write,
+    indent: &str,
+    cp: Option<P::Consumer>,
+    pp: Option<P::Provider>,
+) {
+    // A failed write means the sbuf overflowed; GEOM truncates the XML then.
+    let _ = write_conf(sc, sb, indent, cp, pp);
+}
+
+fn write_conf<P: Platform>(
+    sc: &Softc<P>,
+    sb: &mut dyn fmt::Write,
+    indent: &str,
+    cp: Option<P::Consumer>,
+    pp: Option<P::Provider>,
+) -> fmt::Result {
+    if let Some(cp) = cp {
+        if let Some(slot) = sc.slot_of(cp) {
+            writeln!(sb, "{}<State>{}</State>", indent, path_state(sc, slot))?;
+        }
+        return Ok(());
+    }
+    if pp.is_some() {
+        return writeln!(sb, "{}<State>{}</State>", indent, geom_state(sc));
+    }
+    writeln!(sb, "{}<UUID>{}</UUID>", indent, sc.uuid())?;
+    writeln!(sb, "{}<State>{}</State>", indent, geom_state(sc))?;
+    writeln!(sb, "{}<Mode>{}</Mode>", indent, sc.mode().name())?;
+    let kind = if sc.is_automatic() { "AUTOMATIC" } else { "MANUAL" };
+    sb.write_str(indent)?;
+    writeln!(sb, "<Type>{}</Type>", kind)
+}

@@ -1,0 +1,154 @@
+//! The I/O path: start, child done, and the worker's failover retry.
+//!
+//! `start` and `done` run where the topology lock is not held and sleeping
+//! is forbidden; they touch only atomics (see [`crate::path`]). A child that
+//! fails with EIO or ENXIO goes to the worker, which marks the path failed
+//! under the topology lock and sends the parent again on the next path, up
+//! to one try per path the geom had when the bio first arrived.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use crate::class::Softc;
+use crate::metadata::Mode;
+use crate::mp_log;
+use crate::path::{st, Cookie, MAX_PATHS};
+use crate::platform::{BioCmd, Platform, EIO, ENOMEM, ENXIO};
+use crate::worker::Failed;
+
+impl<P: Platform> Softc<P> {
+    /// `g_start_t`: a bio for `multipath/NAME`. Takes no lock.
+    pub fn start(self: &Arc<Self>, plat: &P, bp: P::Bio) {
+        let budget = self.ndisks.load(Ordering::SeqCst).clamp(1, MAX_PATHS as u32) as u8;
+        self.dispatch(plat, bp, 0, budget);
+    }
+
+    /// Picks a path, clones the parent onto it and sends the clone down.
+    fn dispatch(self: &Arc<Self>, plat: &P, parent: P::Bio, attempt: u8, budget: u8) {
+        let cmd = plat.bio_cmd(&parent);
+        let Some((slot, raw)) = self.pick(plat, cmd) else {
+            plat.io_deliver(parent, ENXIO);
+            return;
+        };
+        let mut child = match plat.clone_bio(parent) {
+            Ok(c) => c,
+            Err(parent) => {
+                self.put_path(plat, slot);
+                plat.io_deliver(parent, ENOMEM);
+                return;
+            }
+        };
+        plat.bio_set_cookie(&mut child, Cookie { slot, attempt, budget }.encode());
+        self.slots[slot].ios.fetch_add(1, Ordering::Relaxed);
+        plat.io_request(child, P::consumer_from_raw(raw));
+    }
+
+    /// Chooses a path for `cmd` and takes an in-flight reference on it.
+    fn pick(self: &Arc<Self>, plat: &P, cmd: BioCmd) -> Option<(usize, usize)> {
+        let balanced = match self.mode() {
+            Mode::ActiveActive => true,
+            Mode::ActiveRead => cmd == BioCmd::Read,
+            Mode::ActivePassive => false,
+        };
+        // A few tries: a path can go bad between choosing and taking it.
+        for _ in 0..MAX_PATHS {
+            let slot = if balanced { self.least_busy() } else { self.active_or_first_good() }?;
+            match self.slots[slot].try_get() {
+                Ok(raw) => return Some((slot, raw)),
+                Err(owns_teardown) => {
+                    if owns_teardown {
+                        self.post_teardown(plat, slot);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The active path; if it just went bad, the first good one (the worker
+    /// will move the active pointer under the topology lock shortly).
+    fn active_or_first_good(&self) -> Option<usize> {
+        match self.active_slot() {
+            Some(a) if self.slots[a].is_good() => Some(a),
+            _ => (0..MAX_PATHS).filter(|&i| self.slots[i].is_good()).min_by_key(|&i| core::cmp::Reverse(self.slots[i].seq())),
+        }
+    }
+
+    /// Active/active choice: fewest bios in flight; among equals the one
+    /// passed over longest, so equal paths take turns.
+    fn least_busy(&self) -> Option<usize> {
+        let mut best: Option<usize> = None;
+        for i in 0..MAX_PATHS {
+            let s = &self.slots[i];
+            if !s.is_good() {
+                continue;
+            }
+            s.bump_idle();
+            best = match best {
+                None => Some(i),
+                Some(b) => {
+                    let (sb, si) = (&self.slots[b], s);
+                    if (si.inflight(), core::cmp::Reverse(si.idle())) < (sb.inflight(), core::cmp::Reverse(sb.idle())) {
+                        Some(i)
+                    } else {
+                        Some(b)
+                    }
+                }
+            };
+        }
+        if let Some(b) = best {
+            self.slots[b].reset_idle();
+        }
+        best
+    }
+
+    /// Drops a path reference; a drained LOST path is torn down by event.
+    fn put_path(self: &Arc<Self>, plat: &P, slot: usize) {
+        if self.slots[slot].put() {
+            self.post_teardown(plat, slot);
+        }
+    }
+
+    /// A child bio came back (done context: no topology, no sleep).
+    pub fn child_done(self: &Arc<Self>, plat: &P, child: P::Bio) {
+        let err = plat.bio_error(&child);
+        if err == EIO || err == ENXIO {
+            // Failover needs the topology lock: hand it to the worker, which
+            // also drops this child's path reference.
+            self.worker.enqueue(Failed { softc: self.clone(), child });
+            return;
+        }
+        let cookie = Cookie::decode(plat.bio_cookie(&child));
+        if cookie.slot < MAX_PATHS {
+            self.put_path(plat, cookie.slot);
+        }
+        plat.std_done(child);
+    }
+
+    /// Worker context: a child failed with EIO or ENXIO.
+    pub fn handle_failed(self: Arc<Self>, plat: &P, child: P::Bio) {
+        let err = plat.bio_error(&child);
+        let cookie = Cookie::decode(plat.bio_cookie(&child));
+        let slot = cookie.slot.min(MAX_PATHS - 1);
+        plat.topology_lock();
+        let s = &self.slots[slot];
+        s.errors.fetch_add(1, Ordering::Relaxed);
+        if !s.is_free() && !s.has(st::FAIL | st::LOST) {
+            mp_log!(plat, "Error {}, {} in {} marked FAIL", err, s.name(), self.name);
+            self.fault(plat, slot, st::FAIL);
+        }
+        let drained = s.put();
+        if drained {
+            self.teardown(plat, slot, false);
+        }
+        plat.topology_unlock();
+
+        if cookie.attempt.saturating_add(1) < cookie.budget {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            let parent = plat.retire_child(child);
+            self.dispatch(plat, parent, cookie.attempt + 1, cookie.budget);
+        } else {
+            plat.std_done(child);
+        }
+    }
+}

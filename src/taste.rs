@@ -1,0 +1,152 @@
+//! Taste: is a new provider a path of a labelled multipath device?
+//!
+//! GEOM offers every new provider to every class. We read its last sector
+//! through a throw-away geom, and when it holds a GEOM::MULTIPATH label
+//! written for a provider of exactly this size, the provider joins the geom
+//! of the same uuid, or founds it.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+
+use crate::class::{Class, DestroyHow, Softc};
+use crate::metadata::{label_offset, Metadata, MetadataError, NAME_MAX};
+use crate::mp_log;
+use crate::platform::{Access, Errno, Platform, EIO, EINVAL};
+
+/// Reads the last sector of `pp` (topology held on entry and on return; it
+/// is dropped around the read, which sleeps). Leaves no access behind.
+pub(crate) fn read_label<P: Platform>(plat: &P, pp: P::Provider) -> Result<Vec<u8>, Errno> {
+    plat.topology_assert();
+    let sectorsize = plat.provider_sectorsize(pp);
+    let offset = label_offset(plat.provider_mediasize(pp), sectorsize).ok_or(EINVAL)?;
+    let gp = plat.new_geom("multipath:taste", None)?;
+    let cp = match plat.new_consumer(gp) {
+        Ok(cp) => cp,
+        Err(e) => {
+            plat.destroy_geom(gp);
+            return Err(e);
+        }
+    };
+    let result = match plat.attach(cp, pp) {
+        Err(e) => Err(e),
+        Ok(()) => {
+            let r = match plat.access(cp, Access::new(1, 0, 0)) {
+                Err(e) => Err(e),
+                Ok(()) => {
+                    plat.topology_unlock();
+                    let data = plat.read_data(cp, offset, sectorsize as usize);
+                    plat.topology_lock();
+                    // Closing a reader cannot fail in GEOM.
+                    let _ = plat.access(cp, Access::new(-1, 0, 0));
+                    data
+                }
+            };
+            plat.detach(cp);
+            r
+        }
+    };
+    plat.destroy_consumer(cp);
+    plat.destroy_geom(gp);
+    result
+}
+
+/// Writes `sector` as the last sector through an attached path consumer,
+/// opening it for writing if needed (topology held; dropped for the write).
+pub(crate) fn write_last_sector<P: Platform>(plat: &P, cp: P::Consumer, sector: &[u8]) -> Result<(), Errno> {
+    plat.topology_assert();
+    let pp = plat.consumer_provider(cp).ok_or(EIO)?;
+    let offset = label_offset(plat.provider_mediasize(pp), plat.provider_sectorsize(pp)).ok_or(EINVAL)?;
+    let held = plat.consumer_access(cp);
+    let extra = if held.w > 0 { Access::NONE } else { Access::new(1, 1, 1) };
+    if extra.is_open() {
+        plat.access(cp, extra)?;
+    }
+    plat.topology_unlock();
+    let r = plat.write_data(cp, offset, sector);
+    plat.topology_lock();
+    if extra.is_open() {
+        let _ = plat.access(cp, extra.neg());
+    }
+    r
+}
+
+impl<P: Platform> Class<P> {
+    /// `g_taste_t` (topology held).
+    pub fn taste(&self, plat: &P, pp: P::Provider) -> Option<P::Geom> {
+        plat.topology_assert();
+        let pname = plat.provider_name(pp);
+        let sector = read_label(plat, pp).ok()?;
+        let md = match Metadata::decode(&sector) {
+            Ok(md) => md,
+            Err(MetadataError::BadVersion(v)) => {
+                mp_log!(plat, "{} has version {} multipath id - this module is version {}: rejecting", pname, v, crate::metadata::VERSION);
+                return None;
+            }
+            Err(e) => {
+                if self.debug.load(Ordering::Relaxed) > 0 {
+                    mp_log!(plat, "{} is not MULTIPATH: {}", pname, e);
+                }
+                return None;
+            }
+        };
+        // A label written for another size belongs to another provider
+        // sharing this last sector (da0 against da0p1): silently not ours.
+        md.check_provider(plat.provider_mediasize(pp), plat.provider_sectorsize(pp)).ok()?;
+        if md.is_manual() {
+            return None;
+        }
+        if self.debug.load(Ordering::Relaxed) > 0 {
+            mp_log!(plat, "MULTIPATH: {}/{}", md.name.as_str(), md.uuid.as_str());
+        }
+        let sc = match self.live_softcs(plat).into_iter().find(|sc| sc.uuid == md.uuid.as_str()) {
+            Some(sc) => sc,
+            None => self.found_geom(plat, &md)?,
+        };
+        let fresh = sc.slots_newest_first().is_empty();
+        if sc.add_disk(plat, pp).is_err() {
+            if fresh {
+                let _ = sc.destroy(plat, DestroyHow::Polite);
+            }
+            return None;
+        }
+        if fresh {
+            if let Some(npp) = sc.provider() {
+                plat.provider_announce(npp);
+            }
+        }
+        sc.geom()
+    }
+
+    /// Creates the geom for a newly seen uuid, renaming it when another
+    /// device already has its name.
+    fn found_geom(&self, plat: &P, md: &Metadata) -> Option<Arc<Softc<P>>> {
+        let mut name = String::from(md.name.as_str());
+        if let Some(other) = self.live_softcs(plat).into_iter().find(|sc| sc.name == name) {
+            let mut tmp = String::new();
+            let _ = write!(tmp, "{}-{}", name, plat.random());
+            truncate_to(&mut tmp, NAME_MAX);
+            mp_log!(plat, "geom {}/{} exists already", other.name, other.uuid);
+            mp_log!(plat, "{} will be (temporarily) {}", md.uuid.as_str(), tmp);
+            name = tmp;
+        }
+        match self.create_geom(plat, &name, md.uuid.as_str(), md.mode, md.size, md.sectorsize) {
+            Ok(sc) => Some(sc),
+            Err(_) => {
+                mp_log!(plat, "cannot create geom {}/{}", name, md.uuid.as_str());
+                None
+            }
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub(crate) fn truncate_to(s: &mut String, max: usize) {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+}
