@@ -48,6 +48,8 @@ pub struct Softc<P: Platform> {
     /// Sum of the access deltas granted on our provider.
     opened: AtomicI64,
     stopping: AtomicBool,
+    /// Withered: nothing more to do.
+    gone: AtomicBool,
     /// Paths opened r1w1e1 beyond the provider's counts.
     exclusive: bool,
     pub(crate) worker: Arc<Worker<P>>,
@@ -174,6 +176,7 @@ impl<P: Platform> Softc<P> {
             next_seq: AtomicU64::new(1),
             opened: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
             exclusive,
             worker,
             failovers: AtomicU64::new(0),
@@ -416,15 +419,25 @@ impl<P: Platform> Softc<P> {
         }
     }
 
-    /// Detaches and destroys a path's consumer (topology held; `g_mpd`).
-    /// With `guard_retaste`, a path we held open for writing is only closed
-    /// now and detached on a later event: closing it makes GEOM retaste the
-    /// provider, and while we are still attached that retaste skips us.
+    /// Detaches and destroys a path's consumer (topology held; `g_mpd`);
+    /// when it was the last one, the geom goes too.
     pub(crate) fn teardown(self: &Arc<Self>, plat: &P, slot: usize, guard_retaste: bool) {
+        if self.teardown_one(plat, slot, guard_retaste) && self.slots.iter().all(|s| s.is_free()) {
+            // Last path gone. An error only means it is already on its way.
+            let _ = self.destroy(plat, DestroyHow::Forced);
+        }
+    }
+
+    /// Closes and detaches one path. With `guard_retaste`, a path we held
+    /// open for writing is only closed now and detached by a later event:
+    /// closing it makes GEOM retaste the provider, and while we are still
+    /// attached that retaste skips this class, so a path being removed or
+    /// stopped is not tasted straight back in. Returns whether it detached.
+    fn teardown_one(self: &Arc<Self>, plat: &P, slot: usize, guard_retaste: bool) -> bool {
         plat.topology_assert();
         let s = &self.slots[slot];
         if s.is_free() {
-            return;
+            return false;
         }
         let cp = self.consumer(slot);
         let held = plat.consumer_access(cp);
@@ -437,7 +450,7 @@ impl<P: Platform> Softc<P> {
                 s.set(st::WITHER);
                 let sc = self.clone();
                 if plat.post_event(Box::new(move |plat: &P| sc.teardown(plat, slot, false))).is_ok() {
-                    return;
+                    return false;
                 }
             }
         }
@@ -447,15 +460,18 @@ impl<P: Platform> Softc<P> {
         }
         plat.destroy_consumer(cp);
         s.release_slot();
-        if self.slots.iter().all(|s| s.is_free()) {
-            // Last path gone. Errors only mean it is already on its way.
-            let _ = self.destroy(plat, DestroyHow::Forced);
-        }
+        true
     }
 
-    /// Destroys the geom (topology held).
+    /// Destroys the geom (topology held). `Polite` refuses an open device
+    /// with EBUSY and changes nothing; `Forced` withers the provider of an
+    /// open device and finishes at the last close. EINPROGRESS means the
+    /// teardown continues in later events.
     pub fn destroy(self: &Arc<Self>, plat: &P, how: DestroyHow) -> Result<(), Errno> {
         plat.topology_assert();
+        if self.gone.load(Ordering::SeqCst) {
+            return Err(ENXIO);
+        }
         let opened = self.opened.load(Ordering::SeqCst);
         if how == DestroyHow::Polite && opened != 0 {
             return Err(EBUSY);
@@ -464,13 +480,14 @@ impl<P: Platform> Softc<P> {
             mp_log!(plat, "destroying {}", self.name);
         }
         if opened != 0 {
-            // Forced while open: upper layers are orphaned now; the geom
-            // goes at their last close (see access).
+            // Upper layers are orphaned now; they close, and the last close
+            // brings us back here (see access).
             if let Some(pp) = self.provider.lock().take() {
                 plat.wither_provider(pp, ENXIO);
             }
             return Err(EINPROGRESS);
         }
+        self.active.store(NONE, Ordering::SeqCst);
         for i in self.slots_newest_first() {
             let s = &self.slots[i];
             if !s.has(st::LOST) {
@@ -478,36 +495,19 @@ impl<P: Platform> Softc<P> {
                 self.ndisks.fetch_sub(1, Ordering::SeqCst);
             }
             if s.inflight() == 0 && s.claim_teardown() {
-                self.teardown_quiet(plat, i);
+                self.teardown_one(plat, i, true);
             }
         }
         if self.slots.iter().any(|s| !s.is_free()) {
             return Err(EINPROGRESS);
         }
-        self.active.store(NONE, Ordering::SeqCst);
-        mp_log!(plat, "{} destroyed", self.name);
-        if let Some(gp) = self.geom() {
-            plat.wither_geom(gp, ENXIO);
-        }
-        Ok(())
-    }
-
-    /// Teardown during destroy: no retaste guard, no recursive destroy.
-    fn teardown_quiet(&self, plat: &P, slot: usize) {
-        let s = &self.slots[slot];
-        let cp = self.consumer(slot);
-        let held = plat.consumer_access(cp);
-        if held.is_open() {
-            if let Err(e) = plat.access(cp, held.neg()) {
-                mp_log!(plat, "cannot close {} in {} ({})", s.name(), self.name, e);
+        if !self.gone.swap(true, Ordering::SeqCst) {
+            mp_log!(plat, "{} destroyed", self.name);
+            if let Some(gp) = self.geom() {
+                plat.wither_geom(gp, ENXIO);
             }
         }
-        mp_log!(plat, "{} removed from {}", s.name(), self.name);
-        if plat.consumer_provider(cp).is_some() {
-            plat.detach(cp);
-        }
-        plat.destroy_consumer(cp);
-        s.release_slot();
+        Ok(())
     }
 
     /// `g_access_t` (topology held): opening the multipath provider opens
