@@ -10,7 +10,9 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 
 use crate::metadata::Mode;
 use crate::mp_log;
@@ -114,7 +116,9 @@ impl<P: Platform> Class<P> {
 
     /// A live geom by exact name (stopping geoms are invisible).
     pub fn find_geom(&self, plat: &P, name: &str) -> Option<Arc<Softc<P>>> {
-        self.live_softcs(plat).into_iter().find(|sc| sc.name == name)
+        self.live_softcs(plat)
+            .into_iter()
+            .find(|sc| sc.name == name)
     }
 
     /// Softcs of live (not stopping) geoms, in the class list order.
@@ -138,12 +142,24 @@ impl<P: Platform> Class<P> {
         sectorsize: u32,
     ) -> Result<Arc<Softc<P>>, Errno> {
         plat.topology_assert();
-        if plat.class_geoms().into_iter().any(|gp| plat.geom_name(gp) == name) {
+        if plat
+            .class_geoms()
+            .into_iter()
+            .any(|gp| plat.geom_name(gp) == name)
+        {
             mp_log!(plat, "name {} already exists", name);
             return Err(EEXIST);
         }
         let worker = self.worker().ok_or(ENXIO)?;
-        let sc = Arc::new(Softc::new(name, uuid, mode, raw_size, sectorsize, self.exclusive.load(Ordering::Relaxed), worker));
+        let sc = Arc::new(Softc::new(
+            name,
+            uuid,
+            mode,
+            raw_size,
+            sectorsize,
+            self.exclusive.load(Ordering::Relaxed),
+            worker,
+        ));
         let gp = plat.new_geom(name, Some(sc.clone()))?;
         sc.geom.call_once(|| gp);
         let mut pname = String::from("multipath/");
@@ -161,7 +177,15 @@ impl<P: Platform> Class<P> {
 }
 
 impl<P: Platform> Softc<P> {
-    fn new(name: &str, uuid: &str, mode: Mode, size: u64, sectorsize: u32, exclusive: bool, worker: Arc<Worker<P>>) -> Self {
+    fn new(
+        name: &str,
+        uuid: &str,
+        mode: Mode,
+        size: u64,
+        sectorsize: u32,
+        exclusive: bool,
+        worker: Arc<Worker<P>>,
+    ) -> Self {
         Softc {
             name: String::from(name),
             uuid: String::from(uuid),
@@ -231,7 +255,9 @@ impl<P: Platform> Softc<P> {
     /// Occupied slots (attached consumers), newest first like the kernel's
     /// consumer list.
     pub(crate) fn slots_newest_first(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..MAX_PATHS).filter(|&i| !self.slots[i].is_free()).collect();
+        let mut v: Vec<usize> = (0..MAX_PATHS)
+            .filter(|&i| !self.slots[i].is_free())
+            .collect();
         v.sort_by(|&a, &b| self.slots[b].seq().cmp(&self.slots[a].seq()));
         v
     }
@@ -244,7 +270,9 @@ impl<P: Platform> Softc<P> {
 
     /// The slot whose path provider is named `name`, skipping LOST ones.
     pub(crate) fn slot_by_name(&self, name: &str) -> Option<usize> {
-        self.slots_newest_first().into_iter().find(|&i| !self.slots[i].has(st::LOST) && self.slots[i].name() == name)
+        self.slots_newest_first()
+            .into_iter()
+            .find(|&i| !self.slots[i].has(st::LOST) && self.slots[i].name() == name)
     }
 
     pub(crate) fn consumer(&self, slot: usize) -> P::Consumer {
@@ -257,7 +285,9 @@ impl<P: Platform> Softc<P> {
 
     /// The first good path in kernel list order (newest first).
     pub(crate) fn first_good(&self) -> Option<usize> {
-        self.slots_newest_first().into_iter().find(|&i| self.slots[i].is_good())
+        self.slots_newest_first()
+            .into_iter()
+            .find(|&i| self.slots[i].is_good())
     }
 
     pub(crate) fn active_slot(&self) -> Option<usize> {
@@ -270,7 +300,12 @@ impl<P: Platform> Softc<P> {
         self.active.store(slot.unwrap_or(NONE), Ordering::SeqCst);
         if let Some(s) = slot {
             if self.mode() != Mode::ActiveActive {
-                mp_log!(plat, "{} is now active path in {}", self.slots[s].name(), self.name);
+                mp_log!(
+                    plat,
+                    "{} is now active path in {}",
+                    self.slots[s].name(),
+                    self.name
+                );
             }
         }
     }
@@ -289,7 +324,13 @@ impl<P: Platform> Softc<P> {
             return Err(EEXIST);
         }
         let slot = self.slots.iter().position(|s| s.is_free()).ok_or_else(|| {
-            mp_log!(plat, "cannot add {} to {}: {} paths is the limit", pname, self.name, MAX_PATHS);
+            mp_log!(
+                plat,
+                "cannot add {} to {}: {} paths is the limit",
+                pname,
+                self.name,
+                MAX_PATHS
+            );
             ENOSPC
         })?;
         let cp = plat.new_consumer(gp)?;
@@ -299,13 +340,22 @@ impl<P: Platform> Softc<P> {
             return Err(e);
         }
         // Match the provider's current opens, plus the exclusive hold.
-        let mut want = self.provider().map(|p| plat.provider_access(p)).unwrap_or(Access::NONE);
+        let mut want = self
+            .provider()
+            .map(|p| plat.provider_access(p))
+            .unwrap_or(Access::NONE);
         if self.exclusive {
             want = Access::new(want.r + 1, want.w + 1, want.e + 1);
         }
         if want.is_open() {
             if let Err(e) = plat.access(cp, want) {
-                mp_log!(plat, "cannot set access in attaching {} to {} ({})", pname, self.name, e);
+                mp_log!(
+                    plat,
+                    "cannot set access in attaching {} to {} ({})",
+                    pname,
+                    self.name,
+                    e
+                );
                 plat.detach(cp);
                 plat.destroy_consumer(cp);
                 return Err(e);
@@ -336,12 +386,22 @@ impl<P: Platform> Softc<P> {
             for i in self.slots_newest_first() {
                 let s = &self.slots[i];
                 if i != slot && s.has(st::FAIL) && !s.has(st::LOST | st::NEW) {
-                    mp_log!(plat, "all paths in {} were marked FAIL, restore {}", self.name, s.name());
+                    mp_log!(
+                        plat,
+                        "all paths in {} were marked FAIL, restore {}",
+                        self.name,
+                        s.name()
+                    );
                     s.clear(st::FAIL);
                 }
             }
             if cause == st::FAIL && ndisks <= 1 {
-                mp_log!(plat, "all paths in {} were marked FAIL, restore {}", self.name, self.slots[slot].name());
+                mp_log!(
+                    plat,
+                    "all paths in {} were marked FAIL, restore {}",
+                    self.name,
+                    self.slots[slot].name()
+                );
                 return;
             }
         }
@@ -371,7 +431,12 @@ impl<P: Platform> Softc<P> {
     pub(crate) fn prefer(&self, plat: &P, slot: usize) {
         self.active.store(slot, Ordering::SeqCst);
         if self.mode() == Mode::ActivePassive {
-            mp_log!(plat, "{} now active path in {}", self.slots[slot].name(), self.name);
+            mp_log!(
+                plat,
+                "{} now active path in {}",
+                self.slots[slot].name(),
+                self.name
+            );
         }
     }
 
@@ -379,7 +444,10 @@ impl<P: Platform> Softc<P> {
     pub(crate) fn rotate(&self, plat: &P) {
         let order = self.slots_newest_first();
         let cur = self.active_slot();
-        let after = cur.and_then(|c| order.iter().position(|&i| i == c)).map(|p| p + 1).unwrap_or(0);
+        let after = cur
+            .and_then(|c| order.iter().position(|&i| i == c))
+            .map(|p| p + 1)
+            .unwrap_or(0);
         let next = order[after.min(order.len())..]
             .iter()
             .chain(order.iter())
@@ -397,7 +465,12 @@ impl<P: Platform> Softc<P> {
         if self.slots[slot].has(st::LOST) {
             return;
         }
-        mp_log!(plat, "{} in {} was disconnected", self.slots[slot].name(), self.name);
+        mp_log!(
+            plat,
+            "{} in {} was disconnected",
+            self.slots[slot].name(),
+            self.name
+        );
         self.lose(plat, slot, false);
     }
 
@@ -415,7 +488,12 @@ impl<P: Platform> Softc<P> {
         let sc = self.clone();
         let posted = plat.post_event(Box::new(move |plat: &P| sc.teardown(plat, slot, false)));
         if posted.is_err() {
-            mp_log!(plat, "cannot post teardown of {} in {}: it stays attached", self.slots[slot].name(), self.name);
+            mp_log!(
+                plat,
+                "cannot post teardown of {} in {}: it stays attached",
+                self.slots[slot].name(),
+                self.name
+            );
         }
     }
 
@@ -449,7 +527,10 @@ impl<P: Platform> Softc<P> {
             if held.w > 0 && guard_retaste {
                 s.set(st::WITHER);
                 let sc = self.clone();
-                if plat.post_event(Box::new(move |plat: &P| sc.teardown(plat, slot, false))).is_ok() {
+                if plat
+                    .post_event(Box::new(move |plat: &P| sc.teardown(plat, slot, false)))
+                    .is_ok()
+                {
                     return false;
                 }
             }
@@ -512,7 +593,12 @@ impl<P: Platform> Softc<P> {
 
     /// `g_access_t` (topology held): opening the multipath provider opens
     /// every path alike; a refusal part-way undoes what was granted.
-    pub fn access(self: &Arc<Self>, plat: &P, _pp: P::Provider, delta: Access) -> Result<(), Errno> {
+    pub fn access(
+        self: &Arc<Self>,
+        plat: &P,
+        _pp: P::Provider,
+        delta: Access,
+    ) -> Result<(), Errno> {
         plat.topology_assert();
         let targets: Vec<usize> = self
             .slots_newest_first()
@@ -531,7 +617,9 @@ impl<P: Platform> Softc<P> {
                 return Err(e);
             }
         }
-        let now = self.opened.fetch_add(i64::from(delta.r + delta.w + delta.e), Ordering::SeqCst)
+        let now = self
+            .opened
+            .fetch_add(i64::from(delta.r + delta.w + delta.e), Ordering::SeqCst)
             + i64::from(delta.r + delta.w + delta.e);
         if now == 0 && self.is_stopping() {
             // The device was withered while open: finish the destroy at the
@@ -550,7 +638,14 @@ impl<P: Platform> Softc<P> {
     }
 
     /// `g_dumpconf_t` (topology held).
-    pub fn dumpconf(&self, plat: &P, sb: &mut dyn fmt::Write, indent: &str, cp: Option<P::Consumer>, pp: Option<P::Provider>) {
+    pub fn dumpconf(
+        &self,
+        plat: &P,
+        sb: &mut dyn fmt::Write,
+        indent: &str,
+        cp: Option<P::Consumer>,
+        pp: Option<P::Provider>,
+    ) {
         crate::dumpconf::dumpconf(self, plat, sb, indent, cp, pp);
     }
 }

@@ -32,14 +32,21 @@ fn fail<T>(req: &mut dyn CtlReq, msg: core::fmt::Arguments<'_>) -> R<T> {
 /// An ASCII parameter: `None` when absent; an error when it is not a
 /// NUL-terminated UTF-8 string.
 fn ascii(req: &mut dyn CtlReq, name: &str) -> R<Option<String>> {
-    let Some(raw) = req.param(name) else { return Ok(None) };
+    let Some(raw) = req.param(name) else {
+        return Ok(None);
+    };
     let text = match raw.split_last() {
-        Some((0, body)) if !body.contains(&0) => core::str::from_utf8(body).ok().map(ToString::to_string),
+        Some((0, body)) if !body.contains(&0) => {
+            core::str::from_utf8(body).ok().map(ToString::to_string)
+        }
         _ => None,
     };
     match text {
         Some(t) => Ok(Some(t)),
-        None => fail(req, format_args!("Parameter {} is not a NUL-terminated string", name)),
+        None => fail(
+            req,
+            format_args!("Parameter {} is not a NUL-terminated string", name),
+        ),
     }
 }
 
@@ -53,7 +60,9 @@ fn need_ascii(req: &mut dyn CtlReq, name: &str) -> R<String> {
 
 /// A 4-byte int parameter (`gctl_get_paraml`).
 fn int(req: &mut dyn CtlReq, name: &str) -> R<Option<i32>> {
-    let Some(raw) = req.param(name) else { return Ok(None) };
+    let Some(raw) = req.param(name) else {
+        return Ok(None);
+    };
     match <[u8; 4]>::try_from(raw) {
         Ok(b) => Ok(Some(i32::from_ne_bytes(b))),
         Err(_) => fail(req, format_args!("Wrong length {} argument", name)),
@@ -80,7 +89,10 @@ impl<P: Platform> Class<P> {
         match int(req, "version")? {
             None => return fail(req, format_args!("No 'version' argument")),
             Some(v) if v as u32 != crate::metadata::VERSION => {
-                return fail(req, format_args!("Userland and kernel parts are out of sync"))
+                return fail(
+                    req,
+                    format_args!("Userland and kernel parts are out of sync"),
+                )
             }
             Some(_) => {}
         }
@@ -124,7 +136,11 @@ impl<P: Platform> Class<P> {
         if nargs < 2 {
             return fail(req, format_args!("wrong number of arguments."));
         }
-        if plat.class_geoms().into_iter().any(|gp| plat.geom_name(gp) == name) {
+        if plat
+            .class_geoms()
+            .into_iter()
+            .any(|gp| plat.geom_name(gp) == name)
+        {
             return fail(req, format_args!("Device {} already exist", name));
         }
         let mut args = Vec::new();
@@ -139,16 +155,25 @@ impl<P: Platform> Class<P> {
                 return fail(req, format_args!("Provider {} is invalid", pname));
             };
             if let Some((first, _)) = provs.iter().find(|(_, q)| *q == pp) {
-                return fail(req, format_args!("providers {} and {} are the same", first, pname));
+                return fail(
+                    req,
+                    format_args!("providers {} and {} are the same", first, pname),
+                );
             }
             if let Some(&(_, p0)) = provs.first() {
                 let (s0, s1) = (plat.provider_mediasize(p0), plat.provider_mediasize(pp));
                 if s0 != s1 {
-                    return fail(req, format_args!("Providers size mismatch {} != {}", s0, s1));
+                    return fail(
+                        req,
+                        format_args!("Providers size mismatch {} != {}", s0, s1),
+                    );
                 }
                 let (z0, z1) = (plat.provider_sectorsize(p0), plat.provider_sectorsize(pp));
                 if z0 != z1 {
-                    return fail(req, format_args!("Providers sectorsize mismatch {} != {}", z0, z1));
+                    return fail(
+                        req,
+                        format_args!("Providers sectorsize mismatch {} != {}", z0, z1),
+                    );
                 }
             }
             provs.push((pname.to_string(), pp));
@@ -160,7 +185,12 @@ impl<P: Platform> Class<P> {
         let (size, secsize) = (plat.provider_mediasize(p0), plat.provider_sectorsize(p0));
         let sc = match self.create_geom(plat, &name, &uuid, mode, size, secsize) {
             Ok(sc) => sc,
-            Err(_) => return fail(req, format_args!("GEOM_MULTIPATH: cannot create geom {}/{}", name, uuid)),
+            Err(_) => {
+                return fail(
+                    req,
+                    format_args!("GEOM_MULTIPATH: cannot create geom {}/{}", name, uuid),
+                )
+            }
         };
         for (_, pp) in &provs {
             if let Err(e) = sc.add_disk(plat, *pp) {
@@ -177,11 +207,14 @@ impl<P: Platform> Class<P> {
     /// The original `create` took a uuid as its last argument. It is taken
     /// as one when no provider has that name and it has the uuid shape.
     fn uuid_arg(&self, plat: &P, req: &mut dyn CtlReq, args: &mut Vec<String>) -> R<String> {
-        let Some(last) = args.last() else { return Ok(String::new()) };
+        let Some(last) = args.last() else {
+            return Ok(String::new());
+        };
         if args.len() < 2 || plat.provider_by_name(strip_dev(last)).is_some() {
             return Ok(String::new());
         }
-        let looks_like_uuid = last.len() == crate::metadata::UUID_LEN || last.matches('-').count() == 4;
+        let looks_like_uuid =
+            last.len() == crate::metadata::UUID_LEN || last.matches('-').count() == 4;
         if !looks_like_uuid {
             return Ok(String::new());
         }
@@ -192,7 +225,13 @@ impl<P: Platform> Class<P> {
     }
 
     /// Checks a provider for `add` (FreeBSD's add_name) and returns it.
-    fn provider_for(&self, plat: &P, req: &mut dyn CtlReq, sc: &Softc<P>, arg: &str) -> R<P::Provider> {
+    fn provider_for(
+        &self,
+        plat: &P,
+        req: &mut dyn CtlReq,
+        sc: &Softc<P>,
+        arg: &str,
+    ) -> R<P::Provider> {
         let pname = strip_dev(arg);
         let Some(pp) = plat.provider_by_name(pname) else {
             return fail(req, format_args!("Provider {} is invalid", pname));
@@ -204,14 +243,25 @@ impl<P: Platform> Class<P> {
         if there {
             return fail(req, format_args!("provider {} is already there", pname));
         }
-        let expect = sc.provider_size() + if sc.is_automatic() { u64::from(sc.sectorsize()) } else { 0 };
+        let expect = sc.provider_size()
+            + if sc.is_automatic() {
+                u64::from(sc.sectorsize())
+            } else {
+                0
+            };
         let got = plat.provider_mediasize(pp);
         if sc.provider_size() != 0 && expect != got {
-            return fail(req, format_args!("Providers size mismatch {} != {}", expect, got));
+            return fail(
+                req,
+                format_args!("Providers size mismatch {} != {}", expect, got),
+            );
         }
         let (want, have) = (sc.sectorsize(), plat.provider_sectorsize(pp));
         if want != 0 && want != have {
-            return fail(req, format_args!("Providers sectorsize mismatch {} != {}", want, have));
+            return fail(
+                req,
+                format_args!("Providers sectorsize mismatch {} != {}", want, have),
+            );
         }
         Ok(pp)
     }
@@ -270,7 +320,10 @@ impl<P: Platform> Class<P> {
         }
         let slot = self.path_arg(req, &sc)?;
         if !sc.slots[slot].is_good() {
-            return fail(req, format_args!("Consumer {} is invalid", sc.slots[slot].name()));
+            return fail(
+                req,
+                format_args!("Consumer {} is invalid", sc.slots[slot].name()),
+            );
         }
         sc.prefer(plat, slot);
         Ok(())
@@ -278,7 +331,11 @@ impl<P: Platform> Class<P> {
 
     fn ctl_configure(&self, plat: &P, req: &mut dyn CtlReq) -> R<()> {
         let sc = self.geom_arg(plat, req, true)?;
-        let (aa, ap, ar) = (flag(req, "active_active")?, flag(req, "active_passive")?, flag(req, "active_read")?);
+        let (aa, ap, ar) = (
+            flag(req, "active_active")?,
+            flag(req, "active_passive")?,
+            flag(req, "active_read")?,
+        );
         // FreeBSD's precedence: passive beats read beats active.
         let mode = if ap {
             Mode::ActivePassive
@@ -292,7 +349,10 @@ impl<P: Platform> Class<P> {
         if sc.is_automatic() {
             if let Some(slot) = sc.active_slot() {
                 if let Err(e) = self.rewrite_label(plat, &sc, slot, mode) {
-                    return fail(req, format_args!("Can't update metadata on {} ({})", sc.slots[slot].name(), e));
+                    return fail(
+                        req,
+                        format_args!("Can't update metadata on {} ({})", sc.slots[slot].name(), e),
+                    );
                 }
             }
         }
@@ -314,7 +374,8 @@ impl<P: Platform> Class<P> {
         )
         .map_err(|_| crate::platform::EINVAL)?;
         let mut sector = vec![0u8; secsize as usize];
-        md.encode_sector(&mut sector).map_err(|_| crate::platform::EINVAL)?;
+        md.encode_sector(&mut sector)
+            .map_err(|_| crate::platform::EINVAL)?;
         write_last_sector(plat, cp, &sector)
     }
 
@@ -350,21 +411,39 @@ impl<P: Platform> Class<P> {
             if let Some(slot) = sc.active_slot() {
                 let secsize = sc.sectorsize() as usize;
                 if let Err(e) = write_last_sector(plat, sc.consumer(slot), &vec![0u8; secsize]) {
-                    return fail(req, format_args!("Can't erase metadata on {} ({})", sc.slots[slot].name(), e));
+                    return fail(
+                        req,
+                        format_args!("Can't erase metadata on {} ({})", sc.slots[slot].name(), e),
+                    );
                 }
             }
         }
         self.finish_destroy(req, &sc, plat, "destroy")
     }
 
-    fn finish_destroy(&self, req: &mut dyn CtlReq, sc: &Arc<Softc<P>>, plat: &P, what: &str) -> R<()> {
+    fn finish_destroy(
+        &self,
+        req: &mut dyn CtlReq,
+        sc: &Arc<Softc<P>>,
+        plat: &P,
+        what: &str,
+    ) -> R<()> {
         match sc.destroy(plat, DestroyHow::Polite) {
             Ok(()) | Err(EINPROGRESS) => Ok(()),
             Err(EBUSY) => fail(
                 req,
-                format_args!("failed to {} {} (err={}): device is open ({} opens), close it first", what, sc.name, EBUSY, sc.opened()),
+                format_args!(
+                    "failed to {} {} (err={}): device is open ({} opens), close it first",
+                    what,
+                    sc.name,
+                    EBUSY,
+                    sc.opened()
+                ),
             ),
-            Err(e) => fail(req, format_args!("failed to {} {} (err={})", what, sc.name, e)),
+            Err(e) => fail(
+                req,
+                format_args!("failed to {} {} (err={})", what, sc.name, e),
+            ),
         }
     }
 }
@@ -380,7 +459,10 @@ impl<P: Platform> Softc<P> {
                 .map(|i| self.slots[i].name())
                 .collect()
         } else {
-            self.active_slot().map(|i| self.slots[i].name()).into_iter().collect()
+            self.active_slot()
+                .map(|i| self.slots[i].name())
+                .into_iter()
+                .collect()
         }
     }
 }

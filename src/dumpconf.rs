@@ -76,7 +76,11 @@ fn write_conf<P: Platform>(
     writeln!(sb, "{}<UUID>{}</UUID>", indent, sc.uuid())?;
     writeln!(sb, "{}<State>{}</State>", indent, geom_state(sc))?;
     writeln!(sb, "{}<Mode>{}</Mode>", indent, sc.mode().name())?;
-    let kind = if sc.is_automatic() { "AUTOMATIC" } else { "MANUAL" };
+    let kind = if sc.is_automatic() {
+        "AUTOMATIC"
+    } else {
+        "MANUAL"
+    };
     sb.write_str(indent)?;
     writeln!(sb, "<Type>{}</Type>", kind)
 }

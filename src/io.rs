@@ -19,7 +19,10 @@ use crate::worker::Failed;
 impl<P: Platform> Softc<P> {
     /// `g_start_t`: a bio for `multipath/NAME`. Takes no lock.
     pub fn start(self: &Arc<Self>, plat: &P, bp: P::Bio) {
-        let budget = self.ndisks.load(Ordering::SeqCst).clamp(1, MAX_PATHS as u32) as u8;
+        let budget = self
+            .ndisks
+            .load(Ordering::SeqCst)
+            .clamp(1, MAX_PATHS as u32) as u8;
         self.dispatch(plat, bp, 0, budget);
     }
 
@@ -38,7 +41,15 @@ impl<P: Platform> Softc<P> {
                 return;
             }
         };
-        plat.bio_set_cookie(&mut child, Cookie { slot, attempt, budget }.encode());
+        plat.bio_set_cookie(
+            &mut child,
+            Cookie {
+                slot,
+                attempt,
+                budget,
+            }
+            .encode(),
+        );
         self.slots[slot].ios.fetch_add(1, Ordering::Relaxed);
         plat.io_request(child, P::consumer_from_raw(raw));
     }
@@ -52,7 +63,11 @@ impl<P: Platform> Softc<P> {
         };
         // A few tries: a path can go bad between choosing and taking it.
         for _ in 0..MAX_PATHS {
-            let slot = if balanced { self.least_busy() } else { self.active_or_first_good() }?;
+            let slot = if balanced {
+                self.least_busy()
+            } else {
+                self.active_or_first_good()
+            }?;
             match self.slots[slot].try_get() {
                 Ok(raw) => return Some((slot, raw)),
                 Err(owns_teardown) => {
@@ -70,7 +85,9 @@ impl<P: Platform> Softc<P> {
     fn active_or_first_good(&self) -> Option<usize> {
         match self.active_slot() {
             Some(a) if self.slots[a].is_good() => Some(a),
-            _ => (0..MAX_PATHS).filter(|&i| self.slots[i].is_good()).min_by_key(|&i| core::cmp::Reverse(self.slots[i].seq())),
+            _ => (0..MAX_PATHS)
+                .filter(|&i| self.slots[i].is_good())
+                .min_by_key(|&i| core::cmp::Reverse(self.slots[i].seq())),
         }
     }
 
@@ -88,7 +105,9 @@ impl<P: Platform> Softc<P> {
                 None => Some(i),
                 Some(b) => {
                     let (sb, si) = (&self.slots[b], s);
-                    if (si.inflight(), core::cmp::Reverse(si.idle())) < (sb.inflight(), core::cmp::Reverse(sb.idle())) {
+                    if (si.inflight(), core::cmp::Reverse(si.idle()))
+                        < (sb.inflight(), core::cmp::Reverse(sb.idle()))
+                    {
                         Some(i)
                     } else {
                         Some(b)
@@ -115,7 +134,10 @@ impl<P: Platform> Softc<P> {
         if err == EIO || err == ENXIO {
             // Failover needs the topology lock: hand it to the worker, which
             // also drops this child's path reference.
-            self.worker.enqueue(Failed { softc: self.clone(), child });
+            self.worker.enqueue(Failed {
+                softc: self.clone(),
+                child,
+            });
             return;
         }
         let cookie = Cookie::decode(plat.bio_cookie(&child));
@@ -134,7 +156,13 @@ impl<P: Platform> Softc<P> {
         let s = &self.slots[slot];
         s.errors.fetch_add(1, Ordering::Relaxed);
         if !s.is_free() && !s.has(st::FAIL | st::LOST) {
-            mp_log!(plat, "Error {}, {} in {} marked FAIL", err, s.name(), self.name);
+            mp_log!(
+                plat,
+                "Error {}, {} in {} marked FAIL",
+                err,
+                s.name(),
+                self.name
+            );
             self.fault(plat, slot, st::FAIL);
         }
         let drained = s.put();

@@ -190,7 +190,11 @@ mod tests {
 
     #[test]
     fn cookie_round_trip() {
-        let c = Cookie { slot: 31, attempt: 3, budget: 4 };
+        let c = Cookie {
+            slot: 31,
+            attempt: 3,
+            budget: 4,
+        };
         assert_eq!(Cookie::decode(c.encode()), c);
     }
 

@@ -76,7 +76,11 @@ impl Access {
         self.r != 0 || self.w != 0 || self.e != 0
     }
     pub const fn neg(&self) -> Access {
-        Access { r: -self.r, w: -self.w, e: -self.e }
+        Access {
+            r: -self.r,
+            w: -self.w,
+            e: -self.e,
+        }
     }
 }
 
@@ -161,7 +165,13 @@ pub trait Platform: Send + Sync + Sized + 'static {
 
     /// `g_new_providerf(gp, name)` with mediasize and sectorsize set; the
     /// provider is announced later with [`Platform::provider_announce`].
-    fn new_provider(&self, gp: Self::Geom, name: &str, mediasize: u64, sectorsize: u32) -> Result<Self::Provider, Errno>;
+    fn new_provider(
+        &self,
+        gp: Self::Geom,
+        name: &str,
+        mediasize: u64,
+        sectorsize: u32,
+    ) -> Result<Self::Provider, Errno>;
     /// `g_error_provider(pp, 0)`: the provider appears and is tasted.
     fn provider_announce(&self, pp: Self::Provider);
     /// `g_wither_provider(pp, error)`.

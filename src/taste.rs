@@ -14,7 +14,7 @@ use core::sync::atomic::Ordering;
 use crate::class::{Class, DestroyHow, Softc};
 use crate::metadata::{label_offset, Metadata, MetadataError, NAME_MAX};
 use crate::mp_log;
-use crate::platform::{Access, Errno, Platform, EIO, EINVAL};
+use crate::platform::{Access, Errno, Platform, EINVAL, EIO};
 
 /// Reads the last sector of `pp` (topology held on entry and on return; it
 /// is dropped around the read, which sleeps). Leaves no access behind.
@@ -55,12 +55,21 @@ pub(crate) fn read_label<P: Platform>(plat: &P, pp: P::Provider) -> Result<Vec<u
 
 /// Writes `sector` as the last sector through an attached path consumer,
 /// opening it for writing if needed (topology held; dropped for the write).
-pub(crate) fn write_last_sector<P: Platform>(plat: &P, cp: P::Consumer, sector: &[u8]) -> Result<(), Errno> {
+pub(crate) fn write_last_sector<P: Platform>(
+    plat: &P,
+    cp: P::Consumer,
+    sector: &[u8],
+) -> Result<(), Errno> {
     plat.topology_assert();
     let pp = plat.consumer_provider(cp).ok_or(EIO)?;
-    let offset = label_offset(plat.provider_mediasize(pp), plat.provider_sectorsize(pp)).ok_or(EINVAL)?;
+    let offset =
+        label_offset(plat.provider_mediasize(pp), plat.provider_sectorsize(pp)).ok_or(EINVAL)?;
     let held = plat.consumer_access(cp);
-    let extra = if held.w > 0 { Access::NONE } else { Access::new(1, 1, 1) };
+    let extra = if held.w > 0 {
+        Access::NONE
+    } else {
+        Access::new(1, 1, 1)
+    };
     if extra.is_open() {
         plat.access(cp, extra)?;
     }
@@ -82,7 +91,13 @@ impl<P: Platform> Class<P> {
         let md = match Metadata::decode(&sector) {
             Ok(md) => md,
             Err(MetadataError::BadVersion(v)) => {
-                mp_log!(plat, "{} has version {} multipath id - this module is version {}: rejecting", pname, v, crate::metadata::VERSION);
+                mp_log!(
+                    plat,
+                    "{} has version {} multipath id - this module is version {}: rejecting",
+                    pname,
+                    v,
+                    crate::metadata::VERSION
+                );
                 return None;
             }
             Err(e) => {
@@ -94,14 +109,19 @@ impl<P: Platform> Class<P> {
         };
         // A label written for another size belongs to another provider
         // sharing this last sector (da0 against da0p1): silently not ours.
-        md.check_provider(plat.provider_mediasize(pp), plat.provider_sectorsize(pp)).ok()?;
+        md.check_provider(plat.provider_mediasize(pp), plat.provider_sectorsize(pp))
+            .ok()?;
         if md.is_manual() {
             return None;
         }
         if self.debug.load(Ordering::Relaxed) > 0 {
             mp_log!(plat, "MULTIPATH: {}/{}", md.name.as_str(), md.uuid.as_str());
         }
-        let sc = match self.live_softcs(plat).into_iter().find(|sc| sc.uuid == md.uuid.as_str()) {
+        let sc = match self
+            .live_softcs(plat)
+            .into_iter()
+            .find(|sc| sc.uuid == md.uuid.as_str())
+        {
             Some(sc) => sc,
             None => self.found_geom(plat, &md)?,
         };
@@ -124,7 +144,11 @@ impl<P: Platform> Class<P> {
     /// device already has its name.
     fn found_geom(&self, plat: &P, md: &Metadata) -> Option<Arc<Softc<P>>> {
         let mut name = String::from(md.name.as_str());
-        if let Some(other) = self.live_softcs(plat).into_iter().find(|sc| sc.name == name) {
+        if let Some(other) = self
+            .live_softcs(plat)
+            .into_iter()
+            .find(|sc| sc.name == name)
+        {
             let mut tmp = String::new();
             let _ = write!(tmp, "{}-{}", name, plat.random());
             truncate_to(&mut tmp, NAME_MAX);
@@ -132,7 +156,14 @@ impl<P: Platform> Class<P> {
             mp_log!(plat, "{} will be (temporarily) {}", md.uuid.as_str(), tmp);
             name = tmp;
         }
-        match self.create_geom(plat, &name, md.uuid.as_str(), md.mode, md.size, md.sectorsize) {
+        match self.create_geom(
+            plat,
+            &name,
+            md.uuid.as_str(),
+            md.mode,
+            md.size,
+            md.sectorsize,
+        ) {
             Ok(sc) => Some(sc),
             Err(_) => {
                 mp_log!(plat, "cannot create geom {}/{}", name, md.uuid.as_str());
