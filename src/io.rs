@@ -131,15 +131,26 @@ impl<P: Platform> Softc<P> {
     /// A child bio came back (done context: no topology, no sleep).
     pub fn child_done(self: &Arc<Self>, plat: &P, child: P::Bio) {
         let err = plat.bio_error(&child);
-        if err == EIO || err == ENXIO {
+        let child = if err == EIO || err == ENXIO {
             // Failover needs the topology lock: hand it to the worker, which
             // also drops this child's path reference.
-            self.worker.enqueue(Failed {
+            match self.worker.enqueue(Failed {
                 softc: self.clone(),
                 child,
-            });
-            return;
-        }
+            }) {
+                Ok(()) => return,
+                Err(back) => {
+                    mp_log!(
+                        plat,
+                        "no memory to retry a failed bio on {}: failing it",
+                        self.name
+                    );
+                    back.child
+                }
+            }
+        } else {
+            child
+        };
         let cookie = Cookie::decode(plat.bio_cookie(&child));
         if cookie.slot < MAX_PATHS {
             self.put_path(plat, cookie.slot);

@@ -58,11 +58,18 @@ impl<P: Platform> Worker<P> {
         })
     }
 
-    /// Queues a failed child. Called from done: takes only the worker mutex.
-    pub fn enqueue(&self, item: Failed<P>) {
+    /// Queues a failed child. Called from done: takes only the worker
+    /// mutex and never sleeps. The queue grows without sleeping; if memory
+    /// is short the item is handed back so the caller can complete it.
+    pub fn enqueue(&self, item: Failed<P>) -> Result<(), Failed<P>> {
         let _held = Held::take(&self.wq);
-        self.queue.lock().push_back(item);
+        let mut q = self.queue.lock();
+        if q.try_reserve(1).is_err() {
+            return Err(item);
+        }
+        q.push_back(item);
         self.wq.wakeup();
+        Ok(())
     }
 
     fn take_one(&self) -> Option<Failed<P>> {
