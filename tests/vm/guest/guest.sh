@@ -29,9 +29,10 @@ KO_SHA256=
 LUN_NONCE=
 LUN_IDENT=GMPLUN0
 LUN_HINT=
-if [ -f "$SRC/manifest.env" ]; then
-	# shellcheck disable=SC1091
-	. "$SRC/manifest.env"
+MANIFEST=$(find "$SRC" -maxdepth 1 -iname manifest.env | head -n 1)
+if [ -n "$MANIFEST" ]; then
+	# shellcheck disable=SC1090
+	. "$MANIFEST"
 fi
 
 marker()
@@ -51,8 +52,12 @@ setup_files()
 {
 	rm -rf "$WORK"
 	mkdir -p "$WORK" || return 1
+	# FAT keeps short names in upper case unless told otherwise: match
+	# the names without regard to case.
 	for f in geom_multipath_rs.ko helpers.sh misc.sh failloop.sh Kyuafile; do
-		cp "$SRC/$f" "$WORK/$f" || { echo "missing $f on the carrier"; return 1; }
+		src=$(find "$SRC" -maxdepth 1 -iname "$f" | head -n 1)
+		[ -n "$src" ] || { echo "missing $f on the carrier"; return 1; }
+		cp "$src" "$WORK/$f" || return 1
 	done
 	chmod 0755 "$WORK/misc.sh" "$WORK/failloop.sh"
 	if [ -n "$KO_SHA256" ]; then

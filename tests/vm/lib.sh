@@ -1,0 +1,65 @@
+# shellcheck shell=bash
+# Small helpers shared by the host-side scripts of tests/vm (bash).
+
+vm_log()
+{
+	echo "vm: $*" >&2
+}
+
+vm_die()
+{
+	echo "vm: error: $*" >&2
+	exit 2
+}
+
+# vm_have CMD: true when CMD is on PATH (or in the sbin directories, where
+# Debian keeps mkfs.vfat and a non-root PATH may not look).
+vm_have()
+{
+	command -v "$1" >/dev/null 2>&1 && return 0
+	local d
+	for d in /usr/sbin /sbin /usr/local/sbin; do
+		if [ -x "$d/$1" ]; then
+			PATH=$PATH:$d
+			return 0
+		fi
+	done
+	return 1
+}
+
+# vm_need CMD DEBIAN_PACKAGE: make CMD available. On Debian, as root, the
+# package is installed with apt-get (an index refresh is tried once if the
+# first attempt fails); otherwise say what is missing and fail.
+vm_need()
+{
+	local cmd=$1 pkg=$2
+	vm_have "$cmd" && return 0
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		vm_log "installing Debian package $pkg (for $cmd)"
+		if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		    --no-install-recommends "$pkg" >/dev/null 2>&1; then
+			apt-get update -q >/dev/null 2>&1 || true
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			    --no-install-recommends "$pkg" >/dev/null 2>&1 || true
+		fi
+		vm_have "$cmd" && return 0
+	fi
+	echo "vm: error: $cmd is missing (Debian: apt-get install $pkg)" >&2
+	return 1
+}
+
+# vm_sha256 FILE: print the SHA-256 of FILE in hex.
+vm_sha256()
+{
+	if command -v sha256sum >/dev/null 2>&1; then
+		sha256sum "$1" | cut -d' ' -f1
+	else
+		sha256 -q "$1"
+	fi
+}
+
+# vm_file_size FILE: size in bytes.
+vm_file_size()
+{
+	wc -c < "$1" | tr -d ' '
+}
