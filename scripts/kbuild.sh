@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Cross-builds geom_multipath_rs/geom_multipath_rs.ko on Linux:
+#   1. the Rust core as a staticlib for x86_64-unknown-none (kernel code
+#      model, no red zone, soft-float), with core and alloc rebuilt from
+#      source by the same flags (-Zbuild-std);
+#   2. the C shim with clang against FreeBSD kernel headers (SYSDIR, or the
+#      ziglang wheel's);
+#   3. `ld.lld -r` of both into one ELF relocatable object, the form of an
+#      amd64 .ko, whose own symbols are then made local as bsd.kmod.mk does.
+# Intermediate files go to build/kmod, cargo's to build/cargo-kernel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
+
+if [ "$(uname -s)" = FreeBSD ]; then
+	exec make -C geom_multipath_rs
+fi
+
+scripts/toolchain.sh kbuild >/dev/null
+GMR_ROOT=$PWD gmr_kernel_headers
+
+out=$PWD/build/kmod
+ko=geom_multipath_rs/geom_multipath_rs.ko
+mkdir -p "$out"
+: >"$out/opt_global.h"
+
+gmr_step "kbuild: Rust core -> staticlib (x86_64-unknown-none, -Zbuild-std=core,alloc)"
+export CARGO_TARGET_DIR=$PWD/build/cargo-kernel
+# relocation-model=static: no GOT-relative relocations, which the amd64 kernel
+# linker rejects. No unwind tables (panic=abort; kern.mk also drops them).
+# compiler_builtins in one object per function, so the kernel's own memcpy,
+# memset, memmove and memcmp can replace its copies (below).
+RUSTC=$GMR_KERNEL_RUSTC RUSTC_BOOTSTRAP=1 \
+	RUSTFLAGS="-C relocation-model=static -C force-unwind-tables=no -C force-frame-pointers=yes" \
+	CARGO_PROFILE_RELEASE_PANIC=abort \
+	CARGO_PROFILE_RELEASE_LTO=fat \
+	CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+	CARGO_PROFILE_RELEASE_DEBUG=false \
+	cargo --config 'profile.release.package.compiler_builtins.codegen-units=10000' \
+	rustc -p geom_multipath_rs --lib --crate-type staticlib --release --features kernel \
+	-Zbuild-std=core,alloc --target x86_64-unknown-none
+staticlib=$CARGO_TARGET_DIR/x86_64-unknown-none/release/libgeom_multipath_rs.a
+[ -f "$staticlib" ] || gmr_die "kbuild: cargo made no $staticlib"
+
+# compiler_builtins carries weak memcpy/memset/memmove/memcmp/bcmp/strlen for
+# targets without a libc. The kernel has its own (sys/systm.h): drop the
+# archive members that define nothing else, so those calls stay undefined and
+# bind to the kernel's at kldload.
+cp "$staticlib" "$out/librust.a"
+mapfile -t memonly < <("$GMR_NM" -A -P --defined-only --extern-only "$out/librust.a" 2>/dev/null | awk '
+	{
+		m = $1; sub(/^.*\[/, "", m); sub(/\]:$/, "", m)
+		if ($2 ~ /^(memcpy|memmove|memset|memcmp|bcmp|strlen)$/) mem[m] = 1; else other[m] = 1
+	}
+	END { for (m in mem) if (!(m in other)) print m }')
+if [ ${#memonly[@]} -gt 0 ]; then
+	"$GMR_AR" d "$out/librust.a" "${memonly[@]}"
+	echo "kbuild: using the kernel's mem* functions (dropped ${#memonly[@]} compiler_builtins members)"
+fi
+
+gmr_step "kbuild: C shim (clang-$GMR_LLVM_VERSION, $GMR_HEADERS_DESC)"
+kinc=()
+for d in "${GMR_KINC[@]}"; do kinc+=("-I$d"); done
+"$GMR_CLANG" --target="x86_64-unknown-freebsd$GMR_FREEBSD_MAJOR.0" \
+	-D_KERNEL -DKLD_MODULE "${GMR_KDEFS[@]}" \
+	-ffreestanding -nostdinc -fno-common -fno-pic -fno-strict-aliasing -fwrapv \
+	-mcmodel=kernel -mno-red-zone -mno-mmx -mno-sse -mno-avx -mno-aes -msoft-float \
+	-fno-asynchronous-unwind-tables -fno-omit-frame-pointer \
+	-O2 -Wall -Werror=implicit-function-declaration -Werror=incompatible-pointer-types \
+	-include "$out/opt_global.h" -I"$out" -Isys-bindings "${kinc[@]}" \
+	-c geom_multipath_rs/g_multipath_shim.c -o "$out/g_multipath_shim.o"
+
+gmr_step "kbuild: link $ko (ld.lld-$GMR_LLVM_VERSION -r)"
+"$GMR_LD" -r -m elf_x86_64 --build-id=none -o "$out/geom_multipath_rs.kld" \
+	"$out/g_multipath_shim.o" "$out/librust.a"
+# Like bsd.kmod.mk with an empty export list: every symbol the module defines
+# becomes local, so none of ours (gmr_*, Rust's) lands in the kernel's global
+# namespace. Undefined symbols stay global and bind at kldload.
+: >"$out/export_syms"
+"$GMR_OBJCOPY" --keep-global-symbols="$out/export_syms" "$out/geom_multipath_rs.kld" "$ko"
+# Record which headers it was built against, for the audit.
+{
+	printf 'GMR_HEADERS_DESC=%q\n' "$GMR_HEADERS_DESC"
+	printf 'GMR_KINC=(%s)\n' "$(printf '%q ' "${GMR_KINC[@]}")"
+} >"$out/headers.env"
+echo "kbuild: built $ko ($(wc -c <"$ko") bytes)"

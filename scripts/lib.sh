@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables are used by the scripts that source this file
+# Shared settings and helpers of the build scripts. Source it from the repo root.
+#
+# Everything that pins a tool version lives here, so the build, the checks and
+# the toolchain installer agree.
+
+# LLVM 14 (Debian 12's clang-14/lld-14/llvm-14) builds the C shim, links the
+# module and disassembles it for the audit.
+GMR_LLVM_VERSION=14
+GMR_CLANG=clang-$GMR_LLVM_VERSION
+GMR_LD=ld.lld-$GMR_LLVM_VERSION
+GMR_READELF=${READELF:-llvm-readelf-$GMR_LLVM_VERSION}
+GMR_OBJDUMP=${OBJDUMP:-llvm-objdump-$GMR_LLVM_VERSION}
+GMR_NM=${NM:-llvm-nm-$GMR_LLVM_VERSION}
+GMR_AR=llvm-ar-$GMR_LLVM_VERSION
+GMR_OBJCOPY=llvm-objcopy-$GMR_LLVM_VERSION
+
+# The second rustc (Debian's rustc-web) has matching library sources
+# (rust-web-src), which -Zbuild-std needs; rustup's toolchain has none.
+GMR_KERNEL_RUSTC=/usr/bin/rustc
+GMR_RUST_SRC=/usr/lib/rustlib/src/rust/library
+
+# bindgen for sys-bindings/src/bindings.rs. Changing the version changes the
+# vendored output: regenerate with `make bindings` and commit.
+GMR_BINDGEN_VERSION=0.72.1
+GMR_BINDGEN=${BINDGEN:-$HOME/.cargo/bin/bindgen}
+GMR_LIBCLANG_DIR=/usr/lib/llvm-$GMR_LLVM_VERSION/lib
+
+# FreeBSD headers from the PyPI wheel `ziglang` when no SYSDIR is given.
+GMR_ZIGLANG_VERSION=0.17.1
+
+gmr_die() {
+	echo "error: $*" >&2
+	exit 1
+}
+
+gmr_step() {
+	printf '\n==> %s\n' "$*"
+}
+
+# The clang resource headers (stddef.h, stdint.h) bindgen parses shim.h with.
+gmr_libclang_include() {
+	echo "$("$GMR_CLANG" -print-resource-dir)/include"
+}
+
+# Prints the folder of the installed ziglang package, or nothing.
+gmr_ziglang_dir() {
+	python3 - <<'PY' 2>/dev/null || true
+import importlib.util, os
+spec = importlib.util.find_spec("ziglang")
+if spec is not None and spec.origin:
+    print(os.path.dirname(spec.origin))
+PY
+}
+
+# Sets the FreeBSD kernel header settings the shim is compiled (and the module
+# audited) against:
+#   GMR_KINC          include folders, in search order
+#   GMR_KDEFS         extra -D flags
+#   GMR_FREEBSD_MAJOR major version of those headers
+#   GMR_HEADERS_DESC  where they come from
+# With SYSDIR (a FreeBSD kernel source tree, e.g. /usr/src/sys) its headers are
+# used; otherwise the FreeBSD headers of the ziglang wheel.
+gmr_kernel_headers() {
+	local root=${GMR_ROOT:-$PWD}
+	if [ -n "${SYSDIR:-}" ]; then
+		[ -f "$SYSDIR/sys/param.h" ] || gmr_die "SYSDIR=$SYSDIR is not a FreeBSD kernel source tree (no sys/param.h)"
+		# bsd.kmod.mk makes these two links in the object folder.
+		mkdir -p "$root/build/kinc"
+		ln -sfn "$SYSDIR/amd64/include" "$root/build/kinc/machine"
+		ln -sfn "$SYSDIR/x86/include" "$root/build/kinc/x86"
+		GMR_KINC=("$root/build/kinc" "$SYSDIR" "$SYSDIR/contrib/ck/include")
+		GMR_KDEFS=()
+		local v
+		v=$(awk '/^#define[[:space:]]*__FreeBSD_version/ {print $3}' "$SYSDIR/sys/param.h")
+		[ -n "$v" ] || gmr_die "no __FreeBSD_version in $SYSDIR/sys/param.h"
+		GMR_FREEBSD_MAJOR=$((v / 100000))
+		GMR_HEADERS_DESC="SYSDIR=$SYSDIR (__FreeBSD_version $v)"
+	else
+		local zig inc maxrel
+		zig=$(gmr_ziglang_dir)
+		[ -n "$zig" ] || gmr_die "the ziglang Python package is missing: run scripts/toolchain.sh kbuild, or set SYSDIR"
+		inc=$zig/lib/libc/include
+		[ -f "$inc/generic-freebsd/geom/geom.h" ] || gmr_die "$inc has no FreeBSD headers"
+		GMR_KINC=("$inc/generic-freebsd" "$inc/x86_64-freebsd-none" "$inc/x86-freebsd-none")
+		# zig's sys/param.h leaves __FreeBSD_version to the compiler. Take the
+		# major version from the newest P_OSREL_* value the headers know, and
+		# claim its .0 release (the oldest kernel of that branch).
+		maxrel=$(awk '/^#define[[:space:]]+P_OSREL_[A-Z0-9_]+[[:space:]]+[0-9]+/ { if ($3 > m) m = $3 } END { print m + 0 }' \
+			"$inc/generic-freebsd/sys/param.h")
+		[ "$maxrel" -gt 0 ] || gmr_die "cannot tell the FreeBSD version of $inc"
+		GMR_FREEBSD_MAJOR=$((maxrel / 100000))
+		GMR_KDEFS=("-D__FreeBSD_version=$((GMR_FREEBSD_MAJOR * 100000))")
+		GMR_HEADERS_DESC="ziglang $(python3 -c 'import importlib.metadata as m; print(m.version("ziglang"))' 2>/dev/null || echo '?') FreeBSD $GMR_FREEBSD_MAJOR headers ($inc)"
+	fi
+}

@@ -1,0 +1,596 @@
+//! The kernel platform: [`Platform`] over the C shim in `geom_multipath_rs/`.
+//!
+//! Every call here is one shim function (declared in `sys-bindings/shim.h`,
+//! bound in the `freebsd-kpi` crate). The shim owns all FreeBSD struct
+//! layouts: handles are opaque non-NULL pointers and Rust never reads a field
+//! of a bio, consumer, provider or geom. The module has three parts:
+//!
+//! - this file: [`KernelPlatform`], its handle types and the softc lifetime;
+//! - [`entry`]: the `extern "C"` functions the shim's GEOM callbacks call,
+//!   which forward to one static [`Class`] and to the geom's [`Softc`];
+//! - `rt` (kernel target only): the malloc(9) global allocator and the
+//!   panic(9) panic handler.
+//!
+//! ## The softc reference (`gp->softc`)
+//!
+//! `gp->softc` holds one strong reference to the geom's [`Softc`]
+//! (`Arc::into_raw`). Callbacks borrow it without touching the count. When the
+//! core withers a geom ([`Platform::wither_geom`]) the platform gives up that
+//! reference, but not at once: GEOM may still call start, done, access and
+//! orphan on the geom until its washer destroys it, so the pointer moves to a
+//! graveyard and is released once the geom has left the class's geom list
+//! (checked under the topology lock at the next geom operation, and at class
+//! fini). [`Platform::destroy_geom`] releases it immediately: GEOM requires
+//! such a geom to have no provider and no consumer, so no callback can come.
+
+mod ctl;
+pub mod entry;
+mod text;
+mod wq;
+
+#[cfg(target_os = "none")]
+mod rt;
+
+use alloc::alloc::{alloc, Layout};
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::ffi::c_void;
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use freebsd_kpi as kpi;
+
+pub use ctl::{GctlReq, SbufWriter};
+pub use wq::KernelWq;
+
+use crate::class::{Class, Softc};
+use crate::platform::{Access, BioCmd, Errno, Platform, EBUSY, EIO, ENOMEM};
+use crate::worker::Worker;
+use text::{cstr_to_string, with_cstr, LineBuf};
+
+/// The kernel platform. Stateless: the state is GEOM's, reached through the
+/// shim; the one instance is [`PLATFORM`].
+#[derive(Debug)]
+pub struct KernelPlatform {
+    _private: (),
+}
+
+/// The platform every entry point passes to the core.
+pub static PLATFORM: KernelPlatform = KernelPlatform { _private: () };
+
+/// The class state (`struct g_class` is the shim's; this is the core's).
+pub(crate) static CLASS: Class<KernelPlatform> = Class::new();
+
+/// The core's softc type on this platform.
+pub type KSoftc = Softc<KernelPlatform>;
+
+/// The closure [`Platform::post_event`] hands over, boxed once more so that a
+/// thin pointer crosses to C.
+pub(crate) type Event = Box<dyn FnOnce(&KernelPlatform) + Send>;
+
+macro_rules! handle {
+    ($(#[$doc:meta])* $name:ident, $c:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+        pub struct $name(NonNull<kpi::$c>);
+
+        // SAFETY: the pointer is a handle to a GEOM object that GEOM itself
+        // shares between threads (event thread, g_down/g_up, the worker); the
+        // Rust side never dereferences it, and every KPI call made with it
+        // follows GEOM's locking rules (topology lock, or start/done context),
+        // which the core obeys (see platform.rs).
+        unsafe impl Send for $name {}
+        // SAFETY: as above; &handle only allows copying the pointer.
+        unsafe impl Sync for $name {}
+
+        impl $name {
+            /// The raw pointer, for the shim.
+            pub fn as_ptr(self) -> *mut kpi::$c {
+                self.0.as_ptr()
+            }
+            /// `None` for NULL.
+            pub fn from_ptr(p: *mut kpi::$c) -> Option<Self> {
+                NonNull::new(p).map($name)
+            }
+        }
+    };
+}
+
+handle!(
+    /// A `struct g_geom *` of the MULTIPATH class.
+    Geom,
+    g_geom
+);
+handle!(
+    /// A `struct g_provider *`.
+    Provider,
+    g_provider
+);
+handle!(
+    /// A `struct g_consumer *`.
+    Consumer,
+    g_consumer
+);
+
+/// An owned `struct bio *`: neither `Copy` nor `Clone`, so each bio is handed
+/// back to GEOM (requested, delivered, folded or retired) by exactly one
+/// owner.
+#[derive(Debug)]
+pub struct Bio(NonNull<kpi::bio>);
+
+// SAFETY: a bio belongs to whoever holds it: GEOM hands it to start or done
+// on one thread, and the core may pass it to the worker thread; only the
+// holder of this move-only wrapper touches it, through the shim.
+unsafe impl Send for Bio {}
+
+impl Bio {
+    /// # Safety
+    /// `p` is a bio the caller owns (GEOM passed it to start or done, or the
+    /// shim returned it) and that nothing else will complete.
+    pub unsafe fn from_raw(p: NonNull<kpi::bio>) -> Self {
+        Bio(p)
+    }
+    fn ptr(&self) -> *mut kpi::bio {
+        self.0.as_ptr()
+    }
+    /// Gives up ownership (the bio goes back to GEOM).
+    fn into_ptr(self) -> *mut kpi::bio {
+        self.0.as_ptr()
+    }
+}
+
+fn errno_result(e: i32) -> Result<(), Errno> {
+    if e == 0 {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+fn counts(f: impl FnOnce(*mut kpi::gmr_access)) -> Access {
+    let mut a = kpi::gmr_access { r: 0, w: 0, e: 0 };
+    f(&mut a);
+    Access::new(a.r, a.w, a.e)
+}
+
+// ---- the softc graveyard ---------------------------------------------------
+
+/// A withered geom whose softc reference waits for GEOM to destroy the geom.
+struct Grave {
+    gp: usize,
+    softc: usize,
+}
+
+/// Only touched with the topology lock held (by wither, destroy, new_geom and
+/// fini), so the spin lock is never contended; it only makes the static safe.
+static GRAVEYARD: spin::Mutex<Vec<Grave>> = spin::Mutex::new(Vec::new());
+
+/// Releases one strong softc reference taken with `Arc::into_raw`.
+///
+/// # Safety
+/// `raw` came from `Arc::<KSoftc>::into_raw` and the reference it stands for
+/// is released here once.
+unsafe fn release_softc(raw: usize) {
+    // SAFETY: per this function's contract.
+    drop(unsafe { Arc::from_raw(raw as *const KSoftc) });
+}
+
+fn geom_in_class(gp: usize) -> bool {
+    // SAFETY: the class list is walked with the topology lock held (every
+    // caller holds it); first/next return NULL at the end.
+    let mut cur = unsafe { kpi::gmr_class_geom_first() };
+    while !cur.is_null() {
+        if cur as usize == gp {
+            return true;
+        }
+        // SAFETY: `cur` is a geom on the class list, topology lock held.
+        cur = unsafe { kpi::gmr_class_geom_next(cur) };
+    }
+    false
+}
+
+/// Releases the softc of every buried geom GEOM has destroyed since. A new
+/// geom at a recycled address only delays its predecessor's release.
+fn purge_graveyard(all: bool) {
+    loop {
+        let victim = {
+            let mut g = GRAVEYARD.lock();
+            match g.iter().position(|e| all || !geom_in_class(e.gp)) {
+                Some(i) => g.swap_remove(i),
+                None => return,
+            }
+        };
+        // Dropped outside the lock: the core's Drop may call the platform.
+        // SAFETY: graves hold references taken from gp->softc (Arc::into_raw)
+        // and handed to the graveyard by wither_geom; each is removed from
+        // the list once, above, and released once here.
+        unsafe { release_softc(victim.softc) };
+    }
+}
+
+/// Removes `gp`'s grave, if any, and returns its softc reference.
+fn unbury(gp: usize) -> Option<usize> {
+    let mut g = GRAVEYARD.lock();
+    let i = g.iter().position(|e| e.gp == gp)?;
+    Some(g.swap_remove(i).softc)
+}
+
+// ---- the worker --------------------------------------------------------------
+
+/// The worker's `Arc` reference, lent to the kproc from start_worker until
+/// join_worker has seen it exit.
+static WORKER: AtomicPtr<Worker<KernelPlatform>> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The kproc's name (`ps`, `procstat`), as the stock class names its thread.
+const WORKER_NAME: &core::ffi::CStr = c"g_mp_kt";
+
+impl Platform for KernelPlatform {
+    type Geom = Geom;
+    type Provider = Provider;
+    type Consumer = Consumer;
+    type Bio = Bio;
+    type Wq = KernelWq;
+
+    fn topology_lock(&self) {
+        // SAFETY: g_topology_lock() has no precondition beyond being allowed
+        // to sleep, which the core guarantees (never from start or done).
+        unsafe { kpi::gmr_topology_lock() }
+    }
+    fn topology_unlock(&self) {
+        // SAFETY: the core only unlocks what it locked (platform rules).
+        unsafe { kpi::gmr_topology_unlock() }
+    }
+    fn topology_assert(&self) {
+        // SAFETY: g_topology_assert() only checks (with INVARIANTS) the lock.
+        unsafe { kpi::gmr_topology_assert() }
+    }
+
+    fn log(&self, args: fmt::Arguments<'_>) {
+        // A fixed buffer: logging may happen in done, where allocating is
+        // best avoided, and a long line is better cut than lost.
+        let line = LineBuf::<512>::format(args);
+        let b = line.as_bytes();
+        // SAFETY: `b` is readable for the call; printf copies it ("%.*s").
+        unsafe { kpi::gmr_log(b.as_ptr().cast(), b.len()) }
+    }
+    fn random(&self) -> u32 {
+        // SAFETY: arc4random(9) has no preconditions.
+        unsafe { kpi::gmr_random() }
+    }
+
+    fn new_geom(&self, name: &str, softc: Option<Arc<KSoftc>>) -> Result<Geom, Errno> {
+        purge_graveyard(false);
+        let raw = softc.map_or(core::ptr::null(), Arc::into_raw);
+        // SAFETY: topology lock held (platform rules); `name` is readable for
+        // the call and g_new_geomf copies it; `raw` is NULL or a strong
+        // reference the geom now owns (released by destroy/wither).
+        let gp = unsafe { kpi::gmr_geom_new(name.as_ptr().cast(), name.len(), raw as *mut c_void) };
+        match Geom::from_ptr(gp) {
+            Some(g) => Ok(g),
+            None => {
+                if !raw.is_null() {
+                    // SAFETY: no geom took the reference made above.
+                    unsafe { release_softc(raw as usize) };
+                }
+                Err(ENOMEM)
+            }
+        }
+    }
+
+    fn destroy_geom(&self, gp: Geom) {
+        // SAFETY: topology lock held; gp is a live geom of ours.
+        let raw = unsafe { kpi::gmr_geom_softc(gp.as_ptr()) } as usize;
+        let buried = unbury(gp.as_ptr() as usize);
+        // SAFETY: topology lock held; the core destroys only a geom without
+        // providers or consumers (platform rules), so no callback can still
+        // use gp or its softc.
+        unsafe {
+            kpi::gmr_geom_set_softc(gp.as_ptr(), core::ptr::null_mut());
+            kpi::gmr_geom_destroy(gp.as_ptr());
+        }
+        // gp->softc and a grave of the same geom are the same reference.
+        if let Some(r) = buried.or((raw != 0).then_some(raw)) {
+            // SAFETY: `r` is the geom's softc reference (Arc::into_raw in
+            // new_geom), released once: the grave is gone and gp destroyed.
+            unsafe { release_softc(r) };
+        }
+        purge_graveyard(false);
+    }
+
+    fn wither_geom(&self, gp: Geom, error: Errno) {
+        let key = gp.as_ptr() as usize;
+        // SAFETY: topology lock held; gp is a live geom of ours.
+        let raw = unsafe { kpi::gmr_geom_softc(gp.as_ptr()) } as usize;
+        if raw != 0 {
+            let mut g = GRAVEYARD.lock();
+            if !g.iter().any(|e| e.gp == key && e.softc == raw) {
+                if g.try_reserve(1).is_ok() {
+                    g.push(Grave { gp: key, softc: raw });
+                } else {
+                    drop(g);
+                    // Keeping the reference forever is safe; releasing it
+                    // while GEOM may still call the geom is not.
+                    crate::mp_log!(self, "out of memory: {} softc kept", self.geom_name(gp));
+                }
+            }
+        }
+        // SAFETY: topology lock held; gp is a live geom of ours.
+        unsafe { kpi::gmr_geom_wither(gp.as_ptr(), error) };
+        purge_graveyard(false);
+    }
+
+    fn class_geoms(&self) -> Vec<Geom> {
+        let mut v = Vec::new();
+        // SAFETY: topology lock held (platform rules) while walking the list.
+        let mut cur = unsafe { kpi::gmr_class_geom_first() };
+        while let Some(gp) = Geom::from_ptr(cur) {
+            // SAFETY: gp is on the class list, topology lock held.
+            if unsafe { kpi::gmr_geom_withering(gp.as_ptr()) } == 0 {
+                if v.try_reserve(1).is_err() {
+                    crate::mp_log!(self, "out of memory listing geoms");
+                    break;
+                }
+                v.push(gp);
+            }
+            // SAFETY: as above.
+            cur = unsafe { kpi::gmr_class_geom_next(gp.as_ptr()) };
+        }
+        v
+    }
+
+    fn geom_name(&self, gp: Geom) -> String {
+        // SAFETY: gp is live; its name is a NUL-terminated string GEOM keeps
+        // until the geom is destroyed, and it is copied here.
+        unsafe { cstr_to_string(kpi::gmr_geom_name(gp.as_ptr())) }
+    }
+
+    fn geom_softc(&self, gp: Geom) -> Option<Arc<KSoftc>> {
+        // SAFETY: gp is live.
+        let raw = unsafe { kpi::gmr_geom_softc(gp.as_ptr()) } as *const KSoftc;
+        if raw.is_null() {
+            return None;
+        }
+        // SAFETY: gp->softc is only ever set to NULL or to Arc::into_raw of a
+        // KSoftc (new_geom), and that reference stays alive while the geom
+        // does (destroy/graveyard); taking a second one is therefore sound.
+        unsafe {
+            Arc::increment_strong_count(raw);
+            Some(Arc::from_raw(raw))
+        }
+    }
+
+    fn new_provider(&self, gp: Geom, name: &str, mediasize: u64, sectorsize: u32) -> Result<Provider, Errno> {
+        // SAFETY: topology lock held; gp live; `name` readable for the call
+        // and copied by g_new_providerf.
+        let pp = unsafe { kpi::gmr_provider_new(gp.as_ptr(), name.as_ptr().cast(), name.len(), mediasize, sectorsize) };
+        Provider::from_ptr(pp).ok_or(ENOMEM)
+    }
+    fn provider_announce(&self, pp: Provider) {
+        // SAFETY: topology lock held; pp live.
+        unsafe { kpi::gmr_provider_announce(pp.as_ptr()) }
+    }
+    fn wither_provider(&self, pp: Provider, error: Errno) {
+        // SAFETY: topology lock held; pp live.
+        unsafe { kpi::gmr_provider_wither(pp.as_ptr(), error) }
+    }
+    fn provider_by_name(&self, name: &str) -> Option<Provider> {
+        let pp = with_cstr(name, |c| {
+            // SAFETY: topology lock held; `c` is NUL-terminated for the call.
+            unsafe { kpi::gmr_provider_by_name(c) }
+        })
+        .ok()?;
+        Provider::from_ptr(pp)
+    }
+    fn provider_name(&self, pp: Provider) -> String {
+        // SAFETY: pp live; its name is NUL-terminated and copied here.
+        unsafe { cstr_to_string(kpi::gmr_provider_name(pp.as_ptr())) }
+    }
+    fn provider_mediasize(&self, pp: Provider) -> u64 {
+        // SAFETY: pp live.
+        unsafe { kpi::gmr_provider_mediasize(pp.as_ptr()) }
+    }
+    fn provider_sectorsize(&self, pp: Provider) -> u32 {
+        // SAFETY: pp live.
+        unsafe { kpi::gmr_provider_sectorsize(pp.as_ptr()) }
+    }
+    fn provider_access(&self, pp: Provider) -> Access {
+        // SAFETY: pp live; `a` is a writable gmr_access.
+        counts(|a| unsafe { kpi::gmr_provider_counts(pp.as_ptr(), a) })
+    }
+
+    fn new_consumer(&self, gp: Geom) -> Result<Consumer, Errno> {
+        // SAFETY: topology lock held; gp live (and has an orphan method: the
+        // class sets one, which g_new_consumer requires).
+        let cp = unsafe { kpi::gmr_consumer_new(gp.as_ptr()) };
+        Consumer::from_ptr(cp).ok_or(ENOMEM)
+    }
+    fn attach(&self, cp: Consumer, pp: Provider) -> Result<(), Errno> {
+        // SAFETY: topology lock held; cp and pp live.
+        errno_result(unsafe { kpi::gmr_consumer_attach(cp.as_ptr(), pp.as_ptr()) })
+    }
+    fn detach(&self, cp: Consumer) {
+        // SAFETY: topology lock held; the core detaches only an idle consumer
+        // with zero access counts (platform rules), as g_detach requires.
+        unsafe { kpi::gmr_consumer_detach(cp.as_ptr()) }
+    }
+    fn destroy_consumer(&self, cp: Consumer) {
+        // SAFETY: topology lock held; cp is detached (platform rules).
+        unsafe { kpi::gmr_consumer_destroy(cp.as_ptr()) }
+    }
+    fn access(&self, cp: Consumer, delta: Access) -> Result<(), Errno> {
+        // SAFETY: topology lock held; cp live and attached.
+        errno_result(unsafe { kpi::gmr_consumer_access(cp.as_ptr(), delta.r, delta.w, delta.e) })
+    }
+    fn consumer_access(&self, cp: Consumer) -> Access {
+        // SAFETY: cp live; `a` is a writable gmr_access.
+        counts(|a| unsafe { kpi::gmr_consumer_counts(cp.as_ptr(), a) })
+    }
+    fn consumer_provider(&self, cp: Consumer) -> Option<Provider> {
+        // SAFETY: cp live.
+        Provider::from_ptr(unsafe { kpi::gmr_consumer_provider(cp.as_ptr()) })
+    }
+    fn consumer_to_raw(cp: Consumer) -> usize {
+        cp.as_ptr() as usize
+    }
+    fn consumer_from_raw(raw: usize) -> Consumer {
+        match Consumer::from_ptr(raw as *mut kpi::g_consumer) {
+            Some(cp) => cp,
+            // Only values consumer_to_raw made come back (platform rules);
+            // zero means the core broke that contract, not bad input.
+            None => panic!("consumer_from_raw(0)"),
+        }
+    }
+
+    fn read_data(&self, cp: Consumer, offset: u64, length: usize) -> Result<Vec<u8>, Errno> {
+        let mut err: i32 = 0;
+        // SAFETY: no topology lock, sleeping allowed (platform rules); cp is
+        // open for reading; `err` is writable.
+        let buf = unsafe { kpi::gmr_read_data(cp.as_ptr(), offset, length, &mut err) };
+        if buf.is_null() {
+            return Err(if err != 0 { err } else { EIO });
+        }
+        let mut v = Vec::new();
+        let r = if v.try_reserve_exact(length).is_ok() {
+            // SAFETY: g_read_data returned a buffer of `length` bytes.
+            v.extend_from_slice(unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), length) });
+            Ok(v)
+        } else {
+            Err(ENOMEM)
+        };
+        // SAFETY: `buf` came from g_read_data and is freed once, here.
+        unsafe { kpi::gmr_read_data_free(buf) };
+        r
+    }
+    fn write_data(&self, cp: Consumer, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        // SAFETY: no topology lock, sleeping allowed; cp open for writing;
+        // `data` readable for the call (g_write_data only reads it).
+        errno_result(unsafe { kpi::gmr_write_data(cp.as_ptr(), offset, data.as_ptr().cast(), data.len()) })
+    }
+
+    fn bio_cmd(&self, bp: &Bio) -> BioCmd {
+        // SAFETY: the caller owns the bio.
+        match unsafe { kpi::gmr_bio_cmd(bp.ptr()) } as u32 {
+            kpi::GMR_BIO_READ => BioCmd::Read,
+            kpi::GMR_BIO_WRITE => BioCmd::Write,
+            kpi::GMR_BIO_DELETE => BioCmd::Delete,
+            kpi::GMR_BIO_FLUSH => BioCmd::Flush,
+            kpi::GMR_BIO_GETATTR => BioCmd::GetAttr,
+            _ => BioCmd::Other,
+        }
+    }
+    fn bio_offset(&self, bp: &Bio) -> u64 {
+        // SAFETY: the caller owns the bio.
+        unsafe { kpi::gmr_bio_offset(bp.ptr()) }
+    }
+    fn bio_length(&self, bp: &Bio) -> u64 {
+        // SAFETY: the caller owns the bio.
+        unsafe { kpi::gmr_bio_length(bp.ptr()) }
+    }
+    fn bio_error(&self, bp: &Bio) -> Errno {
+        // SAFETY: the caller owns the bio.
+        unsafe { kpi::gmr_bio_error(bp.ptr()) }
+    }
+    fn bio_set_cookie(&self, bp: &mut Bio, cookie: usize) {
+        // SAFETY: the caller owns the bio exclusively (&mut).
+        unsafe { kpi::gmr_bio_set_caller1(bp.ptr(), cookie) }
+    }
+    fn bio_cookie(&self, bp: &Bio) -> usize {
+        // SAFETY: the caller owns the bio.
+        unsafe { kpi::gmr_bio_caller1(bp.ptr()) }
+    }
+    fn clone_bio(&self, parent: Bio) -> Result<Bio, Bio> {
+        // SAFETY: the caller owns the parent; g_clone_bio allocates with
+        // M_NOWAIT, so this is allowed in start and done.
+        let child = unsafe { kpi::gmr_bio_clone(parent.ptr()) };
+        match NonNull::new(child) {
+            // The parent now completes through its children (g_std_done).
+            Some(c) => Ok(Bio(c)),
+            None => Err(parent),
+        }
+    }
+    fn io_request(&self, child: Bio, cp: Consumer) {
+        // SAFETY: ownership of the bio passes to GEOM; cp is live and open.
+        unsafe { kpi::gmr_bio_request(child.into_ptr(), cp.as_ptr()) }
+    }
+    fn io_deliver(&self, bp: Bio, error: Errno) {
+        // SAFETY: ownership of the bio passes back to GEOM, once.
+        unsafe { kpi::gmr_bio_deliver(bp.into_ptr(), error) }
+    }
+    fn std_done(&self, child: Bio) {
+        // SAFETY: the child is a clone (it has a parent); GEOM takes it.
+        unsafe { kpi::gmr_bio_std_done(child.into_ptr()) }
+    }
+    fn retire_child(&self, child: Bio) -> Bio {
+        // SAFETY: the child is a clone the caller owns; it is destroyed and
+        // its parent, which the caller now owns again, is returned.
+        let parent = unsafe { kpi::gmr_bio_retire(child.into_ptr()) };
+        match NonNull::new(parent) {
+            Some(p) => Bio(p),
+            // Every bio from clone_bio has a parent.
+            None => panic!("retire_child: child bio without parent"),
+        }
+    }
+
+    fn post_event(&self, f: Box<dyn FnOnce(&Self) + Send>) -> Result<(), Errno> {
+        let layout = Layout::new::<Event>();
+        // SAFETY: `layout` has a non-zero size (a fat Box).
+        let p = unsafe { alloc(layout) }.cast::<Event>();
+        if p.is_null() {
+            return Err(ENOMEM);
+        }
+        // SAFETY: `p` is fresh, writable and aligned for an Event.
+        unsafe { p.write(f) };
+        // SAFETY: the shim passes `p` back to gmr_rs_event exactly once (run
+        // or cancelled), which frees it; g_post_event(M_NOWAIT) never sleeps.
+        let e = unsafe { kpi::gmr_post_event(p.cast()) };
+        if e != 0 {
+            // SAFETY: the event was not queued, so `p` is still ours: a Box
+            // of the layout it was allocated with.
+            drop(unsafe { Box::from_raw(p) });
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn new_wait_queue(&self, name: &'static str) -> Result<KernelWq, Errno> {
+        KernelWq::new(name)
+    }
+
+    fn start_worker(&self, w: Arc<Worker<Self>>) -> Result<(), Errno> {
+        let raw = Arc::into_raw(w).cast_mut();
+        if WORKER.compare_exchange(core::ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // SAFETY: `raw` was made just above and not lent out.
+            drop(unsafe { Arc::from_raw(raw) });
+            return Err(EBUSY);
+        }
+        // SAFETY: `raw` stays valid until join_worker releases it, which
+        // happens only after the kproc's run() has returned.
+        let e = unsafe { kpi::gmr_kproc_start(raw.cast(), WORKER_NAME.as_ptr()) };
+        if e != 0 {
+            WORKER.store(core::ptr::null_mut(), Ordering::Release);
+            // SAFETY: no kproc was created, so nothing borrowed `raw`.
+            drop(unsafe { Arc::from_raw(raw) });
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn join_worker(&self, w: &Arc<Worker<Self>>) {
+        w.wait_exited();
+        let raw = WORKER.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !raw.is_null() {
+            // SAFETY: the kproc has left Worker::run (wait_exited), so its
+            // borrow of the reference lent in start_worker has ended.
+            drop(unsafe { Arc::from_raw(raw) });
+        }
+    }
+}
+
+/// Releases every buried softc: called at class fini, when GEOM has
+/// destroyed all the class's geoms.
+pub(crate) fn release_all_softcs() {
+    purge_graveyard(true);
+}

@@ -1,0 +1,160 @@
+//! Text helpers that never allocate where they must not (log lines, panic
+//! messages) and never panic on what the kernel hands over (C strings).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ffi::{c_char, CStr};
+use core::fmt;
+
+use crate::platform::{Errno, EINVAL, ENOMEM};
+
+/// A fixed-size, stack-allocated text buffer. Writes past its end are
+/// dropped (the text is truncated), never reported as errors, so formatting
+/// into it cannot fail or allocate: usable in start, done and the panic
+/// handler.
+pub(crate) struct LineBuf<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> LineBuf<N> {
+    pub(crate) const fn new() -> Self {
+        LineBuf { buf: [0; N], len: 0 }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Formats `args` into a new buffer.
+    pub(crate) fn format(args: fmt::Arguments<'_>) -> Self {
+        let mut b = Self::new();
+        // Writing into a LineBuf never fails: it truncates instead.
+        let _ = fmt::write(&mut b, args);
+        b
+    }
+}
+
+impl<const N: usize> fmt::Write for LineBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = N - self.len;
+        let mut take = s.len().min(room);
+        // Do not cut a UTF-8 sequence in half.
+        while take > 0 && !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
+        self.len += take;
+        Ok(())
+    }
+}
+
+/// Longest string [`with_cstr`] converts on the stack; longer ones go to the
+/// heap.
+const CSTR_STACK: usize = 128;
+
+/// Calls `f` with a NUL-terminated copy of `s`.
+///
+/// Fails with EINVAL when `s` holds a NUL (C would see a shorter string) and
+/// with ENOMEM when a long string cannot be copied.
+pub(crate) fn with_cstr<R>(s: &str, f: impl FnOnce(*const c_char) -> R) -> Result<R, Errno> {
+    let bytes = s.as_bytes();
+    if bytes.contains(&0) {
+        return Err(EINVAL);
+    }
+    if bytes.len() < CSTR_STACK {
+        let mut buf = [0u8; CSTR_STACK];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        Ok(f(buf.as_ptr().cast()))
+    } else {
+        let mut v: Vec<u8> = Vec::new();
+        v.try_reserve_exact(bytes.len() + 1).map_err(|_| ENOMEM)?;
+        v.extend_from_slice(bytes);
+        v.push(0);
+        Ok(f(v.as_ptr().cast()))
+    }
+}
+
+/// Borrows a C string as `&str`; `None` for NULL or for bytes that are not
+/// UTF-8.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that stays valid and
+/// unchanged for `'a`.
+pub(crate) unsafe fn cstr_as_str<'a>(p: *const c_char) -> Option<&'a str> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` is non-NULL and, by this function's contract, NUL-terminated
+    // and valid for 'a.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str().ok()
+}
+
+/// Copies a C string (a geom or provider name) into a `String`, replacing
+/// bytes that are not UTF-8 with U+FFFD. NULL gives an empty string, and so
+/// does an allocation failure: the callers' signatures cannot report one, and
+/// a name is never worth a panic.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string valid for the call.
+pub(crate) unsafe fn cstr_to_string(p: *const c_char) -> String {
+    let mut s = String::new();
+    if p.is_null() {
+        return s;
+    }
+    // SAFETY: `p` is non-NULL and, by this function's contract,
+    // NUL-terminated and valid for this call.
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    if s.try_reserve_exact(bytes.len()).is_err() {
+        return s;
+    }
+    for chunk in bytes.utf8_chunks() {
+        s.push_str(chunk.valid());
+        if !chunk.invalid().is_empty() {
+            // Room may run out here only for invalid input; then the name is
+            // cut short rather than risking an infallible allocation.
+            if s.try_reserve(3).is_err() {
+                break;
+            }
+            s.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::fmt::Write;
+
+    #[test]
+    fn linebuf_truncates_on_char_boundary() {
+        let mut b = LineBuf::<5>::new();
+        write!(b, "abcé€").unwrap();
+        assert_eq!(b.as_bytes(), "abcé".as_bytes());
+        write!(b, "more").unwrap();
+        assert_eq!(b.as_bytes(), "abcé".as_bytes());
+    }
+
+    #[test]
+    fn cstr_roundtrip() {
+        let r = with_cstr("da0", |p| {
+            // SAFETY: `p` is the NUL-terminated copy with_cstr made.
+            unsafe { cstr_to_string(p) }
+        });
+        assert_eq!(r.unwrap(), "da0");
+        let long = "x".repeat(300);
+        let r = with_cstr(&long, |p| {
+            // SAFETY: as above.
+            unsafe { cstr_as_str(p) }.map(|s| s.len())
+        });
+        assert_eq!(r.unwrap(), Some(300));
+        assert_eq!(with_cstr("a\0b", |_| ()), Err(EINVAL));
+        // SAFETY: NULL is allowed.
+        assert_eq!(unsafe { cstr_to_string(core::ptr::null()) }, "");
+        let bad = b"a\xffb\0";
+        // SAFETY: `bad` is NUL-terminated and lives for the call.
+        assert_eq!(unsafe { cstr_to_string(bad.as_ptr().cast()) }, "a\u{fffd}b");
+    }
+}
