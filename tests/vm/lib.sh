@@ -48,6 +48,21 @@ vm_need()
 	return 1
 }
 
+# vm_need_file FILE DEBIAN_PACKAGE: like vm_need, for a data file.
+vm_need_file()
+{
+	local file=$1 pkg=$2
+	[ -e "$file" ] && return 0
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		vm_log "installing Debian package $pkg (for $file)"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		    --no-install-recommends "$pkg" >/dev/null 2>&1 || true
+		[ -e "$file" ] && return 0
+	fi
+	echo "vm: error: $file is missing (Debian: apt-get install $pkg)" >&2
+	return 1
+}
+
 # vm_sha256 FILE: print the SHA-256 of FILE in hex.
 vm_sha256()
 {

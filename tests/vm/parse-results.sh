@@ -119,7 +119,7 @@ END {
 		}
 		printf "  %s %s%s\n", tag, id, (why != "" ? " (" st ": " why ")" : (tag == "FAIL" ? " (" st ")" : ""))
 	}
-	m = split(expect, want, /[ \t]+/)
+	m = split(expect, want, /[ \t\n]+/)
 	for (i = 1; i <= m; i++) {
 		if (want[i] == "" || (want[i] in status))
 			continue
