@@ -1,1 +1,65 @@
-//! GEOM simulator (being written)
+//! geom-sim: a userland model of FreeBSD GEOM on which `geom_multipath_rs`
+//! runs and is tested.
+//!
+//! The simulator enforces GEOM's rules (see [`violation`]) instead of being
+//! kinder than the kernel: one topology lock with an owner, an event thread,
+//! separate `g_down`/`g_up` threads where nothing may sleep, access counts
+//! with GEOM's refusals, attach/detach, orphaning and withering,
+//! `g_clone_bio`/`g_std_done`, and disks whose several paths share one
+//! backing store, with per-path faults. It runs on real threads or under a
+//! deterministic, seeded scheduler ([`Mode`]).
+//!
+//! ```no_run
+//! use geom_sim::{Sim, LunConfig, Access};
+//! let sim = Sim::deterministic(1);
+//! let lun = sim.add_lun(LunConfig::new(&["da0", "da1"], 1 << 20)).unwrap();
+//! sim.pass_create("da0").unwrap();
+//! let dev = sim.open("/dev/da0.pass", Access::new(1, 1, 0)).unwrap();
+//! dev.write(0, &[7u8; 512]).unwrap();
+//! lun.path(0).unwrap().fail_next(1, geom_sim::EIO);
+//! assert!(dev.read(0, 512).is_err());
+//! drop(dev);
+//! sim.finish().assert_clean();
+//! ```
+
+pub mod bio;
+pub mod class;
+pub mod confxml;
+pub mod ctl;
+pub mod dev;
+pub mod disk;
+pub mod fault;
+pub mod gmultipath;
+pub mod ids;
+pub mod multipath;
+pub mod passthrough;
+pub mod platform;
+pub mod scenario;
+pub mod sched;
+pub mod seeds;
+pub mod sim;
+pub mod store;
+mod toplock;
+pub mod topology;
+pub mod util;
+pub mod violation;
+pub mod workload;
+
+pub use bio::{Bio, BioResult};
+pub use class::SimClass;
+pub use ctl::SimCtlReq;
+pub use dev::Dev;
+pub use disk::{Lun, LunConfig, PathCounts, PathHandle, StoreKind};
+pub use fault::Faults;
+pub use geom_multipath_rs::platform::{
+    Access, BioCmd, CtlReq, Errno, Platform, WaitQueue, EBUSY, EINVAL, EIO, ENOENT, ENOMEM, ENXIO,
+    EOPNOTSUPP, EPERM,
+};
+pub use ids::{BioId, ClassId, ConsumerId, GeomId, ProviderId};
+pub use multipath::MultipathClass;
+pub use passthrough::PassClass;
+pub use platform::SimWaitQueue;
+pub use sched::{Ctx, Mode};
+pub use seeds::for_seeds;
+pub use sim::{Report, Sim, SimConfig, SimPlatform};
+pub use violation::{rule, Violation};

@@ -1,0 +1,78 @@
+//! The simulator's class interface: what a GEOM class implements
+//! (`struct g_class` methods). The multipath core plugs in through
+//! [`crate::multipath::MultipathClass`]; the pass-through test class, the
+//! disk drivers and DEV implement it directly.
+//!
+//! Every method gets a [`SimPlatform`] bound to the class, and runs in the
+//! context GEOM runs it in: taste, orphan, access, ctlreq, dumpconf,
+//! destroy_geom, init and fini with the topology lock held on the event
+//! thread (or by the user thread that loads or unloads); start on `g_down`
+//! and done on `g_up`, where the lock may not be taken and nothing may sleep.
+
+use geom_multipath_rs::platform::{Access, CtlReq, Errno, EOPNOTSUPP};
+
+use crate::bio::Bio;
+use crate::ids::{ConsumerId, GeomId, ProviderId};
+use crate::sim::SimPlatform;
+
+pub trait SimClass: Send + Sync + 'static {
+    /// `g_class.name`.
+    fn name(&self) -> &str;
+    /// `g_class.init` (topology held).
+    fn init(&self, _plat: &SimPlatform) -> Result<(), Errno> {
+        Ok(())
+    }
+    /// `g_class.fini` (topology held).
+    fn fini(&self, _plat: &SimPlatform) {}
+    /// Whether the class has a taste method at all (`mp->taste != NULL`).
+    fn tastes(&self) -> bool {
+        false
+    }
+    /// `g_class.taste` (topology held): may create a geom on `pp`.
+    fn taste(&self, _plat: &SimPlatform, _pp: ProviderId) -> Option<GeomId> {
+        None
+    }
+    /// `gp->start`: a bio sent to one of the geom's providers.
+    fn start(&self, plat: &SimPlatform, gp: GeomId, bp: Bio);
+    /// The done of a bio the geom cloned (`bio_done` of a child).
+    fn done(&self, plat: &SimPlatform, _gp: GeomId, bp: Bio) {
+        plat.g_std_done(bp);
+    }
+    /// `gp->orphan` (topology held): the provider under `cp` went away.
+    fn orphan(&self, plat: &SimPlatform, cp: ConsumerId);
+    /// `gp->access` (topology held): the geom's provider `pp` is being
+    /// opened or closed by `delta`.
+    fn access(&self, _plat: &SimPlatform, _pp: ProviderId, _delta: Access) -> Result<(), Errno> {
+        Ok(())
+    }
+    /// `g_class.ctlreq` (topology held).
+    fn ctlreq(&self, _plat: &SimPlatform, req: &mut dyn CtlReq, verb: &str) {
+        req.error(format_args!("Unknown verb {verb}"));
+    }
+    /// `gp->dumpconf` (topology held): XML for the geom (`cp` and `pp`
+    /// None), one of its consumers, or one of its providers.
+    fn dumpconf(
+        &self,
+        _plat: &SimPlatform,
+        _sb: &mut dyn std::fmt::Write,
+        _indent: &str,
+        _gp: GeomId,
+        _cp: Option<ConsumerId>,
+        _pp: Option<ProviderId>,
+    ) {
+    }
+    /// `g_class.destroy_geom` (topology held), for unload.
+    fn destroy_geom(&self, _plat: &SimPlatform, _gp: GeomId) -> Result<(), Errno> {
+        Err(EOPNOTSUPP)
+    }
+}
+
+/// Writes `<tag>value</tag>` on its own line at `indent` (dumpconf helper).
+pub fn xml_line(
+    sb: &mut dyn std::fmt::Write,
+    indent: &str,
+    tag: &str,
+    value: impl std::fmt::Display,
+) {
+    let _ = writeln!(sb, "{indent}<{tag}>{value}</{tag}>");
+}

@@ -1,0 +1,237 @@
+//! DEV: the class that gives every provider its `/dev` node, and the user
+//! side of it — a process opening `/dev/NAME` and issuing bios.
+//!
+//! As in the kernel, DEV tastes every provider and attaches one consumer to
+//! it with no access; `open(2)` adds access on that consumer
+//! (`g_dev_open`), `close(2)` removes it (the last writer closing makes
+//! GEOM retaste the provider), and I/O goes down through it. When the
+//! provider goes away DEV drops whatever access is held and withers its
+//! geom; the washer frees it once the last in-flight bio is back.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use geom_multipath_rs::platform::{Access, BioCmd, Errno, ENOENT, ENXIO};
+
+use crate::bio::{Bio, BioResult, DoneTarget};
+use crate::class::SimClass;
+use crate::ids::{BioId, ConsumerId, GeomId, ProviderId};
+use crate::sim::SimPlatform;
+
+pub(crate) struct DevClass;
+
+struct DevSoftc {
+    /// The provider was orphaned: DEV already dropped every open's access.
+    gone: AtomicBool,
+}
+
+impl SimClass for DevClass {
+    fn name(&self) -> &str {
+        "DEV"
+    }
+    fn tastes(&self) -> bool {
+        true
+    }
+    fn taste(&self, plat: &SimPlatform, pp: ProviderId) -> Option<GeomId> {
+        let name = plat.provider_name_of(pp)?;
+        // The geom first: its softc needs the consumer, made right after.
+        let gp = plat.g_new_geom(&name, None).ok()?;
+        let cp = plat.g_new_consumer(gp).ok()?;
+        if plat.g_attach(cp, pp).is_err() {
+            plat.g_destroy_consumer(cp);
+            plat.g_destroy_geom(gp);
+            return None;
+        }
+        let sc = Arc::new(DevSoftc {
+            gone: AtomicBool::new(false),
+        });
+        if let Some(g) = plat.topo().geom.get_mut(&gp) {
+            g.softc = Some(sc);
+        }
+        Some(gp)
+    }
+    fn start(&self, plat: &SimPlatform, _gp: GeomId, bp: Bio) {
+        plat.g_io_deliver(bp, ENXIO);
+    }
+    fn orphan(&self, plat: &SimPlatform, cp: ConsumerId) {
+        let Some(gp) = plat.consumer_geom(cp) else {
+            return;
+        };
+        if let Some(sc) = plat.geom_softc::<DevSoftc>(gp) {
+            sc.gone.store(true, Ordering::Release);
+        }
+        if let Some(acc) = plat.consumer_acc(cp) {
+            if acc.is_open() {
+                let _ = plat.g_access(cp, acc.neg());
+            }
+        }
+        plat.g_wither_geom(gp, ENXIO);
+    }
+}
+
+/// An open `/dev/NAME`, as a process holds it. Closed on drop.
+pub struct Dev {
+    plat: SimPlatform,
+    name: String,
+    cp: ConsumerId,
+    pp: ProviderId,
+    sc: Arc<DevSoftc>,
+    acc: Access,
+    closed: bool,
+}
+
+impl SimPlatform {
+    /// `open("/dev/NAME", flags)`: `acc` is (FREAD, FWRITE, O_EXCL) as
+    /// counts. ENOENT when the node does not exist (not tasted by DEV, or
+    /// gone); g_access's error otherwise (EPERM for an exclusive conflict).
+    pub fn open(&self, name: &str, acc: Access) -> Result<Dev, Errno> {
+        let name = name.strip_prefix("/dev/").unwrap_or(name).to_string();
+        self.g_topology_lock();
+        let r = self.open_locked(&name, acc);
+        self.g_topology_unlock();
+        r
+    }
+
+    fn open_locked(&self, name: &str, acc: Access) -> Result<Dev, Errno> {
+        let pp = self.g_provider_by_name(name).ok_or(ENOENT)?;
+        let dev_class = *crate::util::lock(&self.sh.dev_class);
+        let (cp, sc) = self
+            .provider_consumers(pp)
+            .into_iter()
+            .filter_map(|cp| {
+                let gp = self.consumer_geom(cp)?;
+                let is_dev = self
+                    .topo()
+                    .geom
+                    .get(&gp)
+                    .map(|g| Some(g.class) == dev_class)
+                    .unwrap_or(false);
+                if !is_dev {
+                    return None;
+                }
+                let sc = self.geom_softc::<DevSoftc>(gp)?;
+                (!sc.gone.load(Ordering::Acquire)).then_some((cp, sc))
+            })
+            .next()
+            .ok_or(ENOENT)?;
+        if acc.is_open() {
+            self.g_access(cp, acc)?;
+        }
+        Ok(Dev {
+            plat: self.clone(),
+            name: name.to_string(),
+            cp,
+            pp,
+            sc,
+            acc,
+            closed: false,
+        })
+    }
+}
+
+impl Dev {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn provider(&self) -> ProviderId {
+        self.pp
+    }
+    /// (mediasize, sectorsize) of the provider, if it still exists.
+    pub fn size(&self) -> Option<(u64, u32)> {
+        self.plat.provider_size(self.pp)
+    }
+    fn alive(&self) -> bool {
+        !self.closed && !self.sc.gone.load(Ordering::Acquire) && self.plat.consumer_exists(self.cp)
+    }
+
+    /// Issues one bio (`strategy`); `done` runs on g_up when it completes
+    /// and must not sleep. Returns the bio id, or ENXIO once the device
+    /// is gone.
+    pub fn submit(
+        &self,
+        cmd: BioCmd,
+        offset: u64,
+        length: u64,
+        data: Option<Vec<u8>>,
+        done: impl Fn(BioId, BioResult) + Send + Sync + 'static,
+    ) -> Result<BioId, Errno> {
+        if !self.alive() {
+            return Err(ENXIO);
+        }
+        let buf = match cmd {
+            BioCmd::Read | BioCmd::GetAttr => Some(vec![0u8; length as usize]),
+            BioCmd::Write => Some(data.unwrap_or_else(|| vec![0u8; length as usize])),
+            _ => data,
+        };
+        let bp = self.plat.new_bio(
+            cmd,
+            offset,
+            length,
+            buf.map(|b| Arc::new(Mutex::new(b))),
+            DoneTarget::User(Arc::new(done)),
+        );
+        let id = bp.id();
+        self.plat.g_io_request(bp, self.cp);
+        Ok(id)
+    }
+
+    /// `pread(2)`: sleeps until done.
+    pub fn read(&self, offset: u64, length: usize) -> Result<Vec<u8>, Errno> {
+        if !self.alive() {
+            return Err(ENXIO);
+        }
+        self.plat
+            .sync_io("read", self.cp, BioCmd::Read, offset, vec![0; length])
+            .map(|r| r.data)
+    }
+
+    /// `pwrite(2)`: sleeps until done.
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        if !self.alive() {
+            return Err(ENXIO);
+        }
+        self.plat
+            .sync_io("write", self.cp, BioCmd::Write, offset, data.to_vec())
+            .map(|_| ())
+    }
+
+    /// `fsync(2)`: BIO_FLUSH.
+    pub fn flush(&self) -> Result<(), Errno> {
+        if !self.alive() {
+            return Err(ENXIO);
+        }
+        self.plat
+            .sync_io("flush", self.cp, BioCmd::Flush, 0, Vec::new())
+            .map(|_| ())
+    }
+
+    /// `close(2)`: gives back the access (a last writer closing makes
+    /// GEOM retaste the provider).
+    pub fn close(mut self) -> Result<(), Errno> {
+        self.close_inner()
+    }
+
+    fn close_inner(&mut self) -> Result<(), Errno> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        if !self.acc.is_open() {
+            return Ok(());
+        }
+        self.plat.g_topology_lock();
+        let r = if self.sc.gone.load(Ordering::Acquire) || !self.plat.consumer_exists(self.cp) {
+            Ok(())
+        } else {
+            self.plat.g_access(self.cp, self.acc.neg())
+        };
+        self.plat.g_topology_unlock();
+        r
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.close_inner();
+    }
+}

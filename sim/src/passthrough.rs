@@ -1,0 +1,179 @@
+//! PASS: a pass-through class (g_nop without faults). A geom `NAME.pass`
+//! over provider `NAME` clones every bio, sends the clone down and folds it
+//! back with g_std_done; opens and closes are passed to its consumer.
+//! It tests the simulator itself and is the benchmark baseline.
+
+use geom_multipath_rs::platform::{Access, CtlReq, Errno, EBUSY, ENOMEM, ENXIO};
+
+use crate::bio::Bio;
+use crate::class::{xml_line, SimClass};
+use crate::ctl::{param_int, param_str};
+use crate::ids::{ConsumerId, GeomId, ProviderId};
+use crate::sim::SimPlatform;
+
+/// The class. Verbs: `create` (arg0 = provider), `destroy` (arg0 = geom
+/// name; `force` int).
+#[derive(Default)]
+pub struct PassClass;
+
+/// The geom's softc.
+pub struct PassSoftc {
+    pub cp: ConsumerId,
+}
+
+impl PassClass {
+    fn create(&self, plat: &SimPlatform, req: &mut dyn CtlReq, prov: &str) {
+        let Some(pp) = plat.g_provider_by_name(prov) else {
+            return req.error(format_args!("Provider {prov} is invalid"));
+        };
+        let name = format!("{}.pass", prov.strip_prefix("/dev/").unwrap_or(prov));
+        if plat.g_provider_by_name(&name).is_some() {
+            return req.error(format_args!("Provider {name} already exists"));
+        }
+        let Some((size, ss)) = plat.provider_size(pp) else {
+            return req.error(format_args!("Provider {prov} is invalid"));
+        };
+        let gp = match plat.g_new_geom(&name, None) {
+            Ok(g) => g,
+            Err(e) => return req.error(format_args!("Cannot create geom {name}: {e}")),
+        };
+        let cp = match plat.g_new_consumer(gp) {
+            Ok(c) => c,
+            Err(e) => return req.error(format_args!("Cannot create consumer: {e}")),
+        };
+        if let Err(e) = plat.g_attach(cp, pp) {
+            plat.g_destroy_consumer(cp);
+            plat.g_destroy_geom(gp);
+            return req.error(format_args!("Cannot attach to {prov}: {e}"));
+        }
+        if let Some(g) = plat.topo().geom.get_mut(&gp) {
+            g.softc = Some(std::sync::Arc::new(PassSoftc { cp }));
+        }
+        match plat.g_new_provider(gp, &name, size, ss) {
+            Ok(np) => plat.g_error_provider(np, 0),
+            Err(e) => req.error(format_args!("Cannot create provider {name}: {e}")),
+        }
+    }
+
+    fn destroy(&self, plat: &SimPlatform, req: &mut dyn CtlReq, name: &str, force: bool) {
+        let Some(gp) = plat
+            .g_class_geoms()
+            .into_iter()
+            .find(|&g| plat.geom_name_of(g).as_deref() == Some(name))
+        else {
+            return req.error(format_args!("Device {name} is invalid"));
+        };
+        if let Err(e) = self.destroy_one(plat, gp, force) {
+            req.error(format_args!("Cannot destroy device {name} (error={e})"));
+        }
+    }
+
+    fn destroy_one(&self, plat: &SimPlatform, gp: GeomId, force: bool) -> Result<(), Errno> {
+        let open = plat
+            .geom_providers(gp)
+            .iter()
+            .any(|&p| plat.provider_acc(p).is_some_and(|a| a.is_open()));
+        if open && !force {
+            return Err(EBUSY);
+        }
+        plat.g_wither_geom(gp, ENXIO);
+        Ok(())
+    }
+}
+
+impl SimClass for PassClass {
+    fn name(&self) -> &str {
+        "PASS"
+    }
+
+    fn start(&self, plat: &SimPlatform, gp: GeomId, bp: Bio) {
+        let Some(sc) = plat.geom_softc::<PassSoftc>(gp) else {
+            return plat.g_io_deliver(bp, ENXIO);
+        };
+        match plat.g_clone_bio(&bp) {
+            None => plat.g_io_deliver(bp, ENOMEM),
+            Some(child) => {
+                plat.g_io_request(child, sc.cp);
+                plat.release_to_children(bp);
+            }
+        }
+    }
+
+    fn orphan(&self, plat: &SimPlatform, cp: ConsumerId) {
+        if let Some(gp) = plat.consumer_geom(cp) {
+            plat.g_wither_geom(gp, ENXIO);
+        }
+    }
+
+    fn access(&self, plat: &SimPlatform, pp: ProviderId, delta: Access) -> Result<(), Errno> {
+        let gp = plat.provider_geom(pp).ok_or(ENXIO)?;
+        let sc = plat.geom_softc::<PassSoftc>(gp).ok_or(ENXIO)?;
+        plat.g_access(sc.cp, delta)
+    }
+
+    fn ctlreq(&self, plat: &SimPlatform, req: &mut dyn CtlReq, verb: &str) {
+        match verb {
+            "create" => match param_str(req, "arg0") {
+                Some(p) => self.create(plat, req, &p),
+                None => req.error(format_args!("No 'arg0' argument")),
+            },
+            "destroy" => {
+                let force = param_int(req, "force").unwrap_or(0) != 0;
+                match param_str(req, "arg0") {
+                    Some(n) => self.destroy(plat, req, &n, force),
+                    None => req.error(format_args!("No 'arg0' argument")),
+                }
+            }
+            _ => req.error(format_args!("Unknown verb {verb}")),
+        }
+    }
+
+    fn dumpconf(
+        &self,
+        plat: &SimPlatform,
+        sb: &mut dyn std::fmt::Write,
+        indent: &str,
+        gp: GeomId,
+        cp: Option<ConsumerId>,
+        pp: Option<ProviderId>,
+    ) {
+        if cp.is_none() && pp.is_none() {
+            if let Some(sc) = plat.geom_softc::<PassSoftc>(gp) {
+                xml_line(sb, indent, "Inflight", plat.consumer_inflight(sc.cp));
+            }
+        }
+    }
+
+    fn destroy_geom(&self, plat: &SimPlatform, gp: GeomId) -> Result<(), Errno> {
+        self.destroy_one(plat, gp, false)
+    }
+}
+
+impl SimPlatform {
+    /// A start method that cloned children and sent them gives the parent
+    /// handle up: it lives on through `bio_parent` and is delivered by the
+    /// last child's g_std_done. Giving it up with no child in flight loses
+    /// it, which is reported.
+    pub fn release_to_children(&self, parent: Bio) {
+        let (children, inbed) = self.bio_children_inbed(&parent);
+        if children <= inbed {
+            self.violation(
+                crate::violation::rule::ONCE,
+                format!("{parent:?} released with no child in flight: it will never complete"),
+            );
+        }
+        let _ = parent.into_id();
+    }
+
+    /// Creates `NAME.pass` over provider `prov` (a gctl `create`).
+    pub fn pass_create(&self, prov: &str) -> Result<(), String> {
+        self.gctl_run("PASS", "create", &[], &[prov], false)
+            .map(|_| ())
+    }
+
+    /// Destroys `NAME.pass` (a gctl `destroy`).
+    pub fn pass_destroy(&self, name: &str, force: bool) -> Result<(), String> {
+        self.gctl_run("PASS", "destroy", &[("force", force)], &[name], false)
+            .map(|_| ())
+    }
+}

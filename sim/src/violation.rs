@@ -1,0 +1,54 @@
+//! GEOM rule violations: what the kernel would catch with KASSERT or
+//! `g_topology_assert()`, recorded with the name of the rule broken.
+//!
+//! The simulator records a violation and then refuses or neutralises the
+//! offending call where going on would hang it (a sleep in done returns at
+//! once, a detach of an open consumer does nothing). It does not panic in its
+//! own threads: that would kill `g_down` or `g_up` and turn a clear report
+//! into a hang. Tests read the list with [`crate::Sim::violations`] or fail
+//! through [`crate::Sim::assert_clean`] / [`crate::Report::assert_clean`].
+
+use std::fmt;
+
+/// The rules, by the names the messages use.
+pub mod rule {
+    /// A call that needs the topology lock made without it, or the lock
+    /// taken where it must not be (start, done, recursively).
+    pub const TOPOLOGY: &str = "topology";
+    /// A call that may sleep made from start or done, or with the topology
+    /// lock held.
+    pub const NOSLEEP: &str = "nosleep";
+    /// A bio completed (or requested) more than once, or lost.
+    pub const ONCE: &str = "once";
+    /// Access-count misuse (negative counts, NOP access, failing close,
+    /// leaks found when a consumer is destroyed or at the leak check).
+    pub const ACCESS: &str = "access";
+    /// Attach/detach misuse (detach while open or with I/O in flight...).
+    pub const ATTACH: &str = "attach";
+    /// Destroying something that is still in use.
+    pub const DESTROY: &str = "destroy";
+    /// A handle used after its object was destroyed.
+    pub const STALE: &str = "stale";
+    /// I/O misuse (request on a detached consumer, bad done routing).
+    pub const IO: &str = "io";
+    /// Resources still held when the simulator is shut down.
+    pub const LEAK: &str = "leak";
+    /// Nothing can make progress (deterministic mode) or a wait timed out.
+    pub const DEADLOCK: &str = "deadlock";
+    /// A class interface contract broken (no class bound, bad softc...).
+    pub const CLASS: &str = "class";
+}
+
+/// One broken rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// One of the names in [`rule`].
+    pub rule: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GEOM rule '{}' violated: {}", self.rule, self.message)
+    }
+}

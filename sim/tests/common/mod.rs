@@ -1,0 +1,230 @@
+//! Test classes: a pass-through with a misbehaviour switch, a taster that
+//! only counts, and a taster that grabs what it tastes.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use geom_multipath_rs::platform::WaitQueue;
+use geom_sim::{
+    Access, Bio, ConsumerId, Errno, GeomId, Platform, ProviderId, SimClass, SimPlatform, ENXIO,
+};
+
+/// What the misbehaving pass-through does wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sin {
+    None,
+    /// Sleeps on a wait queue in done.
+    SleepInDone,
+    /// Takes the topology lock in start.
+    LockInStart,
+    /// Creates a geom from done without the topology lock.
+    TopologyInDone,
+    /// Passes opens down but not closes.
+    LeakAccess,
+    /// Delivers the parent at once as well as through the child.
+    CompleteTwice,
+    /// Reads synchronously from start.
+    ReadInStart,
+    /// Drops the bio in start.
+    LoseBio,
+    /// Detaches its consumer in orphan while I/O is in flight and open.
+    DetachBusy,
+}
+
+pub struct TestPass {
+    pub sin: Sin,
+    pub name: &'static str,
+}
+
+pub struct TpSoftc {
+    pub cp: ConsumerId,
+}
+
+impl TestPass {
+    pub fn new(sin: Sin) -> Arc<TestPass> {
+        Arc::new(TestPass {
+            sin,
+            name: "TESTPASS",
+        })
+    }
+
+    /// Creates `<prov>.tp` over `prov` (runs on the event thread).
+    pub fn create(plat: &SimPlatform, prov: &str) {
+        let prov = prov.to_string();
+        let cid = plat.class_by_name("TESTPASS").expect("TESTPASS loaded");
+        plat.g_waitfor_event(move |p| {
+            let p = p.bound(cid);
+            let pp = p.g_provider_by_name(&prov).expect("provider");
+            let (size, ss) = p.provider_size(pp).expect("size");
+            let gp = p.g_new_geom(&format!("{prov}.tp"), None).expect("geom");
+            let cp = p.g_new_consumer(gp).expect("consumer");
+            p.g_attach(cp, pp).expect("attach");
+            p.topo_set_softc(gp, Arc::new(TpSoftc { cp }));
+            let np = p
+                .g_new_provider(gp, &format!("{prov}.tp"), size, ss)
+                .expect("provider");
+            p.g_error_provider(np, 0);
+        });
+        plat.run_until_idle();
+    }
+}
+
+impl SimClass for TestPass {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn start(&self, plat: &SimPlatform, gp: GeomId, bp: Bio) {
+        let sc = plat.geom_softc::<TpSoftc>(gp).expect("softc");
+        match self.sin {
+            Sin::LockInStart => {
+                plat.topology_lock();
+                plat.topology_unlock();
+            }
+            Sin::ReadInStart => {
+                let _ = plat.read_data(sc.cp, 0, 512);
+            }
+            Sin::LoseBio => {
+                drop(bp);
+                return;
+            }
+            _ => {}
+        }
+        let child = plat.g_clone_bio(&bp).expect("clone");
+        plat.g_io_request(child, sc.cp);
+        if self.sin == Sin::CompleteTwice {
+            plat.g_io_deliver(bp, 0);
+        } else {
+            plat.release_to_children(bp);
+        }
+    }
+    fn done(&self, plat: &SimPlatform, _gp: GeomId, bp: Bio) {
+        match self.sin {
+            Sin::SleepInDone => {
+                let wq = plat.new_wait_queue("test").expect("wq");
+                wq.lock();
+                wq.sleep();
+                wq.unlock();
+            }
+            Sin::TopologyInDone => {
+                let _ = plat.g_new_geom("bogus", None);
+            }
+            _ => {}
+        }
+        plat.g_std_done(bp);
+    }
+    fn orphan(&self, plat: &SimPlatform, cp: ConsumerId) {
+        if self.sin == Sin::DetachBusy {
+            plat.g_detach(cp);
+            return;
+        }
+        let gp = plat.consumer_geom(cp).expect("geom");
+        plat.g_wither_geom(gp, ENXIO);
+    }
+    fn access(&self, plat: &SimPlatform, pp: ProviderId, d: Access) -> Result<(), Errno> {
+        let gp = plat.provider_geom(pp).ok_or(ENXIO)?;
+        let sc = plat.geom_softc::<TpSoftc>(gp).ok_or(ENXIO)?;
+        if self.sin == Sin::LeakAccess && (d.r < 0 || d.w < 0 || d.e < 0) {
+            return Ok(());
+        }
+        plat.g_access(sc.cp, d)
+    }
+    fn destroy_geom(&self, plat: &SimPlatform, gp: GeomId) -> Result<(), Errno> {
+        plat.g_wither_geom(gp, ENXIO);
+        Ok(())
+    }
+}
+
+/// Tastes everything and records the provider names; attaches nothing.
+#[derive(Default)]
+pub struct Counter {
+    pub tasted: Mutex<Vec<String>>,
+}
+
+impl Counter {
+    pub fn count(&self, name: &str) -> usize {
+        self.tasted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|n| *n == name)
+            .count()
+    }
+}
+
+impl SimClass for Counter {
+    fn name(&self) -> &str {
+        "COUNTER"
+    }
+    fn tastes(&self) -> bool {
+        true
+    }
+    fn taste(&self, plat: &SimPlatform, pp: ProviderId) -> Option<GeomId> {
+        plat.g_topology_assert("taste");
+        self.tasted
+            .lock()
+            .unwrap()
+            .push(plat.provider_name_of(pp).unwrap_or_default());
+        None
+    }
+    fn start(&self, plat: &SimPlatform, _gp: GeomId, bp: Bio) {
+        plat.g_io_deliver(bp, ENXIO);
+    }
+    fn orphan(&self, _plat: &SimPlatform, _cp: ConsumerId) {}
+}
+
+/// Tastes like a label class: a taste geom opens the provider r1, reads
+/// its first sector with the topology lock dropped (as real classes do),
+/// then keeps a consumer attached (no access) if the sector starts with
+/// "GRAB".
+#[derive(Default)]
+pub struct Grabber {
+    pub tastes: AtomicUsize,
+    pub grabbed: Mutex<Vec<String>>,
+}
+
+impl SimClass for Grabber {
+    fn name(&self) -> &str {
+        "GRABBER"
+    }
+    fn tastes(&self) -> bool {
+        true
+    }
+    fn taste(&self, plat: &SimPlatform, pp: ProviderId) -> Option<GeomId> {
+        self.tastes.fetch_add(1, Ordering::SeqCst);
+        let name = plat.provider_name_of(pp)?;
+        let gp = plat.g_new_geom(&format!("{name}.taste"), None).ok()?;
+        let cp = plat.g_new_consumer(gp).ok()?;
+        plat.g_attach(cp, pp).ok()?;
+        let data = if plat.g_access(cp, Access::new(1, 0, 0)).is_ok() {
+            plat.topology_unlock();
+            let d = plat.read_data(cp, 0, 512);
+            plat.topology_lock();
+            let _ = plat.g_access(cp, Access::new(-1, 0, 0));
+            d.ok()
+        } else {
+            None
+        };
+        let grab = data.is_some_and(|d| d.starts_with(b"GRAB"));
+        if grab {
+            self.grabbed.lock().unwrap().push(name);
+            return Some(gp);
+        }
+        plat.g_detach(cp);
+        plat.g_destroy_consumer(cp);
+        plat.g_destroy_geom(gp);
+        None
+    }
+    fn start(&self, plat: &SimPlatform, _gp: GeomId, bp: Bio) {
+        plat.g_io_deliver(bp, ENXIO);
+    }
+    fn orphan(&self, plat: &SimPlatform, cp: ConsumerId) {
+        if let Some(gp) = plat.consumer_geom(cp) {
+            plat.g_wither_geom(gp, ENXIO);
+        }
+    }
+    fn destroy_geom(&self, plat: &SimPlatform, gp: GeomId) -> Result<(), Errno> {
+        plat.g_wither_geom(gp, ENXIO);
+        Ok(())
+    }
+}

@@ -1,0 +1,114 @@
+//! The simulator catches classes that break GEOM's rules, naming the rule.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Sin, TestPass};
+use geom_sim::{rule, Access, LunConfig, Mode, Sim, SimConfig};
+
+fn run_sin(mode: Mode, sin: Sin) -> Vec<geom_sim::Violation> {
+    let mut cfg = SimConfig::new(mode, 11);
+    // A lost bio is only noticed when waiting for it times out.
+    cfg.wait_timeout = std::time::Duration::from_millis(300);
+    let sim = Sim::new(cfg);
+    sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
+    sim.load_class(TestPass::new(sin)).unwrap();
+    TestPass::create(&sim, "da0");
+    if let Ok(dev) = sim.open("da0.tp", Access::new(1, 1, 0)) {
+        let _ = dev.write(0, &[5; 512]);
+        let _ = dev.read(0, 512);
+        drop(dev);
+    }
+    sim.run_until_idle();
+    sim.finish().violations
+}
+
+fn expect(sin: Sin, rule: &str) {
+    for mode in [Mode::Deterministic, Mode::Threaded] {
+        let v = run_sin(mode, sin);
+        assert!(
+            v.iter().any(|v| v.rule == rule),
+            "{sin:?} in {mode:?}: expected a '{rule}' violation, got {v:#?}"
+        );
+    }
+}
+
+#[test]
+fn well_behaved_class_is_clean() {
+    for mode in [Mode::Deterministic, Mode::Threaded] {
+        let v = run_sin(mode, Sin::None);
+        assert!(v.is_empty(), "{v:#?}");
+    }
+}
+
+#[test]
+fn sleeping_in_done_is_caught() {
+    expect(Sin::SleepInDone, rule::NOSLEEP);
+}
+
+#[test]
+fn topology_lock_in_start_is_caught() {
+    expect(Sin::LockInStart, rule::TOPOLOGY);
+}
+
+#[test]
+fn topology_change_without_lock_is_caught() {
+    expect(Sin::TopologyInDone, rule::TOPOLOGY);
+}
+
+#[test]
+fn synchronous_read_in_start_is_caught() {
+    expect(Sin::ReadInStart, rule::NOSLEEP);
+}
+
+#[test]
+fn leaked_access_count_is_caught() {
+    expect(Sin::LeakAccess, rule::LEAK);
+}
+
+#[test]
+fn completing_twice_is_caught() {
+    expect(Sin::CompleteTwice, rule::ONCE);
+}
+
+#[test]
+fn losing_a_bio_is_caught() {
+    expect(Sin::LoseBio, rule::ONCE);
+}
+
+#[test]
+fn detach_while_open_is_caught() {
+    for mode in [Mode::Deterministic, Mode::Threaded] {
+        let sim = Sim::new(SimConfig::new(mode, 2));
+        let lun = sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
+        sim.load_class(TestPass::new(Sin::DetachBusy)).unwrap();
+        TestPass::create(&sim, "da0");
+        let dev = sim.open("da0.tp", Access::new(1, 0, 0)).unwrap();
+        lun.path(0).unwrap().die();
+        sim.run_until_idle();
+        assert!(sim.has_violation(rule::ATTACH), "{:#?}", sim.violations());
+        assert!(sim
+            .violations()
+            .iter()
+            .any(|v| v.message.contains("nonzero access")));
+        drop(dev);
+    }
+}
+
+#[test]
+fn unlocked_topology_calls_from_user_context_are_caught() {
+    let sim = Sim::deterministic(1);
+    sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
+    let c = sim.load_class(Arc::new(geom_sim::PassClass)).unwrap();
+    let p = sim.bound(c);
+    assert!(p.g_new_geom("x", None).is_err());
+    p.g_topology_unlock();
+    let v = sim.take_violations();
+    assert_eq!(
+        v.iter().filter(|v| v.rule == rule::TOPOLOGY).count(),
+        2,
+        "{v:#?}"
+    );
+    sim.finish().assert_clean();
+}
