@@ -196,7 +196,10 @@ impl SimPlatform {
     /// Adds a LUN with its paths; their providers appear (and are tasted)
     /// before this returns.
     pub fn add_lun(&self, cfg: LunConfig) -> Result<Lun, String> {
-        if cfg.sectorsize == 0 || cfg.mediasize == 0 || !cfg.mediasize.is_multiple_of(cfg.sectorsize as u64) {
+        if cfg.sectorsize == 0
+            || cfg.mediasize == 0
+            || !cfg.mediasize.is_multiple_of(cfg.sectorsize as u64)
+        {
             return Err(format!(
                 "LUN size {} must be a non-zero multiple of the sector size {}",
                 cfg.mediasize, cfg.sectorsize

@@ -473,6 +473,11 @@ impl Sim {
             if builtin.contains(&Some(c)) {
                 continue;
             }
+            // Stop every geom first (`geom CLASS stop` for each): a class
+            // whose geoms hold their providers open refuses to unload, as
+            // g_unload_class does.
+            self.plat.destroy_class_geoms(c);
+            self.plat.run_until_idle();
             if let Err(e) = self.plat.unload_class(c) {
                 let name = self.plat.class_name(c).unwrap_or_default();
                 self.plat.violation(rule::LEAK, format!("class {name} cannot be unloaded at shutdown: error {e} (something is still open)"));

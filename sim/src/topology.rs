@@ -1122,6 +1122,28 @@ impl SimPlatform {
         Ok(())
     }
 
+    /// Calls the class's destroy_geom on each of its live geoms (topology
+    /// lock taken here), as an administrator stopping them all would.
+    pub fn destroy_class_geoms(&self, id: ClassId) {
+        let Some(imp) = self.topo().class.get(&id).map(|c| c.imp.clone()) else {
+            return;
+        };
+        let bound = self.bound(id);
+        self.g_topology_lock();
+        let geoms: Vec<GeomId> = self
+            .topo()
+            .class
+            .get(&id)
+            .map(|c| c.geoms.clone())
+            .unwrap_or_default();
+        for gp in geoms {
+            if self.geom_exists(gp) && !self.geom_withering(gp) {
+                let _ = imp.destroy_geom(&bound, gp);
+            }
+        }
+        self.g_topology_unlock();
+    }
+
     fn class_open_state(&self, id: ClassId) -> (bool, bool) {
         let t = self.topo();
         let Some(c) = t.class.get(&id) else {

@@ -1,0 +1,119 @@
+//! The MULTIPATH adapter against the core's fixed entry points (the core's
+//! bodies are being written; these tests hold for stubs and real ones).
+
+use geom_sim::{Access, LunConfig, Mode, Sim, SimConfig, SimCtlReq};
+
+fn both(f: impl Fn(Sim)) {
+    f(Sim::new(SimConfig::new(Mode::Deterministic, 5)));
+    f(Sim::new(SimConfig::new(Mode::Threaded, 5)));
+}
+
+#[test]
+fn load_taste_ctl_confxml_unload() {
+    both(|sim| {
+        let class = sim.load_multipath().unwrap();
+        sim.add_lun(LunConfig::new(&["md0", "md1"], 1 << 20))
+            .unwrap();
+        // Requests reach the core's ctlreq, under the topology lock.
+        let err = sim.gmultipath(&["getactive", "nosuch"]).unwrap_err();
+        assert!(!err.is_empty());
+        let req = sim.gctl(SimCtlReq::geom_cmd("NOSUCHCLASS", "x", &[], &[], false));
+        assert_eq!(req.error_text(), Some("Class not found"));
+        let xml = sim.confxml();
+        assert!(xml.contains("<name>MULTIPATH</name>"), "{xml}");
+        assert!(xml.contains("<name>md1</name>") && xml.contains("<mediasize>1048576</mediasize>"));
+        assert!(xml.starts_with("<mesh>\n") && xml.ends_with("</mesh>\n"));
+        // Unload runs the core's fini, which stops its worker.
+        sim.unload_class(class).unwrap();
+        assert!(!sim.confxml().contains("MULTIPATH"));
+        sim.finish().assert_clean();
+    });
+}
+
+#[test]
+fn label_writes_the_last_sector_and_retastes() {
+    both(|sim| {
+        sim.load_multipath().unwrap();
+        let lun = sim
+            .add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
+            .unwrap();
+        let out = sim
+            .gmultipath(&["label", "-A", "mp0", "da0", "da1"])
+            .unwrap();
+        assert_eq!(out, "", "da1 is the same LUN, so it sees the label");
+        let sector = lun.read_raw((1 << 20) - 512, 512).unwrap();
+        assert_eq!(&sector[..16], b"GEOM::MULTIPATH\0");
+        assert_eq!(&sector[56..59], b"mp0");
+        assert_eq!(sector[88], 1, "active/active");
+        assert_eq!(
+            u64::from_le_bytes(sector[80..88].try_into().unwrap()),
+            1 << 20
+        );
+        // Whatever the core made of the label, the mesh stays consistent.
+        let ok_or_busy = sim.gmultipath(&["clear", "da1"]);
+        let _ = ok_or_busy;
+        drop(sim.open("da0", Access::new(1, 0, 0)));
+        sim.finish().assert_clean();
+    });
+}
+
+#[test]
+fn label_refuses_mismatched_sizes() {
+    let sim = Sim::deterministic(1);
+    sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
+    sim.add_lun(LunConfig::new(&["da1"], 2 << 20)).unwrap();
+    assert_eq!(
+        sim.gmultipath(&["label", "mp0", "da0", "da1"]).unwrap_err(),
+        "da1 media size 2097152 different."
+    );
+    assert_eq!(
+        sim.gmultipath(&["prefer", "mp0"]).unwrap_err(),
+        "Usage: prefer GEOM PROVIDER"
+    );
+    assert_eq!(
+        sim.gmultipath(&["bogus"]).unwrap_err(),
+        "Unknown command: bogus."
+    );
+    sim.finish().assert_clean();
+}
+
+#[test]
+fn gctl_request_layout_matches_geom8() {
+    let r = SimCtlReq::geom_cmd(
+        "MULTIPATH",
+        "create",
+        &[("active_active", true), ("active_read", false)],
+        &["mp0", "md0"],
+        true,
+    );
+    let names: Vec<&str> = r.params.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "class",
+            "verb",
+            "version",
+            "active_active",
+            "active_read",
+            "nargs",
+            "arg0",
+            "arg1",
+            "output"
+        ]
+    );
+    use geom_sim::CtlReq;
+    assert_eq!(r.param("version"), Some(&1u32.to_ne_bytes()[..]));
+    assert_eq!(r.param("active_active"), Some(&1i32.to_ne_bytes()[..]));
+    assert_eq!(r.param("arg1"), Some(&b"md0\0"[..]));
+    assert_eq!(r.param("output").map(|o| o.len()), Some(4096));
+    let mut r = r;
+    assert!(r.set_output("output", "md1 md0\n").is_ok());
+    assert_eq!(r.text("output").as_deref(), Some("md1 md0\n"));
+    assert!(r.set_output("arg0", "x").is_err());
+    r.error(format_args!("second"));
+    assert_eq!(
+        r.error_text(),
+        Some("No write access arg0 argument"),
+        "first error wins"
+    );
+}
