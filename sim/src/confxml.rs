@@ -30,7 +30,7 @@ pub fn escape(s: &str) -> String {
 
 fn id(v: u64) -> String {
     // Pointer-looking ids, as the kernel prints `%p`.
-    format!("0x{:x}", 0xfffff800_0000_0000u64 | (v << 8))
+    format!("0x{:x}", 0xffff_f800_0000_0000_u64 | (v << 8))
 }
 
 impl SimPlatform {
