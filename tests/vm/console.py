@@ -19,7 +19,8 @@ Steps:
 
 Exit status: 0 the guest script ran to its end; 10 the VM command could not
 start; 11 the VM stopped before the script ended; 12 no login prompt in time;
-13 login failed; 14 the script did not finish in time; 15 kernel panic.
+13 login failed; 14 the script did not finish in time; 15 kernel panic;
+16 the firmware found nothing to boot.
 The result lines themselves are judged by parse-results.sh, not here.
 """
 
@@ -40,6 +41,7 @@ LOGIN = re.compile(r"login: ?$", re.M)
 PASSWORD = re.compile(r"Password: ?$")
 BAD_LOGIN = re.compile(r"Login incorrect")
 SHELL_END = re.compile(r"[#$%>] ?$")
+NOBOOT = re.compile(r"Shell> |No bootable device|Boot failed")
 PANIC = re.compile(r"panic: |Fatal trap \d+")
 # The prompt is assembled by the shell from two pieces, so the echo of the
 # command that sets it never matches.
@@ -68,6 +70,10 @@ class Panic(Exception):
 
 
 class LoginFailed(Exception):
+    pass
+
+
+class NoBoot(Exception):
     pass
 
 
@@ -144,9 +150,11 @@ def boot_and_login(con, args):
         left = deadline - time.monotonic()
         if left <= 0:
             raise Timeout()
-        idx, _ = con.expect([LOGIN, LOADER_MENU, LOADER_OK], left)
+        idx, _ = con.expect([LOGIN, LOADER_MENU, LOADER_OK, NOBOOT], left)
         if idx == 0:
             break
+        if idx == 3:
+            raise NoBoot()
         if idx == 1 and args.loader_serial and not escaped:
             say("boot loader menu on the serial line: asking for a serial kernel console")
             escaped = True
@@ -194,11 +202,15 @@ def boot_and_login(con, args):
 def stop_vm(proc, con, grace):
     """Wait for the VM process to exit by itself, then make it."""
     deadline = time.monotonic() + grace
+    eof = False
     while proc.poll() is None and time.monotonic() < deadline:
+        if eof:
+            time.sleep(0.1)     # output closed: the process is on its way out
+            continue
         try:
             con._pump(0.5)
         except VMExited:
-            break
+            eof = True
     if proc.poll() is None:
         say("VM still running: terminating it")
         proc.terminate()
@@ -250,6 +262,10 @@ def main():
             con.drain(10)
             stop_vm(proc, con, 0)
             return 15
+        except NoBoot:
+            say("the firmware found nothing to boot: is FREEBSD_IMAGE a bootable amd64 disk image?")
+            stop_vm(proc, con, 0)
+            return 16
         except LoginFailed as e:
             say("login failed: %s" % e)
             stop_vm(proc, con, 0)

@@ -13,6 +13,8 @@
 #   VM_HYPERVISOR  auto (default: bhyve on FreeBSD, QEMU elsewhere), qemu, bhyve
 #   VM_FIRMWARE    QEMU: uefi (default when OVMF is installed) or bios;
 #                  bhyve: bhyveload (default) or uefi
+#   VM_ACCEL       QEMU: auto (default: KVM if a guest really runs under
+#                  it, else TCG, slowly), kvm or tcg
 #   VM_MEM VM_CPUS guest memory in MiB (2048) and vCPUs (2)
 #   BOOT_TIMEOUT RUN_TIMEOUT  seconds to reach the login prompt (600) and to
 #                  run the suite (1800); four times as long without KVM
@@ -108,8 +110,8 @@ cleanup()
 	if [ "$hv" = bhyve ]; then
 		bhyvectl --destroy --vm="$vmname" >/dev/null 2>&1 || true
 	fi
-	if [ "${VM_KEEP:-}" = 1 ]; then
-		vm_log "work directory kept: $work"
+	if [ "${VM_KEEP:-}" = 1 ] || [ "${keep_on_failure:-0}" = 1 ]; then
+		vm_log "work directory kept: $work (serial.log is the guest's console)"
 	else
 		rm -rf "$work"
 	fi
@@ -141,17 +143,27 @@ carrier=$work/carrier.img
 LUN_NONCE=$nonce LUN_IDENT=$LUN_IDENT LUN_HINT="vtbd1 vtbd2" \
     bash "$here/mkcarrier.sh" "$carrier" "$ko" >&2 || exit 2
 
-# Timeouts: emulation without KVM is much slower.
-slow=1
-if [ "$hv" = qemu ] && ! { [ -r /dev/kvm ] && [ -w /dev/kvm ]; }; then
-	slow=4
-	vm_log "WARNING: /dev/kvm is not usable: QEMU emulates the CPU (TCG); this is slow (expect well over half an hour)"
-fi
-boot_timeout=${BOOT_TIMEOUT:-$((600 * slow))}
-run_timeout=${RUN_TIMEOUT:-$((1800 * slow))}
+# kvm_works FIRMWARE-ARGS...: /dev/kvm can be opened AND a guest actually
+# runs under it for a few seconds (nested or sandboxed KVM can be present yet
+# fail on the first instruction or MSR).
+kvm_works()
+{
+	[ -r /dev/kvm ] && [ -w /dev/kvm ] || return 1
+	# (In a subshell whose stderr is dropped, so that a QEMU that aborts
+	# does not make bash print "Aborted".)
+	(
+		timeout 6 qemu-system-x86_64 -machine q35 -accel kvm -cpu host \
+		    -m 256 -display none -serial stdio -monitor none -nic none \
+		    -no-reboot "$@" < /dev/null > "$work/kvm-probe.log" 2>&1
+		echo $? > "$work/kvm-probe.rc"
+	) 2>/dev/null
+	[ "$(cat "$work/kvm-probe.rc")" = 124 ] && ! grep -q -e 'KVM internal error' -e 'emulation failure' \
+	    "$work/kvm-probe.log"
+}
 
 # --------------------------------------------------------------- VM command
 declare -a vm
+slow=1
 case "$hv" in
 fake)
 	vm=(python3 "$fake" --lun "$lun" --carrier "$carrier")
@@ -168,11 +180,6 @@ qemu)
 	vm=(qemu-system-x86_64 -name gmprs-vm -machine q35 -m "${VM_MEM:-2048}"
 	    -smp "${VM_CPUS:-2}" -display none -serial stdio -monitor none
 	    -parallel none -nic none -no-reboot)
-	if [ "$slow" = 1 ]; then
-		vm+=(-accel kvm -cpu host)
-	else
-		vm+=(-accel tcg)
-	fi
 	fw=${VM_FIRMWARE:-auto}
 	code="" vars=""
 	for pair in OVMF_CODE_4M.fd:OVMF_VARS_4M.fd OVMF_CODE.fd:OVMF_VARS.fd; do
@@ -196,10 +203,23 @@ qemu)
 			fw=bios
 		fi
 	fi
+	fwargs=()
 	if [ "$fw" = uefi ]; then
 		cp "$vars" "$work/efivars.fd"
-		vm+=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$code"
+		fwargs=(-drive "if=pflash,format=raw,unit=0,readonly=on,file=$code"
 		    -drive "if=pflash,format=raw,unit=1,file=$work/efivars.fd")
+	fi
+	vm+=("${fwargs[@]}")
+	accel=${VM_ACCEL:-auto}
+	if [ "$accel" = auto ]; then
+		if kvm_works "${fwargs[@]}"; then accel=kvm; else accel=tcg; fi
+	fi
+	if [ "$accel" = kvm ]; then
+		vm+=(-accel kvm -cpu host)
+	else
+		slow=4
+		vm+=(-accel tcg)
+		vm_log "WARNING: KVM is not usable here (no /dev/kvm, or a guest cannot run under it): QEMU emulates the CPU (TCG). This is slow: expect an hour."
 	fi
 	# The image is never written: its changes go to a throw-away overlay.
 	vm+=(-drive "if=none,id=sys,file=$image,format=$fmt,snapshot=on"
@@ -210,7 +230,7 @@ qemu)
 	done
 	vm+=(-drive "if=none,id=carrier,file=$carrier,format=raw,readonly=on"
 	    -device "virtio-blk-pci,drive=carrier")
-	vm_log "QEMU ($fw firmware, $( [ "$slow" = 1 ] && echo KVM || echo TCG )), LUN cache=$cache"
+	vm_log "QEMU ($fw firmware, $accel), LUN cache=$cache"
 	;;
 bhyve)
 	kldstat -q -m vmm || kldload vmm || vm_die "cannot load vmm.ko"
@@ -246,6 +266,10 @@ bhyve)
 	;;
 esac
 
+# Timeouts: emulation without KVM is much slower.
+boot_timeout=${BOOT_TIMEOUT:-$((600 * slow))}
+run_timeout=${RUN_TIMEOUT:-$((1800 * slow))}
+
 # --------------------------------------------------------------- run it
 if [ -n "$fake" ]; then
 	vm_log "SELFTEST: a scripted fake console stands in for the VM; nothing is booted"
@@ -267,6 +291,7 @@ case "$crc" in
 13) why="could not log in as root on the serial console" ;;
 14) why="the guest script did not finish in $run_timeout s (hung?)" ;;
 15) why="the guest kernel panicked (see the serial log)" ;;
+16) why="the firmware found nothing to boot: not a bootable amd64 image?" ;;
 *) why="the console driver exited with status $crc" ;;
 esac
 extra=()
@@ -299,6 +324,10 @@ summary=$(bash "$here/parse-results.sh" --expect "$EXPECT" --extra "$host" \
     "${extra[@]}" "$log")
 prc=$?
 set -e
+# Keep the evidence of a failed run (unless it ran under the self-test).
+if [ "$prc" != 0 ] && [ -z "$fake" ]; then
+	keep_on_failure=1
+fi
 if [ -n "$fake" ]; then
 	echo "FAKE GUEST (selftest): these lines test the harness, not a FreeBSD kernel"
 	printf '%s\n' "$summary" | sed 's/^vm: /vm(fake guest): /'
