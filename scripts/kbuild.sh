@@ -23,16 +23,17 @@ GMR_ROOT=$PWD gmr_kernel_headers
 out=$PWD/build/kmod
 ko=geom_multipath_rs/geom_multipath_rs.ko
 mkdir -p "$out"
-: >"$out/opt_global.h"
 
 gmr_step "kbuild: Rust core -> staticlib (x86_64-unknown-none, -Zbuild-std=core,alloc)"
 export CARGO_TARGET_DIR=$PWD/build/cargo-kernel
-# relocation-model=static: no GOT-relative relocations, which the amd64 kernel
-# linker rejects. No unwind tables (panic=abort; kern.mk also drops them).
+# relocation-model=static and plt=yes: no GOT-relative relocations, which the
+# amd64 kernel linker rejects (rustc's default -Zplt=no makes LLVM call
+# memcpy & co through the GOT even in static code). No unwind tables
+# (panic=abort; kern.mk drops them too).
 # compiler_builtins in one object per function, so the kernel's own memcpy,
 # memset, memmove and memcmp can replace its copies (below).
 RUSTC=$GMR_KERNEL_RUSTC RUSTC_BOOTSTRAP=1 \
-	RUSTFLAGS="-C relocation-model=static -C force-unwind-tables=no -C force-frame-pointers=yes" \
+	RUSTFLAGS="-C relocation-model=static -Z plt=yes -C force-unwind-tables=no -C force-frame-pointers=yes" \
 	CARGO_PROFILE_RELEASE_PANIC=abort \
 	CARGO_PROFILE_RELEASE_LTO=fat \
 	CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
@@ -48,7 +49,7 @@ staticlib=$CARGO_TARGET_DIR/x86_64-unknown-none/release/libgeom_multipath_rs.a
 # archive members that define nothing else, so those calls stay undefined and
 # bind to the kernel's at kldload.
 cp "$staticlib" "$out/librust.a"
-mapfile -t memonly < <("$GMR_NM" -A -P --defined-only --extern-only "$out/librust.a" 2>/dev/null | awk '
+mapfile -t memonly < <("$GMR_NM" --no-llvm-bc -A -P --defined-only --extern-only "$out/librust.a" 2>/dev/null | awk '
 	{
 		m = $1; sub(/^.*\[/, "", m); sub(/\]:$/, "", m)
 		if ($2 ~ /^(memcpy|memmove|memset|memcmp|bcmp|strlen)$/) mem[m] = 1; else other[m] = 1
@@ -60,15 +61,8 @@ if [ ${#memonly[@]} -gt 0 ]; then
 fi
 
 gmr_step "kbuild: C shim (clang-$GMR_LLVM_VERSION, $GMR_HEADERS_DESC)"
-kinc=()
-for d in "${GMR_KINC[@]}"; do kinc+=("-I$d"); done
-"$GMR_CLANG" --target="x86_64-unknown-freebsd$GMR_FREEBSD_MAJOR.0" \
-	-D_KERNEL -DKLD_MODULE "${GMR_KDEFS[@]}" \
-	-ffreestanding -nostdinc -fno-common -fno-pic -fno-strict-aliasing -fwrapv \
-	-mcmodel=kernel -mno-red-zone -mno-mmx -mno-sse -mno-avx -mno-aes -msoft-float \
-	-fno-asynchronous-unwind-tables -fno-omit-frame-pointer \
-	-O2 -Wall -Werror=implicit-function-declaration -Werror=incompatible-pointer-types \
-	-include "$out/opt_global.h" -I"$out" -Isys-bindings "${kinc[@]}" \
+gmr_kernel_cflags "$out"
+"$GMR_CLANG" "${GMR_KCFLAGS[@]}" -Isys-bindings \
 	-c geom_multipath_rs/g_multipath_shim.c -o "$out/g_multipath_shim.o"
 
 gmr_step "kbuild: link $ko (ld.lld-$GMR_LLVM_VERSION -r)"
@@ -78,7 +72,10 @@ gmr_step "kbuild: link $ko (ld.lld-$GMR_LLVM_VERSION -r)"
 # becomes local, so none of ours (gmr_*, Rust's) lands in the kernel's global
 # namespace. Undefined symbols stay global and bind at kldload.
 : >"$out/export_syms"
-"$GMR_OBJCOPY" --keep-global-symbols="$out/export_syms" "$out/geom_multipath_rs.kld" "$ko"
+# The LLVM bitcode rustc embeds for LTO (.llvmbc, .llvmcmd) is dropped too.
+"$GMR_OBJCOPY" --keep-global-symbols="$out/export_syms" \
+	--remove-section=.llvmbc --remove-section=.llvmcmd \
+	"$out/geom_multipath_rs.kld" "$ko"
 # Record which headers it was built against, for the audit.
 {
 	printf 'GMR_HEADERS_DESC=%q\n' "$GMR_HEADERS_DESC"

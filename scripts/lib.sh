@@ -95,3 +95,21 @@ gmr_kernel_headers() {
 		GMR_HEADERS_DESC="ziglang $(python3 -c 'import importlib.metadata as m; print(m.version("ziglang"))' 2>/dev/null || echo '?') FreeBSD $GMR_FREEBSD_MAJOR headers ($inc)"
 	fi
 }
+
+# The flags kernel C is compiled with (after gmr_kernel_headers): those of
+# FreeBSD's kern.mk/kmod.mk for amd64 that matter to the object's form:
+# kernel code model, no red zone, no FPU/SIMD, no PIC, no unwind tables.
+# Prints nothing; sets GMR_KCFLAGS. Needs $1, a folder holding opt_global.h.
+gmr_kernel_cflags() {
+	local optdir=$1 d
+	mkdir -p "$optdir"
+	[ -f "$optdir/opt_global.h" ] || : >"$optdir/opt_global.h"
+	GMR_KCFLAGS=(--target="x86_64-unknown-freebsd$GMR_FREEBSD_MAJOR.0"
+		-D_KERNEL -DKLD_MODULE "${GMR_KDEFS[@]}"
+		-ffreestanding -nostdinc -fno-common -fno-pic -fno-strict-aliasing -fwrapv
+		-mcmodel=kernel -mno-red-zone -mno-mmx -mno-sse -mno-avx -mno-aes -msoft-float
+		-fno-asynchronous-unwind-tables -fno-omit-frame-pointer
+		-O2 -Wall -Werror=implicit-function-declaration -Werror=incompatible-pointer-types
+		-include "$optdir/opt_global.h" -I"$optdir")
+	for d in "${GMR_KINC[@]}"; do GMR_KCFLAGS+=("-I$d"); done
+}
