@@ -259,7 +259,7 @@ def main():
             return 0
         except Panic:
             say("kernel panic in the guest (see the serial log)")
-            con.drain(10)
+            con.drain(5)
             stop_vm(proc, con, 0)
             return 15
         except NoBoot:

@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# Unit tests of the VM harness that need no FreeBSD: lint, the skip and error
+# paths of run.sh, the serial-log parser on sample logs, the carrier builder,
+# and whole runs of run.sh against a scripted fake console (which exercise the
+# console driver, the host-side LUN check and the summary, and are labelled
+# as fake in run.sh's own output).
+#
+#   bash tests/vm/selftest.sh
+#
+# Installs what it needs on Debian when run as root (shellcheck, mtools,
+# dosfstools). Ends with "N passed, M failed"; exit status 1 if any failed.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$here/lib.sh"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/gmprs-selftest.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+passed=0
+failed=0
+
+ok()
+{
+	passed=$((passed + 1))
+	echo "ok - $1"
+}
+
+not_ok()
+{
+	failed=$((failed + 1))
+	echo "not ok - $1"
+	if [ -n "${2:-}" ] && [ -s "$2" ]; then
+		sed 's/^/    | /' "$2" | tail -n 25
+	fi
+}
+
+# check NAME COMMAND...: the command must succeed.
+check()
+{
+	local name=$1
+	shift
+	if "$@" > "$tmp/out" 2>&1; then
+		ok "$name"
+	else
+		not_ok "$name" "$tmp/out"
+	fi
+}
+
+# run_capture OUTFILE COMMAND...: run, keep stdout+stderr, return the status.
+run_capture()
+{
+	local out=$1
+	shift
+	local st=0
+	"$@" > "$out" 2>&1 || st=$?
+	return "$st"
+}
+
+# ------------------------------------------------------------------ lint
+shell_scripts=("$here"/run.sh "$here"/selftest.sh "$here"/parse-results.sh
+    "$here"/mkcarrier.sh "$here"/lib.sh "$here"/guest/guest.sh
+    "$here"/atf/helpers.sh "$here"/atf/misc.sh "$here"/atf/failloop.sh)
+if vm_need shellcheck shellcheck; then
+	check "shellcheck: every script, no warnings" \
+	    shellcheck -x "${shell_scripts[@]}"
+else
+	not_ok "shellcheck is not installed"
+fi
+# shellcheck disable=SC2016  # the inner sh expands "$f"
+check "sh -n: ATF programs, helpers and guest script parse as POSIX sh" \
+    sh -c 'for f; do sh -n "$f" || exit 1; done' sh "$here"/atf/*.sh "$here"/guest/guest.sh
+# shellcheck disable=SC2016
+check "bash -n: host scripts parse" \
+    sh -c 'for f; do bash -n "$f" || exit 1; done' sh "$here"/*.sh
+check "python3: console driver and fake console compile" \
+    python3 -c 'import sys
+for f in sys.argv[1:]: compile(open(f).read(), f, "exec")' \
+    "$here/console.py" "$here/fixtures/fake-console.py"
+
+# Every scenario of FreeBSD's suite has a test case of the same name.
+cases_ok=1
+for tc in add create_A create_R depart_and_arrive fail fail_on_error physpath \
+    prefer restore restore_on_error rotate; do
+	grep -q "^atf_test_case $tc cleanup\$" "$here/atf/misc.sh" || cases_ok=0
+	grep -q "^	atf_add_test_case $tc\$" "$here/atf/misc.sh" || cases_ok=0
+done
+grep -q '^atf_test_case failloop cleanup$' "$here/atf/failloop.sh" || cases_ok=0
+if [ "$cases_ok" = 1 ] && [ "$(grep -c 'atf_set require.user root' "$here"/atf/*.sh | \
+    awk -F: '{ s += $2 } END { print s }')" -ge 2 ]; then
+	ok "ATF: the 12 test cases exist, use cleanup, require root"
+else
+	not_ok "ATF: a test case is missing or lacks cleanup/require.user"
+fi
+
+# ------------------------------------------------------------------ run.sh: no VM
+st=0
+env -u FREEBSD_IMAGE bash "$here/run.sh" > "$tmp/skip.out" 2>&1 || st=$?
+if [ "$st" = 0 ] && grep -q '^SKIPPED: no FreeBSD image (set FREEBSD_IMAGE=...); nothing was booted$' "$tmp/skip.out" &&
+    [ "$(tail -n 1 "$tmp/skip.out")" = "vm: 0 passed, 0 failed, 1 skipped" ]; then
+	ok "run.sh without FREEBSD_IMAGE: SKIPPED, exit 0, 'vm: 0 passed, 0 failed, 1 skipped' last"
+else
+	not_ok "run.sh without FREEBSD_IMAGE (exit $st)" "$tmp/skip.out"
+fi
+
+st=0
+FREEBSD_IMAGE=$tmp/no-such-image.qcow2 bash "$here/run.sh" > "$tmp/noimg.out" 2>&1 || st=$?
+if [ "$st" != 0 ] && grep -q 'no-such-image.qcow2 does not exist' "$tmp/noimg.out"; then
+	ok "run.sh with a nonexistent image: exit $st, says the file does not exist"
+else
+	not_ok "run.sh with a nonexistent image (exit $st)" "$tmp/noimg.out"
+fi
+
+: > "$tmp/image.raw"
+printf 'not a real module\n' > "$tmp/dummy.ko"
+st=0
+FREEBSD_IMAGE=$tmp/image.raw KO=$tmp/missing.ko bash "$here/run.sh" > "$tmp/noko.out" 2>&1 || st=$?
+if [ "$st" = 2 ] && grep -q 'missing.ko not found' "$tmp/noko.out"; then
+	ok "run.sh with an image but no module: exit 2, says so"
+else
+	not_ok "run.sh with an image but no module (exit $st)" "$tmp/noko.out"
+fi
+
+if [ "$(uname -s)" != FreeBSD ]; then
+	st=0
+	FREEBSD_IMAGE=$tmp/image.raw KO=$tmp/dummy.ko VM_HYPERVISOR=bhyve \
+	    bash "$here/run.sh" > "$tmp/nohv.out" 2>&1 || st=$?
+	if [ "$st" = 2 ] && grep -q 'bhyve is not available' "$tmp/nohv.out"; then
+		ok "run.sh with an image but no hypervisor: exit 2, says so"
+	else
+		not_ok "run.sh with an image but no hypervisor (exit $st)" "$tmp/nohv.out"
+	fi
+	# The fake console is only honoured under GMPRS_VM_SELFTEST=1.
+	st=0
+	GMPRS_VM_FAKE=$here/fixtures/fake-console.py FREEBSD_IMAGE=$tmp/image.raw \
+	    KO=$tmp/dummy.ko VM_HYPERVISOR=bhyve bash "$here/run.sh" > "$tmp/nofake.out" 2>&1 || st=$?
+	if [ "$st" = 2 ] && ! grep -q 'passed, 0 failed' "$tmp/nofake.out"; then
+		ok "run.sh ignores the fake console outside the self-test"
+	else
+		not_ok "run.sh used the fake console outside the self-test (exit $st)" "$tmp/nofake.out"
+	fi
+fi
+
+# ------------------------------------------------------------------ parser
+expect="guest:files guest:module_load misc.sh:add misc.sh:create_A misc.sh:create_R
+misc.sh:depart_and_arrive misc.sh:fail misc.sh:fail_on_error misc.sh:physpath
+misc.sh:prefer misc.sh:restore misc.sh:restore_on_error misc.sh:rotate
+failloop.sh:failloop lun:two_paths"
+# fixture : exit status : last line
+while IFS=: read -r fixture want_st want_line; do
+	st=0
+	bash "$here/parse-results.sh" --expect "$expect" "$here/fixtures/$fixture" \
+	    > "$tmp/parse.out" 2>&1 || st=$?
+	got_line=$(tail -n 1 "$tmp/parse.out")
+	if [ "$st" = "$want_st" ] && [ "$got_line" = "$want_line" ]; then
+		ok "parse $fixture: '$want_line', exit $want_st"
+	else
+		echo "got exit $st, last line '$got_line'" >> "$tmp/parse.out"
+		not_ok "parse $fixture: want '$want_line', exit $want_st" "$tmp/parse.out"
+	fi
+done <<'EOF'
+all-pass.log:0:vm: 15 passed, 0 failed, 0 skipped
+crlf-ansi.log:0:vm: 15 passed, 0 failed, 0 skipped
+one-fail.log:1:vm: 13 passed, 2 failed, 0 skipped
+skipped.log:0:vm: 14 passed, 0 failed, 1 skipped
+truncated.log:1:vm: 8 passed, 8 failed, 0 skipped
+no-begin.log:1:vm: 0 passed, 16 failed, 0 skipped
+missing-case.log:1:vm: 14 passed, 1 failed, 0 skipped
+module-load-fail.log:1:vm: 1 passed, 14 failed, 0 skipped
+EOF
+if bash "$here/parse-results.sh" "$here/fixtures/truncated.log" 2>/dev/null |
+    grep -q 'FAIL guest (no ==GMPRS-VM-END== marker: log truncated'; then
+	ok "parse: a truncated log (guest hung) is reported as such"
+else
+	not_ok "parse: a truncated log is not reported as truncated"
+fi
+st=0
+bash "$here/parse-results.sh" --extra "host:lun_data  ->  failed: no data" \
+    "$here/fixtures/all-pass.log" > "$tmp/parse.out" 2>&1 || st=$?
+if [ "$st" = 1 ] && [ "$(tail -n 1 "$tmp/parse.out")" = "vm: 15 passed, 1 failed, 0 skipped" ]; then
+	ok "parse: a failed host-side check fails the run"
+else
+	not_ok "parse: a failed host-side check" "$tmp/parse.out"
+fi
+
+# ------------------------------------------------------------------ carrier
+ko=$here/../../geom_multipath_rs/geom_multipath_rs.ko
+[ -f "$ko" ] || ko=$tmp/dummy.ko
+if LUN_NONCE=0123456789abcdef bash "$here/mkcarrier.sh" "$tmp/carrier.img" "$ko" \
+    > "$tmp/carrier.out" 2>&1 && vm_need mdir mtools; then
+	MTOOLS_SKIP_CHECK=1 mdir -b -i "$tmp/carrier.img" :: > "$tmp/mdir.out" 2>&1 || true
+	missing=""
+	for f in geom_multipath_rs.ko guest.sh helpers.sh misc.sh failloop.sh Kyuafile manifest.env; do
+		grep -qix "::/$f" "$tmp/mdir.out" || missing="$missing $f"
+	done
+	MTOOLS_SKIP_CHECK=1 mtype -i "$tmp/carrier.img" ::/manifest.env > "$tmp/manifest" 2>&1 || true
+	MTOOLS_SKIP_CHECK=1 mcopy -i "$tmp/carrier.img" ::/geom_multipath_rs.ko "$tmp/ko.copy" 2>/dev/null || true
+	if [ -z "$missing" ] && grep -q "^KO_SHA256=$(vm_sha256 "$ko")\$" "$tmp/manifest" &&
+	    grep -q '^LUN_NONCE=0123456789abcdef$' "$tmp/manifest" &&
+	    cmp -s "$ko" "$tmp/ko.copy"; then
+		ok "carrier: FAT image holds the .ko ($(basename "$(dirname "$ko")")/$(basename "$ko")), the scripts and the manifest"
+	else
+		cat "$tmp/mdir.out" "$tmp/manifest" >> "$tmp/carrier.out"
+		not_ok "carrier: missing:${missing:- none}, or a bad manifest or .ko copy" "$tmp/carrier.out"
+	fi
+	if ! vm_have fsck.vfat || fsck.vfat -n "$tmp/carrier.img" > "$tmp/fsck.out" 2>&1; then
+		ok "carrier: the FAT file system is clean (fsck.vfat -n)"
+	else
+		not_ok "carrier: fsck.vfat reports errors" "$tmp/fsck.out"
+	fi
+else
+	not_ok "carrier: mkcarrier.sh failed" "$tmp/carrier.out"
+fi
+
+# ------------------------------------------------------------------ whole runs, fake console
+# fake_run MODE WANT_STATUS WANT_LAST_LINE [ENV=VALUE...]
+fake_run()
+{
+	local mode=$1 want_st=$2 want_line=$3
+	shift 3
+	local st=0
+	env "$@" FAKE_MODE="$mode" GMPRS_VM_SELFTEST=1 \
+	    GMPRS_VM_FAKE="$here/fixtures/fake-console.py" \
+	    FREEBSD_IMAGE="$tmp/image.raw" KO="$tmp/dummy.ko" VM_WORKDIR="$tmp/vm-$mode" \
+	    timeout 50 bash "$here/run.sh" > "$tmp/fake-$mode.out" 2>&1 || st=$?
+	if [ "$st" = "$want_st" ] && [ "$(tail -n 1 "$tmp/fake-$mode.out")" = "$want_line" ] &&
+	    grep -q '^FAKE GUEST (selftest)' "$tmp/fake-$mode.out"; then
+		ok "run.sh + fake console ($mode): '$want_line', exit $want_st"
+	else
+		echo "got exit $st" >> "$tmp/fake-$mode.out"
+		not_ok "run.sh + fake console ($mode): want '$want_line', exit $want_st" "$tmp/fake-$mode.out"
+	fi
+}
+fake_run pass 0 "vm(fake guest): 16 passed, 0 failed, 0 skipped"
+fake_run fail 1 "vm(fake guest): 15 passed, 1 failed, 0 skipped"
+fake_run password 0 "vm(fake guest): 16 passed, 0 failed, 0 skipped" \
+    FAKE_PASSWORD=pw0rd ROOT_PASSWORD=pw0rd
+fake_run hang 1 "vm(fake guest): 7 passed, 11 failed, 0 skipped" RUN_TIMEOUT=3
+if grep -q 'log truncated' "$tmp/fake-hang.out" &&
+    grep -q 'did not finish in 3 s' "$tmp/fake-hang.out"; then
+	ok "run.sh + fake console (hang): reported as a hung guest with a truncated log"
+else
+	not_ok "run.sh + fake console (hang): not reported as hung" "$tmp/fake-hang.out"
+fi
+fake_run panic 1 "vm(fake guest): 9 passed, 9 failed, 0 skipped"
+if grep -q 'guest kernel panicked' "$tmp/fake-panic.out"; then
+	ok "run.sh + fake console (panic): the panic is named"
+else
+	not_ok "run.sh + fake console (panic): the panic is not named" "$tmp/fake-panic.out"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
