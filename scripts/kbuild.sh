@@ -26,39 +26,15 @@ mkdir -p "$out"
 
 gmr_step "kbuild: Rust core -> staticlib (x86_64-unknown-none, -Zbuild-std=core,alloc)"
 export CARGO_TARGET_DIR=$PWD/build/cargo-kernel
-# relocation-model=static and plt=yes: no GOT-relative relocations, which the
-# amd64 kernel linker rejects (rustc's default -Zplt=no makes LLVM call
-# memcpy & co through the GOT even in static code). No unwind tables
-# (panic=abort; kern.mk drops them too).
-# compiler_builtins in one object per function, so the kernel's own memcpy,
-# memset, memmove and memcmp can replace its copies (below).
-RUSTC=$GMR_KERNEL_RUSTC RUSTC_BOOTSTRAP=1 \
-	RUSTFLAGS="-C relocation-model=static -Z plt=yes -C force-unwind-tables=no -C force-frame-pointers=yes" \
-	CARGO_PROFILE_RELEASE_PANIC=abort \
-	CARGO_PROFILE_RELEASE_LTO=fat \
-	CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
-	CARGO_PROFILE_RELEASE_DEBUG=false \
-	cargo --config 'profile.release.package.compiler_builtins.codegen-units=10000' \
-	rustc -p geom_multipath_rs --lib --crate-type staticlib --release --features kernel \
-	-Zbuild-std=core,alloc --target x86_64-unknown-none
+RUSTC=$GMR_KERNEL_RUSTC scripts/cargo-kernel.sh
 staticlib=$CARGO_TARGET_DIR/x86_64-unknown-none/release/libgeom_multipath_rs.a
-[ -f "$staticlib" ] || gmr_die "kbuild: cargo made no $staticlib"
 
 # compiler_builtins carries weak memcpy/memset/memmove/memcmp/bcmp/strlen for
 # targets without a libc. The kernel has its own (sys/systm.h): drop the
 # archive members that define nothing else, so those calls stay undefined and
 # bind to the kernel's at kldload.
 cp "$staticlib" "$out/librust.a"
-mapfile -t memonly < <("$GMR_NM" --no-llvm-bc -A -P --defined-only --extern-only "$out/librust.a" 2>/dev/null | awk '
-	{
-		m = $1; sub(/^.*\[/, "", m); sub(/\]:$/, "", m)
-		if ($2 ~ /^(memcpy|memmove|memset|memcmp|bcmp|strlen)$/) mem[m] = 1; else other[m] = 1
-	}
-	END { for (m in mem) if (!(m in other)) print m }')
-if [ ${#memonly[@]} -gt 0 ]; then
-	"$GMR_AR" d "$out/librust.a" "${memonly[@]}"
-	echo "kbuild: using the kernel's mem* functions (dropped ${#memonly[@]} compiler_builtins members)"
-fi
+NM=$GMR_NM AR=$GMR_AR scripts/rustlib-prune.sh "$out/librust.a"
 
 gmr_step "kbuild: C shim (clang-$GMR_LLVM_VERSION, $GMR_HEADERS_DESC)"
 gmr_kernel_cflags "$out"

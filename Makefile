@@ -1,0 +1,73 @@
+# geom_multipath_rs: the FreeBSD GEOM MULTIPATH class with a Rust core.
+#
+# Works with GNU make (Linux) and BSD make (FreeBSD): plain rules only; each
+# recipe runs a script or tells the two hosts apart with uname.
+#
+#   make                 build geom_multipath_rs/geom_multipath_rs.ko
+#                        (Linux: cross-build, installing the toolchain if
+#                        missing; FreeBSD: bsd.kmod.mk in geom_multipath_rs/)
+#   make test            every check: tests, clippy, fmt, module audit,
+#                        bindings, shellcheck
+#   make check-ko        audit the built module (scripts/check-ko.sh)
+#   make check-ko-selftest  show the audit rejects broken modules
+#   make check-bindings  vendored bindings match shim.h
+#   make bindings        regenerate sys-bindings/src/bindings.rs
+#   make demo | soak | fuzz  the simulator's demo, soak run, fuzzing
+#   make load | unload   kldload/kldunload (FreeBSD only)
+#   make clean
+#
+# SYSDIR=/path/to/freebsd/sys builds against a FreeBSD kernel source tree
+# instead of the FreeBSD headers of the ziglang wheel.
+
+.PHONY: all kmod test check-ko check-ko-selftest check-bindings bindings \
+	toolchain demo soak fuzz load unload clean
+
+all: kmod
+
+kmod:
+	@if [ "`uname -s`" = FreeBSD ]; then \
+		$(MAKE) -C geom_multipath_rs; \
+	else \
+		SYSDIR="$(SYSDIR)" bash scripts/kbuild.sh; \
+	fi
+
+test:
+	SYSDIR="$(SYSDIR)" bash scripts/test.sh
+
+check-ko: kmod
+	SYSDIR="$(SYSDIR)" bash scripts/check-ko.sh
+
+check-ko-selftest:
+	SYSDIR="$(SYSDIR)" bash scripts/check-ko-selftest.sh
+
+check-bindings:
+	bash scripts/bindings.sh --check
+
+bindings:
+	bash scripts/bindings.sh
+
+toolchain:
+	SYSDIR="$(SYSDIR)" bash scripts/toolchain.sh
+
+demo:
+	cargo run --release -p geom-sim --bin mpsim -- demo
+
+soak:
+	cargo run --release -p geom-sim --bin mpsim -- soak
+
+fuzz:
+	bash scripts/fuzz.sh
+
+load unload:
+	@if [ "`uname -s`" = FreeBSD ]; then \
+		$(MAKE) -C geom_multipath_rs $@; \
+	else \
+		echo "make $@: kldload/kldunload need a FreeBSD kernel; this host runs `uname -s`." >&2; \
+		echo "make $@: build here with 'make', then copy geom_multipath_rs/geom_multipath_rs.ko to FreeBSD (or build there) and run 'make $@' there." >&2; \
+		exit 1; \
+	fi
+
+clean:
+	@if [ "`uname -s`" = FreeBSD ]; then $(MAKE) -C geom_multipath_rs clean; fi
+	rm -rf build geom_multipath_rs/geom_multipath_rs.ko
+	cargo clean
