@@ -26,7 +26,10 @@ impl GctlReq<'_> {
     /// `req` is the request GEOM passed to the running ctlreq callback, and
     /// the value is dropped before that callback returns.
     pub unsafe fn new(req: NonNull<kpi::gctl_req>) -> Self {
-        GctlReq { req, _call: PhantomData }
+        GctlReq {
+            req,
+            _call: PhantomData,
+        }
     }
 }
 
@@ -99,7 +102,10 @@ impl SbufWriter<'_> {
     /// `sb` is the sbuf GEOM passed to the running dumpconf callback, and the
     /// value is dropped before that callback returns.
     pub unsafe fn new(sb: NonNull<kpi::sbuf>) -> Self {
-        SbufWriter { sb, _call: PhantomData }
+        SbufWriter {
+            sb,
+            _call: PhantomData,
+        }
     }
 }
 

@@ -20,7 +20,10 @@ use core::ptr::NonNull;
 use freebsd_kpi as kpi;
 
 use super::text::cstr_as_str;
-use super::{Bio, Consumer, Event, GctlReq, Geom, KSoftc, KernelPlatform, Provider, SbufWriter, CLASS, PLATFORM};
+use super::{
+    Bio, Consumer, Event, GctlReq, Geom, KSoftc, KernelPlatform, Provider, SbufWriter, CLASS,
+    PLATFORM,
+};
 use crate::platform::{Access, CtlReq, Platform, ENXIO};
 use crate::worker::Worker;
 
@@ -37,7 +40,9 @@ unsafe fn softc_ref(softc: *mut c_void) -> Option<ManuallyDrop<Arc<KSoftc>>> {
     // SAFETY: gp->softc is only NULL or Arc::into_raw of a KSoftc, alive for
     // the callback (this function's contract); ManuallyDrop keeps this
     // borrowed Arc from releasing the geom's reference.
-    Some(ManuallyDrop::new(unsafe { Arc::from_raw(softc as *const KSoftc) }))
+    Some(ManuallyDrop::new(unsafe {
+        Arc::from_raw(softc as *const KSoftc)
+    }))
 }
 
 /// `g_taste_t` (topology lock held).
@@ -47,7 +52,9 @@ unsafe fn softc_ref(softc: *mut c_void) -> Option<ManuallyDrop<Arc<KSoftc>>> {
 #[cfg_attr(target_os = "none", no_mangle)]
 pub unsafe extern "C" fn gmr_rs_taste(pp: *mut kpi::g_provider) -> *mut kpi::g_geom {
     match Provider::from_ptr(pp) {
-        Some(pp) => CLASS.taste(&PLATFORM, pp).map_or(core::ptr::null_mut(), Geom::as_ptr),
+        Some(pp) => CLASS
+            .taste(&PLATFORM, pp)
+            .map_or(core::ptr::null_mut(), Geom::as_ptr),
         None => core::ptr::null_mut(),
     }
 }
@@ -97,7 +104,9 @@ const _: kpi::gmr_rs_child_done_t = Some(gmr_rs_child_done);
 /// `cp` is the consumer GEOM orphans and `softc` its geom's `gp->softc`.
 #[cfg_attr(target_os = "none", no_mangle)]
 pub unsafe extern "C" fn gmr_rs_orphan(cp: *mut kpi::g_consumer, softc: *mut c_void) {
-    let Some(cp) = Consumer::from_ptr(cp) else { return };
+    let Some(cp) = Consumer::from_ptr(cp) else {
+        return;
+    };
     // SAFETY: `softc` is the geom's softc pointer (function contract).
     match unsafe { softc_ref(softc) } {
         Some(sc) => sc.orphan(&PLATFORM, cp),
@@ -112,8 +121,16 @@ const _: kpi::gmr_rs_orphan_t = Some(gmr_rs_orphan);
 /// `pp` is the provider being opened or closed and `softc` its geom's
 /// `gp->softc`.
 #[cfg_attr(target_os = "none", no_mangle)]
-pub unsafe extern "C" fn gmr_rs_access(pp: *mut kpi::g_provider, softc: *mut c_void, dr: i32, dw: i32, de: i32) -> i32 {
-    let Some(pp) = Provider::from_ptr(pp) else { return ENXIO };
+pub unsafe extern "C" fn gmr_rs_access(
+    pp: *mut kpi::g_provider,
+    softc: *mut c_void,
+    dr: i32,
+    dw: i32,
+    de: i32,
+) -> i32 {
+    let Some(pp) = Provider::from_ptr(pp) else {
+        return ENXIO;
+    };
     // SAFETY: `softc` is the geom's softc pointer (function contract).
     match unsafe { softc_ref(softc) } {
         Some(sc) => match sc.access(&PLATFORM, pp, Access::new(dr, dw, de)) {
@@ -153,7 +170,9 @@ const _: kpi::gmr_rs_ctlreq_t = Some(gmr_rs_ctlreq);
 /// `gp` is a geom of the class.
 #[cfg_attr(target_os = "none", no_mangle)]
 pub unsafe extern "C" fn gmr_rs_destroy_geom(gp: *mut kpi::g_geom) -> i32 {
-    let Some(gp) = Geom::from_ptr(gp) else { return 0 };
+    let Some(gp) = Geom::from_ptr(gp) else {
+        return 0;
+    };
     match CLASS.destroy_geom(&PLATFORM, gp) {
         Ok(()) => 0,
         Err(e) => e,
@@ -199,14 +218,22 @@ pub unsafe extern "C" fn gmr_rs_dumpconf(
 ) {
     let Some(sb) = NonNull::new(sb) else { return };
     // SAFETY: `softc` is the geom's softc pointer (function contract).
-    let Some(sc) = (unsafe { softc_ref(softc) }) else { return };
+    let Some(sc) = (unsafe { softc_ref(softc) }) else {
+        return;
+    };
     // SAFETY: `sb` is this callback's sbuf and `w` is dropped before it
     // returns.
     let mut w = unsafe { SbufWriter::new(sb) };
     // SAFETY: `indent` is NULL or a NUL-terminated string GEOM keeps for the
     // callback.
     let indent = unsafe { cstr_as_str(indent) }.unwrap_or("");
-    sc.dumpconf(&PLATFORM, &mut w, indent, Consumer::from_ptr(cp), Provider::from_ptr(pp));
+    sc.dumpconf(
+        &PLATFORM,
+        &mut w,
+        indent,
+        Consumer::from_ptr(cp),
+        Provider::from_ptr(pp),
+    );
 }
 const _: kpi::gmr_rs_dumpconf_t = Some(gmr_rs_dumpconf);
 

@@ -308,7 +308,10 @@ impl Platform for KernelPlatform {
             let mut g = GRAVEYARD.lock();
             if !g.iter().any(|e| e.gp == key && e.softc == raw) {
                 if g.try_reserve(1).is_ok() {
-                    g.push(Grave { gp: key, softc: raw });
+                    g.push(Grave {
+                        gp: key,
+                        softc: raw,
+                    });
                 } else {
                     drop(g);
                     // Keeping the reference forever is safe; releasing it
@@ -362,10 +365,24 @@ impl Platform for KernelPlatform {
         }
     }
 
-    fn new_provider(&self, gp: Geom, name: &str, mediasize: u64, sectorsize: u32) -> Result<Provider, Errno> {
+    fn new_provider(
+        &self,
+        gp: Geom,
+        name: &str,
+        mediasize: u64,
+        sectorsize: u32,
+    ) -> Result<Provider, Errno> {
         // SAFETY: topology lock held; gp live; `name` readable for the call
         // and copied by g_new_providerf.
-        let pp = unsafe { kpi::gmr_provider_new(gp.as_ptr(), name.as_ptr().cast(), name.len(), mediasize, sectorsize) };
+        let pp = unsafe {
+            kpi::gmr_provider_new(
+                gp.as_ptr(),
+                name.as_ptr().cast(),
+                name.len(),
+                mediasize,
+                sectorsize,
+            )
+        };
         Provider::from_ptr(pp).ok_or(ENOMEM)
     }
     fn provider_announce(&self, pp: Provider) {
@@ -467,7 +484,9 @@ impl Platform for KernelPlatform {
     fn write_data(&self, cp: Consumer, offset: u64, data: &[u8]) -> Result<(), Errno> {
         // SAFETY: no topology lock, sleeping allowed; cp open for writing;
         // `data` readable for the call (g_write_data only reads it).
-        errno_result(unsafe { kpi::gmr_write_data(cp.as_ptr(), offset, data.as_ptr().cast(), data.len()) })
+        errno_result(unsafe {
+            kpi::gmr_write_data(cp.as_ptr(), offset, data.as_ptr().cast(), data.len())
+        })
     }
 
     fn bio_cmd(&self, bp: &Bio) -> BioCmd {
@@ -561,7 +580,15 @@ impl Platform for KernelPlatform {
 
     fn start_worker(&self, w: Arc<Worker<Self>>) -> Result<(), Errno> {
         let raw = Arc::into_raw(w).cast_mut();
-        if WORKER.compare_exchange(core::ptr::null_mut(), raw, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if WORKER
+            .compare_exchange(
+                core::ptr::null_mut(),
+                raw,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
             // SAFETY: `raw` was made just above and not lent out.
             drop(unsafe { Arc::from_raw(raw) });
             return Err(EBUSY);

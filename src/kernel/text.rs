@@ -19,7 +19,10 @@ pub(crate) struct LineBuf<const N: usize> {
 
 impl<const N: usize> LineBuf<N> {
     pub(crate) const fn new() -> Self {
-        LineBuf { buf: [0; N], len: 0 }
+        LineBuf {
+            buf: [0; N],
+            len: 0,
+        }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
