@@ -49,6 +49,9 @@ OUR_PROMPT = "GMPRS> "
 SET_PROMPT = ('set +o emacs 2>/dev/null; set +o vi 2>/dev/null; '
               'PS1="GMP""RS> "; export PS1\r')
 DONE = re.compile(r"==GMPRS-VM-DONE==")
+# For selftest.sh's fake console only: no human-speed typing, short pauses.
+FAST = os.environ.get("GMPRS_CONSOLE_FAST") == "1"
+TYPE_DELAY = 0 if FAST else 0.005
 RUN_GUEST = (
     'M=/mnt/gmprs; mkdir -p $M; '
     'for d in /dev/msdosfs/GMPRSVM /dev/vtbd[0-9] /dev/ada[0-9] /dev/da[0-9]; do '
@@ -126,8 +129,10 @@ class Console:
         except VMExited:
             pass
 
-    def send(self, text, delay=0.005):
+    def send(self, text, delay=None):
         """Type text, one character at a time, like a person on a terminal."""
+        if delay is None or FAST:
+            delay = TYPE_DELAY
         for ch in text.encode():
             try:
                 self.proc.stdin.write(bytes([ch]))
@@ -188,7 +193,7 @@ def boot_and_login(con, args):
 
     prompt = re.compile(re.escape(OUR_PROMPT))
     con.send("exec /bin/sh\r")
-    time.sleep(1)
+    time.sleep(0.1 if FAST else 1)
     for _ in range(5):
         con.send(SET_PROMPT)
         try:
@@ -259,7 +264,7 @@ def main():
             return 0
         except Panic:
             say("kernel panic in the guest (see the serial log)")
-            con.drain(5)
+            con.drain(0.5 if FAST else 5)
             stop_vm(proc, con, 0)
             return 15
         except NoBoot:

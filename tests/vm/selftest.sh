@@ -60,7 +60,7 @@ run_capture()
 
 # ------------------------------------------------------------------ lint
 shell_scripts=("$here"/run.sh "$here"/selftest.sh "$here"/parse-results.sh
-    "$here"/mkcarrier.sh "$here"/lib.sh "$here"/guest/guest.sh
+    "$here"/mkcarrier.sh "$here"/lib.sh "$here"/guest/guest.sh "$here"/dryrun/run-atf.sh
     "$here"/atf/helpers.sh "$here"/atf/misc.sh "$here"/atf/failloop.sh)
 if vm_need shellcheck shellcheck; then
 	check "shellcheck: every script, no warnings" \
@@ -74,10 +74,10 @@ check "sh -n: ATF programs, helpers and guest script parse as POSIX sh" \
 # shellcheck disable=SC2016
 check "bash -n: host scripts parse" \
     sh -c 'for f; do bash -n "$f" || exit 1; done' sh "$here"/*.sh
-check "python3: console driver and fake console compile" \
+check "python3: console driver, fake console and fakebsd compile" \
     python3 -c 'import sys
 for f in sys.argv[1:]: compile(open(f).read(), f, "exec")' \
-    "$here/console.py" "$here/fixtures/fake-console.py"
+    "$here/console.py" "$here/fixtures/fake-console.py" "$here/dryrun/fakebsd.py"
 
 # Every scenario of FreeBSD's suite has a test case of the same name.
 cases_ok=1
@@ -220,7 +220,7 @@ fake_run()
 	local mode=$1 want_st=$2 want_line=$3
 	shift 3
 	local st=0
-	env "$@" FAKE_MODE="$mode" GMPRS_VM_SELFTEST=1 \
+	env "$@" FAKE_MODE="$mode" GMPRS_VM_SELFTEST=1 GMPRS_CONSOLE_FAST=1 \
 	    GMPRS_VM_FAKE="$here/fixtures/fake-console.py" \
 	    FREEBSD_IMAGE="$tmp/image.raw" KO="$tmp/dummy.ko" VM_WORKDIR="$tmp/vm-$mode" \
 	    timeout 50 bash "$here/run.sh" > "$tmp/fake-$mode.out" 2>&1 || st=$?
@@ -249,6 +249,33 @@ if grep -q 'guest kernel panicked' "$tmp/fake-panic.out"; then
 else
 	not_ok "run.sh + fake console (panic): the panic is not named" "$tmp/fake-panic.out"
 fi
+
+# ------------------------------------------------------------------ ATF dry run
+# The real atf-sh runs the suite against fakebsd.py, a model of the expected
+# behaviour (not the module): every case must pass and clean up after itself,
+# and with the model broken on purpose the matching case must fail.
+st=0
+bash "$here/dryrun/run-atf.sh" > "$tmp/dry.out" 2>&1 || st=$?
+if grep -q '^atf-dryrun: 12 passed, 0 failed$' "$tmp/dry.out"; then
+	ok "ATF dry run: the 12 cases run under atf-sh, pass against the model and clean up"
+else
+	not_ok "ATF dry run (exit $st)" "$tmp/dry.out"
+fi
+while IFS=: read -r mutation id; do
+	st=0
+	bash "$here/dryrun/run-atf.sh" -m "$mutation" "$id" > "$tmp/mut.out" 2>&1 || st=$?
+	if [ "$st" = 1 ] && grep -q "^$id  ->  failed: " "$tmp/mut.out"; then
+		ok "ATF dry run: $id catches a model that does $mutation"
+	else
+		not_ok "ATF dry run: $id did not catch $mutation (exit $st)" "$tmp/mut.out"
+	fi
+done <<'EOF'
+rotate-forward:misc.sh:rotate
+getactive-oldest:misc.sh:create_A
+no-auto-restore:misc.sh:restore_on_error
+unbounded-retry:failloop.sh:failloop
+failback:misc.sh:restore
+EOF
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -43,8 +43,8 @@ failloop_body()
 	kldstat -q -m dtraceall || kldload dtraceall >/dev/null 2>&1 || true
 	# dtrace -c splits its argument on blanks without a shell, so the write
 	# and the recording of its exit status go into a script file.
-	printf '#!/bin/sh\ndd if=/dev/zero of=/dev/multipath/%s bs=4096 count=1 2>/dev/null\necho $? > dd.status\n' \
-	    "$mp" > write.sh
+	printf '#!/bin/sh\ndd if=/dev/zero of=%s bs=4096 count=1 2>/dev/null\necho $? > dd.status\n' \
+	    "$MP_DEV/multipath/$mp" > write.sh
 	if dtrace -l -n "$MP_PROBE" >/dev/null 2>&1; then
 		atf_check -s exit:0 -o ignore -e ignore \
 		    dtrace -q -o restores.out \

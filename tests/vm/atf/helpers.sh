@@ -13,6 +13,10 @@
 # Helpers that can fail a test never run inside $(...): atf_fail in a subshell
 # would not stop the body. They hand results back through variables instead.
 
+# Where device nodes live: /dev, except when the suite is dry-run on a host
+# with stand-in commands (tests/vm/dryrun), which set the kyua/atf variable
+# dev_root. mp_load and mp_cleanup set it; everything else uses it.
+MP_DEV=/dev
 MP_MD_FILE=mp.mds
 MP_NAME_FILE=mp.names
 MP_DEFAULT_KO=/boot/modules/geom_multipath_rs.ko
@@ -40,6 +44,7 @@ mp_ours_loaded()
 # (kyua test -v test_suites.geom_multipath_rs.ko_path=/path/geom_multipath_rs.ko).
 mp_load()
 {
+	MP_DEV=$(atf_config_get dev_root /dev)
 	mp_ko=$(atf_config_get ko_path "$MP_DEFAULT_KO")
 	if kldstat -q -n "$MP_INTREE_FILE"; then
 		atf_fail "FreeBSD's $MP_INTREE_FILE is loaded; kldunload it so that $MP_OUR_FILE is what gets tested"
@@ -78,7 +83,7 @@ mp_new_name()
 	mp_try=0
 	while :; do
 		MP_NEW=$(mktemp -u mprs.XXXXXX) || atf_fail "mktemp failed"
-		[ -e "/dev/multipath/$MP_NEW" ] || break
+		[ -e "$MP_DEV/multipath/$MP_NEW" ] || break
 		mp_try=$((mp_try + 1))
 		[ "$mp_try" -lt 20 ] || atf_fail "no free multipath name"
 	done
@@ -105,8 +110,8 @@ mp_nop()
 {
 	mp_dev=$1
 	shift
-	atf_check -s exit:0 -o ignore -e ignore gnop create "$@" "/dev/$mp_dev"
-	[ -e "/dev/$mp_dev.nop" ] || atf_fail "gnop did not create /dev/$mp_dev.nop"
+	atf_check -s exit:0 -o ignore -e ignore gnop create "$@" "$MP_DEV/$mp_dev"
+	[ -e "$MP_DEV/$mp_dev.nop" ] || atf_fail "gnop did not create $MP_DEV/$mp_dev.nop"
 }
 
 # mp_break_nop NOP: make every read and write through NOP fail (EIO).
@@ -199,9 +204,10 @@ mp_check_state()
 # Runs from a cleanup routine, so it never fails and never calls atf_fail.
 mp_cleanup()
 {
+	MP_DEV=$(atf_config_get dev_root /dev)
 	if [ -f "$MP_NAME_FILE" ]; then
 		while read -r mp_c; do
-			if [ -e "/dev/multipath/$mp_c" ]; then
+			if [ -e "$MP_DEV/multipath/$mp_c" ]; then
 				gmultipath destroy "$mp_c" >/dev/null 2>&1 ||
 				    gmultipath stop "$mp_c" >/dev/null 2>&1
 			fi
@@ -209,7 +215,7 @@ mp_cleanup()
 	fi
 	if [ -f "$MP_MD_FILE" ]; then
 		while read -r mp_c; do
-			if [ -e "/dev/$mp_c.nop" ]; then
+			if [ -e "$MP_DEV/$mp_c.nop" ]; then
 				gnop destroy -f "$mp_c.nop" >/dev/null 2>&1
 			fi
 			mdconfig -d -u "$mp_c" >/dev/null 2>&1 ||

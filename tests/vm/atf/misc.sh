@@ -151,7 +151,7 @@ fail_on_error_body()
 
 	mp_break_nop "$d0.nop"
 	atf_check -s exit:0 -o ignore -e ignore \
-	    dd if=/dev/zero of="/dev/multipath/$mp" bs=4096 count=1
+	    dd if=/dev/zero of="$MP_DEV/multipath/$mp" bs=4096 count=1
 	mp_check_state "$mp" "$d1.nop" DEGRADED FAIL ACTIVE
 }
 fail_on_error_cleanup()
@@ -247,7 +247,7 @@ restore_on_error_body()
 	# d0.nop back, and the retried write goes through d0.nop.
 	mp_break_nop "$d1.nop"
 	atf_check -s exit:0 -o ignore -e ignore \
-	    dd if=/dev/zero of="/dev/multipath/$mp" bs=4096 count=1
+	    dd if=/dev/zero of="$MP_DEV/multipath/$mp" bs=4096 count=1
 	mp_check_state "$mp" "$d0.nop" DEGRADED ACTIVE FAIL
 }
 restore_on_error_cleanup()
