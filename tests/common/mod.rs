@@ -1,0 +1,149 @@
+//! Helpers shared by the multipath tests on the simulator: a simulated SAN
+//! with the class loaded, and `gmultipath list` / `getactive` the way
+//! FreeBSD's test suite reads them.
+#![allow(dead_code)]
+
+use geom_sim::{Lun, LunConfig, Mode, Sim, SimConfig};
+
+/// Both schedulers, so every scenario also runs on real threads.
+pub fn modes() -> [Mode; 2] {
+    [Mode::Deterministic, Mode::Threaded]
+}
+
+/// A simulator with one LUN reachable through `paths`, MULTIPATH loaded.
+pub fn san(mode: Mode, seed: u64, paths: &[&str], size: u64) -> (Sim, Lun) {
+    let sim = Sim::new(SimConfig::new(mode, seed));
+    let lun = sim.add_lun(LunConfig::new(paths, size)).expect("lun");
+    sim.load_multipath().expect("load MULTIPATH");
+    sim.run_until_idle();
+    (sim, lun)
+}
+
+/// One multipath geom as `gmultipath list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MpList {
+    pub name: String,
+    pub uuid: String,
+    pub state: String,
+    pub mode: String,
+    pub kind: String,
+    pub provider_state: String,
+    pub mediasize: u64,
+    pub sectorsize: u32,
+    /// (path provider name, State), oldest path first like `gmultipath list`
+    /// (libgeom puts each consumer at the head while parsing the newest-first
+    /// kernel list).
+    pub paths: Vec<(String, String)>,
+}
+
+fn child_text<'a>(n: roxmltree::Node<'a, 'a>, tag: &str) -> Option<&'a str> {
+    n.children()
+        .find(|c| c.has_tag_name(tag))
+        .map(|c| c.text().unwrap_or(""))
+}
+
+/// Parses the MULTIPATH geoms out of the confxml, as libgeom would.
+pub fn list_all(sim: &Sim) -> Vec<MpList> {
+    let xml = sim.confxml();
+    let doc = roxmltree::Document::parse(&xml).expect("confxml is well-formed XML");
+    let mut providers = std::collections::HashMap::new();
+    for p in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("provider") && n.attribute("id").is_some())
+    {
+        if let Some(name) = child_text(p, "name") {
+            providers.insert(
+                p.attribute("id").unwrap_or("").to_string(),
+                name.to_string(),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for class in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("class") && n.attribute("id").is_some())
+    {
+        if child_text(class, "name") != Some("MULTIPATH") {
+            continue;
+        }
+        for g in class.children().filter(|n| n.has_tag_name("geom")) {
+            let cfg = g
+                .children()
+                .find(|c| c.has_tag_name("config"))
+                .expect("geom config");
+            let mut paths: Vec<(String, String)> = g
+                .children()
+                .filter(|c| c.has_tag_name("consumer"))
+                .map(|c| {
+                    let pref = c
+                        .children()
+                        .find(|x| x.has_tag_name("provider"))
+                        .and_then(|x| x.attribute("ref"))
+                        .unwrap_or("");
+                    let st = c
+                        .children()
+                        .find(|x| x.has_tag_name("config"))
+                        .and_then(|x| child_text(x, "State"))
+                        .unwrap_or("");
+                    (
+                        providers.get(pref).cloned().unwrap_or_default(),
+                        st.to_string(),
+                    )
+                })
+                .collect();
+            paths.reverse();
+            let pp = g.children().find(|c| c.has_tag_name("provider"));
+            out.push(MpList {
+                name: child_text(g, "name").unwrap_or("").to_string(),
+                uuid: child_text(cfg, "UUID").unwrap_or("").to_string(),
+                state: child_text(cfg, "State").unwrap_or("").to_string(),
+                mode: child_text(cfg, "Mode").unwrap_or("").to_string(),
+                kind: child_text(cfg, "Type").unwrap_or("").to_string(),
+                provider_state: pp
+                    .and_then(|p| p.children().find(|x| x.has_tag_name("config")))
+                    .and_then(|c| child_text(c, "State"))
+                    .unwrap_or("")
+                    .to_string(),
+                mediasize: pp
+                    .and_then(|p| child_text(p, "mediasize"))
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+                sectorsize: pp
+                    .and_then(|p| child_text(p, "sectorsize"))
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0),
+                paths,
+            });
+        }
+    }
+    out
+}
+
+/// `gmultipath list NAME`.
+pub fn list(sim: &Sim, name: &str) -> Option<MpList> {
+    list_all(sim).into_iter().find(|g| g.name == name)
+}
+
+/// `gmultipath getactive NAME`, without the trailing newline.
+pub fn getactive(sim: &Sim, name: &str) -> String {
+    sim.gmultipath(&["getactive", name])
+        .expect("getactive")
+        .trim_end()
+        .to_string()
+}
+
+/// FreeBSD's `check_multipath_state ACTIVE STATE S0 S1 [S2]`.
+#[track_caller]
+pub fn check_state(sim: &Sim, name: &str, active: &str, state: &str, paths: &[&str]) {
+    sim.run_until_idle();
+    let g = list(sim, name).unwrap_or_else(|| panic!("no geom {name}"));
+    assert_eq!(getactive(sim, name), active, "getactive {name}");
+    assert_eq!(g.state, state, "geom state of {name}: {g:?}");
+    let got: Vec<&str> = g.paths.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(got, paths, "path states of {name} (oldest first): {g:?}");
+}
+
+/// Whether the console has a line containing `needle`.
+pub fn logged(sim: &Sim, needle: &str) -> bool {
+    sim.log_lines().iter().any(|l| l.contains(needle))
+}

@@ -1,0 +1,217 @@
+//! FreeBSD's own test suite for gmultipath (tests/sys/geom/class/multipath:
+//! the eleven cases of misc.sh and failloop.sh), rewritten for the
+//! simulator. md(4) disks become paths of one simulated LUN; gnop(8) fault
+//! injection becomes path faults. Each runs under both schedulers.
+
+mod common;
+
+use common::{check_state, getactive, list, logged, modes, san};
+use geom_sim::{Access, EIO};
+
+const MD: [&str; 3] = ["md0", "md1", "md2"];
+const SIZE: u64 = 1 << 20;
+
+fn gm(sim: &geom_sim::Sim, argv: &[&str]) {
+    if let Err(e) = sim.gmultipath(argv) {
+        panic!("gmultipath {argv:?}: {e}");
+    }
+    sim.run_until_idle();
+}
+
+#[test]
+fn add() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 1, &MD, SIZE);
+        gm(&sim, &["create", "mp", "md0", "md1"]);
+        check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
+        gm(&sim, &["add", "mp", "md2"]);
+        check_state(
+            &sim,
+            "mp",
+            "md0",
+            "OPTIMAL",
+            &["ACTIVE", "PASSIVE", "PASSIVE"],
+        );
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn create_a() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 2, &MD[..2], SIZE);
+        gm(&sim, &["create", "-A", "mp", "md0", "md1"]);
+        // Active/active lists every good path, newest first.
+        check_state(&sim, "mp", "md1 md0", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn create_r() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 3, &MD[..2], SIZE);
+        gm(&sim, &["create", "-R", "mp", "md0", "md1"]);
+        check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "READ"]);
+        sim.finish().assert_clean();
+    }
+}
+
+/// A labelled path that departs is removed from the device by itself; when
+/// it arrives again, taste puts it back.
+#[test]
+fn depart_and_arrive() {
+    for m in modes() {
+        let (sim, lun) = san(m, 4, &MD[..2], SIZE);
+        gm(&sim, &["label", "mp", "md0", "md1"]);
+        let count = |sim: &geom_sim::Sim| list(sim, "mp").map(|g| g.paths.len()).unwrap_or(0);
+        assert_eq!(count(&sim), 2, "{:?}", list(&sim, "mp"));
+        lun.path(0).unwrap().die();
+        sim.run_until_idle();
+        assert_eq!(count(&sim), 1);
+        lun.path(0).unwrap().revive();
+        sim.run_until_idle();
+        assert_eq!(count(&sim), 2);
+        assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn fail() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 5, &MD[..2], SIZE);
+        gm(&sim, &["create", "mp", "md0", "md1"]);
+        gm(&sim, &["fail", "mp", "md0"]);
+        check_state(&sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn fail_on_error() {
+    for m in modes() {
+        let (sim, lun) = san(m, 6, &MD[..2], SIZE);
+        gm(&sim, &["create", "mp", "md0", "md1"]);
+        lun.path(0).unwrap().fail_rate(EIO, 1000);
+        let dev = sim.open("multipath/mp", Access::new(0, 1, 0)).unwrap();
+        assert_eq!(
+            dev.write(0, &[0u8; 4096]),
+            Ok(()),
+            "failover and retry succeed"
+        );
+        drop(dev);
+        check_state(&sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn prefer() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 7, &MD, SIZE);
+        gm(&sim, &["create", "mp", "md0", "md1", "md2"]);
+        gm(&sim, &["prefer", "mp", "md2"]);
+        check_state(
+            &sim,
+            "mp",
+            "md2",
+            "OPTIMAL",
+            &["PASSIVE", "PASSIVE", "ACTIVE"],
+        );
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn restore() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 8, &MD[..2], SIZE);
+        gm(&sim, &["create", "mp", "md0", "md1"]);
+        gm(&sim, &["fail", "mp", "md0"]);
+        check_state(&sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
+        gm(&sim, &["restore", "mp", "md0"]);
+        // No failback: the restored path waits as a spare.
+        check_state(&sim, "mp", "md1", "OPTIMAL", &["PASSIVE", "ACTIVE"]);
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn restore_on_error() {
+    for m in modes() {
+        let (sim, lun) = san(m, 9, &MD[..2], SIZE);
+        gm(&sim, &["create", "mp", "md0", "md1"]);
+        gm(&sim, &["fail", "mp", "md0"]);
+        lun.path(1).unwrap().fail_rate(EIO, 1000);
+        let dev = sim.open("multipath/mp", Access::new(0, 1, 0)).unwrap();
+        // md1's error restores md0 automatically and the retry succeeds.
+        assert_eq!(dev.write(0, &[0u8; 4096]), Ok(()));
+        drop(dev);
+        check_state(&sim, "mp", "md0", "DEGRADED", &["ACTIVE", "FAIL"]);
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn rotate() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 10, &MD, SIZE);
+        gm(&sim, &["create", "mp", "md0", "md1", "md2"]);
+        gm(&sim, &["rotate", "mp"]);
+        check_state(
+            &sim,
+            "mp",
+            "md2",
+            "OPTIMAL",
+            &["PASSIVE", "PASSIVE", "ACTIVE"],
+        );
+        gm(&sim, &["rotate", "mp"]);
+        check_state(
+            &sim,
+            "mp",
+            "md1",
+            "OPTIMAL",
+            &["PASSIVE", "ACTIVE", "PASSIVE"],
+        );
+        gm(&sim, &["rotate", "mp"]);
+        check_state(
+            &sim,
+            "mp",
+            "md0",
+            "OPTIMAL",
+            &["ACTIVE", "PASSIVE", "PASSIVE"],
+        );
+        sim.finish().assert_clean();
+    }
+}
+
+/// FreeBSD PR 178473: a persistent failure of every path must end the I/O
+/// with an error, not loop, and restore paths at most twice.
+#[test]
+fn failloop() {
+    for m in modes() {
+        let (sim, lun) = san(m, 11, &MD[..2], SIZE);
+        gm(&sim, &["create", "mp", "md0", "md1"]);
+        sim.set_notaste(true);
+        lun.path(0).unwrap().fail_rate(EIO, 1000);
+        lun.path(1).unwrap().fail_rate(EIO, 1000);
+        let dev = sim.open("multipath/mp", Access::new(0, 1, 0)).unwrap();
+        assert_eq!(
+            dev.write(0, &[0u8; 4096]),
+            Err(EIO),
+            "the write fails, and returns"
+        );
+        drop(dev);
+        sim.run_until_idle();
+        let restores = sim
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains("were marked FAIL, restore"))
+            .count();
+        assert!(restores <= 2, "{restores} restores");
+        assert!(logged(&sim, "marked FAIL"));
+        assert!(!getactive(&sim, "mp").is_empty());
+        sim.finish().assert_clean();
+    }
+}
