@@ -255,9 +255,9 @@ fi
 # behaviour (not the module): every case must pass and clean up after itself,
 # and with the model broken on purpose the matching case must fail.
 st=0
-bash "$here/dryrun/run-atf.sh" > "$tmp/dry.out" 2>&1 || st=$?
+bash "$here/dryrun/run-atf.sh" --kyua > "$tmp/dry.out" 2>&1 || st=$?
 if grep -q '^atf-dryrun: 12 passed, 0 failed$' "$tmp/dry.out"; then
-	ok "ATF dry run: the 12 cases run under atf-sh, pass against the model and clean up"
+	ok "ATF dry run: kyua runs the 12 cases from the Kyuafile; they pass against the model and clean up"
 else
 	not_ok "ATF dry run (exit $st)" "$tmp/dry.out"
 fi

@@ -7,9 +7,15 @@
 # kernel module.
 #
 #   run-atf.sh [-m MUTATION] [PROGRAM:CASE...]
+#   run-atf.sh --kyua
 #
 # -m makes the model misbehave (see fakebsd.py); the cases named must then
-# fail. Without case names, every case of misc.sh and failloop.sh runs.
+# fail. Without case names, every case of misc.sh and failloop.sh runs, each
+# program case by case under atf-sh, checking after each cleanup that nothing
+# was left behind. --kyua instead runs the whole suite the way the guest does
+# (kyua, the Kyuafile, the test-suite variables), with the test programs'
+# interpreter line pointed at this host's atf-sh, and checks for leftovers at
+# the end.
 # Prints "<program>:<case>  ->  <result>" per case, then
 # "atf-dryrun: N passed, M failed". Exit status 0 when all passed.
 # Needs Debian's atf-sh (installed when missing and running as root).
@@ -21,11 +27,16 @@ atf=$here/../atf
 . "$here/../lib.sh"
 
 mutate=""
+use_kyua=0
 if [ "${1:-}" = -m ]; then
 	mutate=$2
 	shift 2
+elif [ "${1:-}" = --kyua ]; then
+	use_kyua=1
+	shift
 fi
 vm_need atf-sh atf-sh || exit 2
+[ "$use_kyua" = 0 ] || vm_need kyua kyua || exit 2
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gmprs-atf-dryrun.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -41,6 +52,47 @@ done
 : > "$tmp/geom_multipath_rs.ko"
 export PATH="$tmp/bin:$PATH" FAKEBSD_STATE="$tmp/state.json" FAKEBSD_DEV="$tmp/dev"
 export FAKEBSD_MUTATE="$mutate"
+
+# leftovers: what the model still holds (md disks, gnop providers, geoms).
+leftovers()
+{
+	"$py" -S -c 'import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+except FileNotFoundError:
+    sys.exit(0)
+print(" ".join(sorted(s["mds"]) + sorted(s["nops"]) + sorted(s["geoms"])))' "$tmp/state.json"
+}
+
+if [ "$use_kyua" = 1 ]; then
+	mkdir "$tmp/suite"
+	cp "$atf/Kyuafile" "$atf/helpers.sh" "$tmp/suite/"
+	for prog in misc.sh failloop.sh; do
+		sed "1s|.*|#!$(command -v atf-sh)|" "$atf/$prog" > "$tmp/suite/$prog"
+		chmod +x "$tmp/suite/$prog"
+	done
+	st=0
+	(cd "$tmp/suite" && HOME=$tmp kyua -v parallelism=2 \
+	    -v "test_suites.geom_multipath_rs.ko_path=$tmp/geom_multipath_rs.ko" \
+	    -v test_suites.geom_multipath_rs.allow_sysctl_side_effects=1 \
+	    -v "test_suites.geom_multipath_rs.dev_root=$tmp/dev" \
+	    test -k "$tmp/suite/Kyuafile") > "$tmp/kyua.out" 2>&1 || st=$?
+	grep -E "^[^ ]+:[^ ]+  ->  " "$tmp/kyua.out" || true
+	passed=$(grep -cE '^[^ ]+:[^ ]+  ->  passed' "$tmp/kyua.out" || true)
+	failed=$(grep -cE '^[^ ]+:[^ ]+  ->  (failed|broken)' "$tmp/kyua.out" || true)
+	left=$(leftovers)
+	if [ -n "$left" ]; then
+		echo "kyua: the suite left $left behind"
+		failed=$((failed + 1))
+	fi
+	if [ "$passed" = 0 ] || [ "$st" != 0 ]; then
+		[ -n "${DRYRUN_VERBOSE:-}" ] && cat "$tmp/kyua.out"
+		[ "$passed" != 0 ] || failed=$((failed + 1))
+	fi
+	echo "atf-dryrun: $passed passed, $failed failed"
+	[ "$failed" = 0 ]
+	exit
+fi
 
 cases=("$@")
 if [ "${#cases[@]}" -eq 0 ]; then
@@ -68,9 +120,7 @@ for id in "${cases[@]}"; do
 	    >> "$wd/out" 2>&1 || true
 	res=$(head -n 1 "$wd/result" 2>/dev/null || echo "broken: no result file")
 	# After cleanup, nothing may be left: no md, no gnop, no multipath geom.
-	left=$("$py" -S -c 'import json, sys
-s = json.load(open(sys.argv[1]))
-print(" ".join(sorted(s["mds"]) + sorted(s["nops"]) + sorted(s["geoms"])))' "$tmp/state.json")
+	left=$(leftovers)
 	if [ -n "$left" ] && [ "${res%%:*}" = passed ]; then
 		res="failed: cleanup left $left behind"
 	fi
