@@ -58,7 +58,7 @@ soak:
 fuzz:
 	bash scripts/fuzz.sh
 
-load unload:
+unload load:  # ("load" may not begin a line: GNU make directive)
 	@if [ "`uname -s`" = FreeBSD ]; then \
 		$(MAKE) -C geom_multipath_rs $@; \
 	else \

@@ -51,8 +51,9 @@ struct gmr_wq;
 #define GMR_M_WAITOK 0x1
 #define GMR_M_ZERO 0x2
 
-/* Alignment malloc(9) guarantees for any request (amd64: 16). */
-#define GMR_MALLOC_ALIGN 16
+/* Alignment every malloc(9) result is relied on to have; larger ones go
+ * through gmr_malloc_aligned(). */
+#define GMR_MALLOC_ALIGN 8
 /* Largest alignment malloc_aligned(9) accepts (PAGE_SIZE on amd64). */
 #define GMR_MALLOC_MAX_ALIGN 4096
 

@@ -117,7 +117,8 @@ handle!(
 
 /// An owned `struct bio *`: neither `Copy` nor `Clone`, so each bio is handed
 /// back to GEOM (requested, delivered, folded or retired) by exactly one
-/// owner.
+/// owner. Dropping one instead would leave its I/O hanging forever: `Drop`
+/// says so on the console (it cannot know how the bio should have ended).
 #[derive(Debug)]
 pub struct Bio(NonNull<kpi::bio>);
 
@@ -138,7 +139,19 @@ impl Bio {
     }
     /// Gives up ownership (the bio goes back to GEOM).
     fn into_ptr(self) -> *mut kpi::bio {
-        self.0.as_ptr()
+        let p = self.0.as_ptr();
+        core::mem::forget(self);
+        p
+    }
+}
+
+impl Drop for Bio {
+    fn drop(&mut self) {
+        crate::mp_log!(
+            &PLATFORM,
+            "bio {:p} dropped without being completed: its I/O will never finish",
+            self.0
+        );
     }
 }
 
@@ -525,8 +538,12 @@ impl Platform for KernelPlatform {
         // M_NOWAIT, so this is allowed in start and done.
         let child = unsafe { kpi::gmr_bio_clone(parent.ptr()) };
         match NonNull::new(child) {
-            // The parent now completes through its children (g_std_done).
-            Some(c) => Ok(Bio(c)),
+            Some(c) => {
+                // The parent now completes through its child (g_std_done or
+                // retire_child hands it back), not through this handle.
+                core::mem::forget(parent);
+                Ok(Bio(c))
+            }
             None => Err(parent),
         }
     }

@@ -14,11 +14,11 @@ use super::text::LineBuf;
 /// may fail and returns NULL (collections report it through `try_reserve`).
 struct KernelAlloc;
 
-/// Largest alignment plain malloc(9) is relied on for. malloc(9) promises
-/// storage "suitably aligned for any type"; 8 is what every amd64 kernel
-/// allocator path gives without question, and bigger ones go through
+/// Largest alignment plain malloc(9) is relied on for (shim.h). malloc(9)
+/// promises storage "suitably aligned for any type"; 8 is what every amd64
+/// kernel allocator path gives without question, and bigger ones go through
 /// malloc_aligned(9).
-const PLAIN_ALIGN: usize = 8;
+const PLAIN_ALIGN: usize = kpi::GMR_MALLOC_ALIGN as usize;
 
 impl KernelAlloc {
     fn allocate(layout: Layout, flags: u32) -> *mut u8 {

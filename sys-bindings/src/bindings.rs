@@ -94,7 +94,7 @@ pub const GMR_BIO_FLUSH: u32 = 4;
 pub const GMR_BIO_GETATTR: u32 = 5;
 pub const GMR_M_WAITOK: u32 = 1;
 pub const GMR_M_ZERO: u32 = 2;
-pub const GMR_MALLOC_ALIGN: u32 = 16;
+pub const GMR_MALLOC_ALIGN: u32 = 8;
 pub const GMR_MALLOC_MAX_ALIGN: u32 = 4096;
 unsafe extern "C" {
     pub fn gmr_log(msg: *const ::core::ffi::c_char, len: usize);
