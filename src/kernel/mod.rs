@@ -23,6 +23,8 @@
 //! fini). [`Platform::destroy_geom`] releases it immediately: GEOM requires
 //! such a geom to have no provider and no consumer, so no callback can come.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod ctl;
 pub mod entry;
 mod text;
