@@ -78,3 +78,23 @@ vm_file_size()
 {
 	wc -c < "$1" | tr -d ' '
 }
+
+# vm_lun_check FILE NONCE: print the result line of the host-side check of
+# the LUN's backing file after the guest's two-path scenario: block 0 (64 KiB)
+# holds the 1024 lines written through the first path, block 1 those written
+# through the second, and the multipath label in the last sector is gone
+# (gmultipath destroy wipes it).
+vm_lun_check()
+{
+	local lun=$1 nonce=$2 first second label
+	first=$(dd if="$lun" bs=65536 skip=0 count=1 2>/dev/null |
+	    tr '\000' '\n' | grep -c "^GMPRS-LUN $nonce first-path " || true)
+	second=$(dd if="$lun" bs=65536 skip=1 count=1 2>/dev/null |
+	    tr '\000' '\n' | grep -c "^GMPRS-LUN $nonce second-path " || true)
+	label=$(tail -c 512 "$lun" | tr '\000' '\n' | grep -c 'GEOM::MULTIPATH' || true)
+	if [ "$first" = 1024 ] && [ "$second" = 1024 ] && [ "$label" = 0 ]; then
+		echo "host:lun_data  ->  passed"
+	else
+		echo "host:lun_data  ->  failed: backing file holds $first/1024 lines of block 0, $second/1024 of block 1, label sectors $label"
+	fi
+}

@@ -302,21 +302,8 @@ fi
 
 # --------------------------------------------------------------- host check
 # What the guest wrote through /dev/multipath/gmprsvm must be in the one
-# backing file, block 0 through the first path, block 1 through the second,
-# and the label the guest destroyed must be gone from the last sector.
-lun_block_lines()
-{
-	dd if="$lun" bs=65536 skip="$1" count=1 2>/dev/null |
-	    tr '\000' '\n' | grep -c "^GMPRS-LUN $nonce $2 " || true
-}
-first=$(lun_block_lines 0 first-path)
-second=$(lun_block_lines 1 second-path)
-label=$(tail -c 512 "$lun" | tr '\000' '\n' | grep -c 'GEOM::MULTIPATH' || true)
-if [ "$first" = 1024 ] && [ "$second" = 1024 ] && [ "$label" = 0 ]; then
-	host="host:lun_data  ->  passed"
-else
-	host="host:lun_data  ->  failed: backing file holds $first/1024 lines of block 0, $second/1024 of block 1, label sectors $label"
-fi
+# backing file (see vm_lun_check in lib.sh).
+host=$(vm_lun_check "$lun" "$nonce")
 
 # --------------------------------------------------------------- verdict
 set +e

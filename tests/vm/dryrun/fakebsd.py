@@ -9,10 +9,17 @@ awk, an assertion that cannot pass, or a cleanup that leaves disks behind
 shows up here instead of in a VM. Mutations (FAKEBSD_MUTATE) make the model
 misbehave on purpose, to prove that the assertions catch it.
 
-Invoked through symlinks named after the command (mdconfig, gnop, gmultipath,
-kldstat, kldload, sysctl, diskinfo, dmesg, dtrace, geom, dd). State lives in
-the JSON file $FAKEBSD_STATE; device nodes are plain files under
-$FAKEBSD_DEV (the suite's dev_root).
+Invoked through wrappers named after the command (mdconfig, gnop, gmultipath,
+kldstat, kldload, kldunload, sysctl, diskinfo, dmesg, dtrace, geom, dd, sha256,
+freebsd-version). State lives in the JSON file $FAKEBSD_STATE; device nodes
+are plain files under $FAKEBSD_DEV (the suite's dev_root), and the data of
+each disk is a file $FAKEBSD_DEV/.data-<disk>.
+
+With FAKEBSD_LUN=IDENT the machine also has the disks of a VM made by
+run.sh: vtbd0 (system), vtbd1 and vtbd2 (two paths to one 64 MiB LUN, both
+with ident IDENT, sharing data and label), vtbd3 (carrier). A disk node whose
+modification time changes (it was opened for writing, as `true > /dev/vtbd2`
+does) is retasted before the next gmultipath command.
 
 Mutations: rotate-forward (rotate walks oldest to newest), getactive-oldest
 (A/A getactive lists oldest first), no-auto-restore (no automatic restore when
@@ -24,12 +31,16 @@ import fcntl
 import json
 import os
 import sys
-import uuid as uuidlib
 
 MD_SIZE = 1 << 20
 SECTOR = 512
 MODE_NAMES = {0: "Active/Passive", 1: "Active/Active", 2: "Active/Read"}
 MUTATE = set(filter(None, os.environ.get("FAKEBSD_MUTATE", "").split(",")))
+
+
+def new_uuid():
+    h = os.urandom(16).hex()
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
 def dev_root():
@@ -51,22 +62,53 @@ class State:
                 self.s = json.load(f)
         except FileNotFoundError:
             self.s = {"mds": {}, "nops": {}, "labels": {}, "geoms": {}, "msgs": [],
-                      "loaded": [], "notaste": 0, "next_md": 0}
+                      "loaded": [], "notaste": 0, "next_md": 0, "mtimes": {}}
+            ident = os.environ.get("FAKEBSD_LUN")
+            if ident:
+                self.s["mds"]["vtbd0"] = {"size": 5 << 30}
+                for d in ("vtbd1", "vtbd2"):
+                    self.s["mds"][d] = {"size": 64 << 20, "backing": "lun0", "ident": ident}
+                self.s["mds"]["vtbd3"] = {"size": 8 << 20}
+                for d in self.s["mds"]:
+                    self.node(d, True)
+                    self.s["mtimes"][d] = os.stat(self.devpath(d)).st_mtime_ns
+                with open(self.datafile("lun0"), "wb") as f:
+                    f.truncate(64 << 20)
 
     def save(self):
         with open(self.path, "w") as f:
             json.dump(self.s, f)
 
     # ---- providers
+    def devpath(self, name):
+        return os.path.join(dev_root(), name)
+
+    def datafile(self, backing):
+        return os.path.join(dev_root(), ".data-" + backing)
+
     def prov_size(self, p):
         if p in self.s["mds"]:
-            return MD_SIZE
+            return self.s["mds"][p].get("size", MD_SIZE)
         if p in self.s["nops"]:
-            return MD_SIZE - self.s["nops"][p]["offset"]
+            return self.prov_size(self.s["nops"][p]["md"]) - self.s["nops"][p]["offset"]
         return None
 
     def prov_md(self, p):
-        return p if p in self.s["mds"] else self.s["nops"][p]["md"]
+        """The storage under provider p (a LUN's paths share one)."""
+        if p in self.s["nops"]:
+            p = self.s["nops"][p]["md"]
+        return self.s["mds"][p].get("backing", p)
+
+    def retaste_touched(self):
+        """Disks opened for writing since last time are tasted again."""
+        for d in self.s["mds"]:
+            try:
+                m = os.stat(self.devpath(d)).st_mtime_ns
+            except FileNotFoundError:
+                continue
+            if self.s["mtimes"].get(d) != m:
+                self.s["mtimes"][d] = m
+                self.taste(d)
 
     def log(self, msg):
         self.s["msgs"].append("GEOM_MULTIPATH: " + msg)
@@ -190,6 +232,9 @@ def cmd_mdconfig(st, args):
         st.s["next_md"] += 1
         st.s["mds"][n] = {}
         st.node(n, True)
+        st.s["mtimes"][n] = os.stat(st.devpath(n)).st_mtime_ns
+        with open(st.datafile(n), "wb") as f:
+            f.truncate(MD_SIZE)
         print(n)
         return 0
     if args[:1] == ["-d"]:
@@ -202,6 +247,8 @@ def cmd_mdconfig(st, args):
         del st.s["mds"][u]
         st.s["labels"].pop(u, None)
         st.node(u, False)
+        if os.path.exists(st.datafile(u)):
+            os.unlink(st.datafile(u))
         return 0
     err("mdconfig: unsupported: %s" % args, 2)
 
@@ -246,6 +293,7 @@ def cmd_gnop(st, args):
 def cmd_gmultipath(st, args):
     if "multipath" not in st.s["loaded"]:
         err("gmultipath: Class 'MULTIPATH' not found.")
+    st.retaste_touched()
     verb, rest = args[0], args[1:]
     flags = [a for a in rest if a.startswith("-")]
     rest = [a for a in rest if not a.startswith("-")]
@@ -270,10 +318,11 @@ def cmd_gmultipath(st, args):
                 err("gmultipath: Provider %s is invalid." % p)
         if verb == "label":
             st.s["labels"][st.prov_md(provs[0])] = {
-                "uuid": str(uuidlib.uuid4()), "name": name, "mode": mode,
+                "uuid": new_uuid(), "name": name, "mode": mode,
                 "size": st.prov_size(provs[0])}
             st.taste(provs[0])
-            st.taste(st.prov_md(provs[0]))
+            if provs[0] in st.s["nops"]:
+                st.taste(st.s["nops"][provs[0]]["md"])
             return 0
         if name in geoms:
             err("gmultipath: Device %s already exist" % name)
@@ -375,6 +424,8 @@ def cmd_kldstat(st, args):
     if "-n" in args:
         f = args[args.index("-n") + 1]
         return 0 if (f == "geom_multipath_rs.ko" and "multipath" in loaded) else 1
+    if "-q" in args and "-m" not in args:
+        return 0
     if "-m" in args:
         m = args[args.index("-m") + 1]
         return 0 if (m == "g_nop" and "g_nop" in loaded) or \
@@ -402,6 +453,23 @@ def cmd_kldload(st, args):
     err("kldload: can't load %s: No such file or directory" % target)
 
 
+def cmd_kldunload(st, args):
+    err("kldunload: can't find file %s" % args[-1])
+
+
+def cmd_sha256(st, args):
+    import subprocess       # here only: it is slow to import, and rarely needed
+    digest = subprocess.run(["sha256sum", args[-1]], capture_output=True,
+                            text=True, check=True).stdout.split()[0]
+    print(digest if "-q" in args else "SHA256 (%s) = %s" % (args[-1], digest))
+    return 0
+
+
+def cmd_freebsd_version(st, args):
+    print("14.1-RELEASE")
+    return 0
+
+
 def cmd_geom(st, args):
     if args[:2] == ["nop", "load"]:
         st.s["loaded"].append("g_nop")
@@ -416,6 +484,8 @@ def cmd_sysctl(st, args):
             print("<mesh><class id=\"0x1\"><name>DEV</name></class>" +
                   ("<class id=\"0x2\"><name>MULTIPATH</name></class>"
                    if "multipath" in st.s["loaded"] else "") + "</mesh>")
+        elif a == "kern.disks":
+            print(" ".join(sorted(st.s["mds"], reverse=True)))
         elif a == "kern.geom.notaste":
             print(st.s["notaste"])
         elif a.startswith("kern.geom.notaste="):
@@ -429,6 +499,12 @@ def cmd_sysctl(st, args):
 
 def cmd_diskinfo(st, args):
     name = strip_dev(args[-1])
+    if "-s" in args:
+        ident = st.s["mds"].get(name, {}).get("ident")
+        if ident is None:
+            err("diskinfo: %s: no ident" % name)
+        print(ident)
+        return 0
     if name.startswith("multipath/"):
         g = st.s["geoms"].get(name.split("/", 1)[1])
         if g and g["active"] and g["active"] in st.s["nops"]:
@@ -458,15 +534,22 @@ def cmd_dd(st, args):
             name = target[len(root):]
             if name not in st.s["geoms"]:
                 err("dd: %s: No such file or directory" % target)
-            if st.io(name, write):
-                sys.stderr.write("1+0 records in\n1+0 records out\n")
-                return 0
-            err("dd: %s: Input/output error" % target)
+            if not st.io(name, write):
+                err("dd: %s: Input/output error" % target)
+            # The bytes go to (come from) the storage behind the active path.
+            g = st.s["geoms"][name]
+            data = st.datafile(st.prov_md(g["active"]))
+            args = [a if not a.startswith(key + "=") else key + "=" + data for a in args]
+            if write:
+                args.append("conv=notrunc")
+            st.save()
+            os.execvp("/bin/dd", ["dd"] + args)
     st.save()
     os.execvp("/bin/dd", ["dd"] + args)
 
 
-COMMANDS = {"mdconfig": cmd_mdconfig, "gnop": cmd_gnop, "gmultipath": cmd_gmultipath,
+COMMANDS = {"kldunload": cmd_kldunload, "sha256": cmd_sha256,
+            "freebsd-version": cmd_freebsd_version, "mdconfig": cmd_mdconfig, "gnop": cmd_gnop, "gmultipath": cmd_gmultipath,
             "kldstat": cmd_kldstat, "kldload": cmd_kldload, "geom": cmd_geom,
             "sysctl": cmd_sysctl, "diskinfo": cmd_diskinfo, "dmesg": cmd_dmesg,
             "dtrace": cmd_dtrace, "dd": cmd_dd}

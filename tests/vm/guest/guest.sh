@@ -19,7 +19,11 @@
 set -u
 
 SRC=$(cd "$(dirname "$0")" && pwd)
-WORK=/var/tmp/gmprs
+# GMPRS_WORK, GMPRS_DEV and GMPRS_KYUA_PARALLELISM exist for
+# tests/vm/dryrun/run-guest.sh, which runs this script on a Linux host against
+# stand-in commands; in the guest they are unset.
+WORK=${GMPRS_WORK:-/var/tmp/gmprs}
+DEV=${GMPRS_DEV:-/dev}
 KO=$WORK/geom_multipath_rs.ko
 MK=GMPRS-VM
 SUITE=geom_multipath_rs
@@ -109,12 +113,14 @@ run_atf_by_hand()
 			continue
 		fi
 		for tc in $cases; do
-			wd=$(mktemp -d /var/tmp/gmprs-tc.XXXXXX)
+			wd=$(mktemp -d "$WORK.tc.XXXXXX")
 			(cd "$wd" && "$WORK/$prog" -s "$WORK" -r "$wd/result" \
-			    -v ko_path="$KO" -v allow_sysctl_side_effects=1 "$tc" \
+			    -v ko_path="$KO" -v allow_sysctl_side_effects=1 \
+			    -v dev_root="$DEV" "$tc" \
 			    > "$wd/out" 2>&1)
 			(cd "$wd" && "$WORK/$prog" -s "$WORK" \
-			    -v ko_path="$KO" -v allow_sysctl_side_effects=1 "$tc:cleanup" \
+			    -v ko_path="$KO" -v allow_sysctl_side_effects=1 \
+			    -v dev_root="$DEV" "$tc:cleanup" \
 			    >> "$wd/out" 2>&1)
 			if [ -s "$wd/result" ]; then
 				result "$prog:$tc" "$(head -n 1 "$wd/result")"
@@ -130,14 +136,17 @@ run_atf_by_hand()
 run_suite()
 {
 	if command -v kyua >/dev/null 2>&1; then
-		(cd "$WORK" && kyua \
+		(cd "$WORK" && kyua -v "parallelism=${GMPRS_KYUA_PARALLELISM:-1}" \
 		    -v "test_suites.$SUITE.ko_path=$KO" \
 		    -v "test_suites.$SUITE.allow_sysctl_side_effects=1" \
+		    -v "test_suites.$SUITE.dev_root=$DEV" \
 		    test -k "$WORK/Kyuafile" > "$WORK/kyua.out" 2>&1)
 		# Keep only kyua's result lines inside the markers.
 		grep -E '^[^ ]+:[^ ]+  ->  ' "$WORK/kyua.out"
-		(cd "$WORK" && kyua report --verbose \
-		    --results-filter broken,failed,skipped > "$WORK/atf-details.txt" 2>&1)
+		if grep -qE '^[^ ]+:[^ ]+  ->  (broken|failed|skipped)' "$WORK/kyua.out"; then
+			(cd "$WORK" && kyua report --verbose \
+			    --results-filter broken,failed,skipped > "$WORK/atf-details.txt" 2>&1)
+		fi
 	else
 		echo "kyua not found: running the ATF programs directly" >&2
 		run_atf_by_hand
@@ -216,7 +225,7 @@ make_pattern()
 # check_block FILE SEEK: read 64 KiB block SEEK of the multipath device back.
 check_block()
 {
-	dd if="/dev/multipath/$MPNAME" of="$WORK/readback" bs=64k count=1 \
+	dd if="$DEV/multipath/$MPNAME" of="$WORK/readback" bs=64k count=1 \
 	    skip="$2" 2>/dev/null || { echo "read of block $2 failed"; return 1; }
 	cmp -s "$1" "$WORK/readback" || { echo "block $2 reads back different data"; return 1; }
 }
@@ -237,11 +246,11 @@ lun_steps()
 	echo "paths to the LUN: $p0 $p1"
 
 	gmultipath label "$MPNAME" "$p0" || { echo "gmultipath label failed"; return 1; }
-	wait_for test -e "/dev/multipath/$MPNAME" ||
-	    { echo "/dev/multipath/$MPNAME did not appear after label"; return 1; }
+	wait_for test -e "$DEV/multipath/$MPNAME" ||
+	    { echo "$DEV/multipath/$MPNAME did not appear after label"; return 1; }
 	# Open the second path for writing and close it: GEOM retastes it and
 	# the class finds the label that the first path wrote.
-	true > "/dev/$p1"
+	true > "$DEV/$p1"
 	wait_for has_two_paths ||
 	    { gmultipath list "$MPNAME"; echo "the second path did not join after a retaste"; return 1; }
 	gmultipath status "$MPNAME"
@@ -249,7 +258,7 @@ lun_steps()
 
 	make_pattern first-path "$WORK/pat0"
 	make_pattern second-path "$WORK/pat1"
-	dd if="$WORK/pat0" of="/dev/multipath/$MPNAME" bs=64k count=1 2>/dev/null ||
+	dd if="$WORK/pat0" of="$DEV/multipath/$MPNAME" bs=64k count=1 2>/dev/null ||
 	    { echo "write through $p0 failed"; return 1; }
 	check_block "$WORK/pat0" 0 || return 1
 
@@ -257,7 +266,7 @@ lun_steps()
 	gmultipath fail "$MPNAME" "$p0" || { echo "gmultipath fail failed"; return 1; }
 	expect_state "$p1" DEGRADED "FAIL ACTIVE" || return 1
 	check_block "$WORK/pat0" 0 || return 1
-	dd if="$WORK/pat1" of="/dev/multipath/$MPNAME" bs=64k count=1 seek=1 \
+	dd if="$WORK/pat1" of="$DEV/multipath/$MPNAME" bs=64k count=1 seek=1 \
 	    2>/dev/null || { echo "write through $p1 failed"; return 1; }
 	check_block "$WORK/pat1" 1 || return 1
 
@@ -266,10 +275,10 @@ lun_steps()
 
 	# destroy wipes the label; both paths are retasted and nothing returns.
 	gmultipath destroy "$MPNAME" || { echo "gmultipath destroy failed"; return 1; }
-	wait_for test ! -e "/dev/multipath/$MPNAME" ||
-	    { echo "/dev/multipath/$MPNAME still there after destroy"; return 1; }
+	wait_for test ! -e "$DEV/multipath/$MPNAME" ||
+	    { echo "$DEV/multipath/$MPNAME still there after destroy"; return 1; }
 	sleep 1
-	[ ! -e "/dev/multipath/$MPNAME" ] ||
+	[ ! -e "$DEV/multipath/$MPNAME" ] ||
 	    { echo "the LUN was tasted again after destroy: label not wiped"; return 1; }
 	return 0
 }
@@ -278,7 +287,7 @@ run_lun()
 {
 	lun_steps > "$WORK/lun.out" 2>&1
 	rc=$?
-	if [ -e "/dev/multipath/$MPNAME" ]; then
+	if [ -e "$DEV/multipath/$MPNAME" ]; then
 		gmultipath destroy "$MPNAME" >/dev/null 2>&1
 	fi
 	if [ "$rc" -eq 0 ]; then
