@@ -98,8 +98,10 @@ vm_have python3 || vm_die "python3 is needed for the serial console driver"
 
 # --------------------------------------------------------------- work area
 work=${VM_WORKDIR:-}
+own_work=0
 if [ -z "$work" ]; then
 	work=$(mktemp -d /var/tmp/gmprs-vm.XXXXXX)
+	own_work=1
 else
 	mkdir -p "$work"
 fi
@@ -112,8 +114,12 @@ cleanup()
 	fi
 	if [ "${VM_KEEP:-}" = 1 ] || [ "${keep_on_failure:-0}" = 1 ]; then
 		vm_log "work directory kept: $work (serial.log is the guest's console)"
-	else
+	elif [ "$own_work" = 1 ]; then
 		rm -rf "$work"
+	else
+		# A directory the user named: remove only what this script made.
+		(cd "$work" && rm -f serial.log lun.img carrier.img image image.raw \
+		    efivars.fd kvm-probe.log kvm-probe.rc .odirect)
 	fi
 }
 trap cleanup EXIT
