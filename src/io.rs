@@ -19,10 +19,11 @@ use crate::worker::Failed;
 impl<P: Platform> Softc<P> {
     /// `g_start_t`: a bio for `multipath/NAME`. Takes no lock.
     pub fn start(self: &Arc<Self>, plat: &P, bp: P::Bio) {
-        let budget = self
-            .ndisks
-            .load(Ordering::SeqCst)
-            .clamp(1, MAX_PATHS as u32) as u8;
+        // One try per attached path. Counted from the slot table rather
+        // than ndisks: a path being lost right now still holds its slot, so
+        // a bio that raced onto it keeps a try for the path that remains.
+        let attached = self.slots.iter().filter(|s| !s.is_free()).count();
+        let budget = attached.clamp(1, MAX_PATHS) as u8;
         self.dispatch(plat, bp, 0, budget);
     }
 

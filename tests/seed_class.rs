@@ -1,0 +1,538 @@
+//! The seed class's behaviour on the simulator: taste, I/O and failover,
+//! orphan, access, the worker, and stress under both schedulers.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{getactive, list, list_all, logged, modes, san};
+use geom_multipath_rs::metadata::{Metadata, Mode as MpMode, Name, Uuid};
+use geom_sim::workload::{run_workload, WorkloadConfig};
+use geom_sim::{
+    for_seeds, Access, BioCmd, LunConfig, Mode, MultipathClass, Sim, SimConfig, ENXIO, EOPNOTSUPP,
+    EPERM,
+};
+
+const SIZE: u64 = 1 << 20;
+const UUID_A: &str = "0b7a3a9e-4c1d-4f0e-9a55-2f6c1d3e8b01";
+const UUID_B: &str = "5d2c8f10-77aa-4e3b-8c21-9e0f4a6b7c02";
+
+/// The last sector of a LUN, holding a label for `name`/`uuid`.
+fn label_sector(name: &str, uuid: &str, size: u64) -> Vec<u8> {
+    let md = Metadata::new(
+        Name::new(name).unwrap(),
+        Uuid::parse(uuid).unwrap(),
+        512,
+        size,
+        MpMode::ActivePassive,
+    )
+    .unwrap();
+    let mut s = vec![0u8; 512];
+    md.encode_sector(&mut s).unwrap();
+    s
+}
+
+/// Each path consumer's access mode ("r1w1e1") in a MULTIPATH geom.
+fn path_modes(sim: &Sim, geom: &str) -> Vec<String> {
+    let xml = sim.confxml();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let g = doc
+        .descendants()
+        .find(|n| {
+            n.has_tag_name("geom")
+                && n.children()
+                    .any(|c| c.has_tag_name("name") && c.text() == Some(geom))
+                && n.ancestors().any(|a| {
+                    a.has_tag_name("class")
+                        && a.children()
+                            .any(|c| c.has_tag_name("name") && c.text() == Some("MULTIPATH"))
+                })
+        })
+        .expect("geom");
+    let mut v: Vec<String> = g
+        .children()
+        .filter(|c| c.has_tag_name("consumer"))
+        .map(|c| {
+            c.children()
+                .find(|x| x.has_tag_name("mode"))
+                .and_then(|x| x.text())
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    v.reverse();
+    v
+}
+
+/// A provider's access mode, from the mesh.
+fn provider_mode(sim: &Sim, name: &str) -> String {
+    let xml = sim.confxml();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    doc.descendants()
+        .find(|n| {
+            n.has_tag_name("provider")
+                && n.attribute("id").is_some()
+                && n.children()
+                    .any(|c| c.has_tag_name("name") && c.text() == Some(name))
+        })
+        .and_then(|p| p.children().find(|c| c.has_tag_name("mode")))
+        .and_then(|m| m.text())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn gm(sim: &Sim, argv: &[&str]) {
+    if let Err(e) = sim.gmultipath(argv) {
+        panic!("gmultipath {argv:?}: {e}");
+    }
+    sim.run_until_idle();
+}
+
+// ---- taste -----------------------------------------------------------------
+
+#[test]
+fn taste_assembles_labelled_paths_into_one_device() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 21, &["da0", "da1"], SIZE);
+        gm(&sim, &["label", "mp", "da0", "da1"]);
+        let g = list(&sim, "mp").expect("tasted into a geom");
+        assert_eq!(g.kind, "AUTOMATIC");
+        assert_eq!(g.paths.len(), 2, "{g:?}");
+        assert_eq!(g.mediasize, SIZE - 512, "the label sector is hidden");
+        assert_eq!(g.sectorsize, 512);
+        assert_eq!(list_all(&sim).len(), 1, "one device, not one per path");
+        assert!(logged(&sim, "da0 added to mp") && logged(&sim, "da1 added to mp"));
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn taste_ignores_a_disk_without_label_and_leaves_no_access() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 22, &["da0", "da1"], SIZE);
+        assert!(list_all(&sim).is_empty());
+        assert_eq!(provider_mode(&sim, "da0"), "r0w0e0");
+        assert_eq!(provider_mode(&sim, "da1"), "r0w0e0");
+        assert!(!sim.log_lines().iter().any(|l| l.contains("GEOM_MULTIPATH")));
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn taste_rejects_another_version_with_a_log_line() {
+    for m in modes() {
+        let sim = Sim::new(SimConfig::new(m, 23));
+        let lun = sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
+        let mut s = label_sector("mp", UUID_A, SIZE);
+        s[72..76].copy_from_slice(&2u32.to_le_bytes());
+        lun.write_raw(SIZE - 512, &s).unwrap();
+        sim.load_multipath().unwrap();
+        sim.run_until_idle();
+        assert!(list_all(&sim).is_empty());
+        assert!(logged(&sim, "da0 has version 2"), "{:?}", sim.log_lines());
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn taste_silently_rejects_a_label_written_for_another_size() {
+    for m in modes() {
+        let sim = Sim::new(SimConfig::new(m, 24));
+        let lun = sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
+        lun.write_raw(SIZE - 512, &label_sector("mp", UUID_A, SIZE * 2))
+            .unwrap();
+        sim.load_multipath().unwrap();
+        sim.run_until_idle();
+        assert!(list_all(&sim).is_empty());
+        assert!(!sim.log_lines().iter().any(|l| l.contains("GEOM_MULTIPATH")));
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn taste_gives_a_clashing_name_a_temporary_one() {
+    for m in modes() {
+        let sim = Sim::new(SimConfig::new(m, 25));
+        let a = sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
+        let b = sim.add_lun(LunConfig::new(&["da2", "da3"], SIZE)).unwrap();
+        a.write_raw(SIZE - 512, &label_sector("mp", UUID_A, SIZE))
+            .unwrap();
+        b.write_raw(SIZE - 512, &label_sector("mp", UUID_B, SIZE))
+            .unwrap();
+        sim.load_multipath().unwrap();
+        sim.run_until_idle();
+        let all = list_all(&sim);
+        assert_eq!(all.len(), 2, "{all:?}");
+        let other = all.iter().find(|g| g.name != "mp").expect("renamed geom");
+        assert!(
+            other.name.starts_with("mp-") && other.name.len() <= 15,
+            "{}",
+            other.name
+        );
+        assert_eq!(
+            other.paths.len(),
+            2,
+            "both paths of the second LUN found it"
+        );
+        assert!(logged(&sim, "exists already"));
+        assert!(logged(&sim, "will be (temporarily) mp-"));
+        sim.finish().assert_clean();
+    }
+}
+
+// ---- I/O ---------------------------------------------------------------------
+
+/// A failed `g_clone_bio` delivers the parent with ENOMEM, which GEOM
+/// sends down again (as g_io_deliver does): the reader sees success, the
+/// path is not blamed and the worker is not involved. (With every clone
+/// failing, GEOM itself would retry forever, so the rate stays below 100%.)
+#[test]
+fn a_failed_clone_delivers_enomem_and_geom_retries() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 31, &["da0", "da1"], SIZE);
+        gm(&sim, &["create", "mp", "da0", "da1"]);
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        dev.write(0, &[3u8; 4096]).unwrap();
+        sim.plat().set_clone_failure(700);
+        for _ in 0..40 {
+            assert_eq!(dev.read(0, 4096), Ok(vec![3u8; 4096]));
+        }
+        sim.plat().set_clone_failure(0);
+        assert_eq!(getactive(&sim, "mp"), "da0", "ENOMEM is not a path failure");
+        assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
+        assert_eq!(sim.plat().worker_handled(), 0);
+        drop(dev);
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn enxio_fails_over_and_logs_which_path_is_active() {
+    for m in modes() {
+        let (sim, lun) = san(m, 32, &["da0", "da1"], SIZE);
+        gm(&sim, &["create", "mp", "da0", "da1"]);
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        dev.write(0, &[9u8; 1024]).unwrap();
+        lun.path(0).unwrap().fail_next(1, ENXIO);
+        assert_eq!(dev.read(0, 1024), Ok(vec![9u8; 1024]));
+        assert!(
+            logged(&sim, "Error 6, da0 in mp marked FAIL"),
+            "{:?}",
+            sim.log_lines()
+        );
+        assert!(logged(&sim, "da1 is now active path in mp"));
+        assert_eq!(getactive(&sim, "mp"), "da1");
+        assert!(sim.plat().worker_handled() >= 1, "the worker re-issued it");
+        drop(dev);
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn other_errors_are_delivered_as_they_are() {
+    for m in modes() {
+        let (sim, lun) = san(m, 33, &["da0", "da1"], SIZE);
+        gm(&sim, &["create", "mp", "da0", "da1"]);
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        lun.path(0).unwrap().fail_next(1, EOPNOTSUPP);
+        assert_eq!(dev.read(0, 512), Err(EOPNOTSUPP));
+        assert_eq!(getactive(&sim, "mp"), "da0", "no failover");
+        assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
+        assert_eq!(sim.plat().worker_handled(), 0);
+        drop(dev);
+        sim.finish().assert_clean();
+    }
+}
+
+/// Submits `n` writes of one sector each without waiting; returns the
+/// results slot (filled as they complete) and a completion counter.
+type Results = Arc<Mutex<Vec<Option<i32>>>>;
+fn submit_writes(dev: &geom_sim::Dev, n: usize) -> (Results, Arc<AtomicU64>) {
+    let res: Results = Arc::new(Mutex::new(vec![None; n]));
+    let count = Arc::new(AtomicU64::new(0));
+    for i in 0..n {
+        let (r, c) = (res.clone(), count.clone());
+        dev.submit(
+            BioCmd::Write,
+            (i as u64) * 512,
+            512,
+            Some(vec![i as u8; 512]),
+            move |_, out| {
+                c.fetch_add(1, Ordering::SeqCst);
+                let mut v = r.lock().unwrap();
+                assert!(v[i].is_none(), "bio {i} completed twice");
+                v[i] = Some(out.error);
+            },
+        )
+        .unwrap();
+    }
+    (res, count)
+}
+
+#[test]
+fn no_path_left_completes_every_bio_with_an_error() {
+    for m in modes() {
+        let (sim, lun) = san(m, 34, &["da0", "da1"], SIZE);
+        gm(&sim, &["create", "mp", "da0", "da1"]);
+        for i in 0..2 {
+            lun.path(i).unwrap().set_latency(2000, 0);
+        }
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        let (res, count) = submit_writes(&dev, 16);
+        lun.path(0).unwrap().die();
+        lun.path(1).unwrap().die();
+        sim.run_until(|| count.load(Ordering::SeqCst) == 16);
+        sim.run_until_idle();
+        assert_eq!(count.load(Ordering::SeqCst), 16, "every bio completed");
+        for r in res.lock().unwrap().iter() {
+            let e = r.expect("completed");
+            assert!(
+                e == 0 || e == ENXIO || e == geom_sim::EIO,
+                "clean error, got {e}"
+            );
+        }
+        assert!(logged(&sim, "out of providers for mp") || logged(&sim, "mp destroyed"));
+        drop(dev);
+        sim.run_until_idle();
+        assert!(
+            list(&sim, "mp").is_none(),
+            "the device went with its last path"
+        );
+        sim.finish().assert_clean();
+    }
+}
+
+// ---- orphan --------------------------------------------------------------------
+
+#[test]
+fn a_dying_path_is_detached_after_its_io_drained_and_io_goes_on() {
+    for m in modes() {
+        let (sim, lun) = san(m, 41, &["da0", "da1"], SIZE);
+        gm(&sim, &["create", "mp", "da0", "da1"]);
+        lun.path(0).unwrap().set_latency(3000, 500);
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        let (res, count) = submit_writes(&dev, 32);
+        lun.path(0).unwrap().die();
+        sim.run_until(|| count.load(Ordering::SeqCst) == 32);
+        assert!(
+            res.lock().unwrap().iter().all(|r| *r == Some(0)),
+            "{:?}",
+            res.lock().unwrap()
+        );
+        sim.run_until_idle();
+        for i in 0..32u64 {
+            assert_eq!(dev.read(i * 512, 512).unwrap(), vec![i as u8; 512]);
+        }
+        let g = list(&sim, "mp").unwrap();
+        assert_eq!(g.paths.len(), 1, "{g:?}");
+        assert_eq!(g.paths[0].0, "da1");
+        assert!(logged(&sim, "da0 in mp was disconnected"));
+        assert!(logged(&sim, "da0 removed from mp"));
+        drop(dev);
+        sim.finish().assert_clean();
+    }
+}
+
+// ---- access --------------------------------------------------------------------
+
+fn load(sim: &Sim, exclusive: bool) {
+    let mc = Arc::new(MultipathClass::new());
+    mc.core().exclusive.store(exclusive, Ordering::Relaxed);
+    sim.load_class(mc).unwrap();
+    sim.run_until_idle();
+}
+
+#[test]
+fn opening_the_device_opens_every_path_alike() {
+    for m in modes() {
+        for exclusive in [true, false] {
+            let sim = Sim::new(SimConfig::new(m, 51));
+            sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
+            load(&sim, exclusive);
+            gm(&sim, &["create", "mp", "da0", "da1"]);
+            let base = if exclusive { 1 } else { 0 };
+            let fmt = |r: i32, w: i32, e: i32| format!("r{}w{}e{}", r + base, w + base, e + base);
+            assert_eq!(path_modes(&sim, "mp"), vec![fmt(0, 0, 0); 2]);
+            let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+            assert_eq!(path_modes(&sim, "mp"), vec![fmt(1, 1, 0); 2]);
+            // A path added to an open device gets the same counts.
+            drop(dev);
+            sim.run_until_idle();
+            assert_eq!(
+                path_modes(&sim, "mp"),
+                vec![fmt(0, 0, 0); 2],
+                "close gives it all back"
+            );
+            sim.finish().assert_clean();
+        }
+    }
+}
+
+#[test]
+fn a_path_added_to_an_open_device_gets_the_same_counts() {
+    for m in modes() {
+        let sim = Sim::new(SimConfig::new(m, 52));
+        sim.add_lun(LunConfig::new(&["da0", "da1", "da2"], SIZE))
+            .unwrap();
+        load(&sim, false);
+        gm(&sim, &["create", "mp", "da0", "da1"]);
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        gm(&sim, &["add", "mp", "da2"]);
+        assert_eq!(path_modes(&sim, "mp"), vec!["r1w1e0"; 3]);
+        drop(dev);
+        sim.run_until_idle();
+        assert_eq!(path_modes(&sim, "mp"), vec!["r0w0e0"; 3]);
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn a_refused_open_part_way_undoes_what_was_granted() {
+    for m in modes() {
+        let sim = Sim::new(SimConfig::new(m, 53));
+        sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
+        load(&sim, false);
+        gm(&sim, &["create", "mp", "da0", "da1"]);
+        // Someone holds da0 exclusively: our writers are refused there.
+        let holder = sim.open("da0", Access::new(1, 0, 1)).unwrap();
+        let r = sim.open("multipath/mp", Access::new(1, 1, 0));
+        assert_eq!(r.err(), Some(EPERM));
+        assert_eq!(
+            path_modes(&sim, "mp"),
+            vec!["r0w0e0"; 2],
+            "nothing left open"
+        );
+        drop(holder);
+        sim.run_until_idle();
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        assert_eq!(path_modes(&sim, "mp"), vec!["r1w1e0"; 2]);
+        drop(dev);
+        sim.finish().assert_clean();
+    }
+}
+
+// ---- worker --------------------------------------------------------------------
+
+#[test]
+fn the_worker_runs_from_load_to_unload_and_drains_its_queue() {
+    for m in modes() {
+        let (sim, lun) = san(m, 61, &["da0", "da1"], SIZE);
+        gm(&sim, &["create", "mp", "da0", "da1"]);
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        lun.path(0).unwrap().fail_next(4, geom_sim::EIO);
+        let (res, count) = submit_writes(&dev, 8);
+        sim.run_until(|| count.load(Ordering::SeqCst) == 8);
+        assert!(res.lock().unwrap().iter().all(|r| *r == Some(0)));
+        assert!(sim.plat().worker_handled() >= 1);
+        drop(dev);
+        gm(&sim, &["destroy", "mp"]);
+        let cid = sim.plat().class_by_name("MULTIPATH").unwrap();
+        assert_eq!(sim.plat().unload_class(cid), Ok(()));
+        sim.finish().assert_clean();
+    }
+}
+
+// ---- stress --------------------------------------------------------------------
+
+fn stress(mode: Mode, seed: u64, paths: usize, kill_all: bool) -> Result<(), String> {
+    let names: Vec<String> = (0..paths).map(|i| format!("da{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (sim, lun) = san(mode, seed, &refs, 8 << 20);
+    let mut argv = vec!["create", "mp"];
+    argv.extend(refs.iter());
+    sim.gmultipath(&argv)?;
+    sim.run_until_idle();
+    for i in 0..paths {
+        lun.path(i).unwrap().set_latency(50 + 20 * i as u64, 40);
+    }
+    let dev = sim
+        .open("multipath/mp", Access::new(1, 1, 0))
+        .map_err(|e| format!("open: {e}"))?;
+    let bios = 3000;
+    let cfg = WorkloadConfig {
+        bios,
+        queue_depth: 32,
+        read_percent: 50,
+        max_sectors: 16,
+        span: 0,
+        seed,
+    };
+    let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    // Fault moments: each path but one (or every path) fails at a random
+    // point, by error or by dying.
+    let victims = if kill_all { paths } else { paths - 1 };
+    let mut plan: Vec<(u64, usize, bool)> = (0..victims)
+        .map(|i| (next() % bios, i, next() % 2 == 0))
+        .collect();
+    plan.sort();
+    let l2 = lun.clone();
+    let mut hook = move |issued: u64, _done: u64| {
+        while let Some(&(at, p, die)) = plan.first() {
+            if at > issued {
+                break;
+            }
+            let ph = l2.path(p).unwrap();
+            if die {
+                ph.die();
+            } else {
+                ph.fail_rate(geom_sim::EIO, 1000);
+            }
+            plan.remove(0);
+        }
+    };
+    let st = run_workload(&sim.plat(), &dev, &cfg, &mut hook);
+    drop(dev);
+    sim.run_until_idle();
+    let rep = sim.finish();
+    if !rep.violations.is_empty() {
+        return Err(format!("violations: {:?}", rep.violations));
+    }
+    if st.lost != 0 || st.duplicates != 0 || st.mismatches != 0 {
+        return Err(format!("lost/duplicated/corrupted I/O: {st:?}"));
+    }
+    if !kill_all && st.failed != 0 {
+        return Err(format!("I/O failed while a path survived: {st:?}"));
+    }
+    // Once the device is gone its devfs consumer is orphaned and has given
+    // back its access, so later bios get EPERM there, as g_io_check does.
+    let clean = [ENXIO, geom_sim::EIO, EPERM];
+    if kill_all && st.errors.keys().any(|e| !clean.contains(e)) {
+        return Err(format!("unclean errors: {st:?}"));
+    }
+    if st.completed != bios {
+        return Err(format!("{} of {bios} completed: {st:?}", st.completed));
+    }
+    Ok(())
+}
+
+#[test]
+fn stress_deterministic_paths_fail_at_random_moments() {
+    for paths in 2..=4 {
+        for_seeds(1..=6, |seed| {
+            stress(Mode::Deterministic, seed * 10 + paths as u64, paths, false)
+        });
+    }
+}
+
+#[test]
+fn stress_threaded_paths_fail_at_random_moments() {
+    for paths in 2..=4 {
+        for_seeds(1..=2, |seed| {
+            stress(Mode::Threaded, seed * 10 + paths as u64, paths, false)
+        });
+    }
+}
+
+#[test]
+fn stress_every_path_dies_with_clean_errors() {
+    for mode in modes() {
+        for_seeds(1..=3, |seed| stress(mode, seed + 500, 2, true));
+    }
+}
