@@ -182,7 +182,7 @@ impl SimPlatform {
         let mut out = String::new();
         for p in &provs[1..] {
             let seen = self
-                .open(p, Access::new(1, 0, 0))
+                .open(p, Access::new(1, 1, 0))
                 .and_then(|d| d.read(off, ss as usize));
             match seen {
                 Ok(s) if s == sector => {}

@@ -1055,6 +1055,7 @@ impl SimPlatform {
             None => return Err(ENXIO),
         };
         let bound = self.bound(id);
+        let deadline = std::time::Instant::now() + self.sh.cfg.wait_timeout;
         self.g_topology_lock();
         // Refuse while open; wait for withering geoms.
         loop {
@@ -1065,6 +1066,11 @@ impl SimPlatform {
             }
             if !withering {
                 break;
+            }
+            if self.unload_stuck(deadline) {
+                self.violation(rule::LEAK, format!("unload of class {}: a geom never finished withering (I/O or access still held below it)", imp.name()));
+                self.g_topology_unlock();
+                return Err(EBUSY);
             }
             self.topology_sleep();
         }
@@ -1089,16 +1095,12 @@ impl SimPlatform {
                 return Err(e);
             }
         }
-        let deadline = std::time::Instant::now() + self.sh.cfg.wait_timeout;
         loop {
             let left = self.topo().class.get(&id).map_or(0, |c| c.geoms.len());
             if left == 0 {
                 break;
             }
-            let stuck = match self.mode() {
-                crate::sched::Mode::Deterministic => self.sh.sched.is_idle(),
-                crate::sched::Mode::Threaded => std::time::Instant::now() > deadline,
-            };
+            let stuck = self.unload_stuck(deadline);
             if stuck {
                 self.violation(
                     rule::LEAK,
@@ -1142,6 +1144,15 @@ impl SimPlatform {
             }
         }
         self.g_topology_unlock();
+    }
+
+    /// Whether waiting for withering can still end: in deterministic mode
+    /// nothing left to run means never; threaded, the wait timeout.
+    fn unload_stuck(&self, deadline: std::time::Instant) -> bool {
+        match self.mode() {
+            crate::sched::Mode::Deterministic => self.sh.sched.is_idle(),
+            crate::sched::Mode::Threaded => std::time::Instant::now() > deadline,
+        }
     }
 
     fn class_open_state(&self, id: ClassId) -> (bool, bool) {

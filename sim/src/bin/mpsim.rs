@@ -1,0 +1,309 @@
+//! mpsim: runs multipath scenarios on the GEOM simulator.
+//!
+//! ```text
+//! mpsim run FILE [--json] [--seed N] [--threads|--deterministic]
+//! mpsim demo [--json] [--seed N] [--threads|--deterministic]
+//! mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads]
+//! ```
+//! Exit status: 0 when every run is clean; 1 on a lost or duplicated
+//! completion, a data mismatch or a GEOM rule violation; 2 on usage or
+//! scenario errors.
+
+use std::process::ExitCode;
+
+use geom_sim::scenario::{
+    DiskSpec, EventSpec, Overrides, Scenario, SizeSpec, Summary, WorkloadSpec,
+};
+use geom_sim::util::Rng;
+use geom_sim::Mode;
+
+const DEMO: &str = include_str!("../../../tests/scenarios/demo.toml");
+
+const USAGE: &str = "usage:
+  mpsim run FILE [--json] [--seed N] [--threads|--deterministic]
+  mpsim demo [--json] [--seed N] [--threads|--deterministic]
+  mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads]";
+
+struct Opts {
+    json: bool,
+    seed: Option<u64>,
+    mode: Option<Mode>,
+    seeds: u64,
+    bios: u64,
+    class: Option<String>,
+    positional: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        json: false,
+        seed: None,
+        mode: None,
+        seeds: 20,
+        bios: 2000,
+        class: None,
+        positional: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut num = |name: &str| -> Result<u64, String> {
+            let v = it.next().ok_or_else(|| format!("{name} needs a value"))?;
+            v.parse::<u64>()
+                .map_err(|_| format!("{name}: '{v}' is not a number"))
+        };
+        match a.as_str() {
+            "--json" => o.json = true,
+            "--threads" | "--threaded" => o.mode = Some(Mode::Threaded),
+            "--deterministic" => o.mode = Some(Mode::Deterministic),
+            "--seed" => o.seed = Some(num("--seed")?),
+            "--seeds" => o.seeds = num("--seeds")?,
+            "--bios" => o.bios = num("--bios")?,
+            "--class" => o.class = Some(it.next().ok_or("--class needs a value")?.clone()),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => o.positional.push(s.to_string()),
+        }
+    }
+    Ok(o)
+}
+
+fn report(s: &Summary, json: bool) {
+    if json {
+        match serde_json::to_string_pretty(s) {
+            Ok(j) => println!("{j}"),
+            Err(e) => eprintln!("mpsim: cannot encode the summary: {e}"),
+        }
+    } else {
+        print!("{}", s.text());
+    }
+}
+
+fn run_one(sc: &Scenario, o: &Opts) -> ExitCode {
+    let ov = Overrides {
+        seed: o.seed,
+        mode: o.mode,
+        progress: true,
+    };
+    match sc.run(&ov) {
+        Ok(s) => {
+            report(&s, o.json);
+            if s.is_bad() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("mpsim: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The demo: the built-in two-path scenario against MULTIPATH, or against
+/// the pass-through class when the multipath device cannot be made yet.
+fn demo(o: &Opts) -> ExitCode {
+    let sc = match Scenario::parse(DEMO) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mpsim: built-in demo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let ov = Overrides {
+        seed: o.seed,
+        mode: o.mode,
+        progress: true,
+    };
+    let r = sc.run(&ov).or_else(|e| {
+        eprintln!(
+            "mpsim: multipath demo unavailable ({e}); running the pass-through class instead"
+        );
+        let mut pass = sc.clone();
+        pass.class = Some("passthrough".into());
+        pass.events.retain(|e| e.gctl.is_none());
+        pass.run(&ov)
+    });
+    match r {
+        Ok(s) => {
+            report(&s, o.json);
+            if s.is_bad() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("mpsim: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A random scenario for `seed`: 2-3 paths, a timeline of faults.
+fn random_scenario(seed: u64, bios: u64, class: &str) -> Scenario {
+    let mut r = Rng::new(seed);
+    let npaths = 2 + r.below(2) as usize;
+    let paths: Vec<String> = (0..npaths).map(|i| format!("da{i}")).collect();
+    let mut events = Vec::new();
+    let mut dead = vec![false; npaths];
+    for _ in 0..(3 + r.below(6)) {
+        let at = r.below(bios.max(1));
+        let p = r.below(npaths as u64) as usize;
+        let mut ev = EventSpec {
+            at,
+            path: Some(paths[p].clone()),
+            fault: None,
+            errno: None,
+            rate: None,
+            count: None,
+            latency_us: None,
+            jitter_us: None,
+            gctl: None,
+        };
+        let f = match r.below(6) {
+            0 => {
+                ev.rate = Some(r.below(1001) as u32);
+                ev.errno = Some(if r.chance(500) { "EIO" } else { "ENXIO" }.into());
+                "fail"
+            }
+            1 => {
+                ev.count = Some(1 + r.below(20) as u32);
+                ev.errno = Some("EIO".into());
+                "fail-next"
+            }
+            2 => {
+                ev.latency_us = Some(r.below(200));
+                ev.jitter_us = Some(r.below(500));
+                "latency"
+            }
+            3 if !dead[p] => {
+                dead[p] = true;
+                "die"
+            }
+            3 | 4 if dead[p] => {
+                dead[p] = false;
+                "revive"
+            }
+            _ => "heal",
+        };
+        ev.fault = Some(f.into());
+        events.push(ev);
+    }
+    Scenario {
+        name: format!("soak seed {seed}"),
+        mode: Some("deterministic".into()),
+        seed: Some(seed),
+        class: Some(class.into()),
+        mp_mode: Some(
+            ["active-passive", "active-active", "active-read"][r.below(3) as usize].into(),
+        ),
+        setup: Some("label".into()),
+        disks: vec![DiskSpec {
+            paths,
+            size: Some(SizeSpec::Text("8M".into())),
+            sectorsize: Some(512),
+            store: None,
+        }],
+        workload: WorkloadSpec {
+            bios: Some(bios),
+            queue_depth: Some(1 + r.below(32) as usize),
+            read_percent: Some(r.below(101) as u32),
+            max_sectors: Some(1 + r.below(32) as u32),
+            span: None,
+        },
+        events,
+    }
+}
+
+fn soak(o: &Opts) -> ExitCode {
+    let mut class = o.class.clone().unwrap_or_else(|| "multipath".into());
+    if class != "multipath" && class != "passthrough" {
+        eprintln!("mpsim: --class must be multipath or passthrough");
+        return ExitCode::from(2);
+    }
+    let seeds: Vec<u64> = match o.seed {
+        Some(s) => vec![s],
+        None => (1..=o.seeds).collect(),
+    };
+    let ov = Overrides {
+        seed: None,
+        mode: o.mode,
+        progress: false,
+    };
+    let (mut ok, mut bad) = (0u64, 0u64);
+    for seed in seeds {
+        let sc = random_scenario(seed, o.bios, &class);
+        let r = match sc.run(&ov) {
+            Err(e) if class == "multipath" && e.contains("did not appear") => {
+                eprintln!("mpsim: {e}; soaking the pass-through class instead");
+                class = "passthrough".into();
+                random_scenario(seed, o.bios, &class).run(&ov)
+            }
+            r => r,
+        };
+        match r {
+            Ok(s) if !s.is_bad() => {
+                ok += 1;
+                eprintln!(
+                    "seed {seed}: ok ({} bios, {} failed, {} failovers)",
+                    s.bios_completed, s.bios_failed, s.failovers
+                );
+            }
+            Ok(s) => {
+                bad += 1;
+                report(&s, o.json);
+                eprintln!("failed at seed {seed}, replay with: mpsim soak --class {class} --bios {} --seed {seed}", o.bios);
+            }
+            Err(e) => {
+                bad += 1;
+                eprintln!("seed {seed}: error: {e}");
+            }
+        }
+    }
+    println!("soak: {ok} passed, {bad} failed");
+    if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let o = match parse(rest) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mpsim: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match cmd.as_str() {
+        "run" => {
+            let [file] = o.positional.as_slice() else {
+                eprintln!("mpsim: run needs one scenario FILE\n{USAGE}");
+                return ExitCode::from(2);
+            };
+            match Scenario::load(std::path::Path::new(file)) {
+                Ok(sc) => run_one(&sc, &o),
+                Err(e) => {
+                    eprintln!("mpsim: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        "demo" => demo(&o),
+        "soak" => soak(&o),
+        "help" | "--help" | "-h" => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        c => {
+            eprintln!("mpsim: unknown command {c}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
