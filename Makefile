@@ -13,6 +13,8 @@
 #   make check-bindings  vendored bindings match shim.h
 #   make bindings        regenerate sys-bindings/src/bindings.rs
 #   make demo | soak | fuzz  the simulator's demo, soak run, fuzzing
+#   make vm              boot FREEBSD_IMAGE under bhyve/QEMU and run the ATF
+#                        suite there (tests/vm/; skipped without an image)
 #   make load | unload   kldload/kldunload (FreeBSD only)
 #   make clean
 #
@@ -20,7 +22,7 @@
 # instead of the FreeBSD headers of the ziglang wheel.
 
 .PHONY: all kmod test check-ko check-ko-selftest check-bindings bindings \
-	toolchain demo soak fuzz load unload clean
+	toolchain demo soak fuzz vm load unload clean
 
 all: kmod
 
@@ -57,6 +59,9 @@ soak:
 
 fuzz:
 	bash scripts/fuzz.sh
+
+vm: kmod
+	FREEBSD_IMAGE="$(FREEBSD_IMAGE)" bash tests/vm/run.sh
 
 unload load:  # ("load" may not begin a line: GNU make directive)
 	@if [ "`uname -s`" = FreeBSD ]; then \
