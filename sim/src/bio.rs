@@ -704,6 +704,11 @@ impl SimPlatform {
             .collect()
     }
 
+    /// (children, inbed) of a live bio, without reporting a missing one.
+    pub(crate) fn bio_state(&self, id: BioId) -> Option<(u32, u32)> {
+        self.bios().map.get(&id).map(|s| (s.children, s.inbed))
+    }
+
     /// Number of bios alive.
     pub fn bios_alive(&self) -> usize {
         self.bios().map.len()

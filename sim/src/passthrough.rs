@@ -93,8 +93,8 @@ impl SimClass for PassClass {
         match plat.g_clone_bio(&bp) {
             None => plat.g_io_deliver(bp, ENOMEM),
             Some(child) => {
-                plat.g_io_request(child, sc.cp);
                 plat.release_to_children(bp);
+                plat.g_io_request(child, sc.cp);
             }
         }
     }
@@ -155,8 +155,12 @@ impl SimPlatform {
     /// last child's g_std_done. Giving it up with no child in flight loses
     /// it, which is reported.
     pub fn release_to_children(&self, parent: Bio) {
-        let (children, inbed) = self.bio_children_inbed(&parent);
-        if children <= inbed {
+        // Release before sending the children: once sent, a child may
+        // complete the parent on another thread at any moment.
+        let idle = self
+            .bio_state(parent.id())
+            .is_some_and(|(children, inbed)| children <= inbed);
+        if idle {
             self.violation(
                 crate::violation::rule::ONCE,
                 format!("{parent:?} released with no child in flight: it will never complete"),

@@ -269,9 +269,7 @@ impl SimPlatform {
 impl Bio {
     /// A handle to nothing, never reported when dropped.
     pub(crate) fn inert(id: BioId) -> Bio {
-        let b = Bio::new(id, Weak::new());
-        let _ = &b;
-        b
+        Bio::new(id, Weak::new())
     }
 }
 

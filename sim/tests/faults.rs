@@ -77,7 +77,9 @@ fn dying_path_fails_inflight_with_enxio_and_comes_back() {
             .add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
             .unwrap();
         let p = lun.path(0).unwrap();
-        p.set_latency(2000, 0);
+        // Long enough that the bio is still on the path when it dies, even on
+        // a loaded machine (threaded mode runs in real time).
+        p.set_latency(200_000, 0);
         let dev = sim.open("da0", Access::new(1, 0, 0)).unwrap();
         let res = Arc::new(std::sync::Mutex::new(None));
         let r2 = res.clone();
@@ -85,6 +87,9 @@ fn dying_path_fails_inflight_with_enxio_and_comes_back() {
             *r2.lock().unwrap() = Some(r.error)
         })
         .unwrap();
+        // Die once the bio is on the path (before, DEV's orphan would drop
+        // the access first and g_io_check would answer EPERM, as in GEOM).
+        assert!(sim.run_until(|| p.counts().started == 1));
         p.die();
         sim.run_until_idle();
         assert_eq!(*res.lock().unwrap(), Some(ENXIO));

@@ -91,11 +91,12 @@ impl SimClass for TestPass {
             _ => {}
         }
         let child = plat.g_clone_bio(&bp).expect("clone");
-        plat.g_io_request(child, sc.cp);
         if self.sin == Sin::CompleteTwice {
+            plat.g_io_request(child, sc.cp);
             plat.g_io_deliver(bp, 0);
         } else {
             plat.release_to_children(bp);
+            plat.g_io_request(child, sc.cp);
         }
     }
     fn done(&self, plat: &SimPlatform, _gp: GeomId, bp: Bio) {
