@@ -240,6 +240,46 @@ pub struct Overrides {
     pub seed: Option<u64>,
     pub mode: Option<Mode>,
     pub progress: bool,
+    /// Print the timeline as it happens: each fault and gctl command, and
+    /// each console line of the class, stamped with the bio count.
+    pub live: bool,
+}
+
+/// What a timeline event does, in words, for the live view.
+pub fn describe(e: &EventSpec) -> String {
+    if let Some(g) = &e.gctl {
+        return format!("gmultipath {g}");
+    }
+    let path = e.path.as_deref().unwrap_or("?");
+    let errno = e.errno.as_deref().unwrap_or("EIO");
+    match e.fault.as_deref().unwrap_or("") {
+        "fail" => format!(
+            "fault: {path} fails {}/1000 of its bios with {errno}",
+            e.rate.unwrap_or(1000)
+        ),
+        "fail-next" => format!(
+            "fault: {path} fails its next {} bios with {errno}",
+            e.count.unwrap_or(1)
+        ),
+        "latency" => format!(
+            "fault: {path} answers {} us late (+{} us jitter)",
+            e.latency_us.unwrap_or(100),
+            e.jitter_us.unwrap_or(0)
+        ),
+        "die" => format!("fault: {path} dies (its provider is withered; in-flight bios get ENXIO)"),
+        "revive" => format!("fault: {path} comes back (a new provider is tasted)"),
+        "heal" => format!("fault: {path} is healthy again"),
+        other => format!("fault: {path} {other}"),
+    }
+}
+
+/// Prints the console lines written since the last call (live view).
+fn show_console(plat: &crate::sim::SimPlatform, shown: &mut usize, at: u64, total: u64) {
+    let lines = plat.log_lines();
+    for l in lines.iter().skip(*shown) {
+        println!("[{at:>7}/{total}] {l}");
+    }
+    *shown = lines.len();
 }
 
 impl Scenario {
@@ -421,6 +461,10 @@ impl Scenario {
         events.sort_by_key(|e| e.0);
         let mut next_event = 0usize;
         let mut agg = WorkloadStats::default();
+        let mut shown = 0usize;
+        if ov.live {
+            show_console(&sim.plat(), &mut shown, 0, total);
+        }
         let tty = ov.progress && std::io::stderr().is_terminal();
         let plat = sim.plat();
         let mut base = 0u64;
@@ -443,8 +487,17 @@ impl Scenario {
             };
             let st = run_workload(&plat, &dev, &cfg, &mut |issued, completed| {
                 let now = base + issued;
+                if ov.live {
+                    show_console(&plat, &mut shown, base + completed, total);
+                }
                 while next_event < events.len() && events[next_event].0 <= now {
                     let e = &events[next_event].1;
+                    if ov.live {
+                        if tty {
+                            eprint!("\r{:60}\r", "");
+                        }
+                        println!("[{:>7}/{total}] {}", base + completed, describe(e));
+                    }
                     if let Some(line) = apply_event(&plat, e) {
                         gctl_log.push(line);
                     }
@@ -474,6 +527,13 @@ impl Scenario {
         }
         // Timeline entries past the end still happen (e.g. a final gctl).
         while next_event < events.len() {
+            if ov.live {
+                println!(
+                    "[{:>7}/{total}] {}",
+                    agg.completed,
+                    describe(&events[next_event].1)
+                );
+            }
             if let Some(line) = apply_event(&plat, &events[next_event].1) {
                 gctl_log.push(line);
             }
@@ -483,6 +543,9 @@ impl Scenario {
             eprintln!();
         }
         sim.run_until_idle();
+        if ov.live {
+            show_console(&plat, &mut shown, agg.completed, total);
+        }
         let reissued = sim.worker_handled() as u64;
         let fo = failovers(&plat);
         let paths = sim

@@ -44,6 +44,7 @@ fn passthrough_scenario_under_both_schedulers() {
                 seed: Some(3),
                 mode: Some(mode),
                 progress: false,
+                live: false,
             })
             .unwrap();
         assert!(!s.is_bad(), "{}", s.text());
@@ -63,6 +64,7 @@ fn deterministic_scenario_replays() {
         seed: Some(11),
         mode: Some(Mode::Deterministic),
         progress: false,
+        live: false,
     };
     let a = sc.run(&ov).unwrap();
     let b = sc.run(&ov).unwrap();

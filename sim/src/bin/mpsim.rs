@@ -82,6 +82,7 @@ fn run_one(sc: &Scenario, o: &Opts) -> ExitCode {
         seed: o.seed,
         mode: o.mode,
         progress: true,
+        live: !o.json,
     };
     match sc.run(&ov) {
         Ok(s) => {
@@ -113,7 +114,17 @@ fn demo(o: &Opts) -> ExitCode {
         seed: o.seed,
         mode: o.mode,
         progress: true,
+        live: !o.json,
     };
+    if !o.json {
+        println!(
+            "mpsim demo: {} — one LUN behind paths da0 and da1, labelled as multipath/mp0;",
+            sc.name
+        );
+        println!(
+            "a read/write load runs while paths fail, come back and die; every read is checked.\n"
+        );
+    }
     let r = sc.run(&ov).or_else(|e| {
         eprintln!(
             "mpsim: multipath demo unavailable ({e}); running the pass-through class instead"
@@ -229,6 +240,7 @@ fn soak(o: &Opts) -> ExitCode {
         seed: None,
         mode: o.mode,
         progress: false,
+        live: false,
     };
     let (mut ok, mut bad) = (0u64, 0u64);
     for seed in seeds {
