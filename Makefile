@@ -13,6 +13,7 @@
 #   make check-bindings  vendored bindings match shim.h
 #   make bindings        regenerate sys-bindings/src/bindings.rs
 #   make demo | soak | fuzz  the simulator's demo, soak run, fuzzing
+#   make bench           multipath against the pass-through baseline (ratios)
 #   make vm              boot FREEBSD_IMAGE under bhyve/QEMU and run the ATF
 #                        suite there (tests/vm/; skipped without an image)
 #   make load | unload   kldload/kldunload (FreeBSD only)
@@ -22,7 +23,7 @@
 # instead of the FreeBSD headers of the ziglang wheel.
 
 .PHONY: all kmod test check-ko check-ko-selftest check-bindings bindings \
-	toolchain demo soak fuzz vm load unload clean
+	toolchain demo soak fuzz bench vm load unload clean
 
 all: kmod
 
@@ -56,6 +57,9 @@ demo:
 
 soak:
 	cargo run --release -p geom-sim --bin mpsim -- soak
+
+bench:
+	cargo run --release -p geom-sim --bin mpsim -- bench
 
 fuzz:
 	bash scripts/fuzz.sh

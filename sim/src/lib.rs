@@ -22,6 +22,7 @@
 //! sim.finish().assert_clean();
 //! ```
 
+pub mod bench;
 pub mod bio;
 pub mod class;
 pub mod confxml;

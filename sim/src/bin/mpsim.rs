@@ -4,6 +4,7 @@
 //! mpsim run FILE [--json] [--seed N] [--threads|--deterministic]
 //! mpsim demo [--json] [--seed N] [--threads|--deterministic]
 //! mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads]
+//! mpsim bench [--seeds ROUNDS] [--bios N]
 //! ```
 //! Exit status: 0 when every run is clean; 1 on a lost or duplicated
 //! completion, a data mismatch or a GEOM rule violation; 2 on usage or
@@ -22,7 +23,8 @@ const DEMO: &str = include_str!("../../../tests/scenarios/demo.toml");
 const USAGE: &str = "usage:
   mpsim run FILE [--json] [--seed N] [--threads|--deterministic]
   mpsim demo [--json] [--seed N] [--threads|--deterministic]
-  mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads]";
+  mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads]
+  mpsim bench [--seeds ROUNDS] [--bios N]";
 
 struct Opts {
     json: bool,
@@ -30,6 +32,8 @@ struct Opts {
     mode: Option<Mode>,
     seeds: u64,
     bios: u64,
+    seeds_given: bool,
+    bios_given: bool,
     class: Option<String>,
     positional: Vec<String>,
 }
@@ -41,6 +45,8 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         mode: None,
         seeds: 20,
         bios: 2000,
+        seeds_given: false,
+        bios_given: false,
         class: None,
         positional: Vec::new(),
     };
@@ -56,8 +62,14 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--threads" | "--threaded" => o.mode = Some(Mode::Threaded),
             "--deterministic" => o.mode = Some(Mode::Deterministic),
             "--seed" => o.seed = Some(num("--seed")?),
-            "--seeds" => o.seeds = num("--seeds")?,
-            "--bios" => o.bios = num("--bios")?,
+            "--seeds" => {
+                o.seeds = num("--seeds")?;
+                o.seeds_given = true;
+            }
+            "--bios" => {
+                o.bios = num("--bios")?;
+                o.bios_given = true;
+            }
             "--class" => o.class = Some(it.next().ok_or("--class needs a value")?.clone()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => o.positional.push(s.to_string()),
@@ -309,6 +321,20 @@ fn main() -> ExitCode {
         }
         "demo" => demo(&o),
         "soak" => soak(&o),
+        "bench" => {
+            let rounds = if o.seeds_given { o.seeds as usize } else { 5 };
+            let bios = if o.bios_given { o.bios } else { 20_000 };
+            match geom_sim::bench::run(rounds.max(1), bios.max(1), 32) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mpsim bench: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             ExitCode::SUCCESS
