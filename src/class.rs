@@ -52,6 +52,10 @@ pub struct Softc<P: Platform> {
     stopping: AtomicBool,
     /// Withered: nothing more to do.
     gone: AtomicBool,
+    /// The device came from a label on its paths (taste), so configure and
+    /// destroy keep that label up to date. A device made by the original
+    /// `create NAME P0 P1 UUID` has a uuid but nothing on disk.
+    labelled: AtomicBool,
     /// Paths opened r1w1e1 beyond the provider's counts.
     exclusive: bool,
     pub(crate) worker: Arc<Worker<P>>,
@@ -201,6 +205,7 @@ impl<P: Platform> Softc<P> {
             opened: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
             gone: AtomicBool::new(false),
+            labelled: AtomicBool::new(false),
             exclusive,
             worker,
             failovers: AtomicU64::new(0),
@@ -214,9 +219,17 @@ impl<P: Platform> Softc<P> {
     pub fn uuid(&self) -> &str {
         &self.uuid
     }
-    /// Labelled (tasted) rather than created by hand.
+    /// Has a uuid (labelled, or the original create form): the provider
+    /// hides the last sector of the paths.
     pub fn is_automatic(&self) -> bool {
         !self.uuid.is_empty()
+    }
+    /// Its paths carry our label on disk.
+    pub fn is_labelled(&self) -> bool {
+        self.labelled.load(Ordering::Relaxed)
+    }
+    pub(crate) fn mark_labelled(&self) {
+        self.labelled.store(true, Ordering::Relaxed);
     }
     pub fn mode(&self) -> Mode {
         Mode::from_byte(self.mode.load(Ordering::Relaxed)).unwrap_or(Mode::ActivePassive)
@@ -273,6 +286,13 @@ impl<P: Platform> Softc<P> {
         self.slots_newest_first()
             .into_iter()
             .find(|&i| !self.slots[i].has(st::LOST) && self.slots[i].name() == name)
+    }
+
+    /// The slot whose path provider is named `name`, LOST ones included.
+    pub(crate) fn slot_by_name_any(&self, name: &str) -> Option<usize> {
+        self.slots_newest_first()
+            .into_iter()
+            .find(|&i| self.slots[i].name() == name)
     }
 
     pub(crate) fn consumer(&self, slot: usize) -> P::Consumer {

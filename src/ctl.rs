@@ -45,7 +45,7 @@ fn ascii(req: &mut dyn CtlReq, name: &str) -> R<Option<String>> {
         Some(t) => Ok(Some(t)),
         None => fail(
             req,
-            format_args!("Parameter {} is not a NUL-terminated string", name),
+            format_args!("Parameter {} is not a NUL-terminated UTF-8 string", name),
         ),
     }
 }
@@ -213,13 +213,28 @@ impl<P: Platform> Class<P> {
         if args.len() < 2 || plat.provider_by_name(strip_dev(last)).is_some() {
             return Ok(String::new());
         }
-        let looks_like_uuid =
-            last.len() == crate::metadata::UUID_LEN || last.matches('-').count() == 4;
-        if !looks_like_uuid {
+        // A uuid, or something meant as one (it starts like one): an
+        // administrator who mistyped it should hear that, not "Provider
+        // ... is invalid". Provider names like "my-disk-a-b" are left alone.
+        let hex8 = last.len() > 8
+            && last.as_bytes()[..8].iter().all(u8::is_ascii_hexdigit)
+            && last.as_bytes()[8] == b'-';
+        if last.len() != crate::metadata::UUID_LEN && !hex8 {
             return Ok(String::new());
         }
         if validate_uuid(last).is_err() {
             return fail(req, format_args!("Malformed uuid argument"));
+        }
+        // Two devices with one uuid would let taste mix their LUNs.
+        if let Some(other) = self
+            .live_softcs(plat)
+            .into_iter()
+            .find(|sc| sc.uuid() == last.as_str())
+        {
+            return fail(
+                req,
+                format_args!("Device {} already has uuid {}", other.name(), last),
+            );
         }
         Ok(args.pop().unwrap_or_default())
     }
@@ -318,7 +333,11 @@ impl<P: Platform> Class<P> {
             Some(2) => {}
             Some(_) => return fail(req, format_args!("missing device")),
         }
-        let slot = self.path_arg(req, &sc)?;
+        let arg = need_ascii(req, "arg1")?;
+        let pname = strip_dev(&arg);
+        let Some(slot) = sc.slot_by_name_any(pname) else {
+            return fail(req, format_args!("Provider {} not found", pname));
+        };
         if !sc.slots[slot].is_good() {
             return fail(
                 req,
@@ -346,7 +365,7 @@ impl<P: Platform> Class<P> {
         } else {
             sc.mode()
         };
-        if sc.is_automatic() {
+        if sc.is_labelled() {
             if let Some(slot) = sc.active_slot() {
                 if let Err(e) = self.rewrite_label(plat, &sc, slot, mode) {
                     return fail(
@@ -407,7 +426,10 @@ impl<P: Platform> Class<P> {
         if sc.opened() != 0 {
             return self.finish_destroy(req, &sc, plat, "destroy");
         }
-        if sc.is_automatic() {
+        // Only a sector that holds our label is wiped: a device made by
+        // the original create form never wrote one, and the last sector of
+        // its paths may be someone else's (a GPT backup header).
+        if sc.is_labelled() {
             if let Some(slot) = sc.active_slot() {
                 let secsize = sc.sectorsize() as usize;
                 if let Err(e) = write_last_sector(plat, sc.consumer(slot), &vec![0u8; secsize]) {

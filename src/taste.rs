@@ -86,6 +86,12 @@ impl<P: Platform> Class<P> {
     /// `g_taste_t` (topology held).
     pub fn taste(&self, plat: &P, pp: P::Provider) -> Option<P::Geom> {
         plat.topology_assert();
+        if self.is_own_provider(plat, pp) {
+            // A manual device over a labelled disk exposes the label in its
+            // last sector; taking our own provider as a path of another
+            // device would stack multipath on itself.
+            return None;
+        }
         let pname = plat.provider_name(pp);
         let sector = read_label(plat, pp).ok()?;
         let md = match Metadata::decode(&sector) {
@@ -140,6 +146,14 @@ impl<P: Platform> Class<P> {
         sc.geom()
     }
 
+    /// Whether `pp` is the provider of one of our own geoms.
+    fn is_own_provider(&self, plat: &P, pp: P::Provider) -> bool {
+        plat.class_geoms()
+            .into_iter()
+            .filter_map(|gp| plat.geom_softc(gp))
+            .any(|sc| sc.provider() == Some(pp))
+    }
+
     /// Creates the geom for a newly seen uuid, renaming it when another
     /// device already has its name.
     fn found_geom(&self, plat: &P, md: &Metadata) -> Option<Arc<Softc<P>>> {
@@ -164,7 +178,10 @@ impl<P: Platform> Class<P> {
             md.size,
             md.sectorsize,
         ) {
-            Ok(sc) => Some(sc),
+            Ok(sc) => {
+                sc.mark_labelled();
+                Some(sc)
+            }
             Err(_) => {
                 mp_log!(plat, "cannot create geom {}/{}", name, md.uuid.as_str());
                 None

@@ -536,3 +536,24 @@ fn stress_every_path_dies_with_clean_errors() {
         for_seeds(1..=3, |seed| stress(mode, seed + 500, 2, true));
     }
 }
+
+/// Found by tests/ctl_fuzz.rs: a manual device created over a disk that
+/// still carries a label exposes that label in its own last sector. Taste
+/// must not take the multipath provider as a path of a second device
+/// (FreeBSD would stack multipath on itself and hold it exclusively).
+#[test]
+fn a_manual_device_over_a_labelled_disk_is_not_tasted_into_another() {
+    for m in modes() {
+        let (sim, _lun) = san(m, 71, &["da0", "da1"], SIZE);
+        gm(&sim, &["label", "mp", "da0", "da1"]);
+        gm(&sim, &["stop", "mp"]);
+        gm(&sim, &["create", "mp", "da0", "da1"]);
+        let all = list_all(&sim);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0].kind, "MANUAL");
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        dev.write(0, &[4u8; 512]).unwrap();
+        drop(dev);
+        sim.finish().assert_clean();
+    }
+}

@@ -351,7 +351,10 @@ impl SimPlatform {
             match t.provider.get(&pp) {
                 // Destroyed meanwhile: g_cancel_event would have dropped it.
                 None => return,
-                Some(p) if p.wither => return,
+                // Orphaned before its taste ran (its geom withered in the
+                // same event): FreeBSD's washer runs right after that event
+                // and destroys the unconsumed provider, cancelling this one.
+                Some(p) if p.wither || p.orphan => return,
                 _ => {}
             }
         }

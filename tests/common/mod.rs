@@ -67,10 +67,10 @@ pub fn list_all(sim: &Sim) -> Vec<MpList> {
             continue;
         }
         for g in class.children().filter(|n| n.has_tag_name("geom")) {
-            let cfg = g
-                .children()
-                .find(|c| c.has_tag_name("config"))
-                .expect("geom config");
+            // A geom being withered has no softc and no config of ours.
+            let Some(cfg) = g.children().find(|c| c.has_tag_name("config")) else {
+                continue;
+            };
             let mut paths: Vec<(String, String)> = g
                 .children()
                 .filter(|c| c.has_tag_name("consumer"))
