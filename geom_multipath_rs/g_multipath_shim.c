@@ -121,12 +121,6 @@ g_mp_dumpconf(struct sbuf *sb, const char *indent, struct g_geom *gp,
 }
 
 static void
-g_mp_event(void *arg, int flag)
-{
-	gmr_rs_event(arg, flag == EV_CANCEL);
-}
-
-static void
 g_mp_kproc(void *arg)
 {
 	gmr_rs_worker_main(arg);
@@ -490,10 +484,13 @@ gmr_bio_retire(struct bio *child)
 
 /* ---- events, sleep, threads ----------------------------------------------- */
 
+/* The Rust handler is a g_event_t: it reads any nonzero flag as a cancel. */
+_Static_assert(EV_CANCEL != 0, "gmr_event_fn_t reads a nonzero flag as cancel");
+
 int32_t
-gmr_post_event(void *arg)
+gmr_post_event(gmr_event_fn_t *fn, void *arg)
 {
-	return (g_post_event(g_mp_event, arg, M_NOWAIT, NULL));
+	return (g_post_event(fn, arg, M_NOWAIT, NULL));
 }
 
 struct gmr_wq {

@@ -5,7 +5,6 @@
 //! side is in [`crate::io`], taste in [`crate::taste`], gctl verbs in
 //! [`crate::ctl`], the XML in [`crate::dumpconf`].
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -506,7 +505,7 @@ impl<P: Platform> Softc<P> {
     /// Posts the teardown of a drained LOST path (from done or the worker).
     pub(crate) fn post_teardown(self: &Arc<Self>, plat: &P, slot: usize) {
         let sc = self.clone();
-        let posted = plat.post_event(Box::new(move |plat: &P| sc.teardown(plat, slot, false)));
+        let posted = plat.post_event(move |plat: &P| sc.teardown(plat, slot, false));
         if posted.is_err() {
             mp_log!(
                 plat,
@@ -548,7 +547,7 @@ impl<P: Platform> Softc<P> {
                 s.set(st::WITHER);
                 let sc = self.clone();
                 if plat
-                    .post_event(Box::new(move |plat: &P| sc.teardown(plat, slot, false)))
+                    .post_event(move |plat: &P| sc.teardown(plat, slot, false))
                     .is_ok()
                 {
                     return false;
@@ -645,9 +644,9 @@ impl<P: Platform> Softc<P> {
             // The device was withered while open: finish the destroy at the
             // last close, after GEOM has applied this close.
             let sc = self.clone();
-            let _ = plat.post_event(Box::new(move |plat: &P| {
+            let _ = plat.post_event(move |plat: &P| {
                 let _ = sc.destroy(plat, DestroyHow::Forced);
-            }));
+            });
         }
         Ok(())
     }

@@ -11,13 +11,13 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
-pub mod platform;
-pub mod metadata;
 pub mod class;
 pub mod ctl;
 pub mod dumpconf;
 pub mod io;
+pub mod metadata;
 pub mod path;
+pub mod platform;
 pub mod taste;
 pub mod worker;
 

@@ -24,7 +24,6 @@
 //!   move-only handle so the type system already forbids most double
 //!   completions; the simulator catches the rest.
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -234,7 +233,14 @@ pub trait Platform: Send + Sync + Sized + 'static {
     // ---- events, worker, sleep ------------------------------------------
     /// `g_post_event(func, arg, M_NOWAIT)`: runs `f` later on the event
     /// thread with the topology lock held. Callable from done.
-    fn post_event(&self, f: Box<dyn FnOnce(&Self) + Send>) -> Result<(), Errno>;
+    ///
+    /// Generic rather than boxed so that the platform, not the core, stores
+    /// the closure, and does it with an allocation that can fail: a box
+    /// made by the core would use the panicking global allocator (a kernel
+    /// panic when memory runs out in done). Out of memory is
+    /// `Err(ENOMEM)`, and `f` is dropped without running, as it is on any
+    /// other error.
+    fn post_event<F: FnOnce(&Self) + Send + 'static>(&self, f: F) -> Result<(), Errno>;
     /// A mutex with a sleep channel (`mtx_init`).
     fn new_wait_queue(&self, name: &'static str) -> Result<Self::Wq, Errno>;
     /// Starts the failover worker (`kproc_create`): it must call

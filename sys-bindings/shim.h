@@ -147,9 +147,14 @@ void gmr_bio_std_done(struct bio *bp);
 struct bio *gmr_bio_retire(struct bio *child);
 
 /* ---- events, sleep, threads ----------------------------------------- */
-/* g_post_event(M_NOWAIT) of the shim's trampoline, which calls
- * gmr_rs_event(arg, cancelled). Returns an errno. */
-int32_t gmr_post_event(void *arg);
+/* An event handler as GEOM calls it (g_event_t): once, on the event thread
+ * with the topology lock held, with `cancelled` 0 to run the event, or
+ * nonzero (EV_CANCEL) when GEOM cancels it instead; either way it is the
+ * last use of `arg`. */
+typedef void gmr_event_fn_t(void *arg, int32_t cancelled);
+/* g_post_event(fn, arg, M_NOWAIT). Returns an errno; on error `fn` is never
+ * called and `arg` is still the caller's. */
+int32_t gmr_post_event(gmr_event_fn_t *fn, void *arg);
 /* mtx_init()ed mutex + channel; `name` is copied. NULL when out of memory. */
 struct gmr_wq *gmr_wq_new(const char *name, size_t namelen);
 void gmr_wq_destroy(struct gmr_wq *wq);
@@ -190,7 +195,6 @@ typedef void gmr_rs_init_t(void);
 typedef void gmr_rs_fini_t(void);
 typedef void gmr_rs_dumpconf_t(struct sbuf *sb, const char *indent,
     void *softc, struct g_consumer *cp, struct g_provider *pp);
-typedef void gmr_rs_event_t(void *arg, int32_t cancelled);
 typedef void gmr_rs_worker_main_t(void *arg);
 
 gmr_rs_taste_t gmr_rs_taste;
@@ -203,7 +207,6 @@ gmr_rs_destroy_geom_t gmr_rs_destroy_geom;
 gmr_rs_init_t gmr_rs_init;
 gmr_rs_fini_t gmr_rs_fini;
 gmr_rs_dumpconf_t gmr_rs_dumpconf;
-gmr_rs_event_t gmr_rs_event;
 gmr_rs_worker_main_t gmr_rs_worker_main;
 
 #endif /* !GMR_SHIM_H */

@@ -182,8 +182,10 @@ impl Platform for SimPlatform {
             .unwrap_or_else(|| Bio::inert(BioId(0)))
     }
 
-    fn post_event(&self, f: Box<dyn FnOnce(&Self) + Send>) -> Result<(), Errno> {
-        self.g_post_event(move |p| f(p));
+    fn post_event<F: FnOnce(&Self) + Send + 'static>(&self, f: F) -> Result<(), Errno> {
+        // Userland: the event queue boxes it (an allocation failure aborts
+        // the simulator, which is fine there).
+        self.g_post_event(f);
         Ok(())
     }
     fn new_wait_queue(&self, name: &'static str) -> Result<SimWaitQueue, Errno> {

@@ -21,8 +21,7 @@ use freebsd_kpi as kpi;
 
 use super::text::cstr_as_str;
 use super::{
-    Bio, Consumer, Event, GctlReq, Geom, KSoftc, KernelPlatform, Provider, SbufWriter, CLASS,
-    PLATFORM,
+    Bio, Consumer, GctlReq, Geom, KSoftc, KernelPlatform, Provider, SbufWriter, CLASS, PLATFORM,
 };
 use crate::platform::{Access, CtlReq, Platform, ENXIO};
 use crate::worker::Worker;
@@ -236,25 +235,6 @@ pub unsafe extern "C" fn gmr_rs_dumpconf(
     );
 }
 const _: kpi::gmr_rs_dumpconf_t = Some(gmr_rs_dumpconf);
-
-/// The event trampoline: runs (or, when GEOM cancels it, just frees) a
-/// closure queued by `post_event`. Topology lock held.
-///
-/// # Safety
-/// `arg` is a pointer `KernelPlatform::post_event` queued, passed here once.
-#[cfg_attr(target_os = "none", no_mangle)]
-pub unsafe extern "C" fn gmr_rs_event(arg: *mut c_void, cancelled: i32) {
-    if arg.is_null() {
-        return;
-    }
-    // SAFETY: post_event allocated `arg` as a Box<Event> and gave up its
-    // ownership to the event, which GEOM runs or cancels exactly once.
-    let f = unsafe { alloc::boxed::Box::from_raw(arg.cast::<Event>()) };
-    if cancelled == 0 {
-        f(&PLATFORM);
-    }
-}
-const _: kpi::gmr_rs_event_t = Some(gmr_rs_event);
 
 /// The failover worker kproc's body; the shim calls kproc_exit(0) when it
 /// returns.

@@ -33,8 +33,7 @@ mod wq;
 #[cfg(target_os = "none")]
 mod rt;
 
-use alloc::alloc::{alloc, Layout};
-use alloc::boxed::Box;
+use alloc::alloc::{alloc, dealloc, Layout};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -68,10 +67,6 @@ pub(crate) static CLASS: Class<KernelPlatform> = Class::new();
 
 /// The core's softc type on this platform.
 pub type KSoftc = Softc<KernelPlatform>;
-
-/// The closure [`Platform::post_event`] hands over, boxed once more so that a
-/// thin pointer crosses to C.
-pub(crate) type Event = Box<dyn FnOnce(&KernelPlatform) + Send>;
 
 macro_rules! handle {
     ($(#[$doc:meta])* $name:ident, $c:ident) => {
@@ -572,22 +567,24 @@ impl Platform for KernelPlatform {
         }
     }
 
-    fn post_event(&self, f: Box<dyn FnOnce(&Self) + Send>) -> Result<(), Errno> {
-        let layout = Layout::new::<Event>();
-        // SAFETY: `layout` has a non-zero size (a fat Box).
-        let p = unsafe { alloc(layout) }.cast::<Event>();
-        if p.is_null() {
-            return Err(ENOMEM);
-        }
-        // SAFETY: `p` is fresh, writable and aligned for an Event.
-        unsafe { p.write(f) };
-        // SAFETY: the shim passes `p` back to gmr_rs_event exactly once (run
-        // or cancelled), which frees it; g_post_event(M_NOWAIT) never sleeps.
-        let e = unsafe { kpi::gmr_post_event(p.cast()) };
+    fn post_event<F: FnOnce(&Self) + Send + 'static>(&self, f: F) -> Result<(), Errno> {
+        // The closure goes into a node of exactly its own layout, taken from
+        // malloc(9) with M_NOWAIT through the raw allocator API: out of
+        // memory is ENOMEM here, never the global allocator's panic.
+        let p = event_node_new::<F>().ok_or(ENOMEM)?;
+        // SAFETY: `p` is valid for writes and aligned for an F
+        // (event_node_new), and holds no value yet that this would leak.
+        unsafe { p.as_ptr().write(f) };
+        // SAFETY: run_event::<F> is the handler for exactly this node type;
+        // g_post_event(M_NOWAIT) never sleeps, so this is allowed in done;
+        // once queued, GEOM calls the handler with `p` exactly once (run or
+        // cancelled), and the handler takes the node over.
+        let e = unsafe { kpi::gmr_post_event(Some(run_event::<F>), p.as_ptr().cast()) };
         if e != 0 {
-            // SAFETY: the event was not queued, so `p` is still ours: a Box
-            // of the layout it was allocated with.
-            drop(unsafe { Box::from_raw(p) });
+            // SAFETY: the event was not queued, so the handler will never
+            // see `p`: the node and the F written into it are still ours,
+            // taken back once here (and the closure dropped unrun).
+            drop(unsafe { event_node_take(p) });
             return Err(e);
         }
         Ok(())
@@ -634,6 +631,64 @@ impl Platform for KernelPlatform {
         }
     }
 }
+
+// ---- events ------------------------------------------------------------------
+
+/// Allocates an uninitialised node for one event closure of type `F`, with
+/// the fallible raw allocator; `None` when memory is short. A zero-sized `F`
+/// needs no memory: its node is a dangling, well-aligned pointer, which is
+/// all a zero-sized read or write needs.
+fn event_node_new<F>() -> Option<NonNull<F>> {
+    let layout = Layout::new::<F>();
+    if layout.size() == 0 {
+        return Some(NonNull::dangling());
+    }
+    // SAFETY: `layout` has a non-zero size (checked above), as alloc requires.
+    NonNull::new(unsafe { alloc(layout) }.cast::<F>())
+}
+
+/// Moves the closure out of its node and frees the node.
+///
+/// # Safety
+/// `p` came from [`event_node_new::<F>`], an F was written into it, and this
+/// is the one call made with it: the F is moved out and the node freed once.
+unsafe fn event_node_take<F>(p: NonNull<F>) -> F {
+    // SAFETY: per the contract, `p` holds an initialised F, read once.
+    let f = unsafe { p.as_ptr().read() };
+    let layout = Layout::new::<F>();
+    if layout.size() != 0 {
+        // SAFETY: `p` was allocated by `alloc` with this very layout
+        // (event_node_new with the same F); its value has been moved out and
+        // it is not used again.
+        unsafe { dealloc(p.as_ptr().cast(), layout) };
+    }
+    f
+}
+
+/// The event handler [`Platform::post_event`] queues for a closure of type
+/// `F` (one instance per closure type): it moves the closure out of its
+/// node, frees the node, then runs the closure, or only drops it when GEOM
+/// cancels the event. Called by GEOM's event thread, topology lock held.
+///
+/// # Safety
+/// `arg` is a node `post_event::<F>` queued, passed here once (GEOM calls an
+/// event's handler exactly once).
+unsafe extern "C" fn run_event<F: FnOnce(&KernelPlatform) + Send + 'static>(
+    arg: *mut c_void,
+    cancelled: i32,
+) {
+    let Some(p) = NonNull::new(arg.cast::<F>()) else {
+        return;
+    };
+    // SAFETY: `p` is the node post_event::<F> allocated, filled and gave to
+    // this event (function contract), which GEOM hands over once; the node
+    // is freed here, before the closure runs.
+    let f = unsafe { event_node_take(p) };
+    if cancelled == 0 {
+        f(&PLATFORM);
+    }
+}
+const _: kpi::gmr_event_fn_t = Some(run_event::<fn(&KernelPlatform)>);
 
 /// Releases every buried softc: called at class fini, when GEOM has
 /// destroyed all the class's geoms.
