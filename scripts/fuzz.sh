@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
-# `make fuzz`: runs every cargo-fuzz target for a bounded time each
-# (FUZZ_SECONDS, default 60). cargo-fuzz needs a nightly compiler: the
-# rustc-web toolchain with RUSTC_BOOTSTRAP=1 stands in for one.
+# `make fuzz`: the long randomized runs, kept out of `make test`.
+#  - the label decoder on random and mutated sectors (proptest), and
+#  - random, malformed gctl requests against the class on the simulator,
+# each with many more cases than `make test` runs. FUZZ_CASES sets the
+# label cases (default 200000); the gctl run gets a twentieth of that.
+# A failure prints proptest's minimal failing input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-if [ ! -f fuzz/Cargo.toml ]; then
-	echo "fuzz: no fuzz targets yet (fuzz/Cargo.toml); nothing to run"
-	exit 0
-fi
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz
-secs=${FUZZ_SECONDS:-60}
-for t in $(cargo fuzz list); do
-	gmr_step "fuzz: $t (${secs}s)"
-	RUSTC="$GMR_KERNEL_RUSTC" RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" -- -max_total_time="$secs"
-done
+cases=${FUZZ_CASES:-200000}
+gmr_step "fuzz: label decoder, ${cases} cases per property"
+PROPTEST_CASES="$cases" cargo test --release -p geom_multipath_rs --lib metadata::tests::prop_
+gmr_step "fuzz: malformed gctl requests, $((cases / 20)) request sequences"
+PROPTEST_CASES="$((cases / 20))" cargo test --release --test ctl_fuzz

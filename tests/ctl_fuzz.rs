@@ -74,7 +74,10 @@ fn request() -> impl Strategy<Value = (String, Vec<(String, Vec<u8>)>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
+    // 96 cases in `make test`; `make fuzz` raises it with PROPTEST_CASES.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(96)
+    ))]
 
     #[test]
     fn malformed_requests_never_break_the_class(reqs in prop::collection::vec(request(), 1..6)) {
