@@ -442,6 +442,32 @@ gmr_bio_caller1(const struct bio *bp)
 	return ((uintptr_t)bp->bio_caller1);
 }
 
+const char *
+gmr_bio_attribute(const struct bio *bp)
+{
+	return (bp->bio_cmd == BIO_GETATTR ? bp->bio_attribute : NULL);
+}
+
+char *
+gmr_bio_data(struct bio *bp)
+{
+	if ((bp->bio_flags & BIO_UNMAPPED) != 0)
+		return (NULL);
+	return (bp->bio_data);
+}
+
+uint64_t
+gmr_bio_completed(const struct bio *bp)
+{
+	return ((uint64_t)bp->bio_completed);
+}
+
+void
+gmr_bio_set_completed(struct bio *bp, uint64_t completed)
+{
+	bp->bio_completed = (off_t)completed;
+}
+
 struct bio *
 gmr_bio_clone(struct bio *parent)
 {

@@ -4,7 +4,9 @@
 //! is forbidden; they touch only atomics (see [`crate::path`]). A child that
 //! fails with EIO or ENXIO goes to the worker, which marks the path failed
 //! under the topology lock and sends the parent again on the next path, up
-//! to one try per path the geom had when the bio first arrived.
+//! to one try per path the geom had when the bio first arrived. A
+//! successful BIO_GETATTR of "GEOM::physpath" gets "/mp" appended in done,
+//! so the device does not claim its path's physical location.
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -15,6 +17,13 @@ use crate::mp_log;
 use crate::path::{st, Cookie, MAX_PATHS};
 use crate::platform::{BioCmd, Platform, EIO, ENOMEM, ENXIO};
 use crate::worker::Failed;
+
+/// The GETATTR attribute that names where a device sits physically
+/// (`diskinfo -p`, `DIOCGPHYSPATH`).
+pub const PHYSPATH_ATTR: &str = "GEOM::physpath";
+/// What a multipath device adds to its path's physical path, so that the
+/// device and its paths do not claim the same location.
+pub const PHYSPATH_SUFFIX: &str = "/mp";
 
 impl<P: Platform> Softc<P> {
     /// `g_start_t`: a bio for `multipath/NAME`. Takes no lock.
@@ -132,7 +141,7 @@ impl<P: Platform> Softc<P> {
     /// A child bio came back (done context: no topology, no sleep).
     pub fn child_done(self: &Arc<Self>, plat: &P, child: P::Bio) {
         let err = plat.bio_error(&child);
-        let child = if err == EIO || err == ENXIO {
+        let mut child = if err == EIO || err == ENXIO {
             // Failover needs the topology lock: hand it to the worker, which
             // also drops this child's path reference.
             match self.worker.enqueue(Failed {
@@ -155,6 +164,14 @@ impl<P: Platform> Softc<P> {
         let cookie = Cookie::decode(plat.bio_cookie(&child));
         if cookie.slot < MAX_PATHS {
             self.put_path(plat, cookie.slot);
+        }
+        if err == 0
+            && plat.bio_cmd(&child) == BioCmd::GetAttr
+            && plat.bio_attribute_is(&child, PHYSPATH_ATTR)
+        {
+            // In place, no allocation. A buffer too short for the suffix
+            // is not an error: the path's own answer goes up unchanged.
+            let _ = plat.bio_append_attr_str(&mut child, PHYSPATH_SUFFIX);
         }
         plat.std_done(child);
     }

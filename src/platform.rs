@@ -39,6 +39,7 @@ pub const ENOENT: Errno = 2;
 pub const EIO: Errno = 5;
 pub const ENXIO: Errno = 6;
 pub const ENOMEM: Errno = 12;
+pub const EFAULT: Errno = 14;
 pub const EBUSY: Errno = 16;
 pub const EEXIST: Errno = 17;
 pub const EINVAL: Errno = 22;
@@ -216,6 +217,16 @@ pub trait Platform: Send + Sync + Sized + 'static {
     /// The core's own word on a child bio (`bio_caller1`): the path it took.
     fn bio_set_cookie(&self, bp: &mut Self::Bio, cookie: usize);
     fn bio_cookie(&self, bp: &Self::Bio) -> usize;
+    /// Whether `bp` is a BIO_GETATTR for the attribute `name`
+    /// (`bio_attribute`). Compared in place: no allocation.
+    fn bio_attribute_is(&self, bp: &Self::Bio, name: &str) -> bool;
+    /// Appends `suffix` to the NUL-terminated string a BIO_GETATTR returned
+    /// in its data buffer, when string, suffix and NUL fit in `bio_length`,
+    /// and keeps `bio_completed` covering the string and its NUL. Otherwise
+    /// the buffer is left as it is and the error says why: EFAULT (it does
+    /// not fit) or EINVAL (no NUL-terminated string within `bio_length`, no
+    /// buffer, or a NUL in `suffix`); see [`append_c_str`]. No allocation.
+    fn bio_append_attr_str(&self, bp: &mut Self::Bio, suffix: &str) -> Result<(), Errno>;
     /// `g_clone_bio(parent)` with done set to the core's child done. On
     /// allocation failure the parent is handed back.
     fn clone_bio(&self, parent: Self::Bio) -> Result<Self::Bio, Self::Bio>;
@@ -252,10 +263,68 @@ pub trait Platform: Send + Sync + Sized + 'static {
     fn join_worker(&self, w: &Arc<crate::worker::Worker<Self>>);
 }
 
+/// Appends `suffix` to the NUL-terminated string at the start of `buf`, in
+/// place, for [`Platform::bio_append_attr_str`]. Returns the length of the
+/// new string with its NUL. Unlike `strlcat`, which would keep what fits,
+/// a suffix that does not fit whole changes nothing (EFAULT, GEOM's error
+/// for an attribute buffer that is too small); EINVAL when `buf` holds no
+/// NUL or `suffix` does (C would see a shorter string).
+pub fn append_c_str(buf: &mut [u8], suffix: &str) -> Result<usize, Errno> {
+    let add = suffix.as_bytes();
+    if add.contains(&0) {
+        return Err(EINVAL);
+    }
+    let end = buf.iter().position(|&b| b == 0).ok_or(EINVAL)?;
+    let used = end + add.len() + 1;
+    if used > buf.len() {
+        return Err(EFAULT);
+    }
+    buf[end..end + add.len()].copy_from_slice(add);
+    buf[used - 1] = 0;
+    Ok(used)
+}
+
 /// Writes one console line with the administrators' prefix.
 #[macro_export]
 macro_rules! mp_log {
     ($plat:expr, $($arg:tt)*) => {
         $crate::platform::Platform::log($plat, format_args!("GEOM_MULTIPATH: {}", format_args!($($arg)*)))
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_c_str_appends_in_place() {
+        let mut b = *b"ab\0\0\0\0\0";
+        assert_eq!(append_c_str(&mut b, "/mp"), Ok(6));
+        assert_eq!(&b, b"ab/mp\0\0");
+        // Exactly fits: string, suffix and NUL fill the buffer.
+        let mut b = *b"ab\0xxx";
+        assert_eq!(append_c_str(&mut b, "/m"), Ok(5));
+        assert_eq!(&b, b"ab/m\0x");
+        // The empty suffix changes nothing and reports the string's size.
+        let mut b = *b"ab\0";
+        assert_eq!(append_c_str(&mut b, ""), Ok(3));
+    }
+
+    #[test]
+    fn append_c_str_refuses_without_touching_the_buffer() {
+        // One byte short: nothing is written (strlcat would write "/m").
+        let mut b = *b"ab\0\0\0";
+        assert_eq!(append_c_str(&mut b, "/mp"), Err(EFAULT));
+        assert_eq!(&b, b"ab\0\0\0");
+        // No terminated string in the buffer.
+        let mut b = *b"abcd";
+        assert_eq!(append_c_str(&mut b, "/mp"), Err(EINVAL));
+        assert_eq!(&b, b"abcd");
+        let mut b: [u8; 0] = [];
+        assert_eq!(append_c_str(&mut b, ""), Err(EINVAL));
+        // A NUL in the suffix.
+        let mut b = *b"ab\0\0\0\0\0";
+        assert_eq!(append_c_str(&mut b, "/\0p"), Err(EINVAL));
+        assert_eq!(&b, b"ab\0\0\0\0\0");
+    }
 }

@@ -137,6 +137,15 @@ uint64_t gmr_bio_length(const struct bio *bp);
 int32_t gmr_bio_error(const struct bio *bp);
 void gmr_bio_set_caller1(struct bio *bp, uintptr_t cookie);
 uintptr_t gmr_bio_caller1(const struct bio *bp);
+/* bio_attribute of a BIO_GETATTR bio: a NUL-terminated string that lives as
+ * long as the bio. NULL for any other command. */
+const char *gmr_bio_attribute(const struct bio *bp);
+/* bio_data: bio_length bytes of kernel memory. NULL when the bio has none or
+ * it is unmapped (BIO_UNMAPPED: pages, no address). */
+char *gmr_bio_data(struct bio *bp);
+/* bio_completed (bytes the provider filled in), and setting it. */
+uint64_t gmr_bio_completed(const struct bio *bp);
+void gmr_bio_set_completed(struct bio *bp, uint64_t completed);
 /* g_clone_bio() with bio_done set to the shim's child-done trampoline,
  * which calls gmr_rs_child_done(). NULL when out of memory. */
 struct bio *gmr_bio_clone(struct bio *parent);

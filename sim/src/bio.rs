@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, Weak};
 
-use geom_multipath_rs::platform::{BioCmd, Errno, EINVAL, EIO, ENOMEM, ENXIO, EPERM};
+use geom_multipath_rs::platform::{append_c_str, BioCmd, Errno, EINVAL, EIO, ENOMEM, ENXIO, EPERM};
 
 use crate::ids::{BioId, ConsumerId, GeomId, ProviderId};
 use crate::sched::Ctx;
@@ -61,6 +61,8 @@ pub(crate) enum Phase {
 
 pub(crate) struct BioState {
     pub cmd: BioCmd,
+    /// `bio_attribute` of a BIO_GETATTR (the attribute's name).
+    pub attribute: Option<Arc<str>>,
     pub offset: u64,
     pub length: u64,
     pub data: Option<DataBuf>,
@@ -146,6 +148,7 @@ impl SimPlatform {
             id,
             BioState {
                 cmd,
+                attribute: None,
                 offset,
                 length,
                 data,
@@ -227,6 +230,43 @@ impl SimPlatform {
     pub fn set_bio_completed(&self, bp: &mut Bio, n: u64) {
         self.with_bio(bp, "bio_completed", |s| s.completed = n);
     }
+    /// `bio_completed`.
+    pub fn bio_completed_of(&self, bp: &Bio) -> u64 {
+        self.with_bio(bp, "bio_completed", |s| s.completed)
+            .unwrap_or(0)
+    }
+    /// `bio_attribute` of a BIO_GETATTR; `None` for other commands.
+    pub fn bio_attribute_of(&self, bp: &Bio) -> Option<Arc<str>> {
+        self.with_bio(bp, "bio_attribute", |s| {
+            (s.cmd == BioCmd::GetAttr)
+                .then(|| s.attribute.clone())
+                .flatten()
+        })
+        .flatten()
+    }
+    /// Whether `bp` is a BIO_GETATTR for `name`.
+    pub fn bio_attribute_eq(&self, bp: &Bio, name: &str) -> bool {
+        self.with_bio(bp, "bio_attribute", |s| {
+            s.cmd == BioCmd::GetAttr && s.attribute.as_deref() == Some(name)
+        })
+        .unwrap_or(false)
+    }
+    /// Appends `suffix` to the NUL-terminated string in the bio's buffer
+    /// (within `bio_length`), raising `bio_completed` to cover it if need
+    /// be; on error the buffer is unchanged (see `append_c_str`).
+    pub fn bio_append_str(&self, bp: &mut Bio, suffix: &str) -> Result<(), Errno> {
+        let (data, length) = self
+            .with_bio(bp, "bio_data", |s| (s.data.clone(), s.length))
+            .ok_or(ENXIO)?;
+        let data = data.ok_or(EINVAL)?;
+        let used = {
+            let mut d = lock(&data);
+            let n = usize::try_from(length).unwrap_or(usize::MAX).min(d.len());
+            append_c_str(&mut d[..n], suffix)? as u64
+        };
+        self.with_bio(bp, "bio_completed", |s| s.completed = s.completed.max(used));
+        Ok(())
+    }
 
     /// `g_clone_bio(parent)`: the parent keeps its handle (the class may
     /// clone several children). The child's done is the class's done for
@@ -262,6 +302,7 @@ impl SimPlatform {
             p.children += 1;
             let child = BioState {
                 cmd: p.cmd,
+                attribute: p.attribute.clone(),
                 offset: p.offset,
                 length: p.length,
                 data: p.data.clone(),
@@ -640,6 +681,19 @@ impl SimPlatform {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<BioResult, Errno> {
+        self.sync_io_attr(what, cp, cmd, None, offset, data)
+    }
+
+    /// [`SimPlatform::sync_io`] with a `bio_attribute` (BIO_GETATTR).
+    pub(crate) fn sync_io_attr(
+        &self,
+        what: &str,
+        cp: ConsumerId,
+        cmd: BioCmd,
+        attribute: Option<&str>,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<BioResult, Errno> {
         let (_, ctx) = crate::sched::current();
         if ctx.is_io() {
             self.violation(
@@ -665,6 +719,9 @@ impl SimPlatform {
             Some(Arc::new(Mutex::new(data))),
             DoneTarget::Wait(c.clone()),
         );
+        if let Some(a) = attribute {
+            self.with_bio(&bp, "bio_attribute", |s| s.attribute = Some(a.into()));
+        }
         self.g_io_request(bp, cp);
         match self.wait_completion(&c, what) {
             Some(r) if r.error == 0 => Ok(r),
@@ -682,6 +739,23 @@ impl SimPlatform {
     ) -> Result<Vec<u8>, Errno> {
         self.sync_io("g_read_data", cp, BioCmd::Read, offset, vec![0; length])
             .map(|r| r.data)
+    }
+
+    /// `g_io_getattr(attr, cp, &len, buf)`: a BIO_GETATTR with a zeroed
+    /// buffer of `len` bytes; the answer is the first `bio_completed` bytes
+    /// of it. Sleeps until done.
+    pub fn g_io_getattr(&self, cp: ConsumerId, attr: &str, len: usize) -> Result<Vec<u8>, Errno> {
+        let r = self.sync_io_attr(
+            "g_io_getattr",
+            cp,
+            BioCmd::GetAttr,
+            Some(attr),
+            0,
+            vec![0; len],
+        )?;
+        let mut data = r.data;
+        data.truncate(usize::try_from(r.completed).unwrap_or(usize::MAX));
+        Ok(data)
     }
 
     /// `g_write_data(cp, offset, data)`.

@@ -195,6 +195,24 @@ impl Dev {
             .map(|_| ())
     }
 
+    /// A BIO_GETATTR for `attr` with a buffer of `len` bytes, as
+    /// `g_io_getattr` issues it for `ioctl(2)` (DIOCGPHYSPATH: `diskinfo
+    /// -p`): the first `bio_completed` bytes of the buffer. Sleeps until
+    /// done; needs read access.
+    pub fn getattr(&self, attr: &str, len: usize) -> Result<Vec<u8>, Errno> {
+        if !self.alive() {
+            return Err(ENXIO);
+        }
+        self.plat.g_io_getattr(self.cp, attr, len)
+    }
+
+    /// [`Dev::getattr`] of a string attribute: the text before its NUL.
+    pub fn getattr_str(&self, attr: &str, len: usize) -> Result<String, Errno> {
+        let b = self.getattr(attr, len)?;
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        Ok(String::from_utf8_lossy(&b[..end]).into_owned())
+    }
+
     /// `fsync(2)`: BIO_FLUSH.
     pub fn flush(&self) -> Result<(), Errno> {
         if !self.alive() {

@@ -4,11 +4,12 @@
 //! in-flight I/O completes with ENXIO) and come back (a new provider of the
 //! same name appears and is tasted).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use geom_multipath_rs::platform::{BioCmd, Errno, EIO, ENXIO, EOPNOTSUPP};
+use geom_multipath_rs::platform::{BioCmd, Errno, EFAULT, EIO, ENXIO, EOPNOTSUPP};
 
 use crate::bio::Bio;
 use crate::class::{xml_line, SimClass};
@@ -80,7 +81,13 @@ pub(crate) struct PathState {
     pub generation: AtomicU64,
     pub geom: Mutex<Option<GeomId>>,
     pub provider: Mutex<Option<ProviderId>>,
+    /// String attributes the path answers BIO_GETATTR for, by name
+    /// ("GEOM::physpath" as `gnop -z` sets it); others get EOPNOTSUPP.
+    pub attrs: Mutex<BTreeMap<String, String>>,
 }
+
+/// The attribute `diskinfo -p` reads: where the device sits physically.
+pub const PHYSPATH: &str = "GEOM::physpath";
 
 pub(crate) struct LunState {
     pub store: Arc<dyn Store>,
@@ -177,7 +184,8 @@ impl SimPlatform {
             },
             BioCmd::Delete => sc.store.zero(offset, length).map_err(|_| EIO),
             BioCmd::Flush => Ok(()),
-            BioCmd::GetAttr | BioCmd::Other => Err(EOPNOTSUPP),
+            BioCmd::GetAttr => self.disk_getattr(path, &bp),
+            BioCmd::Other => Err(EOPNOTSUPP),
         };
         match res {
             Ok(()) => {
@@ -191,6 +199,28 @@ impl SimPlatform {
                 self.g_io_deliver(bp, e);
             }
         }
+    }
+
+    /// BIO_GETATTR on a path, as `g_handleattr_str` answers it: the string
+    /// and its NUL, zero-filled to `bio_length` (all of which counts as
+    /// completed), or EFAULT when it does not fit; EOPNOTSUPP for an
+    /// attribute the path does not have.
+    fn disk_getattr(&self, path: &PathState, bp: &Bio) -> Result<(), Errno> {
+        let Some(name) = self.bio_attribute_of(bp) else {
+            return Err(EOPNOTSUPP);
+        };
+        let Some(value) = lock(&path.attrs).get(&*name).cloned() else {
+            return Err(EOPNOTSUPP);
+        };
+        let data = self.bio_data(bp).ok_or(EFAULT)?;
+        let mut d = lock(&data);
+        let n = (self.bio_length_of(bp) as usize).min(d.len());
+        if value.len() >= n {
+            return Err(EFAULT);
+        }
+        d[..n].fill(0);
+        d[..value.len()].copy_from_slice(value.as_bytes());
+        Ok(())
     }
 
     /// Adds a LUN with its paths; their providers appear (and are tasted)
@@ -243,6 +273,7 @@ impl SimPlatform {
                     generation: AtomicU64::new(0),
                     geom: Mutex::new(None),
                     provider: Mutex::new(None),
+                    attrs: Mutex::new(BTreeMap::new()),
                 })
             })
             .collect();
@@ -411,6 +442,25 @@ impl PathHandle {
         let mut f = lock(&self.path.faults);
         f.latency_us = us;
         f.jitter_us = jitter_us;
+    }
+    /// Sets the physical path the path reports for "GEOM::physpath" (what
+    /// `gnop create -z PHYSPATH` does), or removes it with `None`: then
+    /// the attribute gets EOPNOTSUPP, as from a disk that has none.
+    pub fn set_physpath(&self, physpath: Option<&str>) {
+        self.set_attribute(PHYSPATH, physpath);
+    }
+    /// The physical path the path reports, if any.
+    pub fn physpath(&self) -> Option<String> {
+        lock(&self.path.attrs).get(PHYSPATH).cloned()
+    }
+    /// Sets (or with `None` removes) a string attribute the path answers
+    /// BIO_GETATTR for.
+    pub fn set_attribute(&self, name: &str, value: Option<&str>) {
+        let mut a = lock(&self.path.attrs);
+        match value {
+            Some(v) => a.insert(name.to_string(), v.to_string()),
+            None => a.remove(name),
+        };
     }
     /// Clears every fault (not death).
     pub fn heal(&self) {

@@ -50,11 +50,11 @@ pub use bio::{Bio, BioResult};
 pub use class::SimClass;
 pub use ctl::SimCtlReq;
 pub use dev::Dev;
-pub use disk::{Lun, LunConfig, PathCounts, PathHandle, StoreKind};
+pub use disk::{Lun, LunConfig, PathCounts, PathHandle, StoreKind, PHYSPATH};
 pub use fault::Faults;
 pub use geom_multipath_rs::platform::{
-    Access, BioCmd, CtlReq, Errno, Platform, WaitQueue, EBUSY, EINVAL, EIO, ENOENT, ENOMEM, ENXIO,
-    EOPNOTSUPP, EPERM,
+    Access, BioCmd, CtlReq, Errno, Platform, WaitQueue, EBUSY, EFAULT, EINVAL, EIO, ENOENT, ENOMEM,
+    ENXIO, EOPNOTSUPP, EPERM,
 };
 pub use ids::{BioId, ClassId, ConsumerId, GeomId, ProviderId};
 pub use multipath::MultipathClass;

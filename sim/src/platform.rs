@@ -156,6 +156,12 @@ impl Platform for SimPlatform {
     fn bio_cookie(&self, bp: &Bio) -> usize {
         self.bio_cookie_of(bp)
     }
+    fn bio_attribute_is(&self, bp: &Bio, name: &str) -> bool {
+        self.bio_attribute_eq(bp, name)
+    }
+    fn bio_append_attr_str(&self, bp: &mut Bio, suffix: &str) -> Result<(), Errno> {
+        self.bio_append_str(bp, suffix)
+    }
     fn clone_bio(&self, parent: Bio) -> Result<Bio, Bio> {
         match self.g_clone_bio(&parent) {
             Some(child) => {

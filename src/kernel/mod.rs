@@ -48,9 +48,9 @@ pub use ctl::{GctlReq, SbufWriter};
 pub use wq::KernelWq;
 
 use crate::class::{Class, Softc};
-use crate::platform::{Access, BioCmd, Errno, Platform, EBUSY, EIO, ENOMEM};
+use crate::platform::{append_c_str, Access, BioCmd, Errno, Platform, EBUSY, EINVAL, EIO, ENOMEM};
 use crate::worker::Worker;
-use text::{cstr_to_string, with_cstr, LineBuf};
+use text::{cstr_eq, cstr_to_string, with_cstr, LineBuf};
 
 /// The kernel platform. Stateless: the state is GEOM's, reached through the
 /// shim; the one instance is [`PLATFORM`].
@@ -529,6 +529,40 @@ impl Platform for KernelPlatform {
     fn bio_cookie(&self, bp: &Bio) -> usize {
         // SAFETY: the caller owns the bio.
         unsafe { kpi::gmr_bio_caller1(bp.ptr()) }
+    }
+    fn bio_attribute_is(&self, bp: &Bio, name: &str) -> bool {
+        // SAFETY: the caller owns the bio.
+        let attr = unsafe { kpi::gmr_bio_attribute(bp.ptr()) };
+        // SAFETY: a non-NULL bio_attribute is a NUL-terminated string that
+        // the bio's issuer keeps for the bio's life, and `bp` keeps the bio
+        // alive for this call.
+        !attr.is_null() && unsafe { cstr_eq(attr, name) }
+    }
+    fn bio_append_attr_str(&self, bp: &mut Bio, suffix: &str) -> Result<(), Errno> {
+        // SAFETY: the caller owns the bio exclusively (&mut).
+        let data = unsafe { kpi::gmr_bio_data(bp.ptr()) };
+        let len = usize::try_from(self.bio_length(bp)).map_err(|_| EINVAL)?;
+        if data.is_null() || len == 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: a mapped bio's bio_data is kernel memory of bio_length
+        // bytes (gmr_bio_data gives NULL for an unmapped one). The caller
+        // owns the bio exclusively, and with it the buffer: a clone shares
+        // its parent's buffer, and the parent's issuer leaves it alone until
+        // the parent completes, which needs this child's std_done first.
+        // The slice ends with this function.
+        let buf = unsafe { core::slice::from_raw_parts_mut(data.cast::<u8>(), len) };
+        let used = append_c_str(buf, suffix)? as u64;
+        // g_multipath_done leaves bio_completed alone: a string attribute's
+        // provider sets it to bio_length (g_handleattr), which still covers
+        // the longer string. Raise it only if a provider reported less.
+        // SAFETY: the caller owns the bio exclusively.
+        unsafe {
+            if kpi::gmr_bio_completed(bp.ptr()) < used {
+                kpi::gmr_bio_set_completed(bp.ptr(), used);
+            }
+        }
+        Ok(())
     }
     fn clone_bio(&self, parent: Bio) -> Result<Bio, Bio> {
         // SAFETY: the caller owns the parent; g_clone_bio allocates with

@@ -52,6 +52,28 @@ impl<const N: usize> fmt::Write for LineBuf<N> {
     }
 }
 
+/// Whether the C string at `p` equals `s`. Compared in place, byte by byte:
+/// no strlen, no copy (usable in done), and no byte read past the first
+/// difference or the string's NUL.
+///
+/// # Safety
+/// `p` points to a NUL-terminated string that stays readable for the call.
+pub(crate) unsafe fn cstr_eq(p: *const c_char, s: &str) -> bool {
+    let want = s.as_bytes();
+    let mut i = 0;
+    loop {
+        // SAFETY: bytes 0..i of the string all matched `want` and none was
+        // its NUL (else the loop ended), so byte i lies within the string or
+        // is its NUL: readable per this function's contract.
+        let c = unsafe { p.add(i).read() } as u8;
+        match want.get(i) {
+            Some(&w) if w == c && c != 0 => i += 1,
+            Some(_) => return false,
+            None => return c == 0,
+        }
+    }
+}
+
 /// Longest string [`with_cstr`] converts on the stack; longer ones go to the
 /// heap.
 const CSTR_STACK: usize = 128;
@@ -159,5 +181,23 @@ mod tests {
         let bad = b"a\xffb\0";
         // SAFETY: `bad` is NUL-terminated and lives for the call.
         assert_eq!(unsafe { cstr_to_string(bad.as_ptr().cast()) }, "a\u{fffd}b");
+    }
+
+    #[test]
+    fn cstr_eq_compares_whole_strings() {
+        let attr = b"GEOM::physpath\0";
+        let eq = |name: &str| {
+            // SAFETY: `attr` is NUL-terminated and outlives the call.
+            unsafe { cstr_eq(attr.as_ptr().cast(), name) }
+        };
+        assert!(eq("GEOM::physpath"));
+        assert!(!eq("GEOM::physpat"), "a prefix");
+        assert!(!eq("GEOM::physpath2"), "longer");
+        assert!(!eq("GEOM::ident"));
+        assert!(!eq("GEOM::physpath\0"), "NUL in the name");
+        assert!(!eq(""));
+        let empty = b"\0";
+        // SAFETY: `empty` is a NUL-terminated (empty) string.
+        assert!(unsafe { cstr_eq(empty.as_ptr().cast(), "") });
     }
 }

@@ -163,6 +163,10 @@ unsafe extern "C" {
     pub fn gmr_bio_error(bp: *const bio) -> i32;
     pub fn gmr_bio_set_caller1(bp: *mut bio, cookie: usize);
     pub fn gmr_bio_caller1(bp: *const bio) -> usize;
+    pub fn gmr_bio_attribute(bp: *const bio) -> *const ::core::ffi::c_char;
+    pub fn gmr_bio_data(bp: *mut bio) -> *mut ::core::ffi::c_char;
+    pub fn gmr_bio_completed(bp: *const bio) -> u64;
+    pub fn gmr_bio_set_completed(bp: *mut bio, completed: u64);
     pub fn gmr_bio_clone(parent: *mut bio) -> *mut bio;
     pub fn gmr_bio_request(bp: *mut bio, cp: *mut g_consumer);
     pub fn gmr_bio_deliver(bp: *mut bio, error: i32);
