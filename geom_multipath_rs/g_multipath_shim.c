@@ -23,6 +23,7 @@
 #include <sys/malloc.h>
 #include <sys/proc.h>
 #include <sys/libkern.h>
+#include <sys/sysctl.h>
 #include <geom/geom.h>
 #include <geom/geom_ctl.h>
 
@@ -130,6 +131,31 @@ g_mp_kproc(void *arg)
 /* Module name g_multipath, as the stock class: geom(8) looks for it. */
 DECLARE_GEOM_CLASS(g_multipath_class, g_multipath);
 MODULE_VERSION(geom_multipath, 0);
+
+/* ---- tunables ---------------------------------------------------------- */
+
+/* The knobs administrators know from the stock class, same names. */
+SYSCTL_DECL(_kern_geom);
+static SYSCTL_NODE(_kern_geom, OID_AUTO, multipath, CTLFLAG_RW | CTLFLAG_MPSAFE, 0,
+    "GEOM_MULTIPATH tunables");
+static u_int gmr_debug = 0;
+SYSCTL_UINT(_kern_geom_multipath, OID_AUTO, debug, CTLFLAG_RWTUN,
+    &gmr_debug, 0, "Debug level");
+static u_int gmr_exclusive = 1;
+SYSCTL_UINT(_kern_geom_multipath, OID_AUTO, exclusive, CTLFLAG_RWTUN,
+    &gmr_exclusive, 0, "Hold paths open exclusively (applies to paths added later)");
+
+uint32_t
+gmr_tunable_debug(void)
+{
+	return (gmr_debug);
+}
+
+uint32_t
+gmr_tunable_exclusive(void)
+{
+	return (gmr_exclusive);
+}
 
 /* ---- console, panic, randomness --------------------------------------- */
 

@@ -173,6 +173,14 @@ while read -r s; do
 	if [ -z "$where" ] && [[ "$s" =~ ^__(start|stop)_set_ ]] && [ -n "$linkerset" ]; then
 		where="sys/linker_set.h (SET_DECLARE)"
 	fi
+	# Sysctl parent nodes are named by SYSCTL_DECL (sys/sysctl.h), which no
+	# header spells out per node. Only the kern.geom node is accepted: the
+	# kernel defines it (sys/geom/geom_kern.c) and every GEOM class with
+	# tunables hangs its own node under it, as the stock multipath class does.
+	if [ -z "$where" ] && [ "$s" = sysctl___kern_geom ] &&
+		grep -qs 'define[[:space:]]*SYSCTL_DECL' "${incs[@]/%//sys/sysctl.h}"; then
+		where="sys/sysctl.h (SYSCTL_DECL(_kern_geom); node of sys/geom/geom_kern.c)"
+	fi
 	if [ -n "$where" ]; then
 		printf '    %-28s %s\n' "$s" "$where" >>"$tmp/list"
 	else

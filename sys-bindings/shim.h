@@ -71,6 +71,11 @@ void gmr_log(const char *msg, size_t len);
 void gmr_panic(const char *msg, size_t len) __attribute__((noreturn));
 uint32_t gmr_random(void);
 
+/* ---- tunables: kern.geom.multipath.{debug,exclusive} ------------------ */
+/* The sysctls live in the shim; Rust reads them where FreeBSD does. */
+uint32_t gmr_tunable_debug(void);
+uint32_t gmr_tunable_exclusive(void);
+
 /* ---- memory: malloc(9) with the module's malloc type ---------------- */
 void *gmr_malloc(size_t size, int32_t flags);
 /* malloc_aligned(9): align is a power of two <= GMR_MALLOC_MAX_ALIGN. */

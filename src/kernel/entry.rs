@@ -16,6 +16,7 @@ use alloc::sync::Arc;
 use core::ffi::{c_char, c_void};
 use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
+use core::sync::atomic::Ordering;
 
 use freebsd_kpi as kpi;
 
@@ -44,12 +45,23 @@ unsafe fn softc_ref(softc: *mut c_void) -> Option<ManuallyDrop<Arc<KSoftc>>> {
     }))
 }
 
+/// Copies kern.geom.multipath.{debug,exclusive} into the class before the
+/// callbacks that use them (taste and ctlreq add paths), so a sysctl
+/// change applies to paths added from then on, as in FreeBSD.
+fn refresh_tunables() {
+    // SAFETY: plain reads of two integers owned by the shim; no pointers.
+    let (debug, exclusive) = unsafe { (kpi::gmr_tunable_debug(), kpi::gmr_tunable_exclusive()) };
+    CLASS.debug.store(debug, Ordering::Relaxed);
+    CLASS.exclusive.store(exclusive != 0, Ordering::Relaxed);
+}
+
 /// `g_taste_t` (topology lock held).
 ///
 /// # Safety
 /// Called by the shim's taste callback with the provider GEOM passed.
 #[cfg_attr(target_os = "none", no_mangle)]
 pub unsafe extern "C" fn gmr_rs_taste(pp: *mut kpi::g_provider) -> *mut kpi::g_geom {
+    refresh_tunables();
     match Provider::from_ptr(pp) {
         Some(pp) => CLASS
             .taste(&PLATFORM, pp)
@@ -149,6 +161,7 @@ const _: kpi::gmr_rs_access_t = Some(gmr_rs_access);
 /// `req` is the request GEOM passed and `verb` its NUL-terminated verb.
 #[cfg_attr(target_os = "none", no_mangle)]
 pub unsafe extern "C" fn gmr_rs_ctlreq(req: *mut kpi::gctl_req, verb: *const c_char) {
+    refresh_tunables();
     let Some(req) = NonNull::new(req) else { return };
     // SAFETY: `req` is the request of this callback, and `r` is dropped
     // before the callback returns.

@@ -100,6 +100,8 @@ unsafe extern "C" {
     pub fn gmr_log(msg: *const ::core::ffi::c_char, len: usize);
     pub fn gmr_panic(msg: *const ::core::ffi::c_char, len: usize) -> !;
     pub fn gmr_random() -> u32;
+    pub fn gmr_tunable_debug() -> u32;
+    pub fn gmr_tunable_exclusive() -> u32;
     pub fn gmr_malloc(size: usize, flags: i32) -> *mut ::core::ffi::c_void;
     pub fn gmr_malloc_aligned(
         size: usize,
