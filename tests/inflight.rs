@@ -1,0 +1,202 @@
+//! What each verb does to I/O in flight: 32 writes are outstanding on slow
+//! paths when the verb runs; every one completes exactly once and without
+//! error, the data reads back, and the verb has its effect. Both schedulers.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::{getactive, list, modes, san};
+use geom_sim::{Access, BioCmd, Dev, Sim};
+
+const N: usize = 32;
+
+type Results = Arc<Mutex<Vec<Option<i32>>>>;
+
+/// Starts N one-sector writes (sector i holds byte i+1) without waiting.
+fn start_writes(dev: &Dev) -> (Results, Arc<AtomicU64>) {
+    let res: Results = Arc::new(Mutex::new(vec![None; N]));
+    let count = Arc::new(AtomicU64::new(0));
+    for i in 0..N {
+        let (r, c) = (res.clone(), count.clone());
+        dev.submit(
+            BioCmd::Write,
+            (i as u64) * 512,
+            512,
+            Some(vec![i as u8 + 1; 512]),
+            move |_, out| {
+                let mut v = r.lock().unwrap();
+                assert!(v[i].is_none(), "write {i} completed twice");
+                v[i] = Some(out.error);
+                c.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .unwrap();
+    }
+    (res, count)
+}
+
+/// Runs `verb` while the writes are in flight, then checks they all
+/// succeeded and read back.
+fn with_io_in_flight(
+    seed: u64,
+    paths: &[&str],
+    setup: &[&str],
+    verb: &[&str],
+    check: impl Fn(&Sim),
+) {
+    for m in modes() {
+        let (sim, lun) = san(m, seed, paths, 1 << 20);
+        sim.gmultipath(setup).unwrap();
+        sim.run_until_idle();
+        for i in 0..paths.len() {
+            lun.path(i).unwrap().set_latency(2000, 1500);
+        }
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        let (res, count) = start_writes(&dev);
+        let out = sim.gmultipath(verb);
+        assert!(out.is_ok(), "{verb:?}: {out:?}");
+        sim.run_until(|| count.load(Ordering::SeqCst) == N as u64);
+        sim.run_until_idle();
+        assert_eq!(
+            count.load(Ordering::SeqCst),
+            N as u64,
+            "{verb:?}: every write completed"
+        );
+        assert!(
+            res.lock().unwrap().iter().all(|r| *r == Some(0)),
+            "{verb:?}: {:?}",
+            res.lock().unwrap()
+        );
+        for i in 0..N {
+            assert_eq!(
+                dev.read((i as u64) * 512, 512).unwrap(),
+                vec![i as u8 + 1; 512],
+                "{verb:?} sector {i}"
+            );
+        }
+        check(&sim);
+        drop(dev);
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn fail_lets_in_flight_io_finish_and_moves_new_io() {
+    with_io_in_flight(
+        81,
+        &["da0", "da1"],
+        &["create", "mp", "da0", "da1"],
+        &["fail", "mp", "da0"],
+        |sim| {
+            assert_eq!(getactive(sim, "mp"), "da1");
+            assert_eq!(list(sim, "mp").unwrap().state, "DEGRADED");
+        },
+    );
+}
+
+#[test]
+fn restore_during_io() {
+    for m in modes() {
+        let (sim, lun) = san(m, 82, &["da0", "da1"], 1 << 20);
+        sim.gmultipath(&["create", "mp", "da0", "da1"]).unwrap();
+        sim.gmultipath(&["fail", "mp", "da0"]).unwrap();
+        sim.run_until_idle();
+        lun.path(1).unwrap().set_latency(2000, 1500);
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        let (res, count) = start_writes(&dev);
+        sim.gmultipath(&["restore", "mp", "da0"]).unwrap();
+        sim.run_until(|| count.load(Ordering::SeqCst) == N as u64);
+        assert!(res.lock().unwrap().iter().all(|r| *r == Some(0)));
+        assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
+        assert_eq!(getactive(&sim, "mp"), "da1", "no failback");
+        drop(dev);
+        sim.finish().assert_clean();
+    }
+}
+
+#[test]
+fn rotate_and_prefer_during_io() {
+    with_io_in_flight(
+        83,
+        &["da0", "da1", "da2"],
+        &["create", "mp", "da0", "da1", "da2"],
+        &["rotate", "mp"],
+        |sim| {
+            assert_eq!(getactive(sim, "mp"), "da2");
+        },
+    );
+    with_io_in_flight(
+        84,
+        &["da0", "da1", "da2"],
+        &["create", "mp", "da0", "da1", "da2"],
+        &["prefer", "mp", "da1"],
+        |sim| {
+            assert_eq!(getactive(sim, "mp"), "da1");
+        },
+    );
+}
+
+/// Removing the active path: its in-flight writes finish on it, then it
+/// is detached; nothing is lost and new I/O goes to the other path.
+#[test]
+fn remove_drains_the_path_before_detaching_it() {
+    with_io_in_flight(
+        85,
+        &["da0", "da1"],
+        &["create", "mp", "da0", "da1"],
+        &["remove", "mp", "da0"],
+        |sim| {
+            let g = list(sim, "mp").unwrap();
+            assert_eq!(g.paths.len(), 1, "{g:?}");
+            assert_eq!(g.paths[0].0, "da1");
+            assert_eq!(getactive(sim, "mp"), "da1");
+        },
+    );
+}
+
+#[test]
+fn add_and_configure_during_io() {
+    with_io_in_flight(
+        86,
+        &["da0", "da1", "da2"],
+        &["create", "mp", "da0", "da1"],
+        &["add", "mp", "da2"],
+        |sim| {
+            assert_eq!(list(sim, "mp").unwrap().paths.len(), 3);
+        },
+    );
+    with_io_in_flight(
+        87,
+        &["da0", "da1"],
+        &["create", "mp", "da0", "da1"],
+        &["configure", "-A", "mp"],
+        |sim| {
+            assert_eq!(list(sim, "mp").unwrap().mode, "Active/Active");
+            assert_eq!(getactive(sim, "mp"), "da1 da0");
+        },
+    );
+}
+
+/// stop and destroy refuse an open device; in-flight I/O is untouched.
+#[test]
+fn stop_and_destroy_refuse_while_io_is_in_flight() {
+    for m in modes() {
+        let (sim, lun) = san(m, 88, &["da0", "da1"], 1 << 20);
+        sim.gmultipath(&["create", "mp", "da0", "da1"]).unwrap();
+        sim.run_until_idle();
+        lun.path(0).unwrap().set_latency(2000, 0);
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        let (res, count) = start_writes(&dev);
+        for verb in ["stop", "destroy"] {
+            let e = sim.gmultipath(&[verb, "mp"]).unwrap_err();
+            assert!(e.contains("err=16"), "{verb}: {e}");
+        }
+        sim.run_until(|| count.load(Ordering::SeqCst) == N as u64);
+        assert!(res.lock().unwrap().iter().all(|r| *r == Some(0)));
+        assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
+        drop(dev);
+        sim.finish().assert_clean();
+    }
+}
