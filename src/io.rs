@@ -194,9 +194,11 @@ impl<P: Platform> Softc<P> {
             );
             self.fault(plat, slot, st::FAIL);
         }
-        let drained = s.put();
-        if drained {
-            self.teardown(plat, slot, false);
+        if s.put() {
+            // Detach on the event thread, like every other teardown: a verb
+            // running there may have dropped the topology lock around a
+            // label write, and must not find a consumer gone under it.
+            self.post_teardown(plat, slot);
         }
         plat.topology_unlock();
 
