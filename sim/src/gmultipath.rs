@@ -3,43 +3,11 @@
 //! `label`, `clear` and `prefer` handlers, and kernel requests built the way
 //! geom(8) builds them (see [`crate::ctl::SimCtlReq::geom_cmd`]).
 
+use geom_multipath_rs::metadata::{Metadata, Mode, Name, Uuid, MAGIC, MAGIC_LEN};
 use geom_multipath_rs::platform::Access;
 
 use crate::sim::SimPlatform;
 use crate::util::errno_name;
-
-/// `G_MULTIPATH_MAGIC`.
-pub const MAGIC: &[u8; 16] = b"GEOM::MULTIPATH\0";
-
-/// The on-disk label (89 meaningful bytes at the start of the last sector).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Label {
-    pub uuid: String,
-    pub name: String,
-    pub sectorsize: u32,
-    pub size: u64,
-    /// 0 Active/Passive, 1 Active/Active, 2 Active/Read.
-    pub mode: u8,
-}
-
-impl Label {
-    /// Encodes into one zero-filled sector of `sectorsize` bytes.
-    pub fn encode(&self, sectorsize: usize) -> Vec<u8> {
-        let mut s = vec![0u8; sectorsize.max(89)];
-        s[..16].copy_from_slice(MAGIC);
-        let u = self.uuid.as_bytes();
-        let n = u.len().min(39);
-        s[16..16 + n].copy_from_slice(&u[..n]);
-        let nm = self.name.as_bytes();
-        let n = nm.len().min(15);
-        s[56..56 + n].copy_from_slice(&nm[..n]);
-        s[72..76].copy_from_slice(&1u32.to_le_bytes());
-        s[76..80].copy_from_slice(&self.sectorsize.to_le_bytes());
-        s[80..88].copy_from_slice(&self.size.to_le_bytes());
-        s[88] = self.mode;
-        s
-    }
-}
 
 /// (short option, parameter name) of a command's boolean options.
 fn options(verb: &str) -> Option<(&'static [(char, &'static str)], bool)> {
@@ -145,31 +113,18 @@ impl SimPlatform {
             }
         }
         let flag = |n: &str| flags.iter().any(|&(f, on)| f == n && on);
-        let mode = if flag("active_read") {
-            2
-        } else if flag("active_active") {
-            1
-        } else {
-            0
-        };
-        let r = self.rand_u64();
-        let r2 = self.rand_u64();
-        let uuid = format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            r >> 32,
-            (r >> 16) & 0xffff,
-            r & 0xfff,
-            0x8000 | (r2 >> 48) & 0x3fff,
-            r2 & 0xffff_ffff_ffff
-        );
-        let label = Label {
-            uuid,
-            name: name.to_string(),
-            sectorsize: ss,
-            size: ms,
-            mode,
-        };
-        let sector = label.encode(ss as usize);
+        // The userland label and the kernel's taste share one codec, as
+        // geom(8) and the class share g_multipath.h.
+        let mode = Mode::from_flags(flag("active_active"), flag("active_read"));
+        let mut rb = [0u8; 16];
+        rb[..8].copy_from_slice(&self.rand_u64().to_le_bytes());
+        rb[8..].copy_from_slice(&self.rand_u64().to_le_bytes());
+        let name = Name::new_truncated(name).map_err(|e| format!("Invalid name {name}: {e}."))?;
+        let md = Metadata::new(name, Uuid::from_random_bytes(rb), ss, ms, mode)
+            .map_err(|e| format!("Cannot label {}: {e}.", provs[0]))?;
+        let mut sector = vec![0u8; ss as usize];
+        md.encode_sector(&mut sector)
+            .map_err(|e| format!("Cannot label {}: {e}.", provs[0]))?;
         let off = ms - ss as u64;
         let dev = self
             .open(provs[0], Access::new(0, 1, 0))
@@ -216,7 +171,7 @@ impl SimPlatform {
                 let dev = self.open(p, Access::new(1, 1, 0))?;
                 let off = ms - ss as u64;
                 let cur = dev.read(off, ss as usize)?;
-                if cur.get(..16) != Some(&MAGIC[..]) {
+                if cur.get(..MAGIC_LEN) != Some(&MAGIC[..]) {
                     return Err(geom_multipath_rs::platform::EINVAL);
                 }
                 dev.write(off, &vec![0u8; ss as usize])?;

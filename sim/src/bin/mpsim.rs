@@ -96,9 +96,14 @@ fn run_one(sc: &Scenario, o: &Opts) -> ExitCode {
         progress: true,
         live: !o.json,
     };
-    match sc.run(&ov) {
+    conclude(sc.run(&ov), o.json)
+}
+
+/// Prints a run's summary; exit 1 for a bad run, 2 when it could not run.
+fn conclude(r: Result<Summary, String>, json: bool) -> ExitCode {
+    match r {
         Ok(s) => {
-            report(&s, o.json);
+            report(&s, json);
             if s.is_bad() {
                 ExitCode::from(1)
             } else {
@@ -112,8 +117,7 @@ fn run_one(sc: &Scenario, o: &Opts) -> ExitCode {
     }
 }
 
-/// The demo: the built-in two-path scenario against MULTIPATH, or against
-/// the pass-through class when the multipath device cannot be made yet.
+/// The demo: the built-in two-path scenario against MULTIPATH.
 fn demo(o: &Opts) -> ExitCode {
     let sc = match Scenario::parse(DEMO) {
         Ok(s) => s,
@@ -137,29 +141,9 @@ fn demo(o: &Opts) -> ExitCode {
             "a read/write load runs while paths fail, come back and die; every read is checked.\n"
         );
     }
-    let r = sc.run(&ov).or_else(|e| {
-        eprintln!(
-            "mpsim: multipath demo unavailable ({e}); running the pass-through class instead"
-        );
-        let mut pass = sc.clone();
-        pass.class = Some("passthrough".into());
-        pass.events.retain(|e| e.gctl.is_none());
-        pass.run(&ov)
-    });
-    match r {
-        Ok(s) => {
-            report(&s, o.json);
-            if s.is_bad() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
-        Err(e) => {
-            eprintln!("mpsim: {e}");
-            ExitCode::from(2)
-        }
-    }
+    // No fallback to another class: a demo that cannot build its
+    // multipath device must fail, not show something else.
+    conclude(sc.run(&ov), o.json)
 }
 
 /// A random scenario for `seed`: 2-3 paths, a timeline of faults.
