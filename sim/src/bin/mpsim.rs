@@ -222,8 +222,19 @@ fn random_scenario(seed: u64, bios: u64, class: &str) -> Scenario {
     }
 }
 
+/// A path no fail, fail-next or die event touches, if any.
+fn healthy_path(sc: &Scenario) -> Option<String> {
+    let hurt = |p: &str| {
+        sc.events.iter().any(|e| {
+            e.path.as_deref() == Some(p)
+                && matches!(e.fault.as_deref(), Some("fail" | "fail-next" | "die"))
+        })
+    };
+    sc.disks.first()?.paths.iter().find(|p| !hurt(p)).cloned()
+}
+
 fn soak(o: &Opts) -> ExitCode {
-    let mut class = o.class.clone().unwrap_or_else(|| "multipath".into());
+    let class = o.class.clone().unwrap_or_else(|| "multipath".into());
     if class != "multipath" && class != "passthrough" {
         eprintln!("mpsim: --class must be multipath or passthrough");
         return ExitCode::from(2);
@@ -241,15 +252,21 @@ fn soak(o: &Opts) -> ExitCode {
     let (mut ok, mut bad) = (0u64, 0u64);
     for seed in seeds {
         let sc = random_scenario(seed, o.bios, &class);
-        let r = match sc.run(&ov) {
-            Err(e) if class == "multipath" && e.contains("did not appear") => {
-                eprintln!("mpsim: {e}; soaking the pass-through class instead");
-                class = "passthrough".into();
-                random_scenario(seed, o.bios, &class).run(&ov)
-            }
-            r => r,
-        };
+        // With a path that no fault ever touches, multipath must hide every
+        // failure: a failed bio is then a bug, not bad luck.
+        let healthy = healthy_path(&sc);
+        let r = sc.run(&ov);
         match r {
+            Ok(s) if class == "multipath" && healthy.is_some() && s.bios_failed > 0 => {
+                bad += 1;
+                report(&s, o.json);
+                eprintln!(
+                    "failed at seed {seed}: {} bios failed although path {} never failed; replay with: mpsim soak --class {class} --bios {} --seed {seed}",
+                    s.bios_failed,
+                    healthy.unwrap_or_default(),
+                    o.bios
+                );
+            }
             Ok(s) if !s.is_bad() => {
                 ok += 1;
                 eprintln!(
