@@ -342,6 +342,37 @@ gmr_provider_counts(const struct g_provider *pp, struct gmr_access *out)
 	out->e = pp->ace;
 }
 
+void
+gmr_provider_stripe(const struct g_provider *pp, uint64_t *stripesize,
+    uint64_t *stripeoffset)
+{
+	*stripesize = (uint64_t)pp->stripesize;
+	*stripeoffset = (uint64_t)pp->stripeoffset;
+}
+
+void
+gmr_provider_set_stripe(struct g_provider *pp, uint64_t stripesize,
+    uint64_t stripeoffset)
+{
+	pp->stripesize = (off_t)stripesize;
+	pp->stripeoffset = (off_t)stripeoffset;
+}
+
+int32_t
+gmr_provider_accepts_unmapped(const struct g_provider *pp)
+{
+	return ((pp->flags & G_PF_ACCEPT_UNMAPPED) != 0);
+}
+
+void
+gmr_provider_set_unmapped(struct g_provider *pp, int32_t accept)
+{
+	if (accept != 0)
+		pp->flags |= G_PF_ACCEPT_UNMAPPED;
+	else
+		pp->flags &= ~G_PF_ACCEPT_UNMAPPED;
+}
+
 /* ---- consumers ------------------------------------------------------------ */
 
 struct g_consumer *

@@ -382,6 +382,19 @@ impl<P: Platform> Softc<P> {
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         self.slots[slot].occupy(P::consumer_to_raw(cp), &pname, seq);
+        // Provider properties before the path carries I/O: the first path
+        // that has a stripe gives it (a 512e disk shows 4 KiB physical
+        // sectors to ZFS through us), and the unmapped flag must be gone
+        // before a path that cannot take unmapped bios is chosen.
+        if let Some(mpp) = self.provider() {
+            if plat.provider_stripe(mpp) == (0, 0) {
+                let (size, offset) = plat.provider_stripe(pp);
+                if (size, offset) != (0, 0) {
+                    plat.set_provider_stripe(mpp, size, offset);
+                }
+            }
+        }
+        self.update_unmapped(plat);
         self.slots[slot].publish();
         self.ndisks.fetch_add(1, Ordering::SeqCst);
         mp_log!(plat, "{} added to {}", pname, self.name);
@@ -389,6 +402,34 @@ impl<P: Platform> Softc<P> {
             self.set_active(plat, Some(slot));
         }
         Ok(())
+    }
+
+    /// `G_PF_ACCEPT_UNMAPPED` on our provider, recomputed whenever a path
+    /// comes or goes (topology held): set only when every path that may
+    /// still carry I/O (attached and not LOST; FAIL ones can be restored)
+    /// takes unmapped bios. FreeBSD ORs the paths' flags instead, so an
+    /// unmapped bio can be sent down a path that cannot take one; GEOM then
+    /// maps it into scarce transient KVA on the way (`g_io_check`), which
+    /// can stall. Upper layers read the flag when they build a bio, so one
+    /// built just before a path without it is added may still arrive
+    /// unmapped; GEOM's mapping covers that window.
+    fn update_unmapped(&self, plat: &P) {
+        let Some(mpp) = self.provider() else { return };
+        let mut any = false;
+        let mut all = true;
+        for i in self.slots_newest_first() {
+            if self.slots[i].has(st::LOST) {
+                continue;
+            }
+            if let Some(pp) = plat.consumer_provider(self.consumer(i)) {
+                any = true;
+                all &= plat.provider_accepts_unmapped(pp);
+            }
+        }
+        let want = any && all;
+        if plat.provider_accepts_unmapped(mpp) != want {
+            plat.set_provider_unmapped(mpp, want);
+        }
     }
 
     /// Marks a path FAIL or LOST (topology held; `g_multipath_fault`).
@@ -497,6 +538,7 @@ impl<P: Platform> Softc<P> {
     pub(crate) fn lose(self: &Arc<Self>, plat: &P, slot: usize, guard_retaste: bool) {
         self.ndisks.fetch_sub(1, Ordering::SeqCst);
         self.fault(plat, slot, st::LOST);
+        self.update_unmapped(plat);
         if self.slots[slot].inflight() == 0 && self.slots[slot].claim_teardown() {
             self.teardown(plat, slot, guard_retaste);
         }

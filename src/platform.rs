@@ -183,6 +183,19 @@ pub trait Platform: Send + Sync + Sized + 'static {
     fn provider_sectorsize(&self, pp: Self::Provider) -> u32;
     /// The provider's access counts (`pp->acr`, `acw`, `ace`).
     fn provider_access(&self, pp: Self::Provider) -> Access;
+    /// `(pp->stripesize, pp->stripeoffset)`: the provider's preferred I/O
+    /// alignment (4096 and 0 for a 512e disk, whose physical sectors are
+    /// 4 KiB). Both 0 when it has none.
+    fn provider_stripe(&self, pp: Self::Provider) -> (u64, u64);
+    /// Sets `pp->stripesize` and `pp->stripeoffset` on one of our own
+    /// providers (topology).
+    fn set_provider_stripe(&self, pp: Self::Provider, stripesize: u64, stripeoffset: u64);
+    /// Whether `G_PF_ACCEPT_UNMAPPED` is set: the provider takes bios whose
+    /// data is pages with no kernel address (`BIO_UNMAPPED`).
+    fn provider_accepts_unmapped(&self, pp: Self::Provider) -> bool;
+    /// Sets or clears `G_PF_ACCEPT_UNMAPPED` on one of our own providers
+    /// (topology). Upper layers read it when they build a bio.
+    fn set_provider_unmapped(&self, pp: Self::Provider, accept: bool);
 
     // ---- consumers (topology) --------------------------------------------
     fn new_consumer(&self, gp: Self::Geom) -> Result<Self::Consumer, Errno>;

@@ -114,6 +114,15 @@ const char *gmr_provider_name(const struct g_provider *pp);
 uint64_t gmr_provider_mediasize(const struct g_provider *pp);
 uint32_t gmr_provider_sectorsize(const struct g_provider *pp);
 void gmr_provider_counts(const struct g_provider *pp, struct gmr_access *out);
+/* pp->stripesize and pp->stripeoffset. */
+void gmr_provider_stripe(const struct g_provider *pp, uint64_t *stripesize,
+    uint64_t *stripeoffset);
+void gmr_provider_set_stripe(struct g_provider *pp, uint64_t stripesize,
+    uint64_t stripeoffset);
+/* Nonzero when pp->flags has G_PF_ACCEPT_UNMAPPED; setting it (nonzero) or
+ * clearing it (0). */
+int32_t gmr_provider_accepts_unmapped(const struct g_provider *pp);
+void gmr_provider_set_unmapped(struct g_provider *pp, int32_t accept);
 
 /* ---- consumers (topology) ------------------------------------------- */
 struct g_consumer *gmr_consumer_new(struct g_geom *gp);

@@ -66,6 +66,9 @@ pub(crate) struct BioState {
     pub offset: u64,
     pub length: u64,
     pub data: Option<DataBuf>,
+    /// `BIO_UNMAPPED`: the data is pages without a kernel address (the
+    /// simulator still keeps it in `data`; only the flag is checked).
+    pub unmapped: bool,
     pub error: Errno,
     pub completed: u64,
     pub parent: Option<BioId>,
@@ -152,6 +155,7 @@ impl SimPlatform {
                 offset,
                 length,
                 data,
+                unmapped: false,
                 error: 0,
                 completed: 0,
                 parent: None,
@@ -235,6 +239,16 @@ impl SimPlatform {
         self.with_bio(bp, "bio_completed", |s| s.completed)
             .unwrap_or(0)
     }
+    /// Marks a bio `BIO_UNMAPPED` (a user building it from unmapped pages);
+    /// its clones inherit the flag, as `g_clone_bio` copies it.
+    pub fn set_bio_unmapped(&self, bp: &mut Bio, unmapped: bool) {
+        self.with_bio(bp, "bio_flags", |s| s.unmapped = unmapped);
+    }
+    /// Whether the bio is `BIO_UNMAPPED`.
+    pub fn bio_unmapped_of(&self, bp: &Bio) -> bool {
+        self.with_bio(bp, "bio_flags", |s| s.unmapped)
+            .unwrap_or(false)
+    }
     /// `bio_attribute` of a BIO_GETATTR; `None` for other commands.
     pub fn bio_attribute_of(&self, bp: &Bio) -> Option<Arc<str>> {
         self.with_bio(bp, "bio_attribute", |s| {
@@ -306,6 +320,7 @@ impl SimPlatform {
                 offset: p.offset,
                 length: p.length,
                 data: p.data.clone(),
+                unmapped: p.unmapped,
                 error: 0,
                 completed: 0,
                 parent: Some(parent.id),
@@ -333,7 +348,7 @@ impl SimPlatform {
     /// `g_io_request(bp, cp)`: onto the g_down queue.
     pub fn g_io_request(&self, bp: Bio, cp: ConsumerId) {
         let id = bp.into_id();
-        let pp = {
+        let (pp, accept_unmapped) = {
             let mut t = self.topo();
             let Some(c) = t.consumer.get_mut(&cp) else {
                 drop(t);
@@ -352,11 +367,14 @@ impl SimPlatform {
                 );
             };
             c.nstart += 1;
+            let mut accept = false;
             if let Some(p) = t.provider.get_mut(&pp) {
                 p.nstart += 1;
+                accept = p.accept_unmapped;
             }
-            pp
+            (pp, accept)
         };
+        let mut unmapped_cmd = None;
         {
             let mut t = self.bios();
             let Some(s) = t.map.get_mut(&id) else {
@@ -378,11 +396,22 @@ impl SimPlatform {
                 drop(t);
                 return self.violation(rule::IO, format!("g_io_request({id:?}): NULL bio_data"));
             }
+            if s.unmapped && !accept_unmapped && matches!(s.cmd, BioCmd::Read | BioCmd::Write) {
+                unmapped_cmd = Some(s.cmd);
+            }
             s.from = Some(cp);
             s.to = Some(pp);
             s.error = 0;
             s.completed = 0;
             s.phase = Phase::Down;
+        }
+        if let Some(cmd) = unmapped_cmd {
+            // Reported, then carried out as the kernel would (it maps it).
+            let name = self.provider_name_of(pp).unwrap_or_default();
+            self.violation(
+                rule::UNMAPPED,
+                format!("g_io_request({id:?}): unmapped {cmd:?} sent to {name}, which does not accept unmapped I/O (no G_PF_ACCEPT_UNMAPPED)"),
+            );
         }
         let me = self.clone();
         self.sh
@@ -694,6 +723,22 @@ impl SimPlatform {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<BioResult, Errno> {
+        self.sync_io_full(what, cp, cmd, attribute, false, offset, data)
+    }
+
+    /// [`SimPlatform::sync_io`] with every option: a `bio_attribute`, and
+    /// `BIO_UNMAPPED` (`unmapped`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn sync_io_full(
+        &self,
+        what: &str,
+        cp: ConsumerId,
+        cmd: BioCmd,
+        attribute: Option<&str>,
+        unmapped: bool,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<BioResult, Errno> {
         let (_, ctx) = crate::sched::current();
         if ctx.is_io() {
             self.violation(
@@ -721,6 +766,9 @@ impl SimPlatform {
         );
         if let Some(a) = attribute {
             self.with_bio(&bp, "bio_attribute", |s| s.attribute = Some(a.into()));
+        }
+        if unmapped {
+            self.with_bio(&bp, "bio_flags", |s| s.unmapped = true);
         }
         self.g_io_request(bp, cp);
         match self.wait_completion(&c, what) {

@@ -78,6 +78,8 @@ pub struct Dev {
     sc: Arc<DevSoftc>,
     acc: Access,
     closed: bool,
+    /// Reads and writes go down as unmapped bios (`BIO_UNMAPPED`).
+    unmapped: AtomicBool,
 }
 
 impl SimPlatform {
@@ -125,6 +127,7 @@ impl SimPlatform {
             sc,
             acc,
             closed: false,
+            unmapped: AtomicBool::new(false),
         })
     }
 }
@@ -139,6 +142,23 @@ impl Dev {
     /// (mediasize, sectorsize) of the provider, if it still exists.
     pub fn size(&self) -> Option<(u64, u32)> {
         self.plat.provider_size(self.pp)
+    }
+    /// Whether the provider takes unmapped bios (`G_PF_ACCEPT_UNMAPPED`),
+    /// which a user checks before building them.
+    pub fn accepts_unmapped(&self) -> bool {
+        self.plat
+            .provider_accepts_unmapped_of(self.pp)
+            .unwrap_or(false)
+    }
+    /// From now on send reads and writes as unmapped bios (`BIO_UNMAPPED`),
+    /// as a file system does with unmapped buffers; the data still travels
+    /// (the simulator keeps it), only the flag changes. Sending them to a
+    /// provider without `G_PF_ACCEPT_UNMAPPED` is a violation.
+    pub fn set_unmapped_io(&self, on: bool) {
+        self.unmapped.store(on, Ordering::Release);
+    }
+    fn unmapped_for(&self, cmd: BioCmd) -> bool {
+        matches!(cmd, BioCmd::Read | BioCmd::Write) && self.unmapped.load(Ordering::Acquire)
     }
     fn alive(&self) -> bool {
         !self.closed && !self.sc.gone.load(Ordering::Acquire) && self.plat.consumer_exists(self.cp)
@@ -163,13 +183,16 @@ impl Dev {
             BioCmd::Write => Some(data.unwrap_or_else(|| vec![0u8; length as usize])),
             _ => data,
         };
-        let bp = self.plat.new_bio(
+        let mut bp = self.plat.new_bio(
             cmd,
             offset,
             length,
             buf.map(|b| Arc::new(Mutex::new(b))),
             DoneTarget::User(Arc::new(done)),
         );
+        if self.unmapped_for(cmd) {
+            self.plat.set_bio_unmapped(&mut bp, true);
+        }
         let id = bp.id();
         self.plat.g_io_request(bp, self.cp);
         Ok(id)
@@ -180,8 +203,17 @@ impl Dev {
         if !self.alive() {
             return Err(ENXIO);
         }
+        let unmapped = self.unmapped_for(BioCmd::Read);
         self.plat
-            .sync_io("read", self.cp, BioCmd::Read, offset, vec![0; length])
+            .sync_io_full(
+                "read",
+                self.cp,
+                BioCmd::Read,
+                None,
+                unmapped,
+                offset,
+                vec![0; length],
+            )
             .map(|r| r.data)
     }
 
@@ -190,8 +222,17 @@ impl Dev {
         if !self.alive() {
             return Err(ENXIO);
         }
+        let unmapped = self.unmapped_for(BioCmd::Write);
         self.plat
-            .sync_io("write", self.cp, BioCmd::Write, offset, data.to_vec())
+            .sync_io_full(
+                "write",
+                self.cp,
+                BioCmd::Write,
+                None,
+                unmapped,
+                offset,
+                data.to_vec(),
+            )
             .map(|_| ())
     }
 

@@ -37,17 +37,28 @@ pub struct LunConfig {
     pub paths: Vec<String>,
     pub mediasize: u64,
     pub sectorsize: u32,
+    /// The LUN's physical alignment as its providers report it
+    /// (`stripesize`, `stripeoffset`): 4096 and 0 for a 512e disk.
+    pub stripesize: u64,
+    pub stripeoffset: u64,
+    /// Whether the paths' providers take unmapped bios
+    /// (`G_PF_ACCEPT_UNMAPPED`, as da(4) and md(4) do). Per path it can be
+    /// changed with [`PathHandle::set_accepts_unmapped`] (an HBA without it).
+    pub unmapped: bool,
     pub store: StoreKind,
 }
 
 impl LunConfig {
-    /// A memory LUN of `mediasize` bytes, 512-byte sectors, with paths
-    /// named `names`.
+    /// A memory LUN of `mediasize` bytes, 512-byte sectors, no stripe,
+    /// taking unmapped I/O, with paths named `names`.
     pub fn new(names: &[&str], mediasize: u64) -> LunConfig {
         LunConfig {
             paths: names.iter().map(|s| s.to_string()).collect(),
             mediasize,
             sectorsize: 512,
+            stripesize: 0,
+            stripeoffset: 0,
+            unmapped: true,
             store: StoreKind::Memory,
         }
     }
@@ -84,6 +95,10 @@ pub(crate) struct PathState {
     /// String attributes the path answers BIO_GETATTR for, by name
     /// ("GEOM::physpath" as `gnop -z` sets it); others get EOPNOTSUPP.
     pub attrs: Mutex<BTreeMap<String, String>>,
+    /// (stripesize, stripeoffset) its provider reports.
+    pub stripe: Mutex<(u64, u64)>,
+    /// Its provider has `G_PF_ACCEPT_UNMAPPED`.
+    pub unmapped: AtomicBool,
 }
 
 /// The attribute `diskinfo -p` reads: where the device sits physically.
@@ -274,6 +289,8 @@ impl SimPlatform {
                     geom: Mutex::new(None),
                     provider: Mutex::new(None),
                     attrs: Mutex::new(BTreeMap::new()),
+                    stripe: Mutex::new((cfg.stripesize, cfg.stripeoffset)),
+                    unmapped: AtomicBool::new(cfg.unmapped),
                 })
             })
             .collect();
@@ -316,6 +333,9 @@ impl SimPlatform {
         let Ok(pp) = p.g_new_provider(gp, &path.name, lun.mediasize, lun.sectorsize) else {
             return;
         };
+        let (stripesize, stripeoffset) = *lock(&path.stripe);
+        p.set_provider_stripe(pp, stripesize, stripeoffset);
+        p.set_provider_accepts_unmapped(pp, path.unmapped.load(Ordering::Acquire));
         p.g_error_provider(pp, 0);
         *lock(&path.geom) = Some(gp);
         *lock(&path.provider) = Some(pp);
@@ -461,6 +481,32 @@ impl PathHandle {
             Some(v) => a.insert(name.to_string(), v.to_string()),
             None => a.remove(name),
         };
+    }
+    /// Sets the stripe its provider reports: at once on the live provider
+    /// (a driver's own field; classes above read it when they attach) and
+    /// on every later arrival.
+    pub fn set_stripe(&self, stripesize: u64, stripeoffset: u64) {
+        *lock(&self.path.stripe) = (stripesize, stripeoffset);
+        if let Some(pp) = self.provider() {
+            self.plat.set_provider_stripe(pp, stripesize, stripeoffset);
+        }
+    }
+    /// The stripe its provider reports.
+    pub fn stripe(&self) -> (u64, u64) {
+        *lock(&self.path.stripe)
+    }
+    /// Whether its provider takes unmapped bios (`G_PF_ACCEPT_UNMAPPED`):
+    /// a path through an HBA that cannot do unmapped I/O says no. Applies at
+    /// once to the live provider and to every later arrival.
+    pub fn set_accepts_unmapped(&self, accept: bool) {
+        self.path.unmapped.store(accept, Ordering::Release);
+        if let Some(pp) = self.provider() {
+            self.plat.set_provider_accepts_unmapped(pp, accept);
+        }
+    }
+    /// Whether its provider takes unmapped bios.
+    pub fn accepts_unmapped(&self) -> bool {
+        self.path.unmapped.load(Ordering::Acquire)
     }
     /// Clears every fault (not death).
     pub fn heal(&self) {

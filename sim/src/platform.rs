@@ -102,6 +102,22 @@ impl Platform for SimPlatform {
     fn provider_access(&self, pp: ProviderId) -> Access {
         self.provider_acc(pp).unwrap_or(Access::NONE)
     }
+    fn provider_stripe(&self, pp: ProviderId) -> (u64, u64) {
+        self.provider_stripe_of(pp).unwrap_or((0, 0))
+    }
+    fn set_provider_stripe(&self, pp: ProviderId, stripesize: u64, stripeoffset: u64) {
+        if self.g_topology_assert("set pp->stripesize") {
+            SimPlatform::set_provider_stripe(self, pp, stripesize, stripeoffset);
+        }
+    }
+    fn provider_accepts_unmapped(&self, pp: ProviderId) -> bool {
+        self.provider_accepts_unmapped_of(pp).unwrap_or(false)
+    }
+    fn set_provider_unmapped(&self, pp: ProviderId, accept: bool) {
+        if self.g_topology_assert("set G_PF_ACCEPT_UNMAPPED") {
+            self.set_provider_accepts_unmapped(pp, accept);
+        }
+    }
 
     fn new_consumer(&self, gp: GeomId) -> Result<ConsumerId, Errno> {
         self.g_new_consumer(gp)

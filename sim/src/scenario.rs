@@ -403,11 +403,10 @@ impl Scenario {
                 .transpose()?
                 .unwrap_or(16 << 20);
             let mut cfg = LunConfig {
-                paths: d.paths.clone(),
-                mediasize: size,
                 sectorsize: d.sectorsize.unwrap_or(512),
-                store: StoreKind::Memory,
+                ..LunConfig::new(&[], size)
             };
+            cfg.paths = d.paths.clone();
             if d.store.as_deref() == Some("file") {
                 let f: PathBuf = std::env::temp_dir()
                     .join(format!("mpsim-{}-{seed}-{i}.img", std::process::id()));

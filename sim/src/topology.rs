@@ -51,6 +51,8 @@ pub(crate) struct ProviderRec {
     pub sectorsize: u32,
     pub stripesize: u64,
     pub stripeoffset: u64,
+    /// `G_PF_ACCEPT_UNMAPPED`: takes bios whose data has no kernel address.
+    pub accept_unmapped: bool,
     pub error: Errno,
     pub acc: Access,
     pub consumers: Vec<ConsumerId>,
@@ -297,6 +299,7 @@ impl SimPlatform {
                 sectorsize,
                 stripesize: 0,
                 stripeoffset: 0,
+                accept_unmapped: false,
                 error: ENXIO,
                 acc: Access::NONE,
                 consumers: Vec::new(),
@@ -324,11 +327,37 @@ impl SimPlatform {
     }
 
     /// Sets stripe size and offset (what `gmultipath` copies from paths).
+    /// A driver sets them on its own provider before announcing it; a class
+    /// changing a live provider does it under the topology lock.
     pub fn set_provider_stripe(&self, pp: ProviderId, stripesize: u64, stripeoffset: u64) {
-        if let Some(p) = self.topo().provider.get_mut(&pp) {
-            p.stripesize = stripesize;
-            p.stripeoffset = stripeoffset;
+        match self.topo().provider.get_mut(&pp) {
+            Some(p) => {
+                p.stripesize = stripesize;
+                p.stripeoffset = stripeoffset;
+            }
+            None => self.stale("set stripe", pp),
         }
+    }
+
+    /// (stripesize, stripeoffset).
+    pub fn provider_stripe_of(&self, pp: ProviderId) -> Option<(u64, u64)> {
+        self.topo()
+            .provider
+            .get(&pp)
+            .map(|p| (p.stripesize, p.stripeoffset))
+    }
+
+    /// Sets or clears `G_PF_ACCEPT_UNMAPPED`.
+    pub fn set_provider_accepts_unmapped(&self, pp: ProviderId, accept: bool) {
+        match self.topo().provider.get_mut(&pp) {
+            Some(p) => p.accept_unmapped = accept,
+            None => self.stale("set G_PF_ACCEPT_UNMAPPED", pp),
+        }
+    }
+
+    /// Whether `G_PF_ACCEPT_UNMAPPED` is set.
+    pub fn provider_accepts_unmapped_of(&self, pp: ProviderId) -> Option<bool> {
+        self.topo().provider.get(&pp).map(|p| p.accept_unmapped)
     }
 
     /// Changes a provider's size fields (topology held): used by classes that

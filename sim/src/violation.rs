@@ -31,6 +31,11 @@ pub mod rule {
     pub const STALE: &str = "stale";
     /// I/O misuse (request on a detached consumer, bad done routing).
     pub const IO: &str = "io";
+    /// An unmapped bio (`BIO_UNMAPPED`: data pages with no kernel address)
+    /// sent to a provider without `G_PF_ACCEPT_UNMAPPED`. Stricter than the
+    /// kernel, which would map it into scarce transient KVA on the way
+    /// (`g_io_check`): a class must not make GEOM do that behind its users.
+    pub const UNMAPPED: &str = "unmapped";
     /// Resources still held when the simulator is shut down.
     pub const LEAK: &str = "leak";
     /// Nothing can make progress (deterministic mode) or a wait timed out.

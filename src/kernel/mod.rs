@@ -427,6 +427,25 @@ impl Platform for KernelPlatform {
         // SAFETY: pp live; `a` is a writable gmr_access.
         counts(|a| unsafe { kpi::gmr_provider_counts(pp.as_ptr(), a) })
     }
+    fn provider_stripe(&self, pp: Provider) -> (u64, u64) {
+        let (mut size, mut offset) = (0u64, 0u64);
+        // SAFETY: pp live; both out-pointers are writable u64s on this stack.
+        unsafe { kpi::gmr_provider_stripe(pp.as_ptr(), &mut size, &mut offset) };
+        (size, offset)
+    }
+    fn set_provider_stripe(&self, pp: Provider, stripesize: u64, stripeoffset: u64) {
+        // SAFETY: topology lock held; pp is one of our own live providers.
+        unsafe { kpi::gmr_provider_set_stripe(pp.as_ptr(), stripesize, stripeoffset) }
+    }
+    fn provider_accepts_unmapped(&self, pp: Provider) -> bool {
+        // SAFETY: pp live.
+        unsafe { kpi::gmr_provider_accepts_unmapped(pp.as_ptr()) != 0 }
+    }
+    fn set_provider_unmapped(&self, pp: Provider, accept: bool) {
+        // SAFETY: topology lock held (which serialises writers of
+        // pp->flags); pp is one of our own live providers.
+        unsafe { kpi::gmr_provider_set_unmapped(pp.as_ptr(), i32::from(accept)) }
+    }
 
     fn new_consumer(&self, gp: Geom) -> Result<Consumer, Errno> {
         // SAFETY: topology lock held; gp live (and has an orphan method: the

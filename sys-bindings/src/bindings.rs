@@ -139,6 +139,18 @@ unsafe extern "C" {
     pub fn gmr_provider_mediasize(pp: *const g_provider) -> u64;
     pub fn gmr_provider_sectorsize(pp: *const g_provider) -> u32;
     pub fn gmr_provider_counts(pp: *const g_provider, out: *mut gmr_access);
+    pub fn gmr_provider_stripe(
+        pp: *const g_provider,
+        stripesize: *mut u64,
+        stripeoffset: *mut u64,
+    );
+    pub fn gmr_provider_set_stripe(
+        pp: *mut g_provider,
+        stripesize: u64,
+        stripeoffset: u64,
+    );
+    pub fn gmr_provider_accepts_unmapped(pp: *const g_provider) -> i32;
+    pub fn gmr_provider_set_unmapped(pp: *mut g_provider, accept: i32);
     pub fn gmr_consumer_new(gp: *mut g_geom) -> *mut g_consumer;
     pub fn gmr_consumer_attach(cp: *mut g_consumer, pp: *mut g_provider) -> i32;
     pub fn gmr_consumer_detach(cp: *mut g_consumer);
