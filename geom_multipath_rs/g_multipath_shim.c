@@ -36,6 +36,7 @@ MALLOC_DEFINE(M_GMR, "geom_multipath_rs", "GEOM MULTIPATH (Rust core) data");
 static g_taste_t g_mp_taste;
 static g_start_t g_mp_start;
 static g_orphan_t g_mp_orphan;
+static g_resize_t g_mp_resize;
 static g_access_t g_mp_access;
 static g_ctl_req_t g_mp_ctlreq;
 static g_ctl_destroy_geom_t g_mp_destroy_geom;
@@ -49,6 +50,7 @@ static struct g_class g_multipath_class = {
 	.taste = g_mp_taste,
 	.start = g_mp_start,
 	.orphan = g_mp_orphan,
+	.resize = g_mp_resize,
 	.access = g_mp_access,
 	.ctlreq = g_mp_ctlreq,
 	.destroy_geom = g_mp_destroy_geom,
@@ -80,6 +82,14 @@ static void
 g_mp_orphan(struct g_consumer *cp)
 {
 	gmr_rs_orphan(cp, cp->geom->softc);
+}
+
+/* Copied into every geom of the class by g_new_geomf(); the taste geom has
+ * no softc, and Rust ignores a resize of it. */
+static void
+g_mp_resize(struct g_consumer *cp)
+{
+	gmr_rs_resize(cp, cp->geom->softc);
 }
 
 static int
@@ -371,6 +381,12 @@ gmr_provider_set_unmapped(struct g_provider *pp, int32_t accept)
 		pp->flags |= G_PF_ACCEPT_UNMAPPED;
 	else
 		pp->flags &= ~G_PF_ACCEPT_UNMAPPED;
+}
+
+void
+gmr_provider_resize(struct g_provider *pp, uint64_t mediasize)
+{
+	g_resize_provider(pp, (off_t)mediasize);
 }
 
 /* ---- consumers ------------------------------------------------------------ */

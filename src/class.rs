@@ -7,16 +7,17 @@
 
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{
     AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 
-use crate::metadata::Mode;
+use crate::metadata::{Metadata, Mode, Name, Uuid};
 use crate::mp_log;
 use crate::path::{st, PathSlot, MAX_PATHS, NONE};
-use crate::platform::{Access, Errno, Platform, EBUSY, EEXIST, EINPROGRESS, ENOSPC, ENXIO};
+use crate::platform::{Access, Errno, Platform, EBUSY, EEXIST, EINPROGRESS, EINVAL, ENOSPC, ENXIO};
 use crate::worker::Worker;
 
 /// The class (`struct g_class` state): one per platform instance.
@@ -262,6 +263,29 @@ impl<P: Platform> Softc<P> {
         } else {
             size
         }
+    }
+
+    /// The last sector of a path holding this device's label: for a path
+    /// of `size` bytes in `sectorsize`-byte sectors, in `mode`. EINVAL when
+    /// the device has no uuid or the geometry cannot carry a label.
+    pub(crate) fn label_sector(
+        &self,
+        size: u64,
+        sectorsize: u32,
+        mode: Mode,
+    ) -> Result<Vec<u8>, Errno> {
+        let md = Metadata::new(
+            Name::new(&self.name).map_err(|_| EINVAL)?,
+            Uuid::parse(&self.uuid).map_err(|_| EINVAL)?,
+            sectorsize,
+            size,
+            mode,
+        )
+        .map_err(|_| EINVAL)?;
+        let len = usize::try_from(sectorsize).map_err(|_| EINVAL)?;
+        let mut sector = vec![0u8; len];
+        md.encode_sector(&mut sector).map_err(|_| EINVAL)?;
+        Ok(sector)
     }
 
     /// Occupied slots (attached consumers), newest first like the kernel's

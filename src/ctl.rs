@@ -13,7 +13,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::class::{Class, DestroyHow, Softc};
-use crate::metadata::{validate_name, validate_uuid, Metadata, Mode, Name, Uuid, NAME_MAX};
+use crate::metadata::{validate_name, validate_uuid, Mode, NAME_MAX};
 use crate::mp_log;
 use crate::path::st;
 use crate::platform::{CtlReq, Errno, Platform, EBUSY, EINPROGRESS};
@@ -384,17 +384,7 @@ impl<P: Platform> Class<P> {
         let cp = sc.consumer(slot);
         let pp = plat.consumer_provider(cp).ok_or(crate::platform::ENXIO)?;
         let (size, secsize) = (plat.provider_mediasize(pp), plat.provider_sectorsize(pp));
-        let md = Metadata::new(
-            Name::new(&sc.name).map_err(|_| crate::platform::EINVAL)?,
-            Uuid::parse(&sc.uuid).map_err(|_| crate::platform::EINVAL)?,
-            secsize,
-            size,
-            mode,
-        )
-        .map_err(|_| crate::platform::EINVAL)?;
-        let mut sector = vec![0u8; secsize as usize];
-        md.encode_sector(&mut sector)
-            .map_err(|_| crate::platform::EINVAL)?;
+        let sector = sc.label_sector(size, secsize, mode)?;
         write_last_sector(plat, cp, &sector)
     }
 

@@ -18,6 +18,7 @@ pub mod io;
 pub mod metadata;
 pub mod path;
 pub mod platform;
+pub mod resize;
 pub mod taste;
 pub mod worker;
 

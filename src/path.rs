@@ -143,6 +143,12 @@ impl PathSlot {
             Err(self.put())
         }
     }
+    /// Takes a reference for synchronous I/O of the class's own (a label
+    /// read or write) whatever the path's state: its consumer is not
+    /// detached before the matching [`PathSlot::put`].
+    pub fn hold(&self) {
+        self.inflight.fetch_add(1, Ordering::SeqCst);
+    }
     /// Drops a bio reference. Returns true when this drained a LOST path and
     /// the caller has claimed its teardown.
     pub fn put(&self) -> bool {

@@ -15,7 +15,8 @@
 //! Rules the caller (the core) must follow, as in the kernel; the simulator
 //! enforces them and fails with the name of the rule broken:
 //! - "topology": calls marked *topology* need the topology lock held
-//!   (taste, ctlreq, orphan, access, dumpconf and events run with it held;
+//!   (taste, ctlreq, orphan, resize, access, dumpconf and events run with
+//!   it held;
 //!   the worker must take it with [`Platform::topology_lock`]).
 //! - "nosleep": [`Platform::read_data`], [`Platform::write_data`] and
 //!   [`WaitQueue::sleep`] may sleep, so they are never called from `start` or
@@ -196,6 +197,13 @@ pub trait Platform: Send + Sync + Sized + 'static {
     /// Sets or clears `G_PF_ACCEPT_UNMAPPED` on one of our own providers
     /// (topology). Upper layers read it when they build a bio.
     fn set_provider_unmapped(&self, pp: Self::Provider, accept: bool);
+    /// `g_resize_provider(pp, mediasize)` on one of our own providers
+    /// (topology): GEOM posts an event that sets the new size and calls the
+    /// resize method of each geom attached to it (orphaning, on a shrink,
+    /// those without one). Nothing happens for an unchanged size or a
+    /// withering provider. GEOM calls [`Softc::resize`] the same way when a
+    /// path's provider changes size.
+    fn resize_provider(&self, pp: Self::Provider, mediasize: u64);
 
     // ---- consumers (topology) --------------------------------------------
     fn new_consumer(&self, gp: Self::Geom) -> Result<Self::Consumer, Errno>;

@@ -53,6 +53,32 @@ pub(crate) fn read_label<P: Platform>(plat: &P, pp: P::Provider) -> Result<Vec<u
     result
 }
 
+/// Reads the last sector through an attached path consumer, opening it for
+/// reading if needed (topology held; dropped for the read, which sleeps).
+pub(crate) fn read_last_sector<P: Platform>(plat: &P, cp: P::Consumer) -> Result<Vec<u8>, Errno> {
+    plat.topology_assert();
+    let pp = plat.consumer_provider(cp).ok_or(EIO)?;
+    let sectorsize = plat.provider_sectorsize(pp);
+    let offset = label_offset(plat.provider_mediasize(pp), sectorsize).ok_or(EINVAL)?;
+    let length = usize::try_from(sectorsize).map_err(|_| EINVAL)?;
+    let extra = if plat.consumer_access(cp).r > 0 {
+        Access::NONE
+    } else {
+        Access::new(1, 0, 0)
+    };
+    if extra.is_open() {
+        plat.access(cp, extra)?;
+    }
+    plat.topology_unlock();
+    let r = plat.read_data(cp, offset, length);
+    plat.topology_lock();
+    if extra.is_open() {
+        // Closing a reader cannot fail in GEOM.
+        let _ = plat.access(cp, extra.neg());
+    }
+    r
+}
+
 /// Writes `sector` as the last sector through an attached path consumer,
 /// opening it for writing if needed (topology held; dropped for the write).
 pub(crate) fn write_last_sector<P: Platform>(

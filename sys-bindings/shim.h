@@ -123,6 +123,8 @@ void gmr_provider_set_stripe(struct g_provider *pp, uint64_t stripesize,
  * clearing it (0). */
 int32_t gmr_provider_accepts_unmapped(const struct g_provider *pp);
 void gmr_provider_set_unmapped(struct g_provider *pp, int32_t accept);
+/* g_resize_provider(pp, mediasize): posts GEOM's resize event. */
+void gmr_provider_resize(struct g_provider *pp, uint64_t mediasize);
 
 /* ---- consumers (topology) ------------------------------------------- */
 struct g_consumer *gmr_consumer_new(struct g_geom *gp);
@@ -210,6 +212,7 @@ typedef struct g_geom *gmr_rs_taste_t(struct g_provider *pp);
 typedef void gmr_rs_start_t(struct bio *bp, void *softc);
 typedef void gmr_rs_child_done_t(struct bio *bp, void *softc);
 typedef void gmr_rs_orphan_t(struct g_consumer *cp, void *softc);
+typedef void gmr_rs_resize_t(struct g_consumer *cp, void *softc);
 typedef int32_t gmr_rs_access_t(struct g_provider *pp, void *softc,
     int32_t dr, int32_t dw, int32_t de);
 typedef void gmr_rs_ctlreq_t(struct gctl_req *req, const char *verb);
@@ -224,6 +227,7 @@ gmr_rs_taste_t gmr_rs_taste;
 gmr_rs_start_t gmr_rs_start;
 gmr_rs_child_done_t gmr_rs_child_done;
 gmr_rs_orphan_t gmr_rs_orphan;
+gmr_rs_resize_t gmr_rs_resize;
 gmr_rs_access_t gmr_rs_access;
 gmr_rs_ctlreq_t gmr_rs_ctlreq;
 gmr_rs_destroy_geom_t gmr_rs_destroy_geom;

@@ -4,7 +4,7 @@
 //! disk drivers and DEV implement it directly.
 //!
 //! Every method gets a [`SimPlatform`] bound to the class, and runs in the
-//! context GEOM runs it in: taste, orphan, access, ctlreq, dumpconf,
+//! context GEOM runs it in: taste, orphan, resize, access, ctlreq, dumpconf,
 //! destroy_geom, init and fini with the topology lock held on the event
 //! thread (or by the user thread that loads or unloads); start on `g_down`
 //! and done on `g_up`, where the lock may not be taken and nothing may sleep.
@@ -40,6 +40,15 @@ pub trait SimClass: Send + Sync + 'static {
     }
     /// `gp->orphan` (topology held): the provider under `cp` went away.
     fn orphan(&self, plat: &SimPlatform, cp: ConsumerId);
+    /// Whether the class has a resize method (`gp->resize != NULL`). When a
+    /// provider shrinks, consumers of geoms without one are orphaned.
+    fn has_resize(&self) -> bool {
+        false
+    }
+    /// `gp->resize` (topology held): the provider under `cp` changed size
+    /// (its new size is already set). Only called when
+    /// [`SimClass::has_resize`] says so.
+    fn resize(&self, _plat: &SimPlatform, _cp: ConsumerId) {}
     /// `gp->access` (topology held): the geom's provider `pp` is being
     /// opened or closed by `delta`.
     fn access(&self, _plat: &SimPlatform, _pp: ProviderId, _delta: Access) -> Result<(), Errno> {

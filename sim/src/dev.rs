@@ -53,6 +53,11 @@ impl SimClass for DevClass {
     fn start(&self, plat: &SimPlatform, _gp: GeomId, bp: Bio) {
         plat.g_io_deliver(bp, ENXIO);
     }
+    /// g_dev_resize: the node follows the provider's new size (read from
+    /// the provider on each use), so nothing is orphaned on a shrink.
+    fn has_resize(&self) -> bool {
+        true
+    }
     fn orphan(&self, plat: &SimPlatform, cp: ConsumerId) {
         let Some(gp) = plat.consumer_geom(cp) else {
             return;

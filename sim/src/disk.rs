@@ -95,6 +95,8 @@ pub(crate) struct PathState {
     /// String attributes the path answers BIO_GETATTR for, by name
     /// ("GEOM::physpath" as `gnop -z` sets it); others get EOPNOTSUPP.
     pub attrs: Mutex<BTreeMap<String, String>>,
+    /// The size its provider reports (the LUN's, until the path is resized).
+    pub mediasize: AtomicU64,
     /// (stripesize, stripeoffset) its provider reports.
     pub stripe: Mutex<(u64, u64)>,
     /// Its provider has `G_PF_ACCEPT_UNMAPPED`.
@@ -289,6 +291,7 @@ impl SimPlatform {
                     geom: Mutex::new(None),
                     provider: Mutex::new(None),
                     attrs: Mutex::new(BTreeMap::new()),
+                    mediasize: AtomicU64::new(cfg.mediasize),
                     stripe: Mutex::new((cfg.stripesize, cfg.stripeoffset)),
                     unmapped: AtomicBool::new(cfg.unmapped),
                 })
@@ -330,7 +333,8 @@ impl SimPlatform {
         let Ok(gp) = p.g_new_geom(&path.name, Some(sc)) else {
             return;
         };
-        let Ok(pp) = p.g_new_provider(gp, &path.name, lun.mediasize, lun.sectorsize) else {
+        let mediasize = path.mediasize.load(Ordering::Acquire);
+        let Ok(pp) = p.g_new_provider(gp, &path.name, mediasize, lun.sectorsize) else {
             return;
         };
         let (stripesize, stripeoffset) = *lock(&path.stripe);
@@ -373,8 +377,21 @@ impl Lun {
     pub fn paths(&self) -> usize {
         self.lun.paths.len()
     }
+    /// The size the LUN was created with (each path's current size:
+    /// [`PathHandle::mediasize`]).
     pub fn mediasize(&self) -> u64 {
         self.lun.mediasize
+    }
+    /// The LUN changes size on the array and every path is re-probed
+    /// ([`PathHandle::resize`] on each, dead ones included: they come back
+    /// with the new size).
+    pub fn resize(&self, mediasize: u64) -> Result<(), String> {
+        for i in 0..self.paths() {
+            if let Some(p) = self.path(i) {
+                p.resize(mediasize)?;
+            }
+        }
+        Ok(())
     }
     pub fn sectorsize(&self) -> u32 {
         self.lun.sectorsize
@@ -507,6 +524,39 @@ impl PathHandle {
     /// Whether its provider takes unmapped bios.
     pub fn accepts_unmapped(&self) -> bool {
         self.path.unmapped.load(Ordering::Acquire)
+    }
+    /// The size the path's provider reports (or will, when it comes back).
+    pub fn mediasize(&self) -> u64 {
+        self.path.mediasize.load(Ordering::Acquire)
+    }
+    /// The path sees the LUN at a new size (`camcontrol reprobe` after the
+    /// array grew or shrank it): the medium grows if need be, and the
+    /// path's provider is resized as a driver does, through
+    /// `g_resize_provider`, whose event calls the resize method of every
+    /// geom attached to it. Asynchronous, like [`PathHandle::die`]. Error:
+    /// a size that is zero or not a whole number of sectors, or a medium
+    /// that cannot grow.
+    pub fn resize(&self, mediasize: u64) -> Result<(), String> {
+        let ss = u64::from(self.lun.sectorsize);
+        if mediasize == 0 || !mediasize.is_multiple_of(ss) {
+            return Err(format!(
+                "path {}: size {mediasize} must be a non-zero multiple of the sector size {ss}",
+                self.path.name
+            ));
+        }
+        self.lun
+            .store
+            .grow(mediasize)
+            .map_err(|e| format!("path {}: cannot grow the medium: {e}", self.path.name))?;
+        self.path.mediasize.store(mediasize, Ordering::Release);
+        let path = self.path.clone();
+        self.plat.g_post_event(move |p| {
+            let pp = *lock(&path.provider);
+            if let Some(pp) = pp {
+                p.g_resize_provider(pp, mediasize);
+            }
+        });
+        Ok(())
     }
     /// Clears every fault (not death).
     pub fn heal(&self) {

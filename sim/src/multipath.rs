@@ -85,6 +85,18 @@ impl SimClass for MultipathClass {
             sc.orphan(plat, cp);
         }
     }
+    fn has_resize(&self) -> bool {
+        true
+    }
+    fn resize(&self, plat: &SimPlatform, cp: ConsumerId) {
+        let Some(gp) = plat.consumer_geom(cp) else {
+            return;
+        };
+        // The taste geom has no softc and nothing to resize.
+        if let Some(sc) = softc(plat, gp) {
+            sc.resize(plat, cp);
+        }
+    }
     fn access(&self, plat: &SimPlatform, pp: ProviderId, delta: Access) -> Result<(), Errno> {
         let gp = plat.provider_geom(pp).ok_or(ENXIO)?;
         match softc(plat, gp) {

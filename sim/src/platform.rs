@@ -118,6 +118,11 @@ impl Platform for SimPlatform {
             self.set_provider_accepts_unmapped(pp, accept);
         }
     }
+    fn resize_provider(&self, pp: ProviderId, mediasize: u64) {
+        if self.g_topology_assert("g_resize_provider") {
+            self.g_resize_provider(pp, mediasize);
+        }
+    }
 
     fn new_consumer(&self, gp: GeomId) -> Result<ConsumerId, Errno> {
         self.g_new_consumer(gp)

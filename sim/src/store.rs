@@ -14,6 +14,12 @@ use crate::util::lock;
 pub trait Store: Send + Sync {
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// The LUN grew to `size` bytes: the medium must hold them. Never
+    /// shrinks (a path that shrank only stops reaching the bytes past it).
+    fn grow(&self, size: u64) -> io::Result<()> {
+        let _ = size;
+        Ok(())
+    }
     /// BIO_DELETE: the range reads back as zeros.
     fn zero(&self, offset: u64, len: u64) -> io::Result<()> {
         let chunk = vec![0u8; len.min(1 << 20) as usize];
@@ -104,6 +110,12 @@ impl FileStore {
 }
 
 impl Store for FileStore {
+    fn grow(&self, size: u64) -> io::Result<()> {
+        if self.file.metadata()?.len() < size {
+            self.file.set_len(size)?;
+        }
+        Ok(())
+    }
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)
     }

@@ -372,6 +372,89 @@ impl SimPlatform {
         }
     }
 
+    /// `g_resize_provider(pp, size)`: posts the resize event, unless the
+    /// provider is withering or already that size. Callable from any
+    /// context that may allocate (the event is posted, not run).
+    pub fn g_resize_provider(&self, pp: ProviderId, size: u64) {
+        {
+            let t = self.topo();
+            match t.provider.get(&pp) {
+                None => {
+                    drop(t);
+                    return self.stale("g_resize_provider", pp);
+                }
+                Some(p) if p.wither || p.mediasize == size => return,
+                Some(_) => {}
+            }
+        }
+        self.g_post_event(move |p| p.resize_provider_event(pp, size));
+    }
+
+    /// `g_resize_provider_event`: on a shrink, consumers of geoms without a
+    /// resize method are orphaned (once); then the new size is set, each
+    /// consumer's geom that has one and is not withering gets its resize
+    /// method called, and the provider is retasted (metadata that did not
+    /// fit before may now).
+    fn resize_provider_event(&self, pp: ProviderId, size: u64) {
+        let (old, consumers) = {
+            let t = self.topo();
+            match t.provider.get(&pp) {
+                // Gone meanwhile, or on its way out: nothing to resize.
+                None => return,
+                Some(p) if p.wither || p.orphan => return,
+                Some(p) => (p.mediasize, p.consumers.clone()),
+            }
+        };
+        let class_of = |cp: ConsumerId| -> Option<(GeomId, Arc<dyn SimClass>, SimPlatform)> {
+            let gp = self.consumer_geom(cp)?;
+            let (imp, plat) = self.geom_class(gp)?;
+            Some((gp, imp, plat))
+        };
+        if size < old {
+            for &cp in &consumers {
+                let Some((_, imp, plat)) = class_of(cp) else {
+                    continue;
+                };
+                if imp.has_resize() {
+                    continue;
+                }
+                {
+                    let mut t = self.topo();
+                    let Some(c) = t.consumer.get_mut(&cp) else {
+                        continue;
+                    };
+                    if c.orphan || c.provider != Some(pp) {
+                        continue;
+                    }
+                    c.orphan = true;
+                }
+                imp.orphan(&plat, cp);
+                self.g_topology_assert("return from orphan");
+            }
+        }
+        {
+            let mut t = self.topo();
+            let Some(p) = t.provider.get_mut(&pp) else {
+                return;
+            };
+            p.mediasize = size;
+        }
+        for cp in self.provider_consumers(pp) {
+            // An earlier resize method may have torn this one down.
+            if self.consumer_attached_to(cp) != Some(pp) {
+                continue;
+            }
+            let Some((gp, imp, plat)) = class_of(cp) else {
+                continue;
+            };
+            if imp.has_resize() && !self.geom_withering(gp) {
+                imp.resize(&plat, cp);
+                self.g_topology_assert("return from resize");
+            }
+        }
+        self.new_provider_event(pp);
+    }
+
     /// `g_new_provider_event`: every class with a taste method, except those
     /// already attached to `pp` (by a consumer not orphaned), tastes it.
     pub(crate) fn new_provider_event(&self, pp: ProviderId) {

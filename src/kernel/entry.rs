@@ -126,6 +126,23 @@ pub unsafe extern "C" fn gmr_rs_orphan(cp: *mut kpi::g_consumer, softc: *mut c_v
 }
 const _: kpi::gmr_rs_orphan_t = Some(gmr_rs_orphan);
 
+/// `g_resize_t` (topology lock held): the provider under `cp` changed size.
+///
+/// # Safety
+/// `cp` is the consumer GEOM passed and `softc` its geom's `gp->softc`.
+#[cfg_attr(target_os = "none", no_mangle)]
+pub unsafe extern "C" fn gmr_rs_resize(cp: *mut kpi::g_consumer, softc: *mut c_void) {
+    let Some(cp) = Consumer::from_ptr(cp) else {
+        return;
+    };
+    // SAFETY: `softc` is the geom's softc pointer (function contract).
+    // The taste geom has none, and nothing to resize.
+    if let Some(sc) = unsafe { softc_ref(softc) } {
+        sc.resize(&PLATFORM, cp);
+    }
+}
+const _: kpi::gmr_rs_resize_t = Some(gmr_rs_resize);
+
 /// `g_access_t` (topology lock held).
 ///
 /// # Safety

@@ -446,6 +446,12 @@ impl Platform for KernelPlatform {
         // pp->flags); pp is one of our own live providers.
         unsafe { kpi::gmr_provider_set_unmapped(pp.as_ptr(), i32::from(accept)) }
     }
+    fn resize_provider(&self, pp: Provider, mediasize: u64) {
+        // SAFETY: topology lock held; pp is one of our own live providers;
+        // g_resize_provider only posts an event (M_WAITOK: the callers run
+        // in event or ctlreq context, where sleeping for memory is allowed).
+        unsafe { kpi::gmr_provider_resize(pp.as_ptr(), mediasize) }
+    }
 
     fn new_consumer(&self, gp: Geom) -> Result<Consumer, Errno> {
         // SAFETY: topology lock held; gp live (and has an orphan method: the

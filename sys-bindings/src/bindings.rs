@@ -15,6 +15,9 @@ pub type gmr_rs_child_done_t = ::core::option::Option<
 pub type gmr_rs_orphan_t = ::core::option::Option<
     unsafe extern "C" fn(cp: *mut g_consumer, softc: *mut ::core::ffi::c_void),
 >;
+pub type gmr_rs_resize_t = ::core::option::Option<
+    unsafe extern "C" fn(cp: *mut g_consumer, softc: *mut ::core::ffi::c_void),
+>;
 pub type gmr_rs_access_t = ::core::option::Option<
     unsafe extern "C" fn(
         pp: *mut g_provider,
@@ -151,6 +154,7 @@ unsafe extern "C" {
     );
     pub fn gmr_provider_accepts_unmapped(pp: *const g_provider) -> i32;
     pub fn gmr_provider_set_unmapped(pp: *mut g_provider, accept: i32);
+    pub fn gmr_provider_resize(pp: *mut g_provider, mediasize: u64);
     pub fn gmr_consumer_new(gp: *mut g_geom) -> *mut g_consumer;
     pub fn gmr_consumer_attach(cp: *mut g_consumer, pp: *mut g_provider) -> i32;
     pub fn gmr_consumer_detach(cp: *mut g_consumer);
