@@ -98,6 +98,12 @@ impl<P: Platform> Class<P> {
     }
 
     /// `g_fini_t`: stops the worker once it has drained its queue.
+    ///
+    /// GEOM calls this with the topology lock held, and the worker takes
+    /// that lock for each failed bio, so the queue must be empty here. It
+    /// is: unload refuses while any device is open and destroys every geom
+    /// first, and a device is only closed once all its bios, retries
+    /// included, have completed.
     pub fn fini(&self, plat: &P) {
         let w = self.worker.lock().take();
         if let Some(w) = w {
