@@ -82,8 +82,10 @@ impl<P: Platform> Worker<P> {
     pub fn process_one(&self, plat: &P) -> bool {
         match self.take_one() {
             Some(item) => {
+                // Counted first: the re-issued bio may complete, and its
+                // waiter look at the count, before handle_failed returns.
+                self.handled.fetch_add(1, Ordering::SeqCst);
                 item.softc.clone().handle_failed(plat, item.child);
-                self.handled.fetch_add(1, Ordering::Relaxed);
                 true
             }
             None => false,
@@ -97,7 +99,7 @@ impl<P: Platform> Worker<P> {
     }
 
     pub fn handled(&self) -> usize {
-        self.handled.load(Ordering::Relaxed)
+        self.handled.load(Ordering::SeqCst)
     }
 
     /// The worker thread's body: drains the queue, sleeps until woken, and

@@ -4,38 +4,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-use common::{getactive, list, modes, san};
-use geom_sim::{Access, BioCmd, Dev, Sim};
+use common::{fill, getactive, list, modes, san, submit_writes};
+use geom_sim::{Access, Sim};
 
 const N: usize = 32;
-
-type Results = Arc<Mutex<Vec<Option<i32>>>>;
-
-/// Starts N one-sector writes (sector i holds byte i+1) without waiting.
-fn start_writes(dev: &Dev) -> (Results, Arc<AtomicU64>) {
-    let res: Results = Arc::new(Mutex::new(vec![None; N]));
-    let count = Arc::new(AtomicU64::new(0));
-    for i in 0..N {
-        let (r, c) = (res.clone(), count.clone());
-        dev.submit(
-            BioCmd::Write,
-            (i as u64) * 512,
-            512,
-            Some(vec![i as u8 + 1; 512]),
-            move |_, out| {
-                let mut v = r.lock().unwrap();
-                assert!(v[i].is_none(), "write {i} completed twice");
-                v[i] = Some(out.error);
-                c.fetch_add(1, Ordering::SeqCst);
-            },
-        )
-        .unwrap();
-    }
-    (res, count)
-}
 
 /// Runs `verb` while the writes are in flight, then checks they all
 /// succeeded and read back.
@@ -54,25 +26,17 @@ fn with_io_in_flight(
             lun.path(i).unwrap().set_latency(2000, 1500);
         }
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
-        let (res, count) = start_writes(&dev);
+        let w = submit_writes(&dev, N, 512);
         let out = sim.gmultipath(verb);
         assert!(out.is_ok(), "{verb:?}: {out:?}");
-        sim.run_until(|| count.load(Ordering::SeqCst) == N as u64);
+        sim.run_until(|| w.done() == N as u64);
         sim.run_until_idle();
-        assert_eq!(
-            count.load(Ordering::SeqCst),
-            N as u64,
-            "{verb:?}: every write completed"
-        );
-        assert!(
-            res.lock().unwrap().iter().all(|r| *r == Some(0)),
-            "{verb:?}: {:?}",
-            res.lock().unwrap()
-        );
+        assert_eq!(w.done(), N as u64, "{verb:?}: every write completed");
+        assert!(w.all_ok(), "{verb:?}: {:?}", w.results());
         for i in 0..N {
             assert_eq!(
                 dev.read((i as u64) * 512, 512).unwrap(),
-                vec![i as u8 + 1; 512],
+                vec![fill(i); 512],
                 "{verb:?} sector {i}"
             );
         }
@@ -105,10 +69,10 @@ fn restore_during_io() {
         sim.run_until_idle();
         lun.path(1).unwrap().set_latency(2000, 1500);
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
-        let (res, count) = start_writes(&dev);
+        let w = submit_writes(&dev, N, 512);
         sim.gmultipath(&["restore", "mp", "da0"]).unwrap();
-        sim.run_until(|| count.load(Ordering::SeqCst) == N as u64);
-        assert!(res.lock().unwrap().iter().all(|r| *r == Some(0)));
+        sim.run_until(|| w.done() == N as u64);
+        assert!(w.all_ok());
         assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
         assert_eq!(getactive(&sim, "mp"), "da1", "no failback");
         drop(dev);
@@ -188,13 +152,13 @@ fn stop_and_destroy_refuse_while_io_is_in_flight() {
         sim.run_until_idle();
         lun.path(0).unwrap().set_latency(2000, 0);
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
-        let (res, count) = start_writes(&dev);
+        let w = submit_writes(&dev, N, 512);
         for verb in ["stop", "destroy"] {
             let e = sim.gmultipath(&[verb, "mp"]).unwrap_err();
             assert!(e.contains("err=16"), "{verb}: {e}");
         }
-        sim.run_until(|| count.load(Ordering::SeqCst) == N as u64);
-        assert!(res.lock().unwrap().iter().all(|r| *r == Some(0)));
+        sim.run_until(|| w.done() == N as u64);
+        assert!(w.all_ok());
         assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
         drop(dev);
         sim.finish().assert_clean();

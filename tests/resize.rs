@@ -13,12 +13,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
-use common::{check_state, list, logged, modes, san};
+use common::{check_state, fill, list, logged, modes, san, submit_writes};
 use geom_multipath_rs::metadata::{Metadata, Mode as MpMode, Name, Uuid};
-use geom_sim::{Access, BioCmd, Lun, Sim, EIO};
+use geom_sim::{Access, Lun, Sim, EIO};
 
 const SIZE: u64 = 1 << 20;
 const BIG: u64 = 2 << 20;
@@ -258,35 +255,18 @@ fn io_in_flight_during_a_resize_completes() {
                 lun.path(i).unwrap().set_latency(2000, 1500);
             }
             let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
-            let res: Arc<Mutex<Vec<Option<i32>>>> = Arc::new(Mutex::new(vec![None; N]));
-            let count = Arc::new(AtomicU64::new(0));
-            for i in 0..N {
-                let (r, c) = (res.clone(), count.clone());
-                dev.submit(
-                    BioCmd::Write,
-                    (i as u64) * 4096,
-                    4096,
-                    Some(vec![i as u8 + 1; 4096]),
-                    move |_, out| {
-                        let mut v = r.lock().unwrap();
-                        assert!(v[i].is_none(), "write {i} completed twice");
-                        v[i] = Some(out.error);
-                        c.fetch_add(1, Ordering::SeqCst);
-                    },
-                )
-                .unwrap();
-            }
+            let w = submit_writes(&dev, N, 4096);
             lun.resize(to).unwrap();
-            assert!(sim.run_until(|| count.load(Ordering::SeqCst) == N as u64));
+            assert!(sim.run_until(|| w.done() == N as u64));
             sim.run_until_idle();
-            let got = res.lock().unwrap().clone();
+            let got = w.results();
             assert!(got.iter().all(|e| *e == Some(0)), "{setup:?}: {got:?}");
             let want = if setup[0] == "label" { to - 512 } else { to };
             assert_eq!(mp_size(&sim, "mp"), want, "{setup:?}");
             for i in 0..N {
                 assert_eq!(
                     dev.read((i as u64) * 4096, 4096).unwrap(),
-                    vec![i as u8 + 1; 4096]
+                    vec![fill(i); 4096]
                 );
             }
             drop(dev);

@@ -754,7 +754,17 @@ impl SimPlatform {
             );
             return Err(EIO);
         }
-        let _ = Ctx::User;
+        // A process's read(2)/write(2): the cdev drains like destroy_dev(9),
+        // so the request goes out only if the consumer still exists, checked
+        // and sent in one step under the topology lock.
+        let user = ctx == Ctx::User;
+        if user {
+            self.g_topology_lock();
+            if !self.consumer_exists(cp) {
+                self.g_topology_unlock();
+                return Err(ENXIO);
+            }
+        }
         let len = data.len() as u64;
         let c = Arc::new(Completion::new());
         let bp = self.new_bio(
@@ -771,6 +781,9 @@ impl SimPlatform {
             self.with_bio(&bp, "bio_flags", |s| s.unmapped = true);
         }
         self.g_io_request(bp, cp);
+        if user {
+            self.g_topology_unlock();
+        }
         match self.wait_completion(&c, what) {
             Some(r) if r.error == 0 => Ok(r),
             Some(r) => Err(r.error),

@@ -180,6 +180,23 @@ impl Dev {
         data: Option<Vec<u8>>,
         done: impl Fn(BioId, BioResult) + Send + Sync + 'static,
     ) -> Result<BioId, Errno> {
+        // Like destroy_dev(9), which waits for threads inside the driver:
+        // the check and the request are one step under the topology lock,
+        // so an orphan cannot destroy the consumer between them.
+        self.plat.g_topology_lock();
+        let r = self.submit_locked(cmd, offset, length, data, done);
+        self.plat.g_topology_unlock();
+        r
+    }
+
+    fn submit_locked(
+        &self,
+        cmd: BioCmd,
+        offset: u64,
+        length: u64,
+        data: Option<Vec<u8>>,
+        done: impl Fn(BioId, BioResult) + Send + Sync + 'static,
+    ) -> Result<BioId, Errno> {
         if !self.alive() {
             return Err(ENXIO);
         }

@@ -147,3 +147,58 @@ pub fn check_state(sim: &Sim, name: &str, active: &str, state: &str, paths: &[&s
 pub fn logged(sim: &Sim, needle: &str) -> bool {
     sim.log_lines().iter().any(|l| l.contains(needle))
 }
+
+/// Writes submitted without waiting, and what became of each.
+pub struct Writes {
+    results: std::sync::Arc<std::sync::Mutex<Vec<Option<i32>>>>,
+    count: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Writes {
+    /// Completions so far.
+    pub fn done(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Each write's error (`Some(0)` for success, `None` while pending).
+    pub fn results(&self) -> Vec<Option<i32>> {
+        self.results.lock().unwrap().clone()
+    }
+    pub fn all_ok(&self) -> bool {
+        self.results().iter().all(|r| *r == Some(0))
+    }
+}
+
+/// The byte block `i` of [`submit_writes`] is filled with.
+pub fn fill(i: usize) -> u8 {
+    i as u8 + 1
+}
+
+/// Submits `n` writes of `block` bytes (block i at offset i * block, filled
+/// with [`fill`]`(i)`) without waiting. A second completion of one write
+/// fails the test.
+pub fn submit_writes(dev: &geom_sim::Dev, n: usize, block: u64) -> Writes {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    let w = Writes {
+        results: Arc::new(Mutex::new(vec![None; n])),
+        count: Arc::new(AtomicU64::new(0)),
+    };
+    for i in 0..n {
+        let (r, c) = (w.results.clone(), w.count.clone());
+        let data = vec![fill(i); block as usize];
+        dev.submit(
+            geom_sim::BioCmd::Write,
+            i as u64 * block,
+            block,
+            Some(data),
+            move |_, out| {
+                let mut v = r.lock().unwrap();
+                assert!(v[i].is_none(), "write {i} completed twice");
+                v[i] = Some(out.error);
+                c.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+        .unwrap();
+    }
+    w
+}
