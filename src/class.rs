@@ -333,10 +333,12 @@ impl<P: Platform> Softc<P> {
     }
 
     /// The first good path in kernel list order (newest first).
+    /// Allocation-free: `start` uses it too (seqs are unique, so the
+    /// newest good path is the one with the largest seq).
     pub(crate) fn first_good(&self) -> Option<usize> {
-        self.slots_newest_first()
-            .into_iter()
-            .find(|&i| self.slots[i].is_good())
+        (0..MAX_PATHS)
+            .filter(|&i| self.slots[i].is_good())
+            .max_by_key(|&i| self.slots[i].seq())
     }
 
     pub(crate) fn active_slot(&self) -> Option<usize> {

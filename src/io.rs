@@ -95,9 +95,7 @@ impl<P: Platform> Softc<P> {
     fn active_or_first_good(&self) -> Option<usize> {
         match self.active_slot() {
             Some(a) if self.slots[a].is_good() => Some(a),
-            _ => (0..MAX_PATHS)
-                .filter(|&i| self.slots[i].is_good())
-                .min_by_key(|&i| core::cmp::Reverse(self.slots[i].seq())),
+            _ => self.first_good(),
         }
     }
 
