@@ -27,39 +27,25 @@ vm_have()
 	return 1
 }
 
-# vm_need CMD DEBIAN_PACKAGE: make CMD available. On Debian, as root, the
-# package is installed with apt-get (an index refresh is tried once if the
-# first attempt fails); otherwise say what is missing and fail.
+# vm_need CMD DEBIAN_PACKAGE [COMPONENT]: true when CMD is there; otherwise
+# say what is missing and fail. Nothing is installed here: test cases run in
+# parallel, and concurrent apt-get runs fight over the dpkg lock. Every tool
+# comes from scripts/toolchain.sh COMPONENT (default vmtest), which
+# `make test` runs once before any step.
 vm_need()
 {
-	local cmd=$1 pkg=$2
+	local cmd=$1 pkg=$2 comp=${3:-vmtest}
 	vm_have "$cmd" && return 0
-	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		vm_log "installing Debian package $pkg (for $cmd)"
-		if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-		    --no-install-recommends "$pkg" >/dev/null 2>&1; then
-			apt-get update -q >/dev/null 2>&1 || true
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			    --no-install-recommends "$pkg" >/dev/null 2>&1 || true
-		fi
-		vm_have "$cmd" && return 0
-	fi
-	echo "vm: error: $cmd is missing (Debian: apt-get install $pkg)" >&2
+	echo "vm: error: $cmd is missing (Debian package $pkg): run scripts/toolchain.sh $comp" >&2
 	return 1
 }
 
-# vm_need_file FILE DEBIAN_PACKAGE: like vm_need, for a data file.
+# vm_need_file FILE DEBIAN_PACKAGE [COMPONENT]: like vm_need, for a data file.
 vm_need_file()
 {
-	local file=$1 pkg=$2
+	local file=$1 pkg=$2 comp=${3:-vmtest}
 	[ -e "$file" ] && return 0
-	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		vm_log "installing Debian package $pkg (for $file)"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-		    --no-install-recommends "$pkg" >/dev/null 2>&1 || true
-		[ -e "$file" ] && return 0
-	fi
-	echo "vm: error: $file is missing (Debian: apt-get install $pkg)" >&2
+	echo "vm: error: $file is missing (Debian package $pkg): run scripts/toolchain.sh $comp" >&2
 	return 1
 }
 

@@ -7,7 +7,7 @@
 #
 # Environment:
 #   FREEBSD_IMAGE  FreeBSD 14+ amd64 VM image: raw or qcow2, optionally .xz.
-#                  Unset: nothing is booted; prints SKIPPED and exits 0.
+#                  Unset: nothing is booted; prints SKIPPED and exits 77.
 #   KO             the module (default geom_multipath_rs/geom_multipath_rs.ko
 #                  at the top of the repository)
 #   VM_HYPERVISOR  auto (default: bhyve on FreeBSD, QEMU elsewhere), qemu, bhyve
@@ -23,9 +23,10 @@
 #                  directory under /var/tmp); VM_KEEP=1 keeps it afterwards
 #   VM_VERBOSE=1   copy the serial console to stdout while it runs
 #
-# Exit status: 0 every test passed, or skipped for want of an image; 1 a test
-# failed or the guest did not finish; 2 the run could not be set up (bad
-# image path, no module, no hypervisor). The last line is always
+# Exit status: 0 every test passed; 77 skipped for want of an image (nothing
+# was tested: automake's "skipped" status, which make test reports as a
+# skip); 1 a test failed or the guest did not finish; 2 the run could not be
+# set up (bad image path, no module, no hypervisor). The last line is always
 #   vm: N passed, M failed, K skipped
 # except on a setup error, whose last line says what is wrong.
 set -eu
@@ -47,7 +48,7 @@ image=${FREEBSD_IMAGE:-}
 if [ -z "$image" ]; then
 	echo "SKIPPED: no FreeBSD image (set FREEBSD_IMAGE=...); nothing was booted"
 	echo "vm: 0 passed, 0 failed, 1 skipped"
-	exit 0
+	exit 77
 fi
 
 # Self-test hook: tests/vm/selftest.sh swaps the VM for a scripted fake
@@ -77,9 +78,9 @@ case "$hv" in
 fake)
 	;;
 qemu)
-	if ! vm_need qemu-system-x86_64 qemu-system-x86 2>/dev/null; then
+	if ! vm_need qemu-system-x86_64 qemu-system-x86 vm 2>/dev/null; then
 		echo "vm: error: an image was given but QEMU (qemu-system-x86_64) is not installed; nothing was booted." >&2
-		echo "vm: error: install it (Debian: apt-get install qemu-system-x86 ovmf; FreeBSD: use bhyve)" >&2
+		echo "vm: error: run scripts/toolchain.sh vm (Debian packages qemu-system-x86, ovmf; FreeBSD: use bhyve)" >&2
 		exit 2
 	fi
 	;;
@@ -128,7 +129,7 @@ log=$work/serial.log
 
 # Decompress .xz images; find out raw or qcow2 from the first bytes.
 if [ "${image%.xz}" != "$image" ]; then
-	vm_need xz xz-utils || exit 2
+	vm_need xz xz-utils vm || exit 2
 	vm_log "decompressing $image"
 	xz -dc "$image" > "$work/image"
 	image=$work/image
@@ -197,14 +198,14 @@ qemu)
 	done
 	if [ "$fw" = auto ] || [ "$fw" = uefi ]; then
 		if [ -z "$code" ] &&
-		    vm_need_file /usr/share/OVMF/OVMF_CODE_4M.fd ovmf 2>/dev/null; then
+		    vm_need_file /usr/share/OVMF/OVMF_CODE_4M.fd ovmf vm 2>/dev/null; then
 			code=/usr/share/OVMF/OVMF_CODE_4M.fd
 			vars=/usr/share/OVMF/OVMF_VARS_4M.fd
 		fi
 		if [ -n "$code" ]; then
 			fw=uefi
 		elif [ "$fw" = uefi ]; then
-			vm_die "VM_FIRMWARE=uefi but no OVMF firmware (Debian: apt-get install ovmf)"
+			vm_die "VM_FIRMWARE=uefi but no OVMF firmware (Debian package ovmf: scripts/toolchain.sh vm)"
 		else
 			fw=bios
 		fi
@@ -242,7 +243,7 @@ bhyve)
 	kldstat -q -m vmm || kldload vmm || vm_die "cannot load vmm.ko"
 	# bhyve reads raw images only, and writes to them: work on a copy.
 	if [ "$fmt" = qcow2 ]; then
-		vm_need qemu-img qemu-utils || vm_die "a qcow2 image needs qemu-img (pkg install qemu-tools) for bhyve"
+		vm_need qemu-img qemu-utils vm || vm_die "a qcow2 image needs qemu-img (FreeBSD package qemu-tools) for bhyve"
 		qemu-img convert -O raw "$image" "$work/image.raw"
 	else
 		cp "$image" "$work/image.raw"
@@ -259,7 +260,7 @@ bhyve)
 	    -l "com1,stdio")
 	if [ "$fw" = uefi ]; then
 		uefi=${BHYVE_UEFI:-/usr/local/share/uefi-firmware/BHYVE_UEFI.fd}
-		[ -f "$uefi" ] || vm_die "no $uefi (pkg install bhyve-firmware)"
+		[ -f "$uefi" ] || vm_die "no $uefi (FreeBSD package bhyve-firmware)"
 		vm+=(-l "bootrom,$uefi")
 	else
 		vm_log "bhyveload"

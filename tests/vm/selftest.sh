@@ -7,8 +7,10 @@
 #
 #   bash tests/vm/selftest.sh
 #
-# Installs what it needs on Debian when run as root (shellcheck, mtools,
-# dosfstools). Ends with "N passed, M failed"; exit status 1 if any failed.
+# Installs nothing: shellcheck, mtools, dosfstools, atf-sh, kyua and python3
+# come from scripts/toolchain.sh vmtest (make test runs it first); a case
+# whose tool is missing fails and says so.
+# Ends with "N passed, M failed"; exit status 1 if any failed.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -110,11 +112,11 @@ shell_scripts=("$here"/run.sh "$here"/selftest.sh "$here"/parse-results.sh
     "$here"/mkcarrier.sh "$here"/lib.sh "$here"/guest/guest.sh "$here"/dryrun/run-atf.sh
     "$here"/dryrun/run-guest.sh
     "$here"/atf/helpers.sh "$here"/atf/misc.sh "$here"/atf/failloop.sh)
-if vm_need shellcheck shellcheck; then
+if vm_need shellcheck shellcheck lint 2> "$tmp/need.out"; then
 	check "shellcheck: every script, no warnings" \
 	    shellcheck -x "${shell_scripts[@]}"
 else
-	not_ok "shellcheck is not installed"
+	not_ok "shellcheck: not installed" "$tmp/need.out"
 fi
 # shellcheck disable=SC2016  # the inner sh expands "$f"
 check "sh -n: ATF programs, helpers and guest script parse as POSIX sh" \
@@ -145,9 +147,9 @@ fi
 # ------------------------------------------------------------------ run.sh: no VM
 st=0
 env -u FREEBSD_IMAGE bash "$here/run.sh" > "$tmp/skip.out" 2>&1 || st=$?
-if [ "$st" = 0 ] && grep -q '^SKIPPED: no FreeBSD image (set FREEBSD_IMAGE=...); nothing was booted$' "$tmp/skip.out" &&
+if [ "$st" = 77 ] && grep -q '^SKIPPED: no FreeBSD image (set FREEBSD_IMAGE=...); nothing was booted$' "$tmp/skip.out" &&
     [ "$(tail -n 1 "$tmp/skip.out")" = "vm: 0 passed, 0 failed, 1 skipped" ]; then
-	ok "run.sh without FREEBSD_IMAGE: SKIPPED, exit 0, 'vm: 0 passed, 0 failed, 1 skipped' last"
+	ok "run.sh without FREEBSD_IMAGE: SKIPPED, exit 77 (skipped), 'vm: 0 passed, 0 failed, 1 skipped' last"
 else
 	not_ok "run.sh without FREEBSD_IMAGE (exit $st)" "$tmp/skip.out"
 fi
@@ -232,7 +234,7 @@ fi
 
 # ------------------------------------------------------------------ carrier
 if LUN_NONCE=0123456789abcdef bash "$here/mkcarrier.sh" "$tmp/carrier.img" "$ko" \
-    > "$tmp/carrier.out" 2>&1 && vm_need mdir mtools; then
+    > "$tmp/carrier.out" 2>&1 && vm_need mdir mtools 2>> "$tmp/carrier.out"; then
 	MTOOLS_SKIP_CHECK=1 mdir -b -i "$tmp/carrier.img" :: > "$tmp/mdir.out" 2>&1 || true
 	missing=""
 	for f in geom_multipath_rs.ko guest.sh helpers.sh misc.sh failloop.sh Kyuafile manifest.env; do
@@ -248,13 +250,18 @@ if LUN_NONCE=0123456789abcdef bash "$here/mkcarrier.sh" "$tmp/carrier.img" "$ko"
 		cat "$tmp/mdir.out" "$tmp/manifest" >> "$tmp/carrier.out"
 		not_ok "carrier: missing:${missing:- none}, or a bad manifest or .ko copy" "$tmp/carrier.out"
 	fi
-	if ! vm_have fsck.vfat || fsck.vfat -n "$tmp/carrier.img" > "$tmp/fsck.out" 2>&1; then
+	# dosfstools (toolchain.sh vmtest) brings fsck.vfat: without it the
+	# file system was not checked, and that is a failure, not a pass.
+	if ! vm_need fsck.vfat dosfstools 2> "$tmp/fsck.out"; then
+		not_ok "carrier: the FAT file system was not checked" "$tmp/fsck.out"
+	elif fsck.vfat -n "$tmp/carrier.img" > "$tmp/fsck.out" 2>&1; then
 		ok "carrier: the FAT file system is clean (fsck.vfat -n)"
 	else
 		not_ok "carrier: fsck.vfat reports errors" "$tmp/fsck.out"
 	fi
 else
-	not_ok "carrier: mkcarrier.sh failed" "$tmp/carrier.out"
+	not_ok "carrier: mkcarrier.sh failed, or mtools is missing" "$tmp/carrier.out"
+	not_ok "carrier: the FAT file system was not checked (no carrier)"
 fi
 
 # ------------------------------------------------------------------ whole runs, fake console
