@@ -12,6 +12,7 @@
 #   make check-ko-selftest  show the audit rejects broken modules
 #   make check-bindings  vendored bindings match shim.h
 #   make bindings        regenerate sys-bindings/src/bindings.rs
+#   make kstructs        regenerate sim/src/ko/kstructs.rs (FreeBSD struct layouts)
 #   make demo | soak | fuzz  the simulator's demo, soak run, fuzzing
 #   make bench           multipath against the pass-through baseline (ratios)
 #   make vm              boot FREEBSD_IMAGE under bhyve/QEMU and run the ATF
@@ -22,7 +23,7 @@
 # SYSDIR=/path/to/freebsd/sys builds against a FreeBSD kernel source tree
 # instead of the FreeBSD headers of the ziglang wheel.
 
-.PHONY: all kmod test check-ko check-ko-selftest check-bindings bindings \
+.PHONY: all kmod test check-ko check-ko-selftest check-bindings bindings kstructs \
 	toolchain demo soak fuzz bench vm load unload clean
 
 all: kmod
@@ -48,6 +49,9 @@ check-bindings:
 
 bindings:
 	bash scripts/bindings.sh
+
+kstructs:
+	bash scripts/kstructs.sh
 
 toolchain:
 	SYSDIR="$(SYSDIR)" bash scripts/toolchain.sh

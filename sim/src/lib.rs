@@ -32,6 +32,7 @@ pub mod disk;
 pub mod fault;
 pub mod gmultipath;
 pub mod ids;
+pub mod ko;
 pub mod multipath;
 pub mod passthrough;
 pub mod platform;
