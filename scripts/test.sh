@@ -1,21 +1,39 @@
 #!/usr/bin/env bash
 # `make test`: every check the project has, each under a header line. All
 # steps run; the script fails at the end if any failed, and says which.
+#
+# The first step installs everything (scripts/toolchain.sh all); after it
+# GMR_NO_INSTALL=1 is exported, so nothing a later step runs may install
+# anything (toolchain.sh and tests/vm's vm_need refuse and fail instead).
+# A step exits 0 (passed), 77 (skipped: nothing was tested; its output
+# says why in a line starting "SKIPPED") or anything else (failed).
+# To add a check: one `step "title" command...` line, and a row for it in
+# the table of scripts/check-installs.sh (what the step needs).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
+GMR_SKIP=77
 passed=()
 failed=()
+skipped=()
+steplog=$(mktemp "${TMPDIR:-/tmp}/gmr-test-step.XXXXXX")
+trap 'rm -f "$steplog"' EXIT
 step() { # step "title" command...
-	local title=$1
+	local title=$1 rc why
 	shift
 	gmr_step "$title"
-	if "$@"; then
+	"$@" 2>&1 | tee "$steplog"
+	rc=${PIPESTATUS[0]}
+	if [ "$rc" = 0 ]; then
 		passed+=("$title")
+	elif [ "$rc" = "$GMR_SKIP" ]; then
+		why=$(grep -m1 '^SKIPPED' "$steplog" || true)
+		echo "--> SKIPPED: $title"
+		skipped+=("$title: ${why:-exit status $GMR_SKIP, no reason given}")
 	else
-		echo "--> FAILED: $title" >&2
+		echo "--> FAILED (exit $rc): $title" >&2
 		failed+=("$title")
 	fi
 }
@@ -39,6 +57,11 @@ run_shellcheck() {
 }
 
 step "toolchain (installs what is missing)" scripts/toolchain.sh all
+export GMR_NO_INSTALL=1 # from here on, a step that would install fails
+step "check-installs: each step's tools are here; only toolchain.sh installs" \
+	scripts/check-installs.sh
+step "check-installs self-test: it fails on a missing tool or an install command" \
+	scripts/check-installs.sh --selftest
 step "cargo test --workspace" cargo test --workspace
 step "cargo test: kernel adapter helpers on the host (--features kernel)" \
 	cargo test -p geom_multipath_rs --features kernel --lib kernel::
@@ -57,12 +80,15 @@ step "tests/vm self-test: the VM harness, parser, carrier disk, ATF dry run" bas
 step "tests/vm/run.sh: FreeBSD VM run (skipped, and says so, without FREEBSD_IMAGE)" bash tests/vm/run.sh
 
 echo
-if [ ${#failed[@]} -eq 0 ]; then
-	echo "make test: every step passed:"
-	printf '    %s\n' "${passed[@]}"
-else
+echo "make test: passed steps:"
+printf '    %s\n' "${passed[@]}"
+if [ ${#skipped[@]} -gt 0 ]; then
+	echo "make test: skipped steps (nothing was tested; why):"
+	printf '    %s\n' "${skipped[@]}"
+fi
+if [ ${#failed[@]} -gt 0 ]; then
 	echo "make test: failed steps:"
 	printf '    %s\n' "${failed[@]}"
 fi
-echo "steps: ${#passed[@]} passed, ${#failed[@]} failed"
+echo "steps: ${#passed[@]} passed, ${#failed[@]} failed, ${#skipped[@]} skipped"
 [ ${#failed[@]} -eq 0 ]
