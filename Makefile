@@ -69,6 +69,7 @@ fuzz:
 	bash scripts/fuzz.sh
 
 vm: kmod
+	@if [ -n "$(FREEBSD_IMAGE)" ]; then bash scripts/toolchain.sh vm; fi
 	FREEBSD_IMAGE="$(FREEBSD_IMAGE)" bash tests/vm/run.sh
 
 unload load:  # ("load" may not begin a line: GNU make directive)
