@@ -55,6 +55,11 @@ selftest_hello(void)
 C
 cc "$work/base.o" "$work/base.c"
 
+# The valid module built for a round __FreeBSD_version: its MDT_DEPEND on
+# kernel is [1500000, 1499999], empty (kernel-depend must fail). check-ko is
+# told the module was built for that version, so the empty range alone fails.
+cc "$work/roundver.o" "$work/base.c" -U__FreeBSD_version -D__FreeBSD_version=$((GMR_FREEBSD_MAJOR * 100000))
+
 # The same class under another name (class-name must fail).
 sed 's/"MULTIPATH"/"MULTIPATHS"/' "$work/base.c" >"$work/othername.c"
 cc "$work/othername.o" "$work/othername.c"
@@ -175,17 +180,20 @@ link "$work/ctor.ko" "$work/base.o" "$work/ctor.o"
 link "$work/tls.ko" "$work/base.o" "$work/tls.o"
 link "$work/nometa.ko" "$work/nometa.o"
 link "$work/othername.ko" "$work/othername.o"
+link "$work/roundver.ko" "$work/roundver.o"
+# The valid module, said to be built for a version below its range.
+cp "$work/good.ko" "$work/wrongver.ko"
 # The valid module with its ELF type (e_type, offset 16) set to ET_EXEC.
 cp "$work/good.ko" "$work/notrel.ko"
 printf '\002' | dd of="$work/notrel.ko" bs=1 seek=16 conv=notrunc status=none
 
 pass=0
 fail=0
-# expect CASE "rule rule..."   ("" = must pass every rule)
+# expect CASE "rule rule..." [__FreeBSD_version built for]  ("" = must pass every rule)
 expect() {
-	local name=$1 want=$2 got rc
+	local name=$1 want=$2 ver=${3:-$GMR_FREEBSD_VERSION} got rc
 	set +e
-	scripts/check-ko.sh -q "${incargs[@]}" "$work/$name.ko" >"$work/$name.out" 2>&1
+	scripts/check-ko.sh -q -V "$ver" "${incargs[@]}" "$work/$name.ko" >"$work/$name.out" 2>&1
 	rc=$?
 	set -e
 	got=$(sed -n 's/^check-ko: FAIL \([a-z0-9_-]*\):.*/\1/p' "$work/$name.out" | sort | paste -sd' ' -)
@@ -211,7 +219,9 @@ expect rustalloc "rust-runtime"
 expect undeclared "undefined-declared"
 expect ctor "no-tls-ctors"
 expect tls "no-tls-ctors relocations"
-expect nometa "module-metadata"
+expect nometa "module-metadata kernel-depend"
+expect roundver "kernel-depend" $((GMR_FREEBSD_MAJOR * 100000))
+expect wrongver "kernel-depend" $((GMR_FREEBSD_VERSION - 1))
 expect othername "class-name"
 expect notrel "elf-rel-x86_64"
 

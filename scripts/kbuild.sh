@@ -56,5 +56,6 @@ gmr_step "kbuild: link $ko (ld.lld-$GMR_LLVM_VERSION -r)"
 {
 	printf 'GMR_HEADERS_DESC=%q\n' "$GMR_HEADERS_DESC"
 	printf 'GMR_KINC=(%s)\n' "$(printf '%q ' "${GMR_KINC[@]}")"
+	printf 'GMR_FREEBSD_VERSION=%q\n' "$GMR_FREEBSD_VERSION"
 } >"$out/headers.env"
 echo "kbuild: built $ko ($(wc -c <"$ko") bytes)"

@@ -59,6 +59,8 @@ PY
 #   GMR_KINC          include folders, in search order
 #   GMR_KDEFS         extra -D flags
 #   GMR_FREEBSD_MAJOR major version of those headers
+#   GMR_FREEBSD_VERSION the __FreeBSD_version the module is built for (its
+#                     MDT_DEPEND on `kernel` is [this, roundup(this, 100000) - 1])
 #   GMR_HEADERS_DESC  where they come from
 # With SYSDIR (a FreeBSD kernel source tree, e.g. /usr/src/sys) its headers are
 # used; otherwise the FreeBSD headers of the ziglang wheel.
@@ -76,6 +78,7 @@ gmr_kernel_headers() {
 		v=$(awk '/^#define[[:space:]]*__FreeBSD_version/ {print $3}' "$SYSDIR/sys/param.h")
 		[ -n "$v" ] || gmr_die "no __FreeBSD_version in $SYSDIR/sys/param.h"
 		GMR_FREEBSD_MAJOR=$((v / 100000))
+		GMR_FREEBSD_VERSION=$v
 		GMR_HEADERS_DESC="SYSDIR=$SYSDIR (__FreeBSD_version $v)"
 	else
 		local zig inc maxrel
@@ -85,14 +88,25 @@ gmr_kernel_headers() {
 		[ -f "$inc/generic-freebsd/geom/geom.h" ] || gmr_die "$inc has no FreeBSD headers"
 		GMR_KINC=("$inc/generic-freebsd" "$inc/x86_64-freebsd-none" "$inc/x86-freebsd-none")
 		# zig's sys/param.h leaves __FreeBSD_version to the compiler. Take the
-		# major version from the newest P_OSREL_* value the headers know, and
-		# claim its .0 release (the oldest kernel of that branch).
+		# branch from the newest P_OSREL_* value the headers know, then the
+		# __FreeBSD_version of that branch's .0 release (the oldest kernel of
+		# the branch, so every kernel of it accepts the module). Never the
+		# round major * 100000: MODULE_KERNEL_MAXVER (sys/module.h) is
+		# roundup(v, 100000) - 1, which for a round v is v - 1, an empty
+		# range every kernel refuses. Release values from sys/param.h of each
+		# releng/N.0 branch (the Porter's Handbook, __FreeBSD_version values).
 		maxrel=$(awk '/^#define[[:space:]]+P_OSREL_[A-Z0-9_]+[[:space:]]+[0-9]+/ { if ($3 > m) m = $3 } END { print m + 0 }' \
 			"$inc/generic-freebsd/sys/param.h")
 		[ "$maxrel" -gt 0 ] || gmr_die "cannot tell the FreeBSD version of $inc"
 		GMR_FREEBSD_MAJOR=$((maxrel / 100000))
-		GMR_KDEFS=("-D__FreeBSD_version=$((GMR_FREEBSD_MAJOR * 100000))")
-		GMR_HEADERS_DESC="ziglang $(python3 -c 'import importlib.metadata as m; print(m.version("ziglang"))' 2>/dev/null || echo '?') FreeBSD $GMR_FREEBSD_MAJOR headers ($inc)"
+		case $GMR_FREEBSD_MAJOR in
+		14) GMR_FREEBSD_VERSION=1400097 ;; # 14.0-RELEASE
+		15) GMR_FREEBSD_VERSION=1500068 ;; # 15.0-RELEASE
+		*) gmr_die "headers of FreeBSD $GMR_FREEBSD_MAJOR (P_OSREL up to $maxrel): no known .0 release __FreeBSD_version; add it to gmr_kernel_headers or set SYSDIR" ;;
+		esac
+		[ "$GMR_FREEBSD_VERSION" -ge "$maxrel" ] || gmr_die "the headers know P_OSREL $maxrel, newer than $GMR_FREEBSD_VERSION"
+		GMR_KDEFS=("-D__FreeBSD_version=$GMR_FREEBSD_VERSION")
+		GMR_HEADERS_DESC="ziglang $(python3 -c 'import importlib.metadata as m; print(m.version("ziglang"))' 2>/dev/null || echo '?') FreeBSD $GMR_FREEBSD_MAJOR headers, __FreeBSD_version $GMR_FREEBSD_VERSION ($inc)"
 	fi
 }
 
