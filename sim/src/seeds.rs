@@ -2,13 +2,36 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+/// The seed `SIM_SEED` names, if it is set. A value that is not a seed is
+/// an error: silently running every seed instead would look like a replay
+/// that passed.
+pub fn seed_from_env() -> Result<Option<u64>, String> {
+    match std::env::var("SIM_SEED") {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(format!("SIM_SEED: {e}")),
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("SIM_SEED={s:?} is not a seed (a number)")),
+    }
+}
+
 /// Runs `f` for every seed in `seeds` — or only for `SIM_SEED` when that is
 /// set — and panics with "failed at seed N, replay with SIM_SEED=N" on the
 /// first seed whose closure returns an error or panics.
 pub fn for_seeds(seeds: impl IntoIterator<Item = u64>, f: impl Fn(u64) -> Result<(), String>) {
-    let only: Option<u64> = std::env::var("SIM_SEED")
-        .ok()
-        .and_then(|s| s.trim().parse().ok());
+    let only = seed_from_env().unwrap_or_else(|e| panic!("{e}"));
+    for_seeds_or_only(only, seeds, f)
+}
+
+/// [`for_seeds`] with the replayed seed given rather than read from the
+/// environment: `Some(s)` runs `f(s)` alone.
+pub fn for_seeds_or_only(
+    only: Option<u64>,
+    seeds: impl IntoIterator<Item = u64>,
+    f: impl Fn(u64) -> Result<(), String>,
+) {
     let list: Vec<u64> = match only {
         Some(s) => vec![s],
         None => seeds.into_iter().collect(),

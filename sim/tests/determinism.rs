@@ -2,9 +2,10 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use common::Grabber;
+use geom_sim::seeds::for_seeds_or_only;
 use geom_sim::workload::{run_workload, WorkloadConfig};
 use geom_sim::{for_seeds, Access, LunConfig, PassClass, Sim, EIO};
 
@@ -56,19 +57,79 @@ fn many_seeds_integrity() {
     });
 }
 
+/// The panic text of `f`, or None when it returned.
+fn panic_text(f: impl FnOnce()) -> Option<String> {
+    let p = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).err()?;
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .or(Some("(not a text panic)".into()))
+}
+
+// These call for_seeds_or_only, not for_seeds, so that they test the same
+// thing whether or not SIM_SEED is set in the environment of the run.
+
 #[test]
-#[should_panic(expected = "failed at seed 3, replay with SIM_SEED=3")]
 fn failing_seed_is_reported() {
-    if std::env::var_os("SIM_SEED").is_some() {
-        panic!("failed at seed 3, replay with SIM_SEED=3 (skipped under SIM_SEED)");
-    }
-    for_seeds(0..10, |seed| {
-        if seed == 3 {
-            Err("boom".into())
-        } else {
-            Ok(())
-        }
+    let ran = Mutex::new(Vec::new());
+    let text = panic_text(|| {
+        for_seeds_or_only(None, 0..10, |seed| {
+            ran.lock().unwrap().push(seed);
+            if seed == 3 {
+                Err("boom".into())
+            } else {
+                Ok(())
+            }
+        })
     });
+    assert_eq!(
+        text.as_deref(),
+        Some("failed at seed 3, replay with SIM_SEED=3: boom")
+    );
+    assert_eq!(
+        *ran.lock().unwrap(),
+        [0, 1, 2, 3],
+        "stops at the first failure"
+    );
+}
+
+#[test]
+fn panicking_seed_is_reported_with_its_message() {
+    let text = panic_text(|| {
+        for_seeds_or_only(None, 5..9, |seed| {
+            assert!(seed != 7, "seed {seed} is bad");
+            Ok(())
+        })
+    });
+    assert_eq!(
+        text.as_deref(),
+        Some("failed at seed 7, replay with SIM_SEED=7: seed 7 is bad")
+    );
+}
+
+#[test]
+fn replay_runs_only_the_named_seed() {
+    let ran = Mutex::new(Vec::new());
+    for_seeds_or_only(Some(42), 0..10, |seed| {
+        ran.lock().unwrap().push(seed);
+        Ok(())
+    });
+    assert_eq!(*ran.lock().unwrap(), [42]);
+    let text = panic_text(|| for_seeds_or_only(Some(42), 0..10, |_| Err("still bad".into())));
+    assert_eq!(
+        text.as_deref(),
+        Some("failed at seed 42, replay with SIM_SEED=42: still bad")
+    );
+}
+
+#[test]
+fn passing_seeds_all_run() {
+    let ran = Mutex::new(Vec::new());
+    for_seeds_or_only(None, 0..10, |seed| {
+        ran.lock().unwrap().push(seed);
+        Ok(())
+    });
+    assert_eq!(*ran.lock().unwrap(), (0..10).collect::<Vec<_>>());
 }
 
 #[test]
