@@ -1,0 +1,364 @@
+//! The bodies of the fuzz targets, shared by the coverage-guided fuzzers in
+//! `fuzz/` (libFuzzer) and by the corpus replay test `sim/tests/fuzz_corpus.rs`
+//! that `make test` runs. Each takes arbitrary bytes and panics (with the
+//! reason) only when it finds a bug: a panic in the code under test, a GEOM
+//! rule broken, a result that makes no sense.
+//!
+//! - [`label`]: the on-disk label decoder, and the round trip of whatever it
+//!   accepts;
+//! - [`gctl`]: a script of gctl requests (raw parameter lists, malformed ones
+//!   included), `gmultipath` command lines and path faults, played against
+//!   the class on a small deterministic simulator; see [`parse_script`] for
+//!   the format;
+//! - [`scenario`]: the scenario file parser.
+
+use geom_multipath_rs::metadata::{
+    label_offset, validate_name, validate_uuid, Metadata, Name, Uuid, LABEL_LEN, NAME_MAX,
+};
+use geom_multipath_rs::platform::Access;
+
+use crate::ctl::SimCtlReq;
+use crate::disk::LunConfig;
+use crate::scenario::{describe, parse_size, Scenario};
+use crate::sched::Mode;
+use crate::sim::{Sim, SimConfig};
+
+/// Label decoder: never panics; anything it accepts re-encodes to the same
+/// [`LABEL_LEN`] bytes, decodes again to the same label, and fits the
+/// provider it was written for.
+pub fn label(data: &[u8]) {
+    if let Ok(md) = Metadata::decode(data) {
+        let mut again = vec![0x5a; data.len()];
+        if let Err(e) = md.encode_sector(&mut again) {
+            panic!("accepted label {md:?} does not re-encode: {e}");
+        }
+        assert_eq!(
+            again.get(..LABEL_LEN),
+            data.get(..LABEL_LEN),
+            "re-encoding changed the label"
+        );
+        let ss = usize::try_from(md.sectorsize).unwrap_or(usize::MAX);
+        assert!(
+            again.iter().skip(LABEL_LEN).take(ss).all(|&b| b == 0),
+            "the rest of the sector is not zero-filled"
+        );
+        assert_eq!(Metadata::decode(&again), Ok(md), "decode(encode(x)) != x");
+        assert_eq!(md.check_provider(md.size, md.sectorsize), Ok(()));
+        let off = label_offset(md.size, md.sectorsize);
+        assert_eq!(off, md.size.checked_sub(u64::from(md.sectorsize)));
+        // A label without uuid (taste ignores those) excludes no sector.
+        let expect = if md.is_manual() { Some(md.size) } else { off };
+        assert_eq!(md.provider_mediasize(), expect, "provider size");
+        assert!(!md.name.as_str().is_empty() && md.name.as_str().len() <= NAME_MAX);
+    }
+    // The same bytes as a name or a uuid typed on the command line.
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Ok(n) = Name::new_truncated(s) {
+            assert!(s.starts_with(n.as_str()) && n.as_str().len() <= NAME_MAX);
+            assert_eq!(validate_name(n.as_str()), Ok(()));
+        }
+        match Uuid::parse(s) {
+            Ok(u) => assert_eq!(u.as_str(), s),
+            Err(_) => assert!(!s.is_empty() && validate_uuid(s).is_err()),
+        }
+    }
+}
+
+/// Scenario parser: any bytes give a scenario or an error, never a panic.
+pub fn scenario(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(s) = Scenario::parse(text) {
+        assert!(!s.disks.is_empty(), "a scenario without disks was accepted");
+        for e in &s.events {
+            let _ = describe(e);
+        }
+    } else if text.len() <= 32 {
+        let _ = parse_size(text);
+    }
+}
+
+/// One step of a [`gctl`] script.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A raw gctl request: (name, value bytes, writable) in order.
+    /// `class=MULTIPATH` is appended, so a script may name another class
+    /// (parameters are looked up first match first).
+    Request(Vec<(String, Vec<u8>, bool)>),
+    /// A `gmultipath` command line, split at white space.
+    Gmultipath(Vec<String>),
+    /// A path fault or a user I/O: (operation, argument words).
+    Fault(String, Vec<String>),
+}
+
+/// Longest script [`gctl`] plays (steps), so one input stays cheap.
+pub const MAX_ACTIONS: usize = 24;
+/// Largest buffer a script may ask for (`o:N`).
+pub const MAX_BUF: usize = 1 << 16;
+
+/// Decodes a parameter value: `s:TEXT` TEXT and a NUL (what geom(8) sends
+/// for strings); `r:TEXT` TEXT without a NUL; `x:HEX` raw bytes; `i:N` a
+/// 4-byte native-endian int; `l:N` an 8-byte one (a wrong length);
+/// `o:N` a zeroed writable buffer of N bytes; `w:TEXT` a writable buffer
+/// holding TEXT. Anything else is taken as `s:`.
+fn value(v: &str) -> (Vec<u8>, bool) {
+    let num = |t: &str| t.trim().parse::<i64>().unwrap_or(0);
+    match v.split_at_checked(2) {
+        Some(("s:", t)) => (nul_terminated(t), false),
+        Some(("r:", t)) => (t.as_bytes().to_vec(), false),
+        Some(("x:", t)) => (hex(t), false),
+        // Truncation is the point: "i:4294967295" is -1.
+        Some(("i:", t)) => ((num(t) as i32).to_ne_bytes().to_vec(), false),
+        Some(("l:", t)) => (num(t).to_ne_bytes().to_vec(), false),
+        Some(("o:", t)) => {
+            let n = usize::try_from(num(t)).unwrap_or(0).min(MAX_BUF);
+            (vec![0; n], true)
+        }
+        Some(("w:", t)) => (t.as_bytes().to_vec(), true),
+        _ => (nul_terminated(v), false),
+    }
+}
+
+fn nul_terminated(t: &str) -> Vec<u8> {
+    let mut b = t.as_bytes().to_vec();
+    b.push(0);
+    b
+}
+
+fn hex(t: &str) -> Vec<u8> {
+    let digits: Vec<u8> = t
+        .bytes()
+        .filter_map(|c| char::from(c).to_digit(16))
+        .filter_map(|d| u8::try_from(d).ok())
+        .collect();
+    digits
+        .chunks(2)
+        .map(|p| p.iter().fold(0u8, |acc, d| (acc << 4) | d))
+        .collect()
+}
+
+/// Parses a [`gctl`] script, one step or parameter per line:
+///
+/// ```text
+/// verb=create          # a parameter of the request being built (see value())
+/// version=i:1
+/// nargs=i:2
+/// arg0=s:mp1
+/// arg1=da2
+/// output=o:4096
+/// .                    # send it (also: a blank line, `$`, `!`, the end)
+/// $ fail mp da0        # a gmultipath command line
+/// ! die da1            # a fault: die, revive, heal, fail, fail-next, resize P N, io
+/// ```
+///
+/// Lines starting with `#`, and lines without `=` inside a request, are
+/// ignored. Invalid UTF-8 is read lossily. At most [`MAX_ACTIONS`] steps.
+pub fn parse_script(data: &[u8]) -> Vec<Action> {
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    let mut req: Vec<(String, Vec<u8>, bool)> = Vec::new();
+    let flush = |req: &mut Vec<(String, Vec<u8>, bool)>, out: &mut Vec<Action>| {
+        if !req.is_empty() {
+            out.push(Action::Request(std::mem::take(req)));
+        }
+    };
+    for line in text.split('\n') {
+        if out.len() >= MAX_ACTIONS {
+            break;
+        }
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if let Some(cmd) = line.strip_prefix('$') {
+            flush(&mut req, &mut out);
+            out.push(Action::Gmultipath(
+                cmd.split_whitespace().map(String::from).collect(),
+            ));
+        } else if let Some(f) = line.strip_prefix('!') {
+            flush(&mut req, &mut out);
+            let mut words = f.split_whitespace().map(String::from);
+            let op = words.next().unwrap_or_default();
+            out.push(Action::Fault(op, words.collect()));
+        } else if line.trim().is_empty() || line.trim() == "." {
+            flush(&mut req, &mut out);
+        } else if line.starts_with('#') {
+        } else if let Some((name, v)) = line.split_once('=') {
+            let (bytes, writable) = value(v);
+            req.push((name.to_string(), bytes, writable));
+        }
+    }
+    if out.len() < MAX_ACTIONS {
+        flush(&mut req, &mut out);
+    }
+    out
+}
+
+/// The simulator every [`gctl`] script starts from: LUN 1 through `da0`
+/// and `da1` (1 MiB, 512-byte sectors), LUN 2 through `da2` and `da3`
+/// (2 MiB, 4096-byte sectors), MULTIPATH loaded, and a manual device `mp`
+/// made of `da0` and `da1`. Deterministic, seed 1: a script replays exactly.
+pub fn gctl_sim() -> Sim {
+    let sim = Sim::new(SimConfig::new(Mode::Deterministic, 1));
+    let luns = [
+        LunConfig::new(&["da0", "da1"], 1 << 20),
+        LunConfig {
+            sectorsize: 4096,
+            ..LunConfig::new(&["da2", "da3"], 2 << 20)
+        },
+    ];
+    for l in luns {
+        if let Err(e) = sim.add_lun(l) {
+            panic!("fuzz set-up: add_lun: {e}");
+        }
+    }
+    if let Err(e) = sim.load_multipath() {
+        panic!("fuzz set-up: load MULTIPATH: error {e}");
+    }
+    sim.run_until_idle();
+    if let Err(e) = sim.gmultipath(&["create", "mp", "da0", "da1"]) {
+        panic!("fuzz set-up: create: {e}");
+    }
+    sim.run_until_idle();
+    sim
+}
+
+/// gctl requests and verb dispatch: plays the script [`parse_script`]
+/// reads from `data` on [`gctl_sim`]. Every request gets a precise error
+/// or is done; one without a well-formed `version` is refused; no GEOM
+/// rule is broken; what the device reads back is what was written; and
+/// the simulator shuts down without leaks.
+pub fn gctl(data: &[u8]) {
+    let script = parse_script(data);
+    let sim = gctl_sim();
+    let mut pattern = 0u8;
+    for step in &script {
+        match step {
+            Action::Request(params) => request(&sim, params),
+            Action::Gmultipath(argv) => {
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                match sim.gmultipath(&argv) {
+                    Ok(out) => assert!(out.len() < 8192, "gmultipath {argv:?}: output {out:?}"),
+                    Err(e) => assert!(
+                        !e.is_empty() && e.len() < 1024,
+                        "gmultipath {argv:?}: error text {e:?}"
+                    ),
+                }
+            }
+            Action::Fault(op, args) => {
+                pattern = pattern.wrapping_add(1);
+                fault(&sim, op, args, pattern);
+            }
+        }
+        sim.run_until_idle();
+        let v = sim.violations();
+        assert!(v.is_empty(), "after {step:?}: {v:?}");
+    }
+    // Whatever happened, a device that still opens reads back what it wrote.
+    user_io(&sim, "multipath/mp", 0xa5);
+    let rep = sim.finish();
+    assert!(rep.violations.is_empty(), "{:?}", rep.violations);
+}
+
+fn request(sim: &Sim, params: &[(String, Vec<u8>, bool)]) {
+    let mut r = SimCtlReq::new();
+    for (name, value, writable) in params {
+        r.add_raw(name, value, *writable);
+    }
+    r.add_str("class", "MULTIPATH");
+    let out = sim.plat().gctl(r);
+    let first = |n: &str| params.iter().find(|(p, _, _)| p == n);
+    let well_formed_version = first("version").is_some_and(|(_, v, _)| v.len() == 4);
+    let class_ok = first("class").is_none_or(|(_, v, _)| v.as_slice() == b"MULTIPATH\0");
+    if !well_formed_version || !class_ok {
+        assert!(out.error_text().is_some(), "{params:?} was accepted");
+    }
+    if let Some(e) = out.error_text() {
+        assert!(!e.is_empty() && e.len() < 512, "error text {e:?}");
+    }
+    // A writable buffer the class wrote to holds a NUL-terminated string.
+    if out.error_text().is_none() {
+        for p in &out.params {
+            let before = params.iter().find(|(n, _, w)| *n == p.name && *w);
+            if let Some((_, old, _)) = before {
+                if old != &p.value {
+                    assert!(p.value.contains(&0), "{} not NUL-terminated", p.name);
+                }
+            }
+        }
+    }
+}
+
+fn fault(sim: &Sim, op: &str, args: &[String], pattern: u8) {
+    let path = args.first().and_then(|name| sim.path_by_name(name));
+    match (op, path) {
+        ("io", _) => {
+            let dev = args.first().map_or("multipath/mp", String::as_str);
+            user_io(sim, dev, pattern);
+        }
+        ("die", Some(p)) => p.die(),
+        ("revive", Some(p)) => p.revive(),
+        ("heal", Some(p)) => p.heal(),
+        ("fail", Some(p)) => p.fail_rate(geom_multipath_rs::platform::EIO, 1000),
+        ("fail-next", Some(p)) => p.fail_next(1, geom_multipath_rs::platform::ENXIO),
+        ("resize", Some(p)) => {
+            let n = args.get(1).and_then(|s| parse_size(s).ok()).unwrap_or(0);
+            if n <= 8 << 20 {
+                let _ = p.resize(n);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Opens `dev` r1w1 if it can and writes a sector then reads it back: the
+/// read fails or returns the data, nothing else.
+fn user_io(sim: &Sim, dev: &str, pattern: u8) {
+    if dev.contains("..") {
+        return;
+    }
+    let Ok(d) = sim.open(dev, Access::new(1, 1, 0)) else {
+        return;
+    };
+    let data = vec![pattern; 512];
+    if d.write(4096, &data).is_ok() {
+        if let Ok(back) = d.read(4096, 512) {
+            assert!(back == data, "{dev}: read back other data than written");
+        }
+    }
+    let _ = d.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_format() {
+        let s = parse_script(
+            b"# c\nverb=create\nversion=i:1\nnargs=l:2\narg0=r:ab\narg1=x:6100\noutput=o:8\n.\n$ fail mp da0\n! die da1\nverb=w:x",
+        );
+        assert_eq!(s.len(), 4);
+        let Action::Request(p) = &s[0] else {
+            panic!("{s:?}")
+        };
+        assert_eq!(p[0], ("verb".into(), b"create\0".to_vec(), false));
+        assert_eq!(p[1].1, 1i32.to_ne_bytes().to_vec());
+        assert_eq!(p[2].1, 2i64.to_ne_bytes().to_vec());
+        assert_eq!(p[3].1, b"ab".to_vec());
+        assert_eq!(p[4].1, b"a\0".to_vec());
+        assert_eq!(p[5], ("output".into(), vec![0; 8], true));
+        assert_eq!(
+            s[1],
+            Action::Gmultipath(vec!["fail".into(), "mp".into(), "da0".into()])
+        );
+        assert_eq!(s[2], Action::Fault("die".into(), vec!["da1".into()]));
+        assert_eq!(
+            s[3],
+            Action::Request(vec![("verb".into(), b"x".to_vec(), true)])
+        );
+        assert_eq!(parse_script(&[b'\n'; 100]), vec![]);
+        assert_eq!(
+            parse_script("$ x\n".repeat(100).as_bytes()).len(),
+            MAX_ACTIONS
+        );
+    }
+}
