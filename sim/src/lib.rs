@@ -30,6 +30,7 @@ pub mod ctl;
 pub mod dev;
 pub mod disk;
 pub mod fault;
+pub mod fuzzing;
 pub mod gmultipath;
 pub mod ids;
 pub mod ko;
