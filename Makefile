@@ -13,7 +13,10 @@
 #   make check-bindings  vendored bindings match shim.h
 #   make bindings        regenerate sys-bindings/src/bindings.rs
 #   make kstructs        regenerate sim/src/ko/kstructs.rs (FreeBSD struct layouts)
-#   make demo | soak | fuzz  the simulator's demo, soak run, fuzzing
+#   make demo | soak     the simulator's demo and soak run
+#   make fuzz            each libFuzzer target for FUZZ_SECONDS (60), then the
+#                        proptest campaigns (scripts/fuzz.sh)
+#   make fuzz-long       each libFuzzer target until FUZZ_RUNS (10^7) executions
 #   make bench           multipath against the pass-through baseline (ratios)
 #   make vm              boot FREEBSD_IMAGE under bhyve/QEMU and run the ATF
 #                        suite there (tests/vm/; skipped without an image)
@@ -24,7 +27,7 @@
 # instead of the FreeBSD headers of the ziglang wheel.
 
 .PHONY: all kmod test check-ko check-ko-selftest check-bindings bindings kstructs \
-	toolchain demo soak fuzz bench vm load unload clean
+	toolchain demo soak fuzz fuzz-long bench vm load unload clean
 
 all: kmod
 
@@ -66,7 +69,10 @@ bench:
 	cargo run --release -p geom-sim --bin mpsim -- bench
 
 fuzz:
-	bash scripts/fuzz.sh
+	bash scripts/fuzz.sh short
+
+fuzz-long:
+	bash scripts/fuzz.sh long
 
 vm: kmod
 	@if [ -n "$(FREEBSD_IMAGE)" ]; then bash scripts/toolchain.sh vm; fi
@@ -83,5 +89,5 @@ unload load:  # ("load" may not begin a line: GNU make directive)
 
 clean:
 	@if [ "`uname -s`" = FreeBSD ]; then $(MAKE) -C geom_multipath_rs clean; fi
-	rm -rf build geom_multipath_rs/geom_multipath_rs.ko
+	rm -rf build geom_multipath_rs/geom_multipath_rs.ko fuzz/target fuzz/work
 	cargo clean

@@ -1,17 +1,122 @@
 #!/usr/bin/env bash
-# `make fuzz`: the long randomized runs, kept out of `make test`.
-#  - the label decoder on random and mutated sectors (proptest), and
-#  - random, malformed gctl requests against the class on the simulator,
-# each with many more cases than `make test` runs. FUZZ_CASES sets the
-# label cases (default 200000); the gctl run gets a twentieth of that.
-# A failure prints proptest's minimal failing input.
+# `make fuzz` and `make fuzz-long`: coverage-guided fuzzing with libFuzzer.
+#
+# The targets (fuzz/fuzz_targets/, bodies in sim/src/fuzzing.rs):
+#   label     bytes -> the on-disk label decoder, and the round trip of
+#             whatever it accepts
+#   gctl      a script of raw gctl requests (malformed ones included),
+#             gmultipath command lines and path faults -> the class's
+#             ctlreq on a deterministic two-LUN simulator
+#   scenario  bytes -> the scenario file parser
+#
+# They are built the way cargo-fuzz builds them (sanitizer-coverage passes,
+# --cfg fuzzing, libFuzzer from the libfuzzer-sys crate) but with stable
+# cargo and no sanitizer runtime, so nothing beyond the crates and a C++
+# compiler (libFuzzer's sources) is needed. Overflow checks and debug
+# assertions are on.
+#
+#   scripts/fuzz.sh [short]   each target for FUZZ_SECONDS (default 60),
+#                             then the proptest campaigns (FUZZ_CASES label
+#                             cases, default 200000; the gctl run gets a
+#                             twentieth; FUZZ_CASES=0 skips them)
+#   scripts/fuzz.sh long      each target until FUZZ_RUNS executions
+#                             (default 10000000)
+#   FUZZ_TARGETS="label gctl" picks targets.
+#
+# New inputs go to fuzz/work/TARGET (not checked in); the checked-in seeds
+# in fuzz/corpus/TARGET are read only. A crash stops that target, its input
+# is saved in fuzz/artifacts/TARGET/ and the script exits 1 after the
+# summary; replay one with `fuzz/target/TRIPLE/release/TARGET FILE`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
+how=${1:-short}
+case $how in
+short | long) ;;
+*) gmr_die "usage: scripts/fuzz.sh [short|long]" ;;
+esac
+seconds=${FUZZ_SECONDS:-60}
+runs=${FUZZ_RUNS:-10000000}
 cases=${FUZZ_CASES:-200000}
-gmr_step "fuzz: label decoder, ${cases} cases per property"
-PROPTEST_CASES="$cases" cargo test --release -p geom_multipath_rs --lib metadata::tests::prop_
-gmr_step "fuzz: malformed gctl requests, $((cases / 20)) request sequences"
-PROPTEST_CASES="$((cases / 20))" cargo test --release --test ctl_fuzz
+read -r -a targets <<<"${FUZZ_TARGETS:-label gctl scenario}"
+
+triple=$(rustc -vV | sed -n 's/^host: //p')
+[ -n "$triple" ] || gmr_die "cannot tell the host triple from rustc -vV"
+export CARGO_TARGET_DIR=$PWD/fuzz/target
+# --target keeps these flags off build scripts and proc macros (serde).
+export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing"
+gmr_step "fuzz: build the targets (libFuzzer, sanitizer coverage, $triple)"
+cargo build --release --manifest-path fuzz/Cargo.toml --target "$triple" --bins
+unset RUSTFLAGS CARGO_TARGET_DIR
+
+max_len() {
+	case $1 in
+	label) echo 8192 ;;
+	*) echo 2048 ;;
+	esac
+}
+
+declare -A summary
+failed=0
+for t in "${targets[@]}"; do
+	bin=fuzz/target/$triple/release/$t
+	[ -x "$bin" ] || gmr_die "no fuzz target named $t"
+	mkdir -p "fuzz/work/$t" "fuzz/artifacts/$t"
+	log=fuzz/work/$t.log
+	if [ "$how" = long ]; then
+		limit=(-runs="$runs")
+		gmr_step "fuzz: $t until $runs executions"
+	else
+		limit=(-max_total_time="$seconds")
+		gmr_step "fuzz: $t for $seconds s"
+	fi
+	start=$SECONDS
+	rc=0
+	"$bin" "${limit[@]}" -max_len="$(max_len "$t")" -timeout=30 -rss_limit_mb=4096 \
+		-print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" \
+		"fuzz/work/$t" "fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
+	elapsed=$((SECONDS - start))
+	grep -E '^#[0-9]+.*(INITED|NEW|REDUCE|pulse|DONE)' "$log" | tail -n 3 || true
+	status=$(grep -E '^#[0-9]+[[:space:]]+(DONE|pulse|NEW|REDUCE|INITED)' "$log" | tail -n 1 || true)
+	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+	rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
+	cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$status")
+	ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$status")
+	corp=$(sed -n 's/.* corp: \([0-9]*\)\/.*/\1/p' <<<"$status")
+	if [ "$rc" -eq 0 ]; then
+		result=ok
+	else
+		failed=1
+		result="CRASH (exit $rc)"
+		grep -E 'panicked at|^thread .*panicked|ERROR: libFuzzer|SUMMARY' "$log" | head -n 5 || true
+		for a in "fuzz/artifacts/$t"/*; do
+			[ -e "$a" ] && echo "reproducer: $bin $a"
+		done
+	fi
+	summary[$t]=$(printf '%-9s %11s %8s %6s %7s %7s %6ss  %s' "$t" "${execs:-?}" "${rate:-?}" \
+		"${cov:-?}" "${ft:-?}" "${corp:-?}" "$elapsed" "$result")
+	echo "${summary[$t]}   (log: $log)"
+done
+
+if [ "$how" = short ] && [ "$cases" -gt 0 ]; then
+	gmr_step "fuzz: proptest, label decoder, $cases cases per property"
+	PROPTEST_CASES="$cases" cargo test --release -p geom_multipath_rs --lib metadata::tests::prop_ ||
+		failed=1
+	gmr_step "fuzz: proptest, malformed gctl requests, $((cases / 20)) request sequences"
+	PROPTEST_CASES="$((cases / 20))" cargo test --release --test ctl_fuzz || failed=1
+fi
+
+gmr_step "fuzz: summary ($how run)"
+printf '%-9s %11s %8s %6s %7s %7s %7s  %s\n' target executions exec/s cov ft corpus time result
+for t in "${targets[@]}"; do
+	echo "${summary[$t]}"
+done
+if [ "$failed" -ne 0 ]; then
+	echo "fuzz: FAILED (crash inputs are in fuzz/artifacts/, or a proptest failed above)" >&2
+	exit 1
+fi
+echo "fuzz: no crash"
