@@ -165,10 +165,17 @@ selftest_get_tls(void)
 C
 cc "$work/tls.o" "$work/tls.c"
 
-link() { # link OUT OBJ...
+link_raw() { # link_raw OUT OBJ...: ld -r only, the module's symbols stay global
 	local out=$1
 	shift
 	"$GMR_LD" -r -m elf_x86_64 -o "$out" "$@"
+}
+link() { # link OUT OBJ...: then every defined symbol made local, as kbuild.sh does
+	local out=$1
+	shift
+	link_raw "$out.raw" "$@"
+	"$GMR_NM" -g --defined-only "$out.raw" | awk '{ print $NF }' >"$out.syms"
+	"$GMR_OBJCOPY" --localize-symbols="$out.syms" "$out.raw" "$out"
 }
 link "$work/good.ko" "$work/base.o"
 link "$work/sse.ko" "$work/base.o" "$work/sse.o"
@@ -181,6 +188,8 @@ link "$work/tls.ko" "$work/base.o" "$work/tls.o"
 link "$work/nometa.ko" "$work/nometa.o"
 link "$work/othername.ko" "$work/othername.o"
 link "$work/roundver.ko" "$work/roundver.o"
+# The valid module without the localizing step (symbols-local must fail).
+link_raw "$work/global.ko" "$work/base.o"
 # The valid module, said to be built for a version below its range.
 cp "$work/good.ko" "$work/wrongver.ko"
 # The valid module with its ELF type (e_type, offset 16) set to ET_EXEC.
@@ -223,6 +232,7 @@ expect nometa "module-metadata kernel-depend"
 expect roundver "kernel-depend" $((GMR_FREEBSD_MAJOR * 100000))
 expect wrongver "kernel-depend" $((GMR_FREEBSD_VERSION - 1))
 expect othername "class-name"
+expect global "symbols-local"
 expect notrel "elf-rel-x86_64"
 
 echo "check-ko-selftest: $pass passed, $fail failed"

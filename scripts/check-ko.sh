@@ -41,6 +41,9 @@
 #                      the __FreeBSD_version the module was built for
 #                      (kern_linker.c refuses the module otherwise)
 #   class-name         the NUL-terminated class name "MULTIPATH" is present
+#   symbols-local      no symbol the module defines is global or weak (as
+#                      bsd.kmod.mk makes them with EXPORT_SYMS=NO): the
+#                      module's names stay out of the kernel's namespace
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 # shellcheck source=scripts/lib.sh
@@ -403,6 +406,17 @@ if [ "$found" != no ]; then
 	pass class-name "\"MULTIPATH\" in $found"
 else
 	fail class-name "the class name string \"MULTIPATH\" is not in any .rodata/.data section"
+fi
+
+# ---- symbols-local ---------------------------------------------------------------
+# readelf -s: Num: Value Size Type Bind Vis Ndx Name
+"$GMR_READELF" -s -W "$ko" 2>/dev/null |
+	awk '$1 ~ /^[0-9]+:$/ && $5 != "LOCAL" && $7 != "UND" && $8 != "" { print $5 " " $4 " " $8 }' >"$tmp/globals"
+if [ -s "$tmp/globals" ]; then
+	fail symbols-local "$(wc -l <"$tmp/globals") defined symbol(s) not local (localize them as bsd.kmod.mk does):"
+	show <"$tmp/globals"
+else
+	pass symbols-local "every defined symbol is local; $(grep -c . "$tmp/undef") undefined ones bind at kldload"
 fi
 
 # ---- verdict ----------------------------------------------------------------------

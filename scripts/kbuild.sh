@@ -44,12 +44,17 @@ gmr_kernel_cflags "$out"
 gmr_step "kbuild: link $ko (ld.lld-$GMR_LLVM_VERSION -r)"
 "$GMR_LD" -r -m elf_x86_64 --build-id=none -o "$out/geom_multipath_rs.kld" \
 	"$out/g_multipath_shim.o" "$out/librust.a"
-# Like bsd.kmod.mk with an empty export list: every symbol the module defines
-# becomes local, so none of ours (gmr_*, Rust's) lands in the kernel's global
-# namespace. Undefined symbols stay global and bind at kldload.
-: >"$out/export_syms"
+# Like bsd.kmod.mk with EXPORT_SYMS=NO (kmod_syms.awk lists every defined
+# global symbol, objcopy -L localizes each): every symbol the module defines
+# becomes local, so none of ours (the shim's gmr_* accessors, M_GMR) lands in
+# the kernel's global namespace. Undefined symbols stay global and bind at
+# kldload. (An empty --keep-global-symbols list does not do this: llvm-objcopy
+# treats an empty list as no list and keeps every global.) check-ko's rule
+# symbols-local checks the result.
+"$GMR_NM" --no-llvm-bc -g --defined-only "$out/geom_multipath_rs.kld" |
+	awk '{ print $NF }' | sort -u >"$out/localize_syms"
 # The LLVM bitcode rustc embeds for LTO (.llvmbc, .llvmcmd) is dropped too.
-"$GMR_OBJCOPY" --keep-global-symbols="$out/export_syms" \
+"$GMR_OBJCOPY" --localize-symbols="$out/localize_syms" \
 	--remove-section=.llvmbc --remove-section=.llvmcmd \
 	"$out/geom_multipath_rs.kld" "$ko"
 # Record which headers it was built against, for the audit.
