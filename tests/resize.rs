@@ -15,7 +15,7 @@ mod common;
 
 use common::{check_state, fill, list, logged, modes, san, submit_writes};
 use geom_multipath_rs::metadata::{Metadata, Mode as MpMode, Name, Uuid};
-use geom_sim::{Access, Lun, Sim, EIO};
+use geom_sim::{Access, Lun, Sim, EIO, ENXIO};
 
 const SIZE: u64 = 1 << 20;
 const BIG: u64 = 2 << 20;
@@ -130,7 +130,7 @@ fn shrunk_manual_device() {
         assert_eq!(count_logged(&sim, &line), 1, "{:?}", sim.log_lines());
         assert_eq!(dev.read(SMALL - 4096, 4096).unwrap(), vec![9; 4096]);
         // Past the new end is past the device (at the end: EOF).
-        assert!(dev.read(SMALL + 512, 512).is_err());
+        assert_eq!(dev.read(SMALL + 512, 512), Err(EIO));
         check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
         drop(dev);
         sim.finish().assert_clean();
@@ -167,7 +167,7 @@ fn shrunk_labelled_device_without_its_label_is_destroyed() {
             );
             assert!(logged(&sim, "GEOM_MULTIPATH: destroying mp"));
             if let Some(dev) = dev {
-                assert!(dev.read(0, 512).is_err(), "withered under the user");
+                assert_eq!(dev.read(0, 512), Err(ENXIO), "withered under the user");
                 drop(dev);
                 sim.run_until_idle();
             }

@@ -269,7 +269,14 @@ fn no_path_left_completes_every_bio_with_an_error() {
                 "clean error, got {e}"
             );
         }
-        assert!(logged(&sim, "out of providers for mp") || logged(&sim, "mp destroyed"));
+        // Both paths gone: no provider is left, and the device goes.
+        let lines = sim.log_lines();
+        let at = |needle: &str| lines.iter().position(|l| l.ends_with(needle));
+        let (out, destroyed) = (at(": out of providers for mp"), at(": mp destroyed"));
+        assert!(
+            out.is_some() && destroyed.is_some() && out < destroyed,
+            "{lines:?}"
+        );
         drop(dev);
         sim.run_until_idle();
         assert!(
