@@ -20,7 +20,7 @@
 #                             cases, default 200000; the gctl run gets a
 #                             twentieth; FUZZ_CASES=0 skips them)
 #   scripts/fuzz.sh long      each target until FUZZ_RUNS executions
-#                             (default 10000000)
+#                             (default 10000000), or FUZZ_LONG_SECONDS if set
 #   FUZZ_TARGETS="label gctl" picks targets.
 #
 # New inputs go to fuzz/work/TARGET (not checked in); the checked-in seeds
@@ -39,6 +39,7 @@ short | long) ;;
 esac
 seconds=${FUZZ_SECONDS:-60}
 runs=${FUZZ_RUNS:-10000000}
+long_seconds=${FUZZ_LONG_SECONDS:-0}
 cases=${FUZZ_CASES:-200000}
 read -r -a targets <<<"${FUZZ_TARGETS:-label gctl scenario}"
 
@@ -68,15 +69,17 @@ for t in "${targets[@]}"; do
 	mkdir -p "fuzz/work/$t" "fuzz/artifacts/$t"
 	log=fuzz/work/$t.log
 	if [ "$how" = long ]; then
-		limit=(-runs="$runs")
-		gmr_step "fuzz: $t until $runs executions"
+		limit=(-runs="$runs" -max_total_time="$long_seconds")
+		gmr_step "fuzz: $t until $runs executions${FUZZ_LONG_SECONDS:+ or $long_seconds s}"
 	else
 		limit=(-max_total_time="$seconds")
 		gmr_step "fuzz: $t for $seconds s"
 	fi
 	start=$SECONDS
 	rc=0
-	"$bin" "${limit[@]}" -max_len="$(max_len "$t")" -timeout=30 -rss_limit_mb=4096 \
+	dict=()
+	[ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
+	"$bin" "${limit[@]}" "${dict[@]}" -max_len="$(max_len "$t")" -timeout=30 -rss_limit_mb=4096 \
 		-print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" \
 		"fuzz/work/$t" "fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
 	elapsed=$((SECONDS - start))
