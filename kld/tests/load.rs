@@ -1,0 +1,238 @@
+//! Loading a small module built like the real one, running its SYSINITs on
+//! Rust imports, and unmapping it.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use common::*;
+use kld::{Import, ModMetadata};
+
+const FIXTURE: &str = r#"
+#include <sys/param.h>
+#include <sys/systm.h>
+#include <sys/kernel.h>
+#include <sys/module.h>
+
+int fixture_counter;
+int fixture_seen = 7;
+extern int kpi_value;
+void kpi_note(int a, long b, const char *s, int *where);
+void kpi_done(void *);
+void (*fixture_cb)(void *);
+
+static int fixture_arg = 2;
+
+static void
+fixture_init(void *arg)
+{
+	fixture_counter = 40 + *(int *)arg + kpi_value;
+	fixture_cb = kpi_done;
+	kpi_note(1, 0x123456789L, "hello", &fixture_counter);
+}
+SYSINIT(fixture, SI_SUB_DRIVERS, SI_ORDER_SECOND, fixture_init, &fixture_arg);
+
+static void
+fixture_early(void *arg)
+{
+	kpi_note(0, (long)arg, "early", &fixture_seen);
+}
+SYSINIT(fixture_early, SI_SUB_TUNABLES, SI_ORDER_FIRST, fixture_early, (void *)5);
+
+static void
+fixture_fini(void *arg)
+{
+	kpi_note(9, 0, "fini", &fixture_counter);
+}
+SYSUNINIT(fixture_fini, SI_SUB_DRIVERS, SI_ORDER_SECOND, fixture_fini, NULL);
+
+static int
+fixture_modevent(module_t mod, int type, void *data)
+{
+	return (0);
+}
+static moduledata_t fixture_mod = { "fixture", fixture_modevent, NULL };
+DECLARE_MODULE(fixture, fixture_mod, SI_SUB_DRIVERS, SI_ORDER_FIRST);
+MODULE_VERSION(fixture, 3);
+MODULE_DEPEND(fixture, other, 1, 2, 3);
+"#;
+
+static NOTES: Mutex<Vec<(i32, i64, String, usize)>> = Mutex::new(Vec::new());
+static REGISTERED: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" fn kpi_note(a: i32, b: i64, s: *const std::ffi::c_char, where_: *mut i32) {
+    // SAFETY: the module passes a NUL-terminated string literal.
+    let s = unsafe { std::ffi::CStr::from_ptr(s) }
+        .to_string_lossy()
+        .into_owned();
+    NOTES.lock().unwrap().push((a, b, s, where_ as usize));
+}
+
+extern "C" fn module_register_init(data: usize) {
+    REGISTERED.store(data, Ordering::SeqCst);
+}
+
+#[test]
+fn loads_relocates_and_runs_sysinits() {
+    let ko = c_module("positive", FIXTURE, 1500068);
+    let value = kld::low_alloc(4, 4).unwrap() as *mut i32;
+    // SAFETY: a fresh 4-byte low block.
+    unsafe { *value = 100 };
+    let resolver = Table(vec![
+        ("kpi_note", Import::Func(kpi_note as *const () as usize)),
+        ("kpi_done", Import::Func(must_not_run as *const () as usize)),
+        ("kpi_value", Import::Data(value as usize)),
+        (
+            "module_register_init",
+            Import::Func(module_register_init as *const () as usize),
+        ),
+    ]);
+    let mut o = opts(1500068);
+    o.known_modules.push(("other".into(), 2));
+    let m = kld::load(&ko, &resolver, &o).unwrap_or_else(|e| panic!("{e}"));
+
+    let (start, end) = m.range();
+    assert!(end <= 1 << 31, "mapped below 2 GiB");
+    assert!(m.relocations() > 0);
+    let counter = m.symbol("fixture_counter").expect("global data symbol");
+    let seen = m.symbol("fixture_seen").expect("initialised data symbol");
+    assert!(m.contains(counter) && m.contains(seen) && m.contains(start));
+    assert!(
+        m.symbol("fixture_init").is_some(),
+        "local symbols are listed too"
+    );
+    // SAFETY: module data, mapped.
+    assert_eq!(unsafe { *(seen as *const i32) }, 7);
+
+    // Metadata: DECLARE_MODULE's depend on kernel, the module, the version
+    // and the depend on `other`.
+    let md = m.metadata();
+    assert!(md.contains(&ModMetadata::Depend {
+        module: "kernel".into(),
+        min: 1500068,
+        pref: 1500068,
+        max: 1599999
+    }));
+    assert!(md.contains(&ModMetadata::Version {
+        module: "fixture".into(),
+        version: 3
+    }));
+    assert!(md.contains(&ModMetadata::Depend {
+        module: "other".into(),
+        min: 1,
+        pref: 2,
+        max: 3
+    }));
+    let moddata = md
+        .iter()
+        .find_map(|e| match e {
+            ModMetadata::Module { name, data } if name == "fixture" => Some(*data),
+            _ => None,
+        })
+        .expect("MDT_MODULE fixture");
+    assert_eq!(Some(moddata), m.symbol("fixture_mod"));
+
+    // SYSINITs: tunables first, then DECLARE_MODULE's (DRIVERS, FIRST), then
+    // ours (DRIVERS, SECOND).
+    let si = m.sysinits();
+    let keys: Vec<_> = si.iter().map(|s| (s.subsystem, s.order)).collect();
+    assert_eq!(keys, [(0x700000, 0), (0x3100000, 0), (0x3100000, 1)]);
+    assert_eq!(m.set("sysinit_set").len(), 3);
+    assert_eq!(si[1].udata, moddata);
+    assert_eq!(
+        m.trampoline_target(si[1].func),
+        Some(module_register_init as *const () as usize)
+    );
+    assert!(
+        m.contains(si[1].func),
+        "imports are called through a trampoline in the module"
+    );
+    for s in &si {
+        // SAFETY: the module's own SYSINITs, on imports implemented above.
+        unsafe { m.call_sysinit(s) };
+    }
+    assert_eq!(REGISTERED.load(Ordering::SeqCst), moddata);
+    let notes = NOTES.lock().unwrap().clone();
+    assert_eq!(
+        notes,
+        vec![
+            (0, 5, "early".to_string(), seen),
+            (1, 0x123456789, "hello".to_string(), counter)
+        ]
+    );
+    // SAFETY: module data, mapped.
+    assert_eq!(
+        unsafe { *(counter as *const i32) },
+        142,
+        "40 + 2 + kpi_value"
+    );
+    let cb = m.symbol("fixture_cb").unwrap();
+    // SAFETY: module data, mapped.
+    let cbv = unsafe { *(cb as *const usize) };
+    assert_eq!(Some(cbv), m.import("kpi_done"));
+    assert_eq!(
+        m.trampoline_target(cbv),
+        Some(must_not_run as *const () as usize)
+    );
+
+    let su = m.sysuninits();
+    assert_eq!(su.len(), 1);
+    // SAFETY: as above.
+    unsafe { m.call_sysinit(&su[0]) };
+    assert_eq!(NOTES.lock().unwrap().last().unwrap().2, "fini");
+
+    let names: Vec<_> = m.imports().into_iter().map(|(n, _, _)| n).collect();
+    assert_eq!(
+        names,
+        ["kpi_done", "kpi_note", "kpi_value", "module_register_init"]
+    );
+    let bytes = std::fs::read(&ko).unwrap();
+    assert_eq!(kld::imports(&bytes).unwrap(), names);
+
+    m.unmap();
+    assert!(
+        !kld::is_mapped(start, end - start),
+        "unmapped after unmap()"
+    );
+}
+
+#[test]
+fn rights_are_per_section_kind() {
+    let ko = c_module("rights", FIXTURE, 1500068);
+    let value = kld::low_alloc(4, 4).unwrap();
+    let resolver = Table(vec![
+        ("kpi_note", Import::Func(must_not_run as *const () as usize)),
+        ("kpi_done", Import::Func(must_not_run as *const () as usize)),
+        ("kpi_value", Import::Data(value as usize)),
+        (
+            "module_register_init",
+            Import::Func(must_not_run as *const () as usize),
+        ),
+    ]);
+    let mut o = opts(1500068);
+    o.known_modules.push(("other".into(), 3));
+    let m = kld::load(&ko, &resolver, &o).unwrap_or_else(|e| panic!("{e}"));
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let (start, end) = m.range();
+    let mut perms = Vec::new();
+    for line in maps.lines() {
+        let mut it = line.split_whitespace();
+        let (range, p) = (it.next().unwrap(), it.next().unwrap());
+        let (a, b) = range.split_once('-').unwrap();
+        let (a, b) = (
+            usize::from_str_radix(a, 16).unwrap(),
+            usize::from_str_radix(b, 16).unwrap(),
+        );
+        if a >= start && b <= end {
+            perms.push(p[..3].to_string());
+        }
+    }
+    assert!(perms.contains(&"r-x".to_string()), "{perms:?}");
+    assert!(perms.contains(&"rw-".to_string()), "{perms:?}");
+    assert!(
+        !perms.iter().any(|p| p == "rwx"),
+        "no page is writable and executable: {perms:?}"
+    );
+    m.unmap();
+}
