@@ -89,22 +89,72 @@ fn report(s: &Summary, json: bool) {
     }
 }
 
-fn run_one(sc: &Scenario, o: &Opts) -> ExitCode {
+fn run_one(file: &str, sc: &Scenario, o: &Opts) -> ExitCode {
     let ov = Overrides {
         seed: o.seed,
         mode: o.mode,
         progress: true,
         live: !o.json,
     };
-    conclude(sc.run(&ov), o.json)
+    conclude(
+        sc.run(&ov),
+        o.json,
+        &format!("mpsim run {}", shell_word(file)),
+    )
+}
+
+/// `--threads` or `--deterministic`, as a run's summary names its mode.
+fn mode_flag(mode: &str) -> &'static str {
+    if mode == "threaded" {
+        "--threads"
+    } else {
+        "--deterministic"
+    }
+}
+
+/// `w` quoted for a POSIX shell when it needs to be.
+fn shell_word(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !w.is_empty() && w.chars().all(plain) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
+/// How to run a soak seed again, less `--seed N`: every option that shapes
+/// the run, the mode included, whether or not it was given.
+fn soak_replay(class: &str, bios: u64, mode: Option<Mode>) -> String {
+    let flag = match mode {
+        Some(Mode::Threaded) => "--threads",
+        _ => "--deterministic",
+    };
+    format!("mpsim soak --class {class} --bios {bios} {flag}")
+}
+
+/// Threaded runs follow the OS scheduler: their replay repeats the
+/// scenario, not the interleaving.
+fn replay_note(mode: Option<Mode>) -> &'static str {
+    match mode {
+        Some(Mode::Threaded) => {
+            " (threaded: same scenario and seed, the thread interleaving may differ)"
+        }
+        _ => "",
+    }
 }
 
 /// Prints a run's summary; exit 1 for a bad run, 2 when it could not run.
-fn conclude(r: Result<Summary, String>, json: bool) -> ExitCode {
+/// A bad run also prints `replay` with the seed and mode it ran with.
+fn conclude(r: Result<Summary, String>, json: bool, replay: &str) -> ExitCode {
     match r {
         Ok(s) => {
             report(&s, json);
             if s.is_bad() {
+                eprintln!(
+                    "replay with: {replay} --seed {} {}",
+                    s.seed,
+                    mode_flag(&s.mode)
+                );
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
@@ -143,7 +193,7 @@ fn demo(o: &Opts) -> ExitCode {
     }
     // No fallback to another class: a demo that cannot build its
     // multipath device must fail, not show something else.
-    conclude(sc.run(&ov), o.json)
+    conclude(sc.run(&ov), o.json, "mpsim demo")
 }
 
 /// A random scenario for `seed`: 2-3 paths, a timeline of faults.
@@ -250,7 +300,14 @@ fn soak(o: &Opts) -> ExitCode {
         live: false,
     };
     let (mut ok, mut bad) = (0u64, 0u64);
+    let replay_prefix = soak_replay(&class, o.bios, o.mode);
+    eprintln!(
+        "soak: {} seeds; replay seed N with: {replay_prefix} --seed N{}",
+        seeds.len(),
+        replay_note(o.mode)
+    );
     for seed in seeds {
+        let replay = format!("{replay_prefix} --seed {seed}");
         let sc = random_scenario(seed, o.bios, &class);
         // With a path that no fault ever touches, multipath must hide every
         // failure: a failed bio is then a bug, not bad luck.
@@ -261,10 +318,10 @@ fn soak(o: &Opts) -> ExitCode {
                 bad += 1;
                 report(&s, o.json);
                 eprintln!(
-                    "failed at seed {seed}: {} bios failed although path {} never failed; replay with: mpsim soak --class {class} --bios {} --seed {seed}",
+                    "failed at seed {seed}: {} bios failed although path {} never failed; replay with: {replay}{}",
                     s.bios_failed,
                     healthy.unwrap_or_default(),
-                    o.bios
+                    replay_note(o.mode)
                 );
             }
             Ok(s) if !s.is_bad() => {
@@ -277,11 +334,14 @@ fn soak(o: &Opts) -> ExitCode {
             Ok(s) => {
                 bad += 1;
                 report(&s, o.json);
-                eprintln!("failed at seed {seed}, replay with: mpsim soak --class {class} --bios {} --seed {seed}", o.bios);
+                eprintln!(
+                    "failed at seed {seed}, replay with: {replay}{}",
+                    replay_note(o.mode)
+                );
             }
             Err(e) => {
                 bad += 1;
-                eprintln!("seed {seed}: error: {e}");
+                eprintln!("seed {seed}: error: {e}; replay with: {replay}");
             }
         }
     }
@@ -313,7 +373,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             match Scenario::load(std::path::Path::new(file)) {
-                Ok(sc) => run_one(&sc, &o),
+                Ok(sc) => run_one(file, &sc, &o),
                 Err(e) => {
                     eprintln!("mpsim: {e}");
                     ExitCode::from(2)
