@@ -131,12 +131,7 @@ g_mp_dumpconf(struct sbuf *sb, const char *indent, struct g_geom *gp,
 	gmr_rs_dumpconf(sb, indent, gp->softc, cp, pp);
 }
 
-static void
-g_mp_kproc(void *arg)
-{
-	gmr_rs_worker_main(arg);
-	kproc_exit(0);
-}
+static void g_mp_kproc(void *arg);
 
 /* Module name g_multipath, as the stock class: geom(8) looks for it. */
 DECLARE_GEOM_CLASS(g_multipath_class, g_multipath);
@@ -595,6 +590,11 @@ gmr_post_event(gmr_event_fn_t *fn, void *arg)
 struct gmr_wq {
 	struct mtx mtx;
 	char name[32];
+	/* The worker kproc using this queue (gmr_kproc_start). */
+	struct proc *kp_proc;
+	void *kp_arg;
+	int kp_joining;		/* fini waits in gmr_kproc_join */
+	int kp_leaving;		/* the kproc is on its way to kproc_exit */
 };
 
 struct gmr_wq *
@@ -643,10 +643,56 @@ gmr_wq_wakeup(struct gmr_wq *wq)
 	wakeup(wq);
 }
 
-int32_t
-gmr_kproc_start(void *arg, const char *name)
+/*
+ * The worker kproc. Once the Rust body returns, this thread must not be
+ * running module code when fini returns (the module's text is freed at
+ * unload). kproc_exit() wakes sleepers on the struct proc, from kernel text;
+ * gmr_kproc_join() sleeps on it. The handshake makes that wakeup impossible
+ * to miss: kp_leaving is only set after fini has set kp_joining, under the
+ * mutex fini holds until msleep() drops it on the proc's channel, so fini is
+ * asleep there before this thread can head for kproc_exit().
+ */
+static void
+g_mp_kproc(void *arg)
 {
-	return (kproc_create(g_mp_kproc, arg, NULL, 0, 0, "%s", name));
+	struct gmr_wq *wq = arg;
+
+	gmr_rs_worker_main(wq->kp_arg);
+	mtx_lock(&wq->mtx);
+	while (!wq->kp_joining)
+		msleep(&wq->kp_joining, &wq->mtx, PRIBIO, "gmp:exit", 0);
+	wq->kp_leaving = 1;
+	mtx_unlock(&wq->mtx);
+	kproc_exit(0);
+}
+
+int32_t
+gmr_kproc_start(struct gmr_wq *wq, void *arg, const char *name)
+{
+	wq->kp_arg = arg;
+	wq->kp_joining = 0;
+	wq->kp_leaving = 0;
+	/* kproc_create() stores the proc before the thread first runs. */
+	return (kproc_create(g_mp_kproc, wq, &wq->kp_proc, 0, 0, "%s", name));
+}
+
+void
+gmr_kproc_join(struct gmr_wq *wq)
+{
+	mtx_lock(&wq->mtx);
+	wq->kp_joining = 1;
+	wakeup(&wq->kp_joining);
+	/*
+	 * The kproc cannot have set kp_leaving yet (it needs kp_joining, set
+	 * just now under the mutex), so at least one sleep happens, and the
+	 * wakeup that ends it is kproc_exit()'s. The proc's channel is woken by
+	 * nothing else here: the kproc has no children and nobody suspends it;
+	 * the loop only guards against a wakeup before kp_leaving.
+	 */
+	do {
+		msleep(wq->kp_proc, &wq->mtx, PRIBIO, "gmp:join", 0);
+	} while (!wq->kp_leaving);
+	mtx_unlock(&wq->mtx);
 }
 
 /* ---- gctl requests ----------------------------------------------------------- */

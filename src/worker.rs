@@ -98,6 +98,12 @@ impl<P: Platform> Worker<P> {
         !self.queue.lock().is_empty()
     }
 
+    /// The worker's mutex and channel (the kernel platform's kproc
+    /// handshake uses its mutex too).
+    pub fn wait_queue(&self) -> &P::Wq {
+        &self.wq
+    }
+
     pub fn handled(&self) -> usize {
         self.handled.load(Ordering::SeqCst)
     }

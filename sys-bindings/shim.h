@@ -189,8 +189,15 @@ void gmr_wq_unlock(struct gmr_wq *wq);
 void gmr_wq_sleep(struct gmr_wq *wq);
 void gmr_wq_wakeup(struct gmr_wq *wq);
 /* kproc_create() of the shim's trampoline, which calls
- * gmr_rs_worker_main(arg) and then kproc_exit(0). Returns an errno. */
-int32_t gmr_kproc_start(void *arg, const char *name);
+ * gmr_rs_worker_main(arg), then waits (under wq's mutex) for
+ * gmr_kproc_join() and calls kproc_exit(0). `wq` is the worker's own wait
+ * queue and must outlive the kproc. Returns an errno. */
+int32_t gmr_kproc_start(struct gmr_wq *wq, void *arg, const char *name);
+/* Waits until the kproc gmr_kproc_start(wq, ...) made has left module code:
+ * sleeps on its struct proc, which kproc_exit() wakes. Call it once, from a
+ * thread that may sleep, without wq's mutex held, after
+ * gmr_rs_worker_main() has been asked to return. */
+void gmr_kproc_join(struct gmr_wq *wq);
 
 /* ---- gctl requests (topology) --------------------------------------- */
 /* gctl_get_param(): the value and its length, or NULL. */

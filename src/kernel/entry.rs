@@ -266,12 +266,12 @@ pub unsafe extern "C" fn gmr_rs_dumpconf(
 }
 const _: kpi::gmr_rs_dumpconf_t = Some(gmr_rs_dumpconf);
 
-/// The failover worker kproc's body; the shim calls kproc_exit(0) when it
-/// returns.
+/// The failover worker kproc's body; when it returns, the shim waits for
+/// fini's `gmr_kproc_join` and calls kproc_exit(0).
 ///
 /// # Safety
 /// `arg` is the worker pointer `KernelPlatform::start_worker` lent, which
-/// stays valid until `join_worker` has seen this function's `run` return.
+/// stays valid until `join_worker` has seen the kproc leave module code.
 #[cfg_attr(target_os = "none", no_mangle)]
 pub unsafe extern "C" fn gmr_rs_worker_main(arg: *mut c_void) {
     if arg.is_null() {

@@ -669,8 +669,12 @@ impl Platform for KernelPlatform {
             return Err(EBUSY);
         }
         // SAFETY: `raw` stays valid until join_worker releases it, which
-        // happens only after the kproc's run() has returned.
-        let e = unsafe { kpi::gmr_kproc_start(raw.cast(), WORKER_NAME.as_ptr()) };
+        // happens only after the kproc has left module code
+        // (gmr_kproc_join); the worker's wait queue, which the kproc uses
+        // for that handshake, lives as long as `raw` does.
+        let e = unsafe {
+            kpi::gmr_kproc_start((*raw).wait_queue().as_ptr(), raw.cast(), WORKER_NAME.as_ptr())
+        };
         if e != 0 {
             WORKER.store(core::ptr::null_mut(), Ordering::Release);
             // SAFETY: no kproc was created, so nothing borrowed `raw`.
@@ -681,13 +685,25 @@ impl Platform for KernelPlatform {
     }
 
     fn join_worker(&self, w: &Arc<Worker<Self>>) {
-        w.wait_exited();
         let raw = WORKER.swap(core::ptr::null_mut(), Ordering::AcqRel);
-        if !raw.is_null() {
-            // SAFETY: the kproc has left Worker::run (wait_exited), so its
-            // borrow of the reference lent in start_worker has ended.
-            drop(unsafe { Arc::from_raw(raw) });
+        if raw.is_null() {
+            // No kproc was started (or it was joined already).
+            return;
         }
+        // Not Worker::wait_exited: the kproc sets `exited` while still in
+        // module code, and the module's text may be freed as soon as fini
+        // returns. gmr_kproc_join returns only once kproc_exit() has woken
+        // the proc's sleepers, from kernel text, after Worker::run and the
+        // shim's trampoline are done with this module.
+        // SAFETY: `raw` is the worker start_worker lent to the kproc (still
+        // alive: its reference is released below), whose wait queue that
+        // kproc uses; request_stop() was called (Platform rules); fini may
+        // sleep and holds no wait-queue mutex here.
+        unsafe { kpi::gmr_kproc_join((*raw).wait_queue().as_ptr()) };
+        debug_assert!(core::ptr::eq(raw, Arc::as_ptr(w)));
+        // SAFETY: the kproc has left module code, so its borrow of the
+        // reference lent in start_worker has ended.
+        drop(unsafe { Arc::from_raw(raw) });
     }
 }
 

@@ -27,6 +27,12 @@ impl KernelWq {
         let wq = unsafe { kpi::gmr_wq_new(name.as_ptr().cast(), name.len()) };
         NonNull::new(wq).map(KernelWq).ok_or(ENOMEM)
     }
+
+    /// The shim's handle, for the kproc handshake (`gmr_kproc_start`,
+    /// `gmr_kproc_join`), which uses this queue's mutex.
+    pub fn as_ptr(&self) -> *mut kpi::gmr_wq {
+        self.0.as_ptr()
+    }
 }
 
 impl WaitQueue for KernelWq {

@@ -198,9 +198,11 @@ unsafe extern "C" {
     pub fn gmr_wq_sleep(wq: *mut gmr_wq);
     pub fn gmr_wq_wakeup(wq: *mut gmr_wq);
     pub fn gmr_kproc_start(
+        wq: *mut gmr_wq,
         arg: *mut ::core::ffi::c_void,
         name: *const ::core::ffi::c_char,
     ) -> i32;
+    pub fn gmr_kproc_join(wq: *mut gmr_wq);
     pub fn gmr_ctl_param(
         req: *mut gctl_req,
         name: *const ::core::ffi::c_char,
