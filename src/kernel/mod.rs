@@ -673,7 +673,11 @@ impl Platform for KernelPlatform {
         // (gmr_kproc_join); the worker's wait queue, which the kproc uses
         // for that handshake, lives as long as `raw` does.
         let e = unsafe {
-            kpi::gmr_kproc_start((*raw).wait_queue().as_ptr(), raw.cast(), WORKER_NAME.as_ptr())
+            kpi::gmr_kproc_start(
+                (*raw).wait_queue().as_ptr(),
+                raw.cast(),
+                WORKER_NAME.as_ptr(),
+            )
         };
         if e != 0 {
             WORKER.store(core::ptr::null_mut(), Ordering::Release);
