@@ -185,6 +185,15 @@ pub enum LoadError {
     UnsupportedHost,
 }
 
+/// strerror(3) text (what warn(3) appends), without Rust's " (os error N)".
+fn strerror(e: i32) -> String {
+    let s = std::io::Error::from_raw_os_error(e).to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
 fn basename(file: &str) -> &str {
     match file.rfind('/') {
         Some(i) if i + 1 < file.len() => &file[i + 1..],
@@ -313,10 +322,7 @@ impl LoadError {
             ENOEXEC => format!(
                 "kldload: an error occurred while loading module {file}. Please check dmesg(8) for more details."
             ),
-            e => format!(
-                "kldload: can't load {file}: {}",
-                std::io::Error::from_raw_os_error(e)
-            ),
+            e => format!("kldload: can't load {file}: {}", strerror(e)),
         }
     }
 

@@ -58,6 +58,14 @@ MODULE_VERSION(fixture, 3);
 MODULE_DEPEND(fixture, other, 1, 2, 3);
 "#;
 
+/// Held by every test here: a test that checks a range is unmapped must not
+/// see another test's fresh mapping land in it.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 static NOTES: Mutex<Vec<(i32, i64, String, usize)>> = Mutex::new(Vec::new());
 static REGISTERED: AtomicUsize = AtomicUsize::new(0);
 
@@ -75,6 +83,7 @@ extern "C" fn module_register_init(data: usize) {
 
 #[test]
 fn loads_relocates_and_runs_sysinits() {
+    let _serial = serial();
     let ko = c_module("positive", FIXTURE, 1500068);
     let value = kld::low_alloc(4, 4).unwrap() as *mut i32;
     // SAFETY: a fresh 4-byte low block.
@@ -199,6 +208,7 @@ fn loads_relocates_and_runs_sysinits() {
 
 #[test]
 fn rights_are_per_section_kind() {
+    let _serial = serial();
     let ko = c_module("rights", FIXTURE, 1500068);
     let value = kld::low_alloc(4, 4).unwrap();
     let resolver = Table(vec![
@@ -235,4 +245,44 @@ fn rights_are_per_section_kind() {
         "no page is writable and executable: {perms:?}"
     );
     m.unmap();
+}
+
+fn maps_overlap(start: usize, end: usize) -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|r| r.split_once('-'))
+        .map(|(a, b)| {
+            (
+                usize::from_str_radix(a, 16).unwrap(),
+                usize::from_str_radix(b, 16).unwrap(),
+            )
+        })
+        .any(|(a, b)| a < end && b > start)
+}
+
+#[test]
+fn unmap_releases_the_whole_range() {
+    let _serial = serial();
+    // After unmap, module code and data are gone: executing them would
+    // fault (not attempted), the pages are absent from /proc/self/maps and
+    // mincore says ENOMEM for each.
+    let ko = c_module(
+        "unmap",
+        "int fixture_value = 5;\nint fixture_get(void);\nint fixture_get(void) { return (fixture_value); }\n",
+        1500068,
+    );
+    let m = kld::load(&ko, &Table(vec![]), &opts(1500068)).unwrap_or_else(|e| panic!("{e}"));
+    let (start, end) = m.range();
+    let f = m.symbol("fixture_get").unwrap();
+    assert!(m.contains(f));
+    assert!(kld::is_mapped(start, end - start));
+    assert!(maps_overlap(start, end));
+    m.unmap();
+    assert!(!kld::is_mapped(start, end - start));
+    assert!(
+        !maps_overlap(start, end),
+        "{start:#x}..{end:#x} still in /proc/self/maps"
+    );
 }
