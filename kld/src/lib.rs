@@ -147,6 +147,8 @@ pub struct Module {
     metadata: Vec<ModMetadata>,
     sysinits: Vec<SysInit>,
     sysuninits: Vec<SysInit>,
+    ctors: Option<(usize, u64)>,
+    dtors: Option<(usize, u64)>,
     relocations: usize,
 }
 
@@ -272,6 +274,18 @@ fn link(
         "set_sysuninit_set entry",
     )?);
 
+    // The kernel keeps the first .ctors/INIT_ARRAY and the first
+    // .dtors/FINI_ARRAY section (it reports and ignores further ones).
+    let array = |name: &str, sh_type: u32| {
+        obj.sections
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.loaded && (s.name == name || s.sh_type == sh_type))
+            .and_then(|(i, s)| layout.addr[i].map(|a| (a, s.size)))
+    };
+    let ctors = array(".ctors", object::elf::SHT_INIT_ARRAY);
+    let dtors = array(".dtors", object::elf::SHT_FINI_ARRAY);
+
     let mut sets = HashMap::new();
     for (i, s) in obj.sections.iter().enumerate() {
         if let (true, Some(a)) = (s.loaded, layout.addr[i]) {
@@ -302,6 +316,8 @@ fn link(
         metadata,
         sysinits,
         sysuninits,
+        ctors,
+        dtors,
         relocations: obj
             .reltabs
             .iter()
@@ -389,6 +405,34 @@ impl Module {
             Import::Func(t) if a == addr => Some(t),
             _ => None,
         })
+    }
+
+    /// The constructors (`.ctors` / INIT_ARRAY entries, non-null, in order).
+    /// The kernel calls them right after relocation, before the SYSINITs
+    /// (`link_elf_invoke_cbs`); this loader runs no module code, so a caller
+    /// that wants the kernel's behaviour calls each as `extern "C" fn()`.
+    pub fn ctors(&self) -> Vec<usize> {
+        self.array(self.ctors)
+    }
+
+    /// The destructors (`.dtors` / FINI_ARRAY), which the kernel calls when
+    /// it unloads the file, after the SYSUNINITs.
+    pub fn dtors(&self) -> Vec<usize> {
+        self.array(self.dtors)
+    }
+
+    fn array(&self, a: Option<(usize, u64)>) -> Vec<usize> {
+        let Some((start, size)) = a else {
+            return Vec::new();
+        };
+        (0..(size / 8) as usize)
+            .map(|i| {
+                // SAFETY: the section lies inside the module's mapping,
+                // which stays mapped while `self` exists.
+                unsafe { std::ptr::read_unaligned((start + 8 * i) as *const usize) }
+            })
+            .filter(|&f| f != 0)
+            .collect()
     }
 
     /// How many relocations were applied.

@@ -286,3 +286,39 @@ fn unmap_releases_the_whole_range() {
         "{start:#x}..{end:#x} still in /proc/self/maps"
     );
 }
+
+#[test]
+fn constructors_are_listed_not_run() {
+    let _serial = serial();
+    let ko = c_module(
+        "ctor",
+        r#"
+int fixture_built;
+volatile int fixture_source = 11;
+__attribute__((constructor)) static void
+fixture_ctor(void)
+{
+	fixture_built = fixture_source;
+}
+"#,
+        1500068,
+    );
+    let m = kld::load(&ko, &Table(vec![]), &opts(1500068)).unwrap_or_else(|e| panic!("{e}"));
+    let built = m.symbol("fixture_built").unwrap();
+    // SAFETY: module data, mapped.
+    assert_eq!(
+        unsafe { *(built as *const i32) },
+        0,
+        "the loader runs no module code"
+    );
+    let ctors = m.ctors();
+    assert_eq!(ctors.len(), 1);
+    assert!(m.contains(ctors[0]));
+    // SAFETY: the module's constructor, `void (void)`, writing its own data.
+    let f: extern "C" fn() = unsafe { std::mem::transmute(ctors[0]) };
+    f();
+    // SAFETY: as above.
+    assert_eq!(unsafe { *(built as *const i32) }, 11);
+    assert!(m.dtors().is_empty());
+    m.unmap();
+}
