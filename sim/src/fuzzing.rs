@@ -272,17 +272,29 @@ fn request(sim: &Sim, params: &[(String, Vec<u8>, bool)]) {
         assert!(out.error_text().is_some(), "{params:?} was accepted");
     }
     if let Some(e) = out.error_text() {
-        assert!(!e.is_empty() && e.len() < 512, "error text {e:?}");
+        // Messages quote what was sent ("Unknown verb X"); geom_ctl.c cuts
+        // them to the caller's buffer. Invalid UTF-8 shows as U+FFFD.
+        let sent: usize = params.iter().map(|(n, v, _)| n.len() + v.len()).sum();
+        assert!(
+            !e.is_empty() && e.len() < 256 + 3 * sent,
+            "error text {e:?}"
+        );
     }
-    // A writable buffer the class wrote to holds a NUL-terminated string.
-    if out.error_text().is_none() {
-        for p in &out.params {
-            let before = params.iter().find(|(n, _, w)| *n == p.name && *w);
-            if let Some((_, old, _)) = before {
-                if old != &p.value {
-                    assert!(p.value.contains(&0), "{} not NUL-terminated", p.name);
-                }
-            }
+    // Parameters keep their order and size; only writable ones change, and
+    // one the class wrote to holds a NUL-terminated string.
+    assert_eq!(
+        out.params.len(),
+        params.len() + 1,
+        "parameters added or lost"
+    );
+    for (p, (name, old, writable)) in out.params.iter().zip(params) {
+        assert!(
+            p.name == *name && p.value.len() == old.len(),
+            "{name} changed"
+        );
+        if p.value != *old {
+            assert!(*writable, "read-only {name} was written");
+            assert!(p.value.contains(&0), "{name} not NUL-terminated");
         }
     }
 }
