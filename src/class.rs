@@ -282,7 +282,7 @@ impl<P: Platform> Softc<P> {
     ) -> Result<Vec<u8>, Errno> {
         let md = Metadata::new(
             Name::new(&self.name).map_err(|_| EINVAL)?,
-            Uuid::parse(&self.uuid).map_err(|_| EINVAL)?,
+            Uuid::from_label(&self.uuid).map_err(|_| EINVAL)?,
             sectorsize,
             size,
             mode,

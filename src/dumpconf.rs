@@ -6,6 +6,7 @@
 //! `<State>` (OPTIMAL, DEGRADED, BROKEN), `<Mode>` and `<Type>`.
 
 use core::fmt;
+use core::fmt::Write as _;
 use core::sync::atomic::Ordering;
 
 use crate::class::Softc;
@@ -73,7 +74,7 @@ fn write_conf<P: Platform>(
     if pp.is_some() {
         return writeln!(sb, "{}<State>{}</State>", indent, geom_state(sc));
     }
-    writeln!(sb, "{}<UUID>{}</UUID>", indent, sc.uuid())?;
+    writeln!(sb, "{}<UUID>{}</UUID>", indent, Escaped(sc.uuid()))?;
     writeln!(sb, "{}<State>{}</State>", indent, geom_state(sc))?;
     writeln!(sb, "{}<Mode>{}</Mode>", indent, sc.mode().name())?;
     let kind = if sc.is_automatic() {
@@ -83,4 +84,23 @@ fn write_conf<P: Platform>(
     };
     sb.write_str(indent)?;
     writeln!(sb, "<Type>{}</Type>", kind)
+}
+
+/// Text escaped for the XML as GEOM's `g_conf_cat_escaped` escapes names:
+/// markup characters and every byte above 0x7e as `&#xNN;`, other control
+/// characters as `?`. A label's uuid may be any text (FreeBSD prints it
+/// raw, which breaks the XML for every `geom` user when it holds a `<`).
+struct Escaped<'a>(&'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0.bytes() {
+            match b {
+                b'&' | b'<' | b'>' | b'\'' | b'"' | 0x7f..=0xff => write!(f, "&#x{b:X};")?,
+                b'\t' | b'\n' | b'\r' | 0x20..=0x7e => f.write_char(char::from(b))?,
+                _ => f.write_char('?')?,
+            }
+        }
+        Ok(())
+    }
 }

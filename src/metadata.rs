@@ -24,17 +24,25 @@
 //! of transmuting a struct: this keeps the code free of `unsafe` and
 //! independent of the target's alignment and endianness.
 //!
-//! # Why decoding is strict
+//! # Two readers: taste's and the strict one
 //!
-//! The kernel tastes every provider in the system, and whatever sits in the
-//! last sector of a disk is attacker- or accident-controlled input. The
-//! decoder therefore checks everything it reads and reports a typed
-//! [`MetadataError`] instead of panicking. It is stricter than FreeBSD in a
-//! few places (the uuid must be canonical, bytes after a string's terminator
-//! must be zero, the geometry must be plausible) so that anything it accepts
-//! re-encodes to exactly the same 89 bytes: a label this crate rewrites (for
-//! `configure` or a resize) can never silently change a field it did not mean
-//! to change. FreeBSD's own writers always produce labels that pass.
+//! [`Metadata::read`] (and [`taste_label`], taste's whole decision) reads a
+//! label exactly as FreeBSD's taste does: the magic and the version are
+//! checked, names and uuids are C strings (bytes after the NUL are ignored;
+//! FreeBSD's userland and kernel write them from structs they never zero),
+//! a zero size or sector size is "not recorded", any mode byte is taken
+//! (unknown ones as active/passive) and the uuid text is not validated.
+//! What is unusual is returned alongside as [`Oddities`], for `mplabel
+//! dump`. The few labels FreeBSD takes and this module refuses on purpose
+//! (an empty name or uuid, a name or uuid that is not text) are the
+//! README's deliberate differences; every check reports a typed
+//! [`MetadataError`] instead of panicking.
+//!
+//! [`Metadata::decode`] is the strict reader: it accepts only what
+//! [`Metadata::encode_sector`] writes (canonical uuid, zero padding,
+//! plausible geometry, a known mode), so anything it accepts re-encodes to
+//! the same 89 bytes. The encoder always writes clean labels, as FreeBSD's
+//! writers do from a zeroed struct.
 //!
 //! Whether a well-formed label belongs to the provider it was read from is a
 //! separate question, answered by [`Metadata::check_provider`].
@@ -115,6 +123,12 @@ pub enum MetadataError {
     UuidMalformed,
     /// Bytes after the uuid's terminator are not zero.
     UuidNotPadded,
+    /// A uuid read from a label is not UTF-8 text without control
+    /// characters, so it cannot be shown in `gmultipath list` or the XML.
+    UuidInvalid,
+    /// A label without a uuid: FreeBSD would add the disk to a manual
+    /// device; this module does not take it.
+    UuidEmpty,
     /// The sector size is zero.
     SectorSizeZero,
     /// The sector size is not a power of two.
@@ -184,6 +198,11 @@ impl fmt::Display for MetadataError {
                 "malformed uuid (expected 36 characters: 8-4-4-4-12 hex digits)"
             ),
             Self::UuidNotPadded => write!(f, "label uuid field has garbage after the uuid"),
+            Self::UuidEmpty => write!(f, "label has no uuid"),
+            Self::UuidInvalid => write!(
+                f,
+                "label uuid must be UTF-8 text without control characters"
+            ),
             Self::SectorSizeZero => write!(f, "sector size is 0"),
             Self::SectorSizeNotPowerOfTwo(s) => {
                 write!(f, "sector size {s} is not a power of two")
@@ -475,7 +494,7 @@ impl PartialEq<&str> for Name {
 /// The text is kept exactly as found, case included, because the kernel
 /// matches paths to devices by comparing the uuid bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
-pub struct Uuid(FixedStr<UUID_LEN>);
+pub struct Uuid(FixedStr<UUID_FIELD_LEN>);
 
 impl Uuid {
     /// No uuid: the mark of a manual device.
@@ -521,9 +540,28 @@ impl Uuid {
         Uuid(FixedStr::new(s).unwrap_or_default())
     }
 
+    /// A uuid as a label holds it, taken as FreeBSD's taste takes it: any
+    /// text of up to [`UUID_FIELD_LEN`] bytes (a field without a NUL is a
+    /// 40-byte uuid), canonical or not. Only text that cannot be shown
+    /// (not UTF-8, or with control characters) is refused.
+    pub fn from_label(text: &str) -> Result<Uuid, MetadataError> {
+        if text.chars().any(char::is_control) {
+            return Err(MetadataError::UuidInvalid);
+        }
+        FixedStr::new(text)
+            .map(Uuid)
+            .ok_or(MetadataError::UuidInvalid)
+    }
+
     /// Whether there is no uuid (a manual device).
     pub const fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Whether the uuid is in canonical `8-4-4-4-12` form (what FreeBSD's
+    /// `gmultipath label` writes).
+    pub fn is_canonical(&self) -> bool {
+        validate_uuid(self.as_str()).is_ok()
     }
 
     /// The uuid as text; empty for a manual device.
@@ -793,6 +831,348 @@ impl Metadata {
             mode,
         })
     }
+}
+
+/// The label's fields as raw bytes, before any interpretation: what FreeBSD's
+/// `multipath_metadata_decode` copies into its struct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LabelFields {
+    /// The 40-byte uuid field, terminator and whatever follows it included.
+    pub uuid: [u8; UUID_FIELD_LEN],
+    /// The 16-byte name field, terminator and whatever follows it included.
+    pub name: [u8; NAME_FIELD_LEN],
+    /// The recorded sector size; 0 means "not recorded".
+    pub sectorsize: u32,
+    /// The recorded raw path size; 0 means "not recorded".
+    pub size: u64,
+    /// The mode byte as stored.
+    pub mode: u8,
+}
+
+/// Something unusual about a label that taste nevertheless accepts, because
+/// FreeBSD's taste accepts it. `mplabel dump` lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Oddity {
+    /// Non-zero bytes after the name's NUL (ignored, as C strings are).
+    NameGarbage,
+    /// The name field has no NUL: its first 15 bytes are the name.
+    NameUnterminated,
+    /// Non-zero bytes after the uuid's NUL (ignored, as C strings are).
+    UuidGarbage,
+    /// The uuid field has no NUL: all 40 bytes are the uuid.
+    UuidUnterminated,
+    /// The uuid is empty: FreeBSD would take the disk as a path of a
+    /// manual device; this module does not take it at all.
+    UuidEmpty,
+    /// The uuid is not in the `8-4-4-4-12` hex form `gmultipath label`
+    /// writes (it is used as it is, only as an identity).
+    UuidNotCanonical,
+    /// The size is 0: not checked against the provider.
+    SizeZero,
+    /// The sector size is 0: not checked against the provider.
+    SectorSizeZero,
+    /// A mode byte other than 0, 1 and 2: read as active/passive.
+    UnknownMode(u8),
+}
+
+impl Oddity {
+    const ALL: [Oddity; 9] = [
+        Oddity::NameGarbage,
+        Oddity::NameUnterminated,
+        Oddity::UuidGarbage,
+        Oddity::UuidUnterminated,
+        Oddity::UuidEmpty,
+        Oddity::UuidNotCanonical,
+        Oddity::SizeZero,
+        Oddity::SectorSizeZero,
+        Oddity::UnknownMode(0),
+    ];
+
+    fn bit(self) -> u16 {
+        match self {
+            Oddity::NameGarbage => 1,
+            Oddity::NameUnterminated => 1 << 1,
+            Oddity::UuidGarbage => 1 << 2,
+            Oddity::UuidUnterminated => 1 << 3,
+            Oddity::UuidEmpty => 1 << 4,
+            Oddity::UuidNotCanonical => 1 << 5,
+            Oddity::SizeZero => 1 << 6,
+            Oddity::SectorSizeZero => 1 << 7,
+            Oddity::UnknownMode(_) => 1 << 8,
+        }
+    }
+
+    /// A short stable identifier, for JSON and scripts.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Oddity::NameGarbage => "name-garbage-after-nul",
+            Oddity::NameUnterminated => "name-unterminated",
+            Oddity::UuidGarbage => "uuid-garbage-after-nul",
+            Oddity::UuidUnterminated => "uuid-unterminated",
+            Oddity::UuidEmpty => "uuid-empty",
+            Oddity::UuidNotCanonical => "uuid-not-canonical",
+            Oddity::SizeZero => "size-zero",
+            Oddity::SectorSizeZero => "sectorsize-zero",
+            Oddity::UnknownMode(_) => "unknown-mode",
+        }
+    }
+}
+
+impl fmt::Display for Oddity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Oddity::NameGarbage => f.write_str("bytes after the name's NUL are not zero (ignored)"),
+            Oddity::NameUnterminated => {
+                f.write_str("the name field has no NUL (the first 15 bytes are taken as the name)")
+            }
+            Oddity::UuidGarbage => f.write_str("bytes after the uuid's NUL are not zero (ignored)"),
+            Oddity::UuidUnterminated => {
+                f.write_str("the uuid field has no NUL (all 40 bytes are the uuid)")
+            }
+            Oddity::UuidEmpty => f.write_str(
+                "the uuid is empty (FreeBSD joins such a disk to a manual device; ignored here)",
+            ),
+            Oddity::UuidNotCanonical => {
+                f.write_str("the uuid is not in 8-4-4-4-12 hex form (used as it is)")
+            }
+            Oddity::SizeZero => f.write_str("size is 0 (not checked against the provider)"),
+            Oddity::SectorSizeZero => {
+                f.write_str("sector size is 0 (not checked against the provider)")
+            }
+            Oddity::UnknownMode(b) => write!(f, "unknown mode byte {b} (read as Active/Passive)"),
+        }
+    }
+}
+
+/// The set of [`Oddity`]s of one label (no allocation: taste runs with the
+/// topology lock held).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Oddities {
+    bits: u16,
+    mode: u8,
+}
+
+impl Oddities {
+    /// Adds `o`.
+    pub fn insert(&mut self, o: Oddity) {
+        self.bits |= o.bit();
+        if let Oddity::UnknownMode(b) = o {
+            self.mode = b;
+        }
+    }
+
+    /// Whether `o` is in the set (for [`Oddity::UnknownMode`], any byte).
+    pub fn contains(&self, o: Oddity) -> bool {
+        self.bits & o.bit() != 0
+    }
+
+    /// Whether the label is clean: exactly what FreeBSD's writers produce
+    /// from a zeroed struct.
+    pub fn is_empty(&self) -> bool {
+        self.bits == 0
+    }
+
+    /// The oddities, in a fixed order.
+    pub fn iter(&self) -> impl Iterator<Item = Oddity> + '_ {
+        Oddity::ALL
+            .into_iter()
+            .filter(|o| self.contains(*o))
+            .map(|o| match o {
+                Oddity::UnknownMode(_) => Oddity::UnknownMode(self.mode),
+                o => o,
+            })
+    }
+}
+
+/// A label read the way taste reads it: the metadata it stands for and what
+/// is unusual about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Label {
+    /// The metadata. Size and sector size are as recorded (0 when not
+    /// recorded); an unknown mode byte reads as [`Mode::ActivePassive`].
+    pub metadata: Metadata,
+    /// What is unusual; empty for a label FreeBSD's writers produce.
+    pub oddities: Oddities,
+}
+
+/// Why taste does not take a provider (see [`taste_label`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TasteReject {
+    /// No multipath label (too short, or no magic): silent, or one line
+    /// with the debug sysctl.
+    NotMultipath(MetadataError),
+    /// A label of another version: always one console line.
+    Version(u32),
+    /// A label written for a provider of another size or sector size
+    /// (da0's label seen through da0p1): silent.
+    OtherProvider(MetadataError),
+    /// A label FreeBSD would take that this module does not (empty name,
+    /// a name or uuid that is not text, no uuid): see the README's
+    /// deliberate differences. One console line.
+    Unusable(MetadataError),
+}
+
+impl LabelFields {
+    /// The fields of the label at the start of `sector`, once the magic and
+    /// the version are right (FreeBSD's first two taste checks). Bytes past
+    /// [`LABEL_LEN`] are ignored.
+    pub fn parse(sector: &[u8]) -> Result<LabelFields, MetadataError> {
+        let short = MetadataError::BufferTooShort {
+            len: sector.len(),
+            need: LABEL_LEN,
+        };
+        let mut r = Reader(sector);
+        let magic = r.take::<MAGIC_LEN>().ok_or(short)?;
+        let uuid = r.take::<UUID_FIELD_LEN>().ok_or(short)?;
+        let name = r.take::<NAME_FIELD_LEN>().ok_or(short)?;
+        let version = r.take::<4>().ok_or(short)?;
+        let sectorsize = r.take::<4>().ok_or(short)?;
+        let size = r.take::<8>().ok_or(short)?;
+        let [mode] = r.take::<1>().ok_or(short)?;
+        if magic != MAGIC {
+            return Err(MetadataError::BadMagic);
+        }
+        let version = u32::from_le_bytes(version);
+        if version != VERSION {
+            return Err(MetadataError::BadVersion(version));
+        }
+        Ok(LabelFields {
+            uuid,
+            name,
+            sectorsize: u32::from_le_bytes(sectorsize),
+            size: u64::from_le_bytes(size),
+            mode,
+        })
+    }
+
+    /// FreeBSD's geometry check: a recorded size or sector size must be the
+    /// provider's; a zero is not compared.
+    pub fn check_provider(&self, mediasize: u64, sectorsize: u32) -> Result<(), MetadataError> {
+        if self.size != 0 && self.size != mediasize {
+            return Err(MetadataError::SizeMismatch {
+                label: self.size,
+                provider: mediasize,
+            });
+        }
+        if self.sectorsize != 0 && self.sectorsize != sectorsize {
+            return Err(MetadataError::SectorSizeMismatch {
+                label: self.sectorsize,
+                provider: sectorsize,
+            });
+        }
+        Ok(())
+    }
+
+    /// What the fields stand for, as FreeBSD's taste reads them: name and
+    /// uuid are C strings (whatever follows the NUL is ignored), size and
+    /// sector size may be 0, any mode byte is taken. Refused, unlike
+    /// FreeBSD: an empty name, and a name or uuid that is not UTF-8 text
+    /// without control characters.
+    pub fn interpret(&self) -> Result<Label, MetadataError> {
+        let mut odd = Oddities::default();
+        let name = match c_string(&self.name) {
+            Some(c) => {
+                if !c.padded {
+                    odd.insert(Oddity::NameGarbage);
+                }
+                core::str::from_utf8(c.text).map_err(|_| MetadataError::NameInvalid)?
+            }
+            None => {
+                // FreeBSD's string runs on into the version field; the name
+                // a `char[16]` can hold is the first 15 bytes, cut back to
+                // a whole character.
+                odd.insert(Oddity::NameUnterminated);
+                let head = self.name.get(..NAME_MAX).unwrap_or_default();
+                match core::str::from_utf8(head) {
+                    Ok(s) => s,
+                    Err(e) if e.error_len().is_none() => {
+                        let ok = head.get(..e.valid_up_to()).unwrap_or_default();
+                        core::str::from_utf8(ok).map_err(|_| MetadataError::NameInvalid)?
+                    }
+                    Err(_) => return Err(MetadataError::NameInvalid),
+                }
+            }
+        };
+        let name = Name::new(name)?;
+
+        let uuid_text = match c_string(&self.uuid) {
+            Some(c) => {
+                if !c.padded {
+                    odd.insert(Oddity::UuidGarbage);
+                }
+                c.text
+            }
+            None => {
+                odd.insert(Oddity::UuidUnterminated);
+                &self.uuid[..]
+            }
+        };
+        let uuid = core::str::from_utf8(uuid_text).map_err(|_| MetadataError::UuidInvalid)?;
+        let uuid = Uuid::from_label(uuid)?;
+        if uuid.is_empty() {
+            odd.insert(Oddity::UuidEmpty);
+        } else if !uuid.is_canonical() {
+            odd.insert(Oddity::UuidNotCanonical);
+        }
+        if self.size == 0 {
+            odd.insert(Oddity::SizeZero);
+        }
+        if self.sectorsize == 0 {
+            odd.insert(Oddity::SectorSizeZero);
+        }
+        let mode = Mode::from_byte(self.mode).unwrap_or_else(|| {
+            odd.insert(Oddity::UnknownMode(self.mode));
+            Mode::ActivePassive
+        });
+        Ok(Label {
+            metadata: Metadata {
+                uuid,
+                name,
+                sectorsize: self.sectorsize,
+                size: self.size,
+                mode,
+            },
+            oddities: odd,
+        })
+    }
+}
+
+impl Metadata {
+    /// Reads a label as taste and `mplabel dump` do: magic and version
+    /// checked, everything else taken as FreeBSD takes it (see
+    /// [`LabelFields::interpret`]), with the [`Oddities`] found. For a
+    /// label that must be exactly what a writer produces, use
+    /// [`decode`](Self::decode).
+    pub fn read(sector: &[u8]) -> Result<Label, MetadataError> {
+        LabelFields::parse(sector)?.interpret()
+    }
+}
+
+/// Taste's decision for the last sector of a provider of `mediasize` bytes
+/// with `sectorsize`-byte sectors, in FreeBSD's order: magic, version,
+/// size, sector size; then what this module refuses on purpose. On success
+/// a zero size or sector size in the metadata is replaced by the
+/// provider's (the device is sized from its path, as FreeBSD does for a
+/// zero size); the oddities still say they were zero.
+pub fn taste_label(sector: &[u8], mediasize: u64, sectorsize: u32) -> Result<Label, TasteReject> {
+    let fields = LabelFields::parse(sector).map_err(|e| match e {
+        MetadataError::BadVersion(v) => TasteReject::Version(v),
+        e => TasteReject::NotMultipath(e),
+    })?;
+    fields
+        .check_provider(mediasize, sectorsize)
+        .map_err(TasteReject::OtherProvider)?;
+    let mut label = fields.interpret().map_err(TasteReject::Unusable)?;
+    if label.metadata.is_manual() {
+        return Err(TasteReject::Unusable(MetadataError::UuidEmpty));
+    }
+    if label.metadata.size == 0 {
+        label.metadata.size = mediasize;
+    }
+    if label.metadata.sectorsize == 0 {
+        label.metadata.sectorsize = sectorsize;
+    }
+    Ok(label)
 }
 
 /// Walks a byte slice front to back, handing out fixed-size fields. Using

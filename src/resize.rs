@@ -146,7 +146,9 @@ impl<P: Platform> Softc<P> {
     /// Whether `sector`, the last sector of a path of `size` bytes, still
     /// holds this device's label written for that size.
     fn label_still_ours(&self, sector: &[u8], size: u64, sectorsize: u32) -> Result<(), LabelGone> {
-        let md = Metadata::decode(sector).map_err(LabelGone::Invalid)?;
+        // Read as taste reads it (C strings, zeros not compared), as
+        // FreeBSD's resize compares it.
+        let md = Metadata::read(sector).map_err(LabelGone::Invalid)?.metadata;
         if md.uuid.as_str() != self.uuid {
             return Err(LabelGone::OtherUuid);
         }

@@ -12,7 +12,7 @@ use core::fmt::Write;
 use core::sync::atomic::Ordering;
 
 use crate::class::{Class, DestroyHow, Softc};
-use crate::metadata::{label_offset, Metadata, MetadataError, NAME_MAX};
+use crate::metadata::{label_offset, taste_label, Metadata, TasteReject, NAME_MAX};
 use crate::mp_log;
 use crate::platform::{Access, Errno, Platform, EINVAL, EIO};
 
@@ -120,34 +120,47 @@ impl<P: Platform> Class<P> {
         }
         let pname = plat.provider_name(pp);
         let sector = read_label(plat, pp).ok()?;
-        let md = match Metadata::decode(&sector) {
-            Ok(md) => md,
-            Err(MetadataError::BadVersion(v)) => {
-                mp_log!(
-                    plat,
-                    "{} has version {} multipath id - this module is version {}: rejecting",
+        let mediasize = plat.provider_mediasize(pp);
+        let sectorsize = plat.provider_sectorsize(pp);
+        // FreeBSD's checks, in its order and with its console lines; a
+        // label written for another size belongs to another provider
+        // sharing this last sector (da0 against da0p1): silently not ours.
+        let md = match taste_label(&sector, mediasize, sectorsize) {
+            Ok(label) => label.metadata,
+            Err(TasteReject::Version(v)) => {
+                plat.log(format_args!(
+                    "{} has version {} multipath id- this module is version  {}: rejecting",
                     pname,
-                    v,
+                    // FreeBSD prints the u32 with %d.
+                    v as i32,
                     crate::metadata::VERSION
-                );
+                ));
                 return None;
             }
-            Err(e) => {
+            Err(TasteReject::NotMultipath(_)) => {
                 if self.debug.load(Ordering::Relaxed) > 0 {
-                    mp_log!(plat, "{} is not MULTIPATH: {}", pname, e);
+                    plat.log(format_args!("{} is not MULTIPATH", pname));
                 }
                 return None;
             }
+            Err(TasteReject::OtherProvider(_)) => return None,
+            Err(TasteReject::Unusable(e)) => {
+                // FreeBSD would take this disk; say why we do not.
+                mp_log!(
+                    plat,
+                    "{} has a label this module does not take: {}",
+                    pname,
+                    e
+                );
+                return None;
+            }
         };
-        // A label written for another size belongs to another provider
-        // sharing this last sector (da0 against da0p1): silently not ours.
-        md.check_provider(plat.provider_mediasize(pp), plat.provider_sectorsize(pp))
-            .ok()?;
-        if md.is_manual() {
-            return None;
-        }
         if self.debug.load(Ordering::Relaxed) > 0 {
-            mp_log!(plat, "MULTIPATH: {}/{}", md.name.as_str(), md.uuid.as_str());
+            plat.log(format_args!(
+                "MULTIPATH: {}/{}",
+                md.name.as_str(),
+                md.uuid.as_str()
+            ));
         }
         let sc = match self
             .live_softcs(plat)

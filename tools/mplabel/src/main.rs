@@ -17,7 +17,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::process::ExitCode;
 
 use geom_multipath_rs::metadata::{
-    validate_sectorsize, Metadata, Mode, Name, Uuid, MAGIC, MAGIC_LEN, MAGIC_STR, VERSION,
+    taste_label, validate_sectorsize, LabelFields, Metadata, Mode, Name, Oddity, TasteReject, Uuid,
+    MAGIC, MAGIC_LEN, MAGIC_STR, VERSION,
 };
 
 const USAGE: &str = "\
@@ -317,11 +318,21 @@ fn dump(cmd: &Command) -> Outcome<()> {
             "{path}: no {MAGIC_STR} label in the last {sectorsize}-byte sector"
         )));
     }
-    let md = Metadata::decode(&sector)
+    // Read as taste reads it: C strings, zeros not compared, any mode byte;
+    // what a clean writer would not have left is listed, not refused.
+    let label = Metadata::read(&sector)
         .map_err(|e| runtime(format!("{path}: damaged {MAGIC_STR} label: {e}")))?;
-    let fits = md.check_provider(image.size, sectorsize);
+    let md = label.metadata;
+    let raw = LabelFields::parse(&sector)
+        .map_err(|e| runtime(format!("{path}: damaged {MAGIC_STR} label: {e}")))?;
+    let verdict = taste_label(&sector, image.size, sectorsize);
+    let oddities: Vec<Oddity> = label.oddities.iter().collect();
 
     if cmd.json {
+        let odd: Vec<serde_json::Value> = oddities
+            .iter()
+            .map(|o| serde_json::json!({ "code": o.code(), "text": o.to_string() }))
+            .collect();
         let value = serde_json::json!({
             "magic": MAGIC_STR,
             "name": md.name.as_str(),
@@ -330,7 +341,10 @@ fn dump(cmd: &Command) -> Outcome<()> {
             "sectorsize": md.sectorsize,
             "size": md.size,
             "mode": md.mode.name(),
-            "matches_image": fits.is_ok(),
+            "mode_byte": raw.mode,
+            "matches_image": !matches!(verdict, Err(TasteReject::OtherProvider(_))),
+            "tasted": verdict.is_ok(),
+            "oddities": odd,
         });
         let text = serde_json::to_string_pretty(&value)
             .map_err(|e| runtime(format!("cannot format JSON: {e}")))?;
@@ -348,14 +362,28 @@ fn dump(cmd: &Command) -> Outcome<()> {
         println!("sectorsize: {}", md.sectorsize);
         println!("size:       {}", md.size);
         println!("mode:       {}", md.mode);
+        for o in &oddities {
+            println!("unusual:    {o}");
+        }
     }
     // The label was shown, but the kernel would ignore it on this disk: say
     // so and fail, so scripts notice.
-    fits.map_err(|e| {
-        runtime(format!(
+    match verdict {
+        Ok(_) => Ok(()),
+        Err(TasteReject::OtherProvider(e)) => Err(runtime(format!(
             "{path}: label does not fit the image ({e}); FreeBSD will not taste it"
-        ))
-    })
+        ))),
+        Err(TasteReject::Unusable(e)) => Err(runtime(format!(
+            "{path}: label is not taken by this module ({e})"
+        ))),
+        // Metadata::read has checked magic and version already.
+        Err(TasteReject::NotMultipath(e)) => {
+            Err(runtime(format!("{path}: damaged {MAGIC_STR} label: {e}")))
+        }
+        Err(TasteReject::Version(v)) => Err(runtime(format!(
+            "{path}: damaged {MAGIC_STR} label: label has version {v}"
+        ))),
+    }
 }
 
 fn clear(cmd: &Command) -> Outcome<()> {

@@ -420,3 +420,107 @@ fn help_succeeds() {
         assert!(stdout(&o).contains("usage: mplabel label"));
     }
 }
+
+/// A label as the stock userland can leave it (garbage after both NULs, a
+/// zero size, an unknown mode byte): dump shows it, lists what is unusual,
+/// and succeeds, because FreeBSD's taste (and ours) takes it.
+fn odd_label_image() -> NamedTempFile {
+    let img = image(1 << 20);
+    assert_ok(&mplabel(&[
+        "label",
+        path(&img),
+        "DATA",
+        "0b7a3a9e-4c1d-4f0e-9a55-2f6c1d3e8b01",
+    ]));
+    let mut s = last_sector(img.path(), 512);
+    s[56 + 5..72].fill(0xa5);
+    s[16 + 37..56].copy_from_slice(b"xyz");
+    s[80..88].fill(0);
+    s[88] = 9;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(img.path())
+        .unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    f.seek(SeekFrom::Start((1 << 20) - 512)).unwrap();
+    f.write_all(&s).unwrap();
+    img
+}
+
+#[test]
+fn dump_reads_an_odd_label_and_says_what_is_odd() {
+    let img = odd_label_image();
+    let o = mplabel(&["dump", path(&img)]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let f = dump_fields(&out);
+    assert_eq!(f["name"], "DATA");
+    assert_eq!(f["uuid"], "0b7a3a9e-4c1d-4f0e-9a55-2f6c1d3e8b01");
+    assert_eq!(f["mode"], "Active/Passive");
+    let unusual: Vec<&str> = out.lines().filter(|l| l.starts_with("unusual:")).collect();
+    assert_eq!(unusual.len(), 4, "{out}");
+    assert!(
+        out.contains("bytes after the name's NUL are not zero"),
+        "{out}"
+    );
+    assert!(out.contains("unknown mode byte 9"), "{out}");
+
+    let o = mplabel(&["dump", path(&img), "--json"]);
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let codes: Vec<&str> = v["oddities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "name-garbage-after-nul",
+            "uuid-garbage-after-nul",
+            "size-zero",
+            "unknown-mode"
+        ]
+    );
+    assert_eq!(v["mode_byte"], 9);
+    assert_eq!(v["tasted"], true);
+}
+
+#[test]
+fn label_writes_a_clean_label_with_no_oddities() {
+    let img = image(1 << 20);
+    assert_ok(&mplabel(&["label", path(&img), "DATA", "--mode", "ar"]));
+    let s = last_sector(img.path(), 512);
+    assert!(
+        s[56 + 4..72].iter().all(|&b| b == 0),
+        "name padded with NULs"
+    );
+    assert!(
+        s[16 + 36..56].iter().all(|&b| b == 0),
+        "uuid padded with NULs"
+    );
+    assert!(s[89..].iter().all(|&b| b == 0), "rest of the sector zero");
+    let o = mplabel(&["dump", path(&img), "--json"]);
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["oddities"].as_array().map(Vec::len), Some(0));
+    assert_eq!(v["mode_byte"], 2);
+}
+
+#[test]
+fn dump_fails_on_a_label_this_module_does_not_take() {
+    let img = odd_label_image();
+    let mut s = last_sector(img.path(), 512);
+    s[16..56].fill(0);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(img.path())
+        .unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    f.seek(SeekFrom::Start((1 << 20) - 512)).unwrap();
+    f.write_all(&s).unwrap();
+    let o = mplabel(&["dump", path(&img)]);
+    assert_fails(&o, 1, "not taken by this module (label has no uuid)");
+    assert!(stdout(&o).contains("uuid:       (none)"));
+}
