@@ -138,6 +138,8 @@ mod imp {
     pub fn map_low(_len: usize, _exec: bool) -> Result<usize, LoadError> {
         Err(LoadError::UnsupportedHost)
     }
+    /// # Safety
+    /// Nothing to unmap here: never mapped anything.
     pub unsafe fn unmap(_base: usize, _len: usize) {}
     pub fn protect(_base: usize, _len: usize, _prot: Prot) -> Result<(), LoadError> {
         Err(LoadError::UnsupportedHost)

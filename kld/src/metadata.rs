@@ -87,16 +87,16 @@ pub fn decode(mem: &Mem<'_>, set: Option<(usize, u64)>) -> Result<Vec<ModMetadat
     };
     let mut out = Vec::new();
     for p in mem.pointers(start, size, "set_modmetadata_set entry")? {
-        let md_type = mem.i32(p + 4, "mod_metadata")?;
-        let data = mem.u64(p + 8, "mod_metadata")? as usize;
-        let cval = mem.u64(p + 16, "mod_metadata")? as usize;
+        let md_type = mem.i32(p.wrapping_add(4), "mod_metadata")?;
+        let data = mem.u64(p.wrapping_add(8), "mod_metadata")? as usize;
+        let cval = mem.u64(p.wrapping_add(16), "mod_metadata")? as usize;
         let name = mem.cstr(cval, "mod_metadata md_cval")?;
         out.push(match md_type {
             MDT_DEPEND => ModMetadata::Depend {
                 module: name,
                 min: mem.i32(data, "mod_depend")?,
-                pref: mem.i32(data + 4, "mod_depend")?,
-                max: mem.i32(data + 8, "mod_depend")?,
+                pref: mem.i32(data.wrapping_add(4), "mod_depend")?,
+                max: mem.i32(data.wrapping_add(8), "mod_depend")?,
             },
             MDT_VERSION => ModMetadata::Version {
                 module: name,

@@ -32,9 +32,9 @@ pub fn decode(
     for p in mem.pointers(start, size, what)? {
         out.push(SysInit {
             subsystem: mem.i32(p, "struct sysinit")? as u32,
-            order: mem.i32(p + 4, "struct sysinit")? as u32,
-            func: mem.u64(p + 16, "struct sysinit")? as usize,
-            udata: mem.u64(p + 24, "struct sysinit")? as usize,
+            order: mem.i32(p.wrapping_add(4), "struct sysinit")? as u32,
+            func: mem.u64(p.wrapping_add(16), "struct sysinit")? as usize,
+            udata: mem.u64(p.wrapping_add(24), "struct sysinit")? as usize,
         });
     }
     Ok(out)
