@@ -39,11 +39,20 @@ fn tool(name: &str) {
     assert!(ok, "{name} is missing: run scripts/toolchain.sh kbuild");
 }
 
-/// A scratch folder for one test.
+/// A scratch folder for one test (per process, so concurrent `cargo test`
+/// runs do not share files).
 pub fn scratch(test: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("kld-fixtures")
-        .join(test);
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kld-fixtures");
+    // Folders of test processes that are gone.
+    if let Ok(dirs) = std::fs::read_dir(&root) {
+        for d in dirs.flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if name.parse::<u32>().is_ok() && !Path::new("/proc").join(&name).exists() {
+                let _ = std::fs::remove_dir_all(d.path());
+            }
+        }
+    }
+    let d = root.join(std::process::id().to_string()).join(test);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("create scratch folder");
     d
