@@ -154,6 +154,36 @@ selftest_ctor(void)
 C
 cc "$work/ctor.o" "$work/ctor.c"
 
+cat >"$work/bigframe.c" <<'C'
+#include <sys/param.h>
+#include <sys/systm.h>
+void selftest_big(int i);
+void
+selftest_big(int i)
+{
+	volatile char buf[2048];
+
+	buf[i & 2047] = 1;
+	printf("%d\n", buf[(i + 1) & 2047]);
+}
+C
+cc "$work/bigframe.o" "$work/bigframe.c"
+
+cat >"$work/alloca.c" <<'C'
+#include <sys/param.h>
+#include <sys/systm.h>
+void selftest_alloca(int n);
+void
+selftest_alloca(int n)
+{
+	volatile char *buf = __builtin_alloca(n);
+
+	buf[0] = 1;
+	printf("%d\n", buf[0]);
+}
+C
+cc "$work/alloca.o" "$work/alloca.c"
+
 cat >"$work/tls.c" <<'C'
 _Thread_local int selftest_tls;
 int selftest_get_tls(void);
@@ -185,6 +215,8 @@ link "$work/rustalloc.ko" "$work/base.o" "$work/rustalloc.o"
 link "$work/undeclared.ko" "$work/base.o" "$work/undeclared.o"
 link "$work/ctor.ko" "$work/base.o" "$work/ctor.o"
 link "$work/tls.ko" "$work/base.o" "$work/tls.o"
+link "$work/bigframe.ko" "$work/base.o" "$work/bigframe.o"
+link "$work/alloca.ko" "$work/base.o" "$work/alloca.o"
 link "$work/nometa.ko" "$work/nometa.o"
 link "$work/othername.ko" "$work/othername.o"
 link "$work/roundver.ko" "$work/roundver.o"
@@ -228,6 +260,8 @@ expect rustalloc "rust-runtime"
 expect undeclared "undefined-declared"
 expect ctor "no-tls-ctors"
 expect tls "no-tls-ctors relocations"
+expect bigframe "stack-frames"
+expect alloca "stack-frames"
 expect nometa "module-metadata kernel-depend"
 expect roundver "kernel-depend" $((GMR_FREEBSD_MAJOR * 100000))
 expect wrongver "kernel-depend" $((GMR_FREEBSD_VERSION - 1))

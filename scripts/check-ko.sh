@@ -41,6 +41,12 @@
 #                      the __FreeBSD_version the module was built for
 #                      (kern_linker.c refuses the module otherwise)
 #   class-name         the NUL-terminated class name "MULTIPATH" is present
+#   stack-frames       no function's stack frame (the sum of its
+#                      `sub $N, %rsp`, stack-probed ones included) exceeds
+#                      GMR_MAX_FRAME bytes (default 1024), and none grows
+#                      the stack by a run-time amount (alloca): the amd64
+#                      kernel stack is 16 KB for a whole call chain; the
+#                      largest frames are listed
 #   symbols-local      no symbol the module defines is global or weak (as
 #                      bsd.kmod.mk makes them with EXPORT_SYMS=NO): the
 #                      module's names stay out of the kernel's namespace
@@ -239,6 +245,40 @@ else
 		show <"$tmp/fpu"
 	else
 		pass no-fpu-simd "$(grep -cE '^ *[0-9a-f]+:[[:space:]]' "$tmp/dis") instructions, none uses x87/MMX/SSE/AVX registers"
+	fi
+fi
+
+# ---- stack-frames -----------------------------------------------------------
+# From the same disassembly: per function, the bytes its `sub $N, %rsp`
+# instructions take (a frame over a page is probed: several subs). Pushes
+# and the return address are not counted: a few words per frame.
+max_frame=${GMR_MAX_FRAME:-1024}
+if [ -s "$tmp/dis" ]; then
+	awk -v lim="$max_frame" '
+		/^[0-9a-f]+ <.*>:$/ { fn = $2; gsub(/^<|>:$/, "", fn); next }
+		/^ *[0-9a-f]+:[ 	]/ && /sub[lq]?[ \t]+[^,]+, *%rsp([ \t]|$)/ {
+			if (match($0, /\$(0x)?[0-9a-f]+,/)) {
+				v = substr($0, RSTART + 1, RLENGTH - 2)
+				n = (v ~ /^0x/) ? hex(substr(v, 3)) : v + 0
+				frame[fn] += n
+			} else dyn[fn] = 1
+		}
+		# A stack pointer computed at run time (alloca, VLAs); restoring it
+		# from the frame pointer is an epilogue.
+		/^ *[0-9a-f]+:[ \t]/ && /mov[q]?[ \t]+%r[a-z0-9]+, *%rsp([ \t]|$)/ && !/%rbp, *%rsp/ { dyn[fn] = 1 }
+		function hex(h,   i, r) { r = 0; for (i = 1; i <= length(h); i++) r = r * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1; return r }
+		END {
+			for (f in frame) printf "%d\t%s\n", frame[f], f > "/dev/stderr"
+			for (f in dyn) printf "dynamic\t%s\n", f
+			for (f in frame) if (frame[f] > lim) printf "%d\t%s\n", frame[f], f
+		}' "$tmp/dis" 2>"$tmp/frames" | sort -rn >"$tmp/bigframes"
+	sort -rn "$tmp/frames" -o "$tmp/frames"
+	largest=$(head -3 "$tmp/frames" | awk -F'\t' '{ printf "%s%s %s", sep, $1, $2; sep = ", " }')
+	if [ -s "$tmp/bigframes" ]; then
+		fail stack-frames "$(wc -l <"$tmp/bigframes") function(s) with a stack frame over $max_frame bytes or of a run-time size:"
+		awk -F'\t' '{ print $1 " bytes  " $2 }' "$tmp/bigframes" | show
+	else
+		pass stack-frames "$(wc -l <"$tmp/frames") frames, none over $max_frame bytes; largest: $largest"
 	fi
 fi
 

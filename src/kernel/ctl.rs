@@ -54,7 +54,8 @@ impl CtlReq for GctlReq<'_> {
     }
 
     fn error(&mut self, msg: fmt::Arguments<'_>) {
-        let line = LineBuf::<256>::format(msg);
+        let mut line = LineBuf::<256>::new();
+        line.write_args(msg);
         let b = line.as_bytes();
         // SAFETY: the request is live (see new()); `b` is readable for the
         // call and gctl_error copies it ("%.*s").

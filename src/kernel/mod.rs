@@ -258,10 +258,15 @@ impl Platform for KernelPlatform {
         unsafe { kpi::gmr_topology_assert() }
     }
 
+    // Never inlined: its 512-byte line buffer then sits in this one frame,
+    // not in the frame of every function that logs (check-ko's frame rule).
+    #[inline(never)]
     fn log(&self, args: fmt::Arguments<'_>) {
         // A fixed buffer: logging may happen in done, where allocating is
         // best avoided, and a long line is better cut than lost.
-        let line = LineBuf::<512>::format(args);
+        // Filled in place (not returned by value, which copies it).
+        let mut line = LineBuf::<512>::new();
+        line.write_args(args);
         let b = line.as_bytes();
         // SAFETY: `b` is readable for the call; printf copies it ("%.*s").
         unsafe { kpi::gmr_log(b.as_ptr().cast(), b.len()) }

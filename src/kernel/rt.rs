@@ -66,7 +66,8 @@ static ALLOCATOR: KernelAlloc = KernelAlloc;
 /// and location (formatted into a stack buffer: no allocation here).
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    let msg = LineBuf::<384>::format(format_args!("GEOM_MULTIPATH: Rust panic: {}", info));
+    let mut msg = LineBuf::<384>::new();
+    msg.write_args(format_args!("GEOM_MULTIPATH: Rust panic: {}", info));
     let b = msg.as_bytes();
     // SAFETY: `b` is readable for the call; panic(9) copies it and does not
     // return.

@@ -29,12 +29,11 @@ impl<const N: usize> LineBuf<N> {
         &self.buf[..self.len]
     }
 
-    /// Formats `args` into a new buffer.
-    pub(crate) fn format(args: fmt::Arguments<'_>) -> Self {
-        let mut b = Self::new();
+    /// Appends `args`, in place (the buffer is not moved: callers on the
+    /// kernel stack keep one copy of it, not two).
+    pub(crate) fn write_args(&mut self, args: fmt::Arguments<'_>) {
         // Writing into a LineBuf never fails: it truncates instead.
-        let _ = fmt::write(&mut b, args);
-        b
+        let _ = fmt::write(self, args);
     }
 }
 
