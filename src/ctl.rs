@@ -125,16 +125,18 @@ impl<P: Platform> Class<P> {
     /// `create NAME PROV...` (modern) or `create NAME PROV0 PROV1 UUID`
     /// (the original form): a device without an on-disk label.
     fn ctl_create(&self, plat: &P, req: &mut dyn CtlReq) -> R<()> {
-        let name = need_ascii(req, "arg0")?;
-        if let Err(e) = validate_name(&name) {
-            return fail(req, format_args!("Invalid name {}: {}", name, e));
-        }
+        // FreeBSD looks at nargs before arg0: `gmultipath create` alone
+        // says "wrong number of arguments.".
         let nargs = match int(req, "nargs")? {
             Some(n) => n,
             None => return fail(req, format_args!("No 'nargs' argument")),
         };
         if nargs < 2 {
             return fail(req, format_args!("wrong number of arguments."));
+        }
+        let name = need_ascii(req, "arg0")?;
+        if let Err(e) = validate_name(&name) {
+            return fail(req, format_args!("Invalid name {}: {}", name, e));
         }
         if plat
             .class_geoms()
@@ -154,11 +156,8 @@ impl<P: Platform> Class<P> {
             let Some(pp) = plat.provider_by_name(pname) else {
                 return fail(req, format_args!("Provider {} is invalid", pname));
             };
-            if let Some((first, _)) = provs.iter().find(|(_, q)| *q == pp) {
-                return fail(
-                    req,
-                    format_args!("providers {} and {} are the same", first, pname),
-                );
+            if provs.iter().any(|(_, q)| *q == pp) {
+                return fail(req, format_args!("provider {} is already there", pname));
             }
             if let Some(&(_, p0)) = provs.first() {
                 let (s0, s1) = (plat.provider_mediasize(p0), plat.provider_mediasize(pp));

@@ -7,7 +7,6 @@ use geom_multipath_rs::metadata::{Metadata, Mode, Name, Uuid, MAGIC, MAGIC_LEN};
 use geom_multipath_rs::platform::Access;
 
 use crate::sim::SimPlatform;
-use crate::util::errno_name;
 
 /// (short option, parameter name) of a command's boolean options.
 fn options(verb: &str) -> Option<(&'static [(char, &'static str)], bool)> {
@@ -89,18 +88,19 @@ impl SimPlatform {
 
     fn mp_label(&self, flags: &[(&str, bool)], args: &[&str]) -> Result<String, String> {
         if args.len() < 2 {
-            return Err("Too few arguments.".into());
+            return Err("wrong number of arguments.".into());
         }
         let name = args[0];
         let provs = &args[1..];
         let mut sizes = Vec::new();
         for p in provs {
             let pp = self.g_provider_by_name(p).ok_or_else(|| {
-                format!("Cannot get information about {p}: No such file or directory.")
+                format!("cannot get information about {p}: No such file or directory.")
             })?;
             sizes.push(
-                self.provider_size(pp)
-                    .ok_or_else(|| format!("Cannot get information about {p}."))?,
+                self.provider_size(pp).ok_or_else(|| {
+                    format!("cannot get information about {p}: Invalid argument.")
+                })?,
             );
         }
         let (ms, ss) = sizes[0];
@@ -128,12 +128,12 @@ impl SimPlatform {
         let off = ms - ss as u64;
         let dev = self
             .open(provs[0], Access::new(0, 1, 0))
-            .map_err(|e| format!("Can't store metadata on {}: {}.", provs[0], errno_name(e)))?;
+            .map_err(|e| format!("cannot store metadata on {}: {}.", provs[0], strerror(e)))?;
         dev.write(off, &sector)
-            .map_err(|e| format!("Can't store metadata on {}: {}.", provs[0], errno_name(e)))?;
+            .map_err(|e| format!("cannot store metadata on {}: {}.", provs[0], strerror(e)))?;
         let _ = dev.flush();
         dev.close()
-            .map_err(|e| format!("Can't store metadata on {}: {}.", provs[0], errno_name(e)))?;
+            .map_err(|e| format!("cannot store metadata on {}: {}.", provs[0], strerror(e)))?;
         let mut out = String::new();
         for p in &provs[1..] {
             let seen = self
@@ -146,8 +146,8 @@ impl SimPlatform {
                     provs[0]
                 )),
                 Err(e) => out.push_str(&format!(
-                    "Cannot read metadata from {p}: {}.\n",
-                    errno_name(e)
+                    "Unable to read metadata from {p}: {}.\n",
+                    strerror(e)
                 )),
             }
         }
@@ -179,10 +179,7 @@ impl SimPlatform {
                 dev.close()
             })();
             if let Err(e) = r {
-                errors.push_str(&format!(
-                    "Can't clear metadata on {p}: {}.\n",
-                    errno_name(e)
-                ));
+                errors.push_str(&format!("Can't clear metadata on {p}: {}.\n", strerror(e)));
             }
         }
         self.run_until_idle();
@@ -191,5 +188,21 @@ impl SimPlatform {
         } else {
             Err(format!("{errors}Not fully done."))
         }
+    }
+}
+
+/// `strerror(3)`'s text for the errnos the userland can meet, as geom(8)
+/// prints them.
+fn strerror(e: i32) -> &'static str {
+    match e {
+        1 => "Operation not permitted",
+        2 => "No such file or directory",
+        5 => "Input/output error",
+        6 => "Device not configured",
+        12 => "Cannot allocate memory",
+        16 => "Device busy",
+        22 => "Invalid argument",
+        28 => "No space left on device",
+        _ => "Unknown error",
     }
 }
