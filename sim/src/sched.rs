@@ -147,6 +147,9 @@ pub(crate) struct Sched {
     start: Instant,
     queues: Mutex<Vec<Arc<Queue>>>,
     pollers: Mutex<Vec<Arc<Poller>>>,
+    /// Keys of pollers that may step while the topology lock is held (a
+    /// loaded module's kprocs: their `has_work` checks the lock itself).
+    free_pollers: Mutex<Vec<usize>>,
     /// Tasks posted and not finished yet (idle detection).
     pending: AtomicUsize,
     det: Mutex<DetState>,
@@ -176,6 +179,7 @@ impl Sched {
             start: Instant::now(),
             queues: Mutex::new(Vec::new()),
             pollers: Mutex::new(Vec::new()),
+            free_pollers: Mutex::new(Vec::new()),
             pending: AtomicUsize::new(0),
             det: Mutex::new(DetState {
                 clock: 0,
@@ -316,9 +320,17 @@ impl Sched {
         lock(&self.pollers).push(Arc::new(p));
     }
 
+    /// Registers a polled thread that may also step while the topology
+    /// lock is held (its `has_work` decides that itself).
+    pub fn add_free_poller(&self, p: Poller) {
+        lock(&self.free_pollers).push(p.key);
+        self.add_poller(p);
+    }
+
     /// Unregisters a polled class thread.
     pub fn remove_poller(&self, key: usize) {
         lock(&self.pollers).retain(|p| p.key != key);
+        lock(&self.free_pollers).retain(|k| *k != key);
     }
 
     /// Starts a class thread (threaded mode).
@@ -371,6 +383,7 @@ impl Sched {
     pub fn det_step(&self) -> Step {
         let queues: Vec<Arc<Queue>> = lock(&self.queues).clone();
         let pollers: Vec<Arc<Poller>> = lock(&self.pollers).clone();
+        let free: Vec<usize> = lock(&self.free_pollers).clone();
         loop {
             let (busy, clock) = {
                 let d = lock(&self.det);
@@ -397,7 +410,8 @@ impl Sched {
                 }
             }
             for (i, p) in pollers.iter().enumerate() {
-                if !busy.contains(&p.tid) && !topo && (p.has_work)() {
+                let topo_ok = !topo || free.contains(&p.key);
+                if !busy.contains(&p.tid) && topo_ok && (p.has_work)() {
                     cands.push(queues.len() + i);
                 }
             }

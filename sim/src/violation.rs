@@ -42,6 +42,16 @@ pub mod rule {
     pub const DEADLOCK: &str = "deadlock";
     /// A class interface contract broken (no class bound, bad softc...).
     pub const CLASS: &str = "class";
+    /// Lock misuse WITNESS would report in a FreeBSD kernel loaded module
+    /// (`sim::ko`): a lock order reversal, sleeping or `M_WAITOK` with a
+    /// mutex held, unlocking a mutex the thread does not hold, destroying
+    /// a mutex another thread holds.
+    pub const WITNESS: &str = "witness";
+    /// `malloc(9)`/`free(9)` misuse by a loaded module: bad flags, freeing
+    /// a pointer malloc did not return, a type that was never initialised.
+    pub const MALLOC: &str = "malloc";
+    /// The loaded module called `panic(9)`.
+    pub const PANIC: &str = "panic";
 }
 
 /// One broken rule.

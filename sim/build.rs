@@ -1,0 +1,12 @@
+//! Builds the C-variadic part of the emulated FreeBSD KPI (`src/ko/kprintf.c`).
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/ko/kprintf.c");
+    cc::Build::new()
+        .file("src/ko/kprintf.c")
+        .std("c11")
+        .warnings(true)
+        .extra_warnings(true)
+        .flag_if_supported("-Wno-unused-parameter")
+        .compile("gmr_kprintf");
+}

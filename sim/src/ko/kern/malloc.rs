@@ -1,0 +1,299 @@
+//! `malloc(9)` over the host allocator, with FreeBSD's flag semantics,
+//! per-`malloc_type` accounting, leak reports at `malloc_uninit` and
+//! injected `M_NOWAIT` failures.
+
+use std::alloc::{alloc, alloc_zeroed, dealloc, handle_alloc_error, Layout};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::Mutex;
+
+use crate::ko::kstructs::malloc_type;
+use crate::util::lock;
+
+/// `sys/malloc.h`.
+pub const M_NOWAIT: c_int = 0x0001;
+pub const M_WAITOK: c_int = 0x0002;
+pub const M_ZERO: c_int = 0x0100;
+/// `M_VERSION` of the FreeBSD 15 headers: `malloc_init` refuses others.
+pub const M_VERSION: u64 = 2024073001;
+/// `malloc_aligned` accepts alignments up to a page.
+const PAGE_SIZE: usize = 4096;
+/// What an INVARIANTS kernel fills new (non-`M_ZERO`) and freed memory with.
+const TRASH: u32 = 0xdead_c0de;
+
+/// Counters of one malloc type (`vmstat -m`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypeStats {
+    /// `ks_shortdesc`.
+    pub name: String,
+    /// Allocations that succeeded.
+    pub allocs: u64,
+    pub frees: u64,
+    /// Allocations not freed yet, and their bytes.
+    pub live: u64,
+    pub live_bytes: u64,
+    /// `M_NOWAIT` allocations failed by injection.
+    pub failed: u64,
+    /// Between `malloc_init` and `malloc_uninit`.
+    pub initialised: bool,
+    /// Allocations still live when `malloc_uninit` ran (a leak).
+    pub leaked_at_uninit: u64,
+    pub leaked_bytes_at_uninit: u64,
+}
+
+struct Block {
+    layout: Layout,
+    base: usize,
+    size: usize,
+    mtp: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    blocks: HashMap<usize, Block>,
+    types: BTreeMap<usize, TypeStats>,
+    nowait_seen: u64,
+    injected: u64,
+}
+
+/// The allocator of one emulated kernel.
+pub struct MallocState {
+    inner: Mutex<Inner>,
+    fail_nowait_at: Option<u64>,
+}
+
+/// A problem found by the allocator, reported by the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MallocFault {
+    /// `free` of an address that is not a live allocation.
+    NotAllocated,
+    /// `free` with another type than the allocation's: (freed as, allocated as).
+    WrongType(String, String),
+    /// An allocation or free with a type `malloc_init` never saw.
+    UninitType(usize),
+}
+
+/// Reads `ks_shortdesc` of a malloc type.
+///
+/// # Safety
+/// `mtp` points to a readable `struct malloc_type`.
+unsafe fn type_name(mtp: *const malloc_type) -> String {
+    // SAFETY: per the contract.
+    let desc = unsafe { (*mtp).ks_shortdesc };
+    if desc.is_null() {
+        return "(null)".into();
+    }
+    // SAFETY: ks_shortdesc is a NUL-terminated string of the module's
+    // rodata (or of our own data object for M_GEOM).
+    unsafe { CStr::from_ptr(desc) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Reads a C string argument, or "(null)".
+///
+/// # Safety
+/// `s` is null or a NUL-terminated string.
+pub(crate) unsafe fn cstr(s: *const c_char) -> String {
+    if s.is_null() {
+        return "(null)".into();
+    }
+    // SAFETY: per the contract.
+    unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+}
+
+impl MallocState {
+    pub fn new(fail_nowait_at: Option<u64>) -> MallocState {
+        MallocState {
+            inner: Mutex::new(Inner::default()),
+            fail_nowait_at,
+        }
+    }
+
+    /// `malloc_init`: registers the type. Returns the version it carries
+    /// when that is not [`M_VERSION`] (the kernel panics then).
+    ///
+    /// # Safety
+    /// `mtp` points to a readable `struct malloc_type`.
+    pub unsafe fn init_type(&self, mtp: *mut malloc_type) -> Result<(), (String, u64)> {
+        // SAFETY: per the contract.
+        let (name, version) = unsafe { (type_name(mtp), (*mtp).ks_version) };
+        if version != M_VERSION {
+            return Err((name, version));
+        }
+        let mut g = lock(&self.inner);
+        let t = g.types.entry(mtp as usize).or_default();
+        t.name = name;
+        t.initialised = true;
+        Ok(())
+    }
+
+    /// `malloc_uninit`: unregisters the type and returns its counters,
+    /// with what is still allocated recorded as leaked.
+    pub fn uninit_type(&self, mtp: usize) -> Option<TypeStats> {
+        let mut g = lock(&self.inner);
+        let t = g.types.get_mut(&mtp)?;
+        t.initialised = false;
+        t.leaked_at_uninit = t.live;
+        t.leaked_bytes_at_uninit = t.live_bytes;
+        Some(t.clone())
+    }
+
+    /// Counts one `M_NOWAIT` allocation; true when injection fails it.
+    pub fn nowait_should_fail(&self) -> bool {
+        let mut g = lock(&self.inner);
+        g.nowait_seen += 1;
+        let fail = self.fail_nowait_at == Some(g.nowait_seen);
+        if fail {
+            g.injected += 1;
+        }
+        fail
+    }
+
+    /// `malloc`/`malloc_aligned` once the flags were checked. Null only
+    /// for an `M_NOWAIT` allocation (failed by injection or by the host).
+    pub fn allocate(
+        &self,
+        size: usize,
+        align: usize,
+        mtp: usize,
+        flags: c_int,
+    ) -> Result<*mut c_void, MallocFault> {
+        let nowait = flags & M_WAITOK == 0;
+        if nowait && self.nowait_should_fail() {
+            if let Some(t) = lock(&self.inner).types.get_mut(&mtp) {
+                t.failed += 1;
+            }
+            return Ok(std::ptr::null_mut());
+        }
+        let align = align.max(16);
+        let size_r = size.max(1).div_ceil(align) * align;
+        let Ok(layout) = Layout::from_size_align(size_r, align) else {
+            return Ok(std::ptr::null_mut());
+        };
+        let p = host_alloc(layout, flags & M_ZERO != 0);
+        if p.is_null() {
+            if nowait {
+                return Ok(std::ptr::null_mut());
+            }
+            handle_alloc_error(layout);
+        }
+        let mut g = lock(&self.inner);
+        let t = g.types.entry(mtp).or_default();
+        let known = t.initialised;
+        t.allocs += 1;
+        t.live += 1;
+        t.live_bytes += size as u64;
+        g.blocks.insert(
+            p as usize,
+            Block {
+                layout,
+                base: p as usize,
+                size,
+                mtp,
+            },
+        );
+        drop(g);
+        if known {
+            Ok(p.cast())
+        } else {
+            // Still handed out (the kernel would use the type's zero stats
+            // pointer and crash later); the caller reports it.
+            Err(MallocFault::UninitType(p as usize))
+        }
+    }
+
+    /// `free`: returns the block to the host; the size freed is returned
+    /// so the caller can forget locks that lived in it.
+    pub fn release(&self, addr: usize, mtp: usize) -> Result<usize, MallocFault> {
+        let mut g = lock(&self.inner);
+        let Some(b) = g.blocks.remove(&addr) else {
+            return Err(MallocFault::NotAllocated);
+        };
+        let owner = b.mtp;
+        if let Some(t) = g.types.get_mut(&owner) {
+            t.frees += 1;
+            t.live = t.live.saturating_sub(1);
+            t.live_bytes = t.live_bytes.saturating_sub(b.size as u64);
+        }
+        let wrong = (owner != mtp).then(|| {
+            let name = |m: usize| g.types.get(&m).map_or("?".into(), |t| t.name.clone());
+            MallocFault::WrongType(name(mtp), name(owner))
+        });
+        drop(g);
+        let size = b.size;
+        host_free(b);
+        match wrong {
+            Some(w) => Err(w),
+            None => Ok(size),
+        }
+    }
+
+    /// The size of a live allocation at `addr`.
+    pub fn live_size(&self, addr: usize) -> Option<usize> {
+        lock(&self.inner).blocks.get(&addr).map(|b| b.size)
+    }
+
+    /// Counters per type, by type address.
+    pub fn types(&self) -> BTreeMap<usize, TypeStats> {
+        lock(&self.inner).types.clone()
+    }
+
+    /// (`M_NOWAIT` allocations seen, failures injected).
+    pub fn nowait_counts(&self) -> (u64, u64) {
+        let g = lock(&self.inner);
+        (g.nowait_seen, g.injected)
+    }
+}
+
+impl Drop for MallocState {
+    fn drop(&mut self) {
+        // Blocks the module leaked (already reported at malloc_uninit, or
+        // the instance was never unloaded) go back to the host here.
+        let g = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (_, b) in g.blocks.drain() {
+            host_free(b);
+        }
+    }
+}
+
+fn host_alloc(layout: Layout, zero: bool) -> *mut u8 {
+    if zero {
+        // SAFETY: layout has a non-zero size (size.max(1) rounded up).
+        return unsafe { alloc_zeroed(layout) };
+    }
+    // SAFETY: as above.
+    let p = unsafe { alloc(layout) };
+    if !p.is_null() {
+        // SAFETY: p is a fresh allocation of layout.size() bytes.
+        unsafe { trash(p, layout.size()) };
+    }
+    p
+}
+
+fn host_free(b: Block) {
+    let p = b.base as *mut u8;
+    // SAFETY: p was allocated by host_alloc with b.layout and is freed
+    // once (its Block was just removed from the table).
+    unsafe {
+        trash(p, b.layout.size());
+        dealloc(p, b.layout);
+    }
+}
+
+/// Fills `len` bytes at `p` with the INVARIANTS trash pattern.
+///
+/// # Safety
+/// `p..p+len` is writable.
+unsafe fn trash(p: *mut u8, len: usize) {
+    let pat = TRASH.to_ne_bytes();
+    for i in 0..len {
+        // SAFETY: i < len, per the contract.
+        unsafe { p.add(i).write(pat[i % 4]) };
+    }
+}
+
+/// Whether `align` is one `malloc_aligned` accepts.
+pub fn align_ok(align: usize) -> bool {
+    align.is_power_of_two() && align <= PAGE_SIZE
+}
