@@ -322,3 +322,49 @@ fixture_ctor(void)
     assert!(m.dtors().is_empty());
     m.unmap();
 }
+
+static AL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0xff);
+
+/// Records %al at entry: a variadic callee reads the number of vector
+/// registers used from it, so the trampoline must not touch %rax.
+#[unsafe(naked)]
+extern "C" fn kpi_vararg() {
+    std::arch::naked_asm!("mov byte ptr [rip + {al}], al", "ret", al = sym AL)
+}
+
+#[test]
+fn trampolines_preserve_al_for_variadic_callees() {
+    let _serial = serial();
+    let ko = c_module(
+        "vararg",
+        r#"
+#include <sys/param.h>
+#include <sys/systm.h>
+#include <sys/kernel.h>
+void kpi_vararg(const char *, ...);
+static void
+fixture_init(void *arg)
+{
+	kpi_vararg("%d %d %d %d %d %d %d", 1, 2, 3, 4, 5, 6, 7);
+}
+SYSINIT(fixture, SI_SUB_DRIVERS, SI_ORDER_SECOND, fixture_init, NULL);
+"#,
+        1500068,
+    );
+    let r = Table(vec![(
+        "kpi_vararg",
+        Import::Func(kpi_vararg as *const () as usize),
+    )]);
+    let m = kld::load(&ko, &r, &opts(1500068)).unwrap_or_else(|e| panic!("{e}"));
+    AL.store(0xff, Ordering::SeqCst);
+    for s in m.sysinits() {
+        // SAFETY: the module's SYSINIT, calling the naked import above.
+        unsafe { m.call_sysinit(&s) };
+    }
+    assert_eq!(
+        AL.load(Ordering::SeqCst),
+        0,
+        "soft-float caller passes %al = 0"
+    );
+    m.unmap();
+}
