@@ -1,9 +1,14 @@
 //! `mpsim bench`: what multipath costs over a plain pass-through class.
 //!
 //! Machines here are noisy, so every figure that matters is a ratio taken
-//! within one run: the variants are interleaved round by round on fresh
-//! simulators, and the median of each is compared. Nothing here asserts a
-//! speed; it prints figures.
+//! within one run, round by round: each round runs every variant once, on
+//! fresh simulators, in an order shuffled per round (seeded; the seed is
+//! printed), after warm-up rounds that are thrown away. The report gives,
+//! per variant, the median rate by wall time and by CPU time (the whole
+//! process's, all simulator threads), and, per multipath variant, the
+//! median of its per-round ratio to pass-through with the spread of that
+//! ratio (quartiles and range), so a reader sees how far to trust it.
+//! Nothing here asserts a speed; it prints figures.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +20,7 @@ use crate::disk::LunConfig;
 use crate::passthrough::PassClass;
 use crate::sched::Mode;
 use crate::sim::{Sim, SimConfig, SimPlatform};
+use crate::util::Rng;
 use crate::workload::{run_workload, WorkloadConfig};
 use geom_multipath_rs::platform::Access;
 
@@ -38,11 +44,71 @@ impl Variant {
             Variant::MultipathAa => "multipath A/A (2 paths)",
         }
     }
+    fn short(self) -> &'static str {
+        match self {
+            Variant::Pass => "pass-through",
+            Variant::MultipathAp => "multipath A/P",
+            Variant::MultipathAa => "multipath A/A",
+        }
+    }
+}
+
+/// The CPU time this process has used, all threads (live and exited), in
+/// seconds: `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`. None where that
+/// clock is not known here.
+pub fn process_cpu_seconds() -> Option<f64> {
+    #[cfg(any(target_os = "linux", target_os = "freebsd"))]
+    {
+        #[repr(C)]
+        struct Timespec {
+            tv_sec: i64,
+            tv_nsec: std::ffi::c_long,
+        }
+        extern "C" {
+            fn clock_gettime(clock: std::ffi::c_int, tp: *mut Timespec) -> std::ffi::c_int;
+        }
+        #[cfg(target_os = "linux")]
+        const CLOCK_PROCESS_CPUTIME_ID: std::ffi::c_int = 2;
+        #[cfg(target_os = "freebsd")]
+        const CLOCK_PROCESS_CPUTIME_ID: std::ffi::c_int = 15;
+        let mut ts = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one struct timespec (two 64-bit
+        // fields on the 64-bit Linux and FreeBSD targets this builds for)
+        // to the pointer, which points at one, and keeps no reference.
+        let r = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        (r == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
+    {
+        None
+    }
+}
+
+/// One measured run: bios moved, wall seconds, CPU seconds (process).
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub bios: u64,
+    pub wall: f64,
+    pub cpu: Option<f64>,
+}
+
+impl Sample {
+    /// Bios per wall-clock second.
+    pub fn rate(&self) -> f64 {
+        self.bios as f64 / self.wall.max(1e-9)
+    }
+    /// Bios per CPU-second (of every thread of the process).
+    pub fn cpu_rate(&self) -> Option<f64> {
+        self.cpu.map(|c| self.bios as f64 / c.max(1e-9))
+    }
 }
 
 /// Runs `bios` bios through `v` on a fresh threaded simulator; returns
-/// bios per second, or an error text.
-pub fn measure(v: Variant, bios: u64, queue_depth: usize, seed: u64) -> Result<f64, String> {
+/// the time it took (set-up and tear-down not counted), or an error text.
+pub fn measure(v: Variant, bios: u64, queue_depth: usize, seed: u64) -> Result<Sample, String> {
     let sim = Sim::new(SimConfig::new(Mode::Threaded, seed));
     sim.add_lun(LunConfig::new(&["da0", "da1"], 64 << 20))?;
     let dev_name = match v {
@@ -76,9 +142,14 @@ pub fn measure(v: Variant, bios: u64, queue_depth: usize, seed: u64) -> Result<f
         span: 16 << 20,
         seed,
     };
+    let c0 = process_cpu_seconds();
     let t0 = Instant::now();
     let st = run_workload(&sim.plat(), &dev, &cfg, &mut |_, _| {});
-    let secs = t0.elapsed().as_secs_f64();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = match (c0, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
     drop(dev);
     let rep = sim.finish();
     if st.completed != bios || st.failed != 0 || st.mismatches != 0 || !rep.violations.is_empty() {
@@ -88,34 +159,239 @@ pub fn measure(v: Variant, bios: u64, queue_depth: usize, seed: u64) -> Result<f
             rep.violations
         ));
     }
-    Ok(bios as f64 / secs.max(1e-9))
+    Ok(Sample { bios, wall, cpu })
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The `q` quantile (0..=1) of `v`, linearly interpolated; 0 when empty.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// The bench report: medians per variant and the ratios to pass-through.
-pub fn run(rounds: usize, bios: u64, queue_depth: usize) -> Result<String, String> {
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); Variant::ALL.len()];
-    for r in 0..rounds {
-        for (i, v) in Variant::ALL.iter().enumerate() {
-            rates[i].push(measure(*v, bios, queue_depth, 1000 + r as u64)?);
+    match v.len() {
+        0 => 0.0,
+        1 => v[0],
+        n => {
+            let x = q.clamp(0.0, 1.0) * (n - 1) as f64;
+            let i = x.floor() as usize;
+            let j = (i + 1).min(n - 1);
+            v[i] + (v[j] - v[i]) * (x - i as f64)
         }
     }
-    let med: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
-    let base = med[0].max(1e-9);
+}
+
+/// Median, its 95% confidence interval, quartiles and range of a set of
+/// figures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub median: f64,
+    /// Distribution-free 95% confidence interval of the median: the order
+    /// statistics of ranks ⌊n/2 − 0.98·√n⌋ and ⌈1 + n/2 + 0.98·√n⌉
+    /// (normal approximation of the binomial; ranks 40 and 61 of 100).
+    /// It narrows as rounds are added; the quartiles do not.
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub q1: f64,
+    pub q3: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    pub fn of(v: &[f64]) -> Spread {
+        let mut sorted = v.to_vec();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let n = sorted.len();
+        let (ci_low, ci_high) = if n == 0 {
+            (0.0, 0.0)
+        } else {
+            let h = 0.98 * (n as f64).sqrt();
+            let lo = ((n as f64 / 2.0 - h).floor().max(1.0) as usize).min(n) - 1;
+            let hi = ((1.0 + n as f64 / 2.0 + h).ceil() as usize).clamp(1, n) - 1;
+            (sorted[lo], sorted[hi])
+        };
+        Spread {
+            median: quantile(v, 0.5),
+            ci_low,
+            ci_high,
+            q1: quantile(v, 0.25),
+            q3: quantile(v, 0.75),
+            min: quantile(v, 0.0),
+            max: quantile(v, 1.0),
+        }
+    }
+    /// Half the width of the median's confidence interval, relative to it.
+    pub fn relative_ci(&self) -> f64 {
+        (self.ci_high - self.ci_low) / 2.0 / self.median.abs().max(1e-12)
+    }
+    fn show(&self) -> String {
+        format!(
+            "{:.2}  95% CI {:.2}-{:.2} (±{:.1}%)  IQR {:.2}-{:.2}  range {:.2}-{:.2}",
+            self.median,
+            self.ci_low,
+            self.ci_high,
+            self.relative_ci() * 100.0,
+            self.q1,
+            self.q3,
+            self.min,
+            self.max
+        )
+    }
+}
+
+/// What `mpsim bench` runs.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchConfig {
+    /// Measured rounds (each runs every variant once): at least
+    /// `min_rounds`, then more until the confidence interval of every
+    /// ratio's median is within ±`target_ci` (CPU-time ratios where the
+    /// CPU clock is known), `max_rounds` are done, or `budget` has passed.
+    pub min_rounds: usize,
+    pub max_rounds: usize,
+    pub target_ci: f64,
+    pub budget: std::time::Duration,
+    /// Rounds run first and thrown away (caches, allocator, CPU clocks).
+    pub warmup: usize,
+    pub bios: u64,
+    pub queue_depth: usize,
+    /// Seeds the order of the variants in each round.
+    pub order_seed: u64,
+}
+
+/// Which time a rate is taken against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Clock {
+    Wall,
+    Cpu,
+}
+
+/// CPU time when every sample has it (less disturbed by other processes
+/// taking the cores), else wall time.
+fn primary(samples: &[Vec<Sample>]) -> Clock {
+    if samples.iter().flatten().all(|s| s.cpu.is_some()) {
+        Clock::Cpu
+    } else {
+        Clock::Wall
+    }
+}
+
+/// Per round, the rate of variant `i` over the rate of pass-through.
+fn ratios(samples: &[Vec<Sample>], i: usize, clock: Clock) -> Vec<f64> {
+    let rate = |s: &Sample| match clock {
+        Clock::Wall => Some(s.rate()),
+        Clock::Cpu => s.cpu_rate(),
+    };
+    samples[i]
+        .iter()
+        .zip(&samples[0])
+        .filter_map(|(m, p)| Some(rate(m)? / rate(p)?.max(1e-9)))
+        .collect()
+}
+
+/// The variants in a random order (Fisher-Yates).
+fn shuffled(rng: &mut Rng) -> [Variant; 3] {
+    let mut v = Variant::ALL;
+    for i in (1..v.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+/// The bench report: per variant the median rate by wall and CPU time,
+/// per multipath variant its per-round ratio to pass-through and spread.
+pub fn run(cfg: &BenchConfig) -> Result<String, String> {
+    let BenchConfig {
+        min_rounds,
+        max_rounds,
+        target_ci,
+        budget,
+        warmup,
+        bios,
+        queue_depth,
+        order_seed,
+    } = *cfg;
+    let started = Instant::now();
+    let mut rng = Rng::new(order_seed);
+    // samples[variant index][round]
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Variant::ALL.len()];
+    let mut r = 0usize;
+    let why = loop {
+        for v in shuffled(&mut rng) {
+            let s = measure(v, bios, queue_depth, 1000 + r as u64)?;
+            if r >= warmup {
+                let i = Variant::ALL.iter().position(|x| *x == v).unwrap_or(0);
+                samples[i].push(s);
+            }
+        }
+        r += 1;
+        let rounds = r.saturating_sub(warmup);
+        if rounds < min_rounds.max(1) {
+            continue;
+        }
+        if rounds >= max_rounds {
+            break format!("{max_rounds} rounds asked for");
+        }
+        let worst = (1..Variant::ALL.len())
+            .map(|i| Spread::of(&ratios(&samples, i, primary(&samples))).relative_ci())
+            .fold(0.0, f64::max);
+        if worst <= target_ci {
+            break format!("every median ratio known within ±{:.0}%", target_ci * 100.0);
+        }
+        if started.elapsed() >= budget {
+            break format!(
+                "time budget of {} s spent; widest CI ±{:.1}%",
+                budget.as_secs(),
+                worst * 100.0
+            );
+        }
+    };
+    let rounds = samples[0].len();
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu_known = primary(&samples) == Clock::Cpu;
     let mut out = format!(
-        "mpsim bench: {rounds} rounds x {bios} bios, queue depth {queue_depth}, 50% reads, threaded simulator\n"
+        "mpsim bench: {rounds} rounds ({why}) after {warmup} warm-up rounds (discarded),\n  \
+         {bios} bios each, queue depth {queue_depth}, 50% reads, threaded simulator; {elapsed:.0} s;\n  \
+         variant order shuffled every round, seed {order_seed} (--seed {order_seed} repeats the order)\n"
     );
+    out.push_str(&format!(
+        "  {:<26} {:>12} {:>16} {:>11}\n",
+        "median of the rounds", "bios/s", "bios/CPU-second", "CPUs busy"
+    ));
     for (i, v) in Variant::ALL.iter().enumerate() {
-        out.push_str(&format!(
-            "  {:<26} {:>10.0} bios/s   ratio to pass-through {:.2}\n",
-            v.name(),
-            med[i],
-            med[i] / base
-        ));
+        let wall: Vec<f64> = samples[i].iter().map(Sample::rate).collect();
+        let cpu: Vec<f64> = samples[i].iter().filter_map(Sample::cpu_rate).collect();
+        let busy: Vec<f64> = samples[i]
+            .iter()
+            .filter_map(|s| s.cpu.map(|c| c / s.wall.max(1e-9)))
+            .collect();
+        if cpu_known {
+            out.push_str(&format!(
+                "  {:<26} {:>12.0} {:>16.0} {:>11.2}\n",
+                v.name(),
+                quantile(&wall, 0.5),
+                quantile(&cpu, 0.5),
+                quantile(&busy, 0.5)
+            ));
+        } else {
+            out.push_str(&format!(
+                "  {:<26} {:>12.0} {:>16} {:>11}\n",
+                v.name(),
+                quantile(&wall, 0.5),
+                "n/a",
+                "n/a"
+            ));
+        }
+    }
+    out.push_str(
+        "  ratio to pass-through, taken per round: median, 95% confidence interval of the median,\n  \
+         interquartile range and range of the rounds (CPU: by bios per CPU-second)\n",
+    );
+    for (i, v) in Variant::ALL.iter().enumerate().skip(1) {
+        let wall = Spread::of(&ratios(&samples, i, Clock::Wall));
+        out.push_str(&format!("    {:<14} wall {}\n", v.short(), wall.show()));
+        if cpu_known {
+            let cpu = Spread::of(&ratios(&samples, i, Clock::Cpu));
+            out.push_str(&format!("    {:<14} CPU  {}\n", "", cpu.show()));
+        }
     }
     out.push_str(&format!(
         "  per-geom state: Softc {} bytes ({} path slots of {} bytes each)\n",
@@ -124,4 +400,74 @@ pub fn run(rounds: usize, bios: u64, queue_depth: usize) -> Result<String, Strin
         std::mem::size_of::<PathSlot>()
     ));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate() {
+        let v = [4.0, 1.0, 3.0, 2.0, 5.0];
+        assert_eq!(quantile(&v, 0.5), 3.0);
+        assert_eq!(quantile(&v, 0.25), 2.0);
+        assert_eq!(quantile(&v, 0.0), 1.0);
+        assert_eq!(quantile(&v, 1.0), 5.0);
+        assert_eq!(quantile(&[1.0, 2.0], 0.5), 1.5);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+        let s = Spread::of(&[0.9, 1.0, 1.1, 1.0, 1.0]);
+        assert_eq!((s.median, s.q1, s.q3), (1.0, 1.0, 1.0));
+        assert_eq!((s.min, s.max), (0.9, 1.1));
+        // 100 figures 1..=100: the CI of the median spans ranks 40..=61.
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        let s = Spread::of(&v);
+        assert_eq!((s.ci_low, s.ci_high), (40.0, 61.0));
+        assert_eq!(s.median, 50.5);
+        // More rounds, same spread: the CI narrows, the IQR does not.
+        let few = Spread::of(&(0..20).map(|i| f64::from(i % 10)).collect::<Vec<_>>());
+        let many = Spread::of(&(0..400).map(|i| f64::from(i % 10)).collect::<Vec<_>>());
+        assert!(many.ci_high - many.ci_low < few.ci_high - few.ci_low);
+        assert_eq!(many.q3 - many.q1, few.q3 - few.q1);
+    }
+
+    #[test]
+    fn every_order_comes_up() {
+        let mut rng = Rng::new(7);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let o = shuffled(&mut rng);
+            let mut sorted = o.map(|v| v as u8);
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 1, 2], "a permutation: {o:?}");
+            seen.insert(o.map(|v| v as u8));
+        }
+        assert_eq!(seen.len(), 6, "all 3! orders: {seen:?}");
+    }
+
+    #[test]
+    fn process_cpu_time_counts_other_threads() {
+        let Some(c0) = process_cpu_seconds() else {
+            return; // no such clock on this OS: the bench prints n/a
+        };
+        // The main thread sleeps in join while another one spins: the
+        // process clock must move all the same (it counts every thread).
+        let h = std::thread::spawn(move || {
+            let t = Instant::now();
+            let mut x = 0u64;
+            while t.elapsed().as_secs() < 10 {
+                for _ in 0..100_000 {
+                    x = x.wrapping_add(std::hint::black_box(1));
+                }
+                if process_cpu_seconds().is_some_and(|c| c - c0 >= 0.05) {
+                    return Some(x);
+                }
+            }
+            None
+        });
+        let reached = h.join().expect("the spinning thread does not panic");
+        assert!(
+            reached.is_some(),
+            "50 ms of another thread's CPU never showed"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //! mpsim run FILE [--json] [--seed N] [--threads|--deterministic]
 //! mpsim demo [--json] [--seed N] [--threads|--deterministic]
 //! mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads]
-//! mpsim bench [--seeds ROUNDS] [--bios N]
+//! mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
 //! ```
 //! Exit status: 0 when every run is clean; 1 on a lost or duplicated
 //! completion, a data mismatch or a GEOM rule violation; 2 on usage or
@@ -24,7 +24,7 @@ const USAGE: &str = "usage:
   mpsim run FILE [--json] [--seed N] [--threads|--deterministic]
   mpsim demo [--json] [--seed N] [--threads|--deterministic]
   mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads]
-  mpsim bench [--seeds ROUNDS] [--bios N]";
+  mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]";
 
 struct Opts {
     json: bool,
@@ -383,9 +383,33 @@ fn main() -> ExitCode {
         "demo" => demo(&o),
         "soak" => soak(&o),
         "bench" => {
-            let rounds = if o.seeds_given { o.seeds as usize } else { 5 };
+            // --seeds N: exactly N rounds; by default 15 to 120, until
+            // every median ratio is known within ±2%, or 50 s have passed.
+            let (min_rounds, max_rounds) = if o.seeds_given {
+                (o.seeds.max(1) as usize, o.seeds.max(1) as usize)
+            } else {
+                (15, 120)
+            };
             let bios = if o.bios_given { o.bios } else { 20_000 };
-            match geom_sim::bench::run(rounds.max(1), bios.max(1), 32) {
+            // The order of the variants is random each round; the seed is
+            // printed, and --seed repeats it.
+            let order_seed = o.seed.unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64 % 1_000_000)
+                    .unwrap_or(1)
+            });
+            let cfg = geom_sim::bench::BenchConfig {
+                min_rounds,
+                max_rounds,
+                target_ci: 0.02,
+                budget: std::time::Duration::from_secs(50),
+                warmup: 2,
+                bios: bios.max(1),
+                queue_depth: 32,
+                order_seed,
+            };
+            match geom_sim::bench::run(&cfg) {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
