@@ -2,8 +2,8 @@
 //!
 //! Element names and values are FreeBSD's, so the stock userland and the
 //! scripts built on it keep working: per path `<State>` (NEW, LOST, FAIL,
-//! ACTIVE, READ, PASSIVE), per provider `<State>`, per geom `<UUID>`,
-//! `<State>` (OPTIMAL, DEGRADED, BROKEN), `<Mode>` and `<Type>`.
+//! ACTIVE, READ, PASSIVE), per provider `<State>`, per geom `<State>`
+//! (OPTIMAL, DEGRADED, BROKEN), `<UUID>`, `<Mode>` and `<Type>`, in that order.
 
 use core::fmt;
 use core::fmt::Write as _;
@@ -74,8 +74,9 @@ fn write_conf<P: Platform>(
     if pp.is_some() {
         return writeln!(sb, "{}<State>{}</State>", indent, geom_state(sc));
     }
-    writeln!(sb, "{}<UUID>{}</UUID>", indent, Escaped(sc.uuid()))?;
+    // FreeBSD's order: State, UUID, Mode, Type.
     writeln!(sb, "{}<State>{}</State>", indent, geom_state(sc))?;
+    writeln!(sb, "{}<UUID>{}</UUID>", indent, Escaped(sc.uuid()))?;
     writeln!(sb, "{}<Mode>{}</Mode>", indent, sc.mode().name())?;
     let kind = if sc.is_automatic() {
         "AUTOMATIC"

@@ -1,7 +1,7 @@
 //! The XML MULTIPATH puts in `kern.geom.confxml` (what `gmultipath list`
 //! and `status` read): element names and values per path (State: ACTIVE,
-//! PASSIVE, READ, FAIL, LOST), per geom (UUID, State: OPTIMAL, DEGRADED,
-//! BROKEN, Mode, Type) and per provider (State, and the mediasize, which
+//! PASSIVE, READ, FAIL, LOST), per geom (State: OPTIMAL, DEGRADED,
+//! BROKEN, UUID, Mode, Type) and per provider (State, and the mediasize, which
 //! hides the label sector on labelled devices).
 
 mod common;
@@ -103,14 +103,15 @@ fn pairs(v: &[(&str, &str)]) -> Config {
         .collect()
 }
 
-/// The geom's `<config>`: exactly UUID, State, Mode, Type, in that order.
+/// The geom's `<config>`: exactly State, UUID, Mode, Type, in FreeBSD's
+/// order (`gmultipath list` prints them as they come).
 #[track_caller]
 fn assert_geom(x: &GeomXml, uuid: &str, state: &str, mode: &str, kind: &str) {
     assert_eq!(
         x.config,
         pairs(&[
-            ("UUID", uuid),
             ("State", state),
+            ("UUID", uuid),
             ("Mode", mode),
             ("Type", kind)
         ]),
@@ -257,7 +258,7 @@ fn failing_every_path_never_shows_broken() {
         assert_eq!(dev.write(0, &[1; 512]), Err(EIO));
         drop(dev);
         let x = xml(&sim, "mp");
-        assert_eq!(x.config[1], ("State".to_string(), "DEGRADED".to_string()));
+        assert_eq!(x.config[0], ("State".to_string(), "DEGRADED".to_string()));
         assert_eq!(
             x.consumers.iter().filter(|(_, c)| c[0].1 == "FAIL").count(),
             1,
