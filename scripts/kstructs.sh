@@ -57,7 +57,7 @@ H
 # checks against; everything they point to but nobody reads stays opaque.
 types=(g_class g_geom g_provider g_consumer bio gctl_req gctl_req_arg sbuf
 	mtx sx malloc_type sysctl_oid sysinit moduledata module_t mod_metadata
-	mod_depend mod_version lock_object)
+	mod_depend mod_version lock_object modeventtype)
 args=()
 for t in "${types[@]}"; do args+=(--allowlist-type "$t"); done
 opaque=(g_geom_alias g_event devstat thread proc ucred vm_page bio_queue_head cdev disk
@@ -87,7 +87,7 @@ LIBCLANG_PATH="$GMR_LIBCLANG_DIR" "$GMR_BINDGEN" "$work/kstructs.h" \
 	--no-doc-comments \
 	--default-enum-style consts \
 	--no-prepend-enum-name \
-	--allowlist-var 'G_VERSION|G_GEOM_WITHER|G_GEOM_VOLATILE_BIO|G_PF_.*|G_CF_.*|BIO_.*|GCTL_PARAM_.*|MOD_LOAD|MOD_UNLOAD|MOD_SHUTDOWN|MOD_QUIESCE|MDT_.*|SBUF_.*|MTX_.*|LO_.*' \
+	--allowlist-var 'G_VERSION|GCTL_VERSION|M_VERSION|M_NOWAIT|M_WAITOK|M_ZERO|EV_CANCEL|G_GEOM_WITHER|G_GEOM_VOLATILE_BIO|G_PF_.*|G_CF_.*|BIO_.*|GCTL_PARAM_.*|MOD_LOAD|MOD_UNLOAD|MOD_SHUTDOWN|MOD_QUIESCE|MDT_.*|SBUF_.*|MTX_.*|LO_.*' \
 	"${args[@]}" \
 	--blocklist-type "(thread|cdev)__bindgen_ty_.*|thread_td_states" \
 	--sort-semantically \

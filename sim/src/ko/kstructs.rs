@@ -29,9 +29,9 @@ pub type time_t = __time_t;
 pub type syscallarg_t = __register_t;
 pub type sysinit_sub_id = ::std::os::raw::c_uint;
 pub type sysinit_elem_order = ::std::os::raw::c_uint;
-pub type sysinit_cfunc_t = ::std::option::Option<
-    unsafe extern "C" fn(arg1: *const ::std::os::raw::c_void),
->;
+pub type sysinit_cfunc_t =
+    ::std::option::Option<unsafe extern "C" fn(arg1: *const ::std::os::raw::c_void)>;
+pub type modeventtype = ::std::os::raw::c_uint;
 pub type module_t = *mut module;
 pub type modeventhand_t = ::std::option::Option<
     unsafe extern "C" fn(
@@ -40,9 +40,8 @@ pub type modeventhand_t = ::std::option::Option<
         arg3: *mut ::std::os::raw::c_void,
     ) -> ::std::os::raw::c_int,
 >;
-pub type bio_task_t = ::std::option::Option<
-    unsafe extern "C" fn(arg1: *mut ::std::os::raw::c_void),
->;
+pub type bio_task_t =
+    ::std::option::Option<unsafe extern "C" fn(arg1: *mut ::std::os::raw::c_void)>;
 pub type sbuf_drain_func = ::std::option::Option<
     unsafe extern "C" fn(
         arg1: *mut ::std::os::raw::c_void,
@@ -92,15 +91,11 @@ pub type g_access_t = ::std::option::Option<
 >;
 pub type g_orphan_t = ::std::option::Option<unsafe extern "C" fn(arg1: *mut g_consumer)>;
 pub type g_start_t = ::std::option::Option<unsafe extern "C" fn(arg1: *mut bio)>;
-pub type g_spoiled_t = ::std::option::Option<
-    unsafe extern "C" fn(arg1: *mut g_consumer),
->;
+pub type g_spoiled_t = ::std::option::Option<unsafe extern "C" fn(arg1: *mut g_consumer)>;
 pub type g_attrchanged_t = ::std::option::Option<
     unsafe extern "C" fn(arg1: *mut g_consumer, attr: *const ::std::os::raw::c_char),
 >;
-pub type g_provgone_t = ::std::option::Option<
-    unsafe extern "C" fn(arg1: *mut g_provider),
->;
+pub type g_provgone_t = ::std::option::Option<unsafe extern "C" fn(arg1: *mut g_provider)>;
 pub type g_dumpconf_t = ::std::option::Option<
     unsafe extern "C" fn(
         arg1: *mut sbuf,
@@ -605,6 +600,10 @@ pub const SBUF_FINISHED: u32 = 131072;
 pub const SBUF_DYNSTRUCT: u32 = 524288;
 pub const SBUF_INSECTION: u32 = 1048576;
 pub const SBUF_DRAINATEOL: u32 = 2097152;
+pub const M_NOWAIT: u32 = 1;
+pub const M_WAITOK: u32 = 2;
+pub const M_ZERO: u32 = 256;
+pub const M_VERSION: u32 = 2024073001;
 pub const G_VERSION: u32 = 537137671;
 pub const G_GEOM_WITHER: u32 = 1;
 pub const G_GEOM_VOLATILE_BIO: u32 = 2;
@@ -617,6 +616,8 @@ pub const G_PF_ORPHAN: u32 = 4;
 pub const G_PF_ACCEPT_UNMAPPED: u32 = 8;
 pub const G_PF_DIRECT_SEND: u32 = 16;
 pub const G_PF_DIRECT_RECEIVE: u32 = 32;
+pub const EV_CANCEL: u32 = 1;
+pub const GCTL_VERSION: u32 = 2;
 pub const GCTL_PARAM_RD: u32 = 1;
 pub const GCTL_PARAM_WR: u32 = 2;
 pub const GCTL_PARAM_RW: u32 = 3;
@@ -635,35 +636,27 @@ const _: () = {
 const _: () = {
     ["Size of lock_object"][::std::mem::size_of::<lock_object>() - 24usize];
     ["Alignment of lock_object"][::std::mem::align_of::<lock_object>() - 8usize];
-    [
-        "Offset of field: lock_object::lo_name",
-    ][::std::mem::offset_of!(lock_object, lo_name) - 0usize];
-    [
-        "Offset of field: lock_object::lo_flags",
-    ][::std::mem::offset_of!(lock_object, lo_flags) - 8usize];
-    [
-        "Offset of field: lock_object::lo_data",
-    ][::std::mem::offset_of!(lock_object, lo_data) - 12usize];
-    [
-        "Offset of field: lock_object::lo_witness",
-    ][::std::mem::offset_of!(lock_object, lo_witness) - 16usize];
+    ["Offset of field: lock_object::lo_name"]
+        [::std::mem::offset_of!(lock_object, lo_name) - 0usize];
+    ["Offset of field: lock_object::lo_flags"]
+        [::std::mem::offset_of!(lock_object, lo_flags) - 8usize];
+    ["Offset of field: lock_object::lo_data"]
+        [::std::mem::offset_of!(lock_object, lo_data) - 12usize];
+    ["Offset of field: lock_object::lo_witness"]
+        [::std::mem::offset_of!(lock_object, lo_witness) - 16usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of mtx"][::std::mem::size_of::<mtx>() - 32usize];
     ["Alignment of mtx"][::std::mem::align_of::<mtx>() - 8usize];
-    [
-        "Offset of field: mtx::lock_object",
-    ][::std::mem::offset_of!(mtx, lock_object) - 0usize];
+    ["Offset of field: mtx::lock_object"][::std::mem::offset_of!(mtx, lock_object) - 0usize];
     ["Offset of field: mtx::mtx_lock"][::std::mem::offset_of!(mtx, mtx_lock) - 24usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of sx"][::std::mem::size_of::<sx>() - 32usize];
     ["Alignment of sx"][::std::mem::align_of::<sx>() - 8usize];
-    [
-        "Offset of field: sx::lock_object",
-    ][::std::mem::offset_of!(sx, lock_object) - 0usize];
+    ["Offset of field: sx::lock_object"][::std::mem::offset_of!(sx, lock_object) - 0usize];
     ["Offset of field: sx::sx_lock"][::std::mem::offset_of!(sx, sx_lock) - 24usize];
 };
 pub const SI_SUB_DUMMY: sysinit_sub_id = 0;
@@ -755,82 +748,64 @@ pub const SI_ORDER_MIDDLE: sysinit_elem_order = 16777216;
 pub const SI_ORDER_ANY: sysinit_elem_order = 268435455;
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of sysinit__bindgen_ty_1",
-    ][::std::mem::size_of::<sysinit__bindgen_ty_1>() - 8usize];
-    [
-        "Alignment of sysinit__bindgen_ty_1",
-    ][::std::mem::align_of::<sysinit__bindgen_ty_1>() - 8usize];
-    [
-        "Offset of field: sysinit__bindgen_ty_1::stqe_next",
-    ][::std::mem::offset_of!(sysinit__bindgen_ty_1, stqe_next) - 0usize];
+    ["Size of sysinit__bindgen_ty_1"][::std::mem::size_of::<sysinit__bindgen_ty_1>() - 8usize];
+    ["Alignment of sysinit__bindgen_ty_1"]
+        [::std::mem::align_of::<sysinit__bindgen_ty_1>() - 8usize];
+    ["Offset of field: sysinit__bindgen_ty_1::stqe_next"]
+        [::std::mem::offset_of!(sysinit__bindgen_ty_1, stqe_next) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of sysinit"][::std::mem::size_of::<sysinit>() - 32usize];
     ["Alignment of sysinit"][::std::mem::align_of::<sysinit>() - 8usize];
-    [
-        "Offset of field: sysinit::subsystem",
-    ][::std::mem::offset_of!(sysinit, subsystem) - 0usize];
+    ["Offset of field: sysinit::subsystem"][::std::mem::offset_of!(sysinit, subsystem) - 0usize];
     ["Offset of field: sysinit::order"][::std::mem::offset_of!(sysinit, order) - 4usize];
     ["Offset of field: sysinit::next"][::std::mem::offset_of!(sysinit, next) - 8usize];
     ["Offset of field: sysinit::func"][::std::mem::offset_of!(sysinit, func) - 16usize];
-    [
-        "Offset of field: sysinit::udata",
-    ][::std::mem::offset_of!(sysinit, udata) - 24usize];
+    ["Offset of field: sysinit::udata"][::std::mem::offset_of!(sysinit, udata) - 24usize];
 };
+pub const MOD_LOAD: modeventtype = 0;
+pub const MOD_UNLOAD: modeventtype = 1;
+pub const MOD_SHUTDOWN: modeventtype = 2;
+pub const MOD_QUIESCE: modeventtype = 3;
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of moduledata"][::std::mem::size_of::<moduledata>() - 24usize];
     ["Alignment of moduledata"][::std::mem::align_of::<moduledata>() - 8usize];
-    [
-        "Offset of field: moduledata::name",
-    ][::std::mem::offset_of!(moduledata, name) - 0usize];
-    [
-        "Offset of field: moduledata::evhand",
-    ][::std::mem::offset_of!(moduledata, evhand) - 8usize];
-    [
-        "Offset of field: moduledata::priv_",
-    ][::std::mem::offset_of!(moduledata, priv_) - 16usize];
+    ["Offset of field: moduledata::name"][::std::mem::offset_of!(moduledata, name) - 0usize];
+    ["Offset of field: moduledata::evhand"][::std::mem::offset_of!(moduledata, evhand) - 8usize];
+    ["Offset of field: moduledata::priv_"][::std::mem::offset_of!(moduledata, priv_) - 16usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of mod_depend"][::std::mem::size_of::<mod_depend>() - 12usize];
     ["Alignment of mod_depend"][::std::mem::align_of::<mod_depend>() - 4usize];
-    [
-        "Offset of field: mod_depend::md_ver_minimum",
-    ][::std::mem::offset_of!(mod_depend, md_ver_minimum) - 0usize];
-    [
-        "Offset of field: mod_depend::md_ver_preferred",
-    ][::std::mem::offset_of!(mod_depend, md_ver_preferred) - 4usize];
-    [
-        "Offset of field: mod_depend::md_ver_maximum",
-    ][::std::mem::offset_of!(mod_depend, md_ver_maximum) - 8usize];
+    ["Offset of field: mod_depend::md_ver_minimum"]
+        [::std::mem::offset_of!(mod_depend, md_ver_minimum) - 0usize];
+    ["Offset of field: mod_depend::md_ver_preferred"]
+        [::std::mem::offset_of!(mod_depend, md_ver_preferred) - 4usize];
+    ["Offset of field: mod_depend::md_ver_maximum"]
+        [::std::mem::offset_of!(mod_depend, md_ver_maximum) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of mod_version"][::std::mem::size_of::<mod_version>() - 4usize];
     ["Alignment of mod_version"][::std::mem::align_of::<mod_version>() - 4usize];
-    [
-        "Offset of field: mod_version::mv_version",
-    ][::std::mem::offset_of!(mod_version, mv_version) - 0usize];
+    ["Offset of field: mod_version::mv_version"]
+        [::std::mem::offset_of!(mod_version, mv_version) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of mod_metadata"][::std::mem::size_of::<mod_metadata>() - 24usize];
     ["Alignment of mod_metadata"][::std::mem::align_of::<mod_metadata>() - 8usize];
-    [
-        "Offset of field: mod_metadata::md_version",
-    ][::std::mem::offset_of!(mod_metadata, md_version) - 0usize];
-    [
-        "Offset of field: mod_metadata::md_type",
-    ][::std::mem::offset_of!(mod_metadata, md_type) - 4usize];
-    [
-        "Offset of field: mod_metadata::md_data",
-    ][::std::mem::offset_of!(mod_metadata, md_data) - 8usize];
-    [
-        "Offset of field: mod_metadata::md_cval",
-    ][::std::mem::offset_of!(mod_metadata, md_cval) - 16usize];
+    ["Offset of field: mod_metadata::md_version"]
+        [::std::mem::offset_of!(mod_metadata, md_version) - 0usize];
+    ["Offset of field: mod_metadata::md_type"]
+        [::std::mem::offset_of!(mod_metadata, md_type) - 4usize];
+    ["Offset of field: mod_metadata::md_data"]
+        [::std::mem::offset_of!(mod_metadata, md_data) - 8usize];
+    ["Offset of field: mod_metadata::md_cval"]
+        [::std::mem::offset_of!(mod_metadata, md_cval) - 16usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -840,15 +815,11 @@ const _: () = {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of bio__bindgen_ty_1"][::std::mem::size_of::<bio__bindgen_ty_1>() - 16usize];
-    [
-        "Alignment of bio__bindgen_ty_1",
-    ][::std::mem::align_of::<bio__bindgen_ty_1>() - 8usize];
-    [
-        "Offset of field: bio__bindgen_ty_1::tqe_next",
-    ][::std::mem::offset_of!(bio__bindgen_ty_1, tqe_next) - 0usize];
-    [
-        "Offset of field: bio__bindgen_ty_1::tqe_prev",
-    ][::std::mem::offset_of!(bio__bindgen_ty_1, tqe_prev) - 8usize];
+    ["Alignment of bio__bindgen_ty_1"][::std::mem::align_of::<bio__bindgen_ty_1>() - 8usize];
+    ["Offset of field: bio__bindgen_ty_1::tqe_next"]
+        [::std::mem::offset_of!(bio__bindgen_ty_1, tqe_next) - 0usize];
+    ["Offset of field: bio__bindgen_ty_1::tqe_prev"]
+        [::std::mem::offset_of!(bio__bindgen_ty_1, tqe_prev) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -856,131 +827,70 @@ const _: () = {
     ["Alignment of bio"][::std::mem::align_of::<bio>() - 8usize];
     ["Offset of field: bio::bio_cmd"][::std::mem::offset_of!(bio, bio_cmd) - 0usize];
     ["Offset of field: bio::bio_flags"][::std::mem::offset_of!(bio, bio_flags) - 2usize];
-    [
-        "Offset of field: bio::bio_cflags",
-    ][::std::mem::offset_of!(bio, bio_cflags) - 4usize];
-    [
-        "Offset of field: bio::bio_pflags",
-    ][::std::mem::offset_of!(bio, bio_pflags) - 6usize];
+    ["Offset of field: bio::bio_cflags"][::std::mem::offset_of!(bio, bio_cflags) - 4usize];
+    ["Offset of field: bio::bio_pflags"][::std::mem::offset_of!(bio, bio_pflags) - 6usize];
     ["Offset of field: bio::bio_dev"][::std::mem::offset_of!(bio, bio_dev) - 8usize];
     ["Offset of field: bio::bio_disk"][::std::mem::offset_of!(bio, bio_disk) - 16usize];
-    [
-        "Offset of field: bio::bio_offset",
-    ][::std::mem::offset_of!(bio, bio_offset) - 24usize];
-    [
-        "Offset of field: bio::bio_bcount",
-    ][::std::mem::offset_of!(bio, bio_bcount) - 32usize];
+    ["Offset of field: bio::bio_offset"][::std::mem::offset_of!(bio, bio_offset) - 24usize];
+    ["Offset of field: bio::bio_bcount"][::std::mem::offset_of!(bio, bio_bcount) - 32usize];
     ["Offset of field: bio::bio_data"][::std::mem::offset_of!(bio, bio_data) - 40usize];
     ["Offset of field: bio::bio_ma"][::std::mem::offset_of!(bio, bio_ma) - 48usize];
-    [
-        "Offset of field: bio::bio_ma_offset",
-    ][::std::mem::offset_of!(bio, bio_ma_offset) - 56usize];
+    ["Offset of field: bio::bio_ma_offset"][::std::mem::offset_of!(bio, bio_ma_offset) - 56usize];
     ["Offset of field: bio::bio_ma_n"][::std::mem::offset_of!(bio, bio_ma_n) - 60usize];
-    [
-        "Offset of field: bio::bio_error",
-    ][::std::mem::offset_of!(bio, bio_error) - 64usize];
-    [
-        "Offset of field: bio::bio_resid",
-    ][::std::mem::offset_of!(bio, bio_resid) - 72usize];
+    ["Offset of field: bio::bio_error"][::std::mem::offset_of!(bio, bio_error) - 64usize];
+    ["Offset of field: bio::bio_resid"][::std::mem::offset_of!(bio, bio_resid) - 72usize];
     ["Offset of field: bio::bio_done"][::std::mem::offset_of!(bio, bio_done) - 80usize];
-    [
-        "Offset of field: bio::bio_driver1",
-    ][::std::mem::offset_of!(bio, bio_driver1) - 88usize];
-    [
-        "Offset of field: bio::bio_driver2",
-    ][::std::mem::offset_of!(bio, bio_driver2) - 96usize];
-    [
-        "Offset of field: bio::bio_caller1",
-    ][::std::mem::offset_of!(bio, bio_caller1) - 104usize];
-    [
-        "Offset of field: bio::bio_caller2",
-    ][::std::mem::offset_of!(bio, bio_caller2) - 112usize];
-    [
-        "Offset of field: bio::bio_queue",
-    ][::std::mem::offset_of!(bio, bio_queue) - 120usize];
-    [
-        "Offset of field: bio::bio_attribute",
-    ][::std::mem::offset_of!(bio, bio_attribute) - 136usize];
+    ["Offset of field: bio::bio_driver1"][::std::mem::offset_of!(bio, bio_driver1) - 88usize];
+    ["Offset of field: bio::bio_driver2"][::std::mem::offset_of!(bio, bio_driver2) - 96usize];
+    ["Offset of field: bio::bio_caller1"][::std::mem::offset_of!(bio, bio_caller1) - 104usize];
+    ["Offset of field: bio::bio_caller2"][::std::mem::offset_of!(bio, bio_caller2) - 112usize];
+    ["Offset of field: bio::bio_queue"][::std::mem::offset_of!(bio, bio_queue) - 120usize];
+    ["Offset of field: bio::bio_attribute"][::std::mem::offset_of!(bio, bio_attribute) - 136usize];
     ["Offset of field: bio::bio_zone"][::std::mem::offset_of!(bio, bio_zone) - 144usize];
     ["Offset of field: bio::bio_from"][::std::mem::offset_of!(bio, bio_from) - 272usize];
     ["Offset of field: bio::bio_to"][::std::mem::offset_of!(bio, bio_to) - 280usize];
-    [
-        "Offset of field: bio::bio_length",
-    ][::std::mem::offset_of!(bio, bio_length) - 288usize];
-    [
-        "Offset of field: bio::bio_completed",
-    ][::std::mem::offset_of!(bio, bio_completed) - 296usize];
-    [
-        "Offset of field: bio::bio_children",
-    ][::std::mem::offset_of!(bio, bio_children) - 304usize];
-    [
-        "Offset of field: bio::bio_inbed",
-    ][::std::mem::offset_of!(bio, bio_inbed) - 308usize];
-    [
-        "Offset of field: bio::bio_parent",
-    ][::std::mem::offset_of!(bio, bio_parent) - 312usize];
+    ["Offset of field: bio::bio_length"][::std::mem::offset_of!(bio, bio_length) - 288usize];
+    ["Offset of field: bio::bio_completed"][::std::mem::offset_of!(bio, bio_completed) - 296usize];
+    ["Offset of field: bio::bio_children"][::std::mem::offset_of!(bio, bio_children) - 304usize];
+    ["Offset of field: bio::bio_inbed"][::std::mem::offset_of!(bio, bio_inbed) - 308usize];
+    ["Offset of field: bio::bio_parent"][::std::mem::offset_of!(bio, bio_parent) - 312usize];
     ["Offset of field: bio::bio_t0"][::std::mem::offset_of!(bio, bio_t0) - 320usize];
     ["Offset of field: bio::bio_task"][::std::mem::offset_of!(bio, bio_task) - 336usize];
-    [
-        "Offset of field: bio::bio_task_arg",
-    ][::std::mem::offset_of!(bio, bio_task_arg) - 344usize];
-    [
-        "Offset of field: bio::bio_spare1",
-    ][::std::mem::offset_of!(bio, bio_spare1) - 352usize];
-    [
-        "Offset of field: bio::bio_spare2",
-    ][::std::mem::offset_of!(bio, bio_spare2) - 360usize];
-    [
-        "Offset of field: bio::bio_pblkno",
-    ][::std::mem::offset_of!(bio, bio_pblkno) - 368usize];
+    ["Offset of field: bio::bio_task_arg"][::std::mem::offset_of!(bio, bio_task_arg) - 344usize];
+    ["Offset of field: bio::bio_spare1"][::std::mem::offset_of!(bio, bio_spare1) - 352usize];
+    ["Offset of field: bio::bio_spare2"][::std::mem::offset_of!(bio, bio_spare2) - 360usize];
+    ["Offset of field: bio::bio_pblkno"][::std::mem::offset_of!(bio, bio_pblkno) - 368usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of sbuf"][::std::mem::size_of::<sbuf>() - 72usize];
     ["Alignment of sbuf"][::std::mem::align_of::<sbuf>() - 8usize];
     ["Offset of field: sbuf::s_buf"][::std::mem::offset_of!(sbuf, s_buf) - 0usize];
-    [
-        "Offset of field: sbuf::s_drain_func",
-    ][::std::mem::offset_of!(sbuf, s_drain_func) - 8usize];
-    [
-        "Offset of field: sbuf::s_drain_arg",
-    ][::std::mem::offset_of!(sbuf, s_drain_arg) - 16usize];
+    ["Offset of field: sbuf::s_drain_func"][::std::mem::offset_of!(sbuf, s_drain_func) - 8usize];
+    ["Offset of field: sbuf::s_drain_arg"][::std::mem::offset_of!(sbuf, s_drain_arg) - 16usize];
     ["Offset of field: sbuf::s_error"][::std::mem::offset_of!(sbuf, s_error) - 24usize];
     ["Offset of field: sbuf::s_size"][::std::mem::offset_of!(sbuf, s_size) - 32usize];
     ["Offset of field: sbuf::s_len"][::std::mem::offset_of!(sbuf, s_len) - 40usize];
     ["Offset of field: sbuf::s_flags"][::std::mem::offset_of!(sbuf, s_flags) - 48usize];
-    [
-        "Offset of field: sbuf::s_sect_len",
-    ][::std::mem::offset_of!(sbuf, s_sect_len) - 56usize];
-    [
-        "Offset of field: sbuf::s_rec_off",
-    ][::std::mem::offset_of!(sbuf, s_rec_off) - 64usize];
+    ["Offset of field: sbuf::s_sect_len"][::std::mem::offset_of!(sbuf, s_sect_len) - 56usize];
+    ["Offset of field: sbuf::s_rec_off"][::std::mem::offset_of!(sbuf, s_rec_off) - 64usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of malloc_type_internal",
-    ][::std::mem::size_of::<malloc_type_internal>() - 88usize];
-    [
-        "Alignment of malloc_type_internal",
-    ][::std::mem::align_of::<malloc_type_internal>() - 8usize];
+    ["Size of malloc_type_internal"][::std::mem::size_of::<malloc_type_internal>() - 88usize];
+    ["Alignment of malloc_type_internal"][::std::mem::align_of::<malloc_type_internal>() - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of malloc_type"][::std::mem::size_of::<malloc_type>() - 112usize];
     ["Alignment of malloc_type"][::std::mem::align_of::<malloc_type>() - 8usize];
-    [
-        "Offset of field: malloc_type::ks_next",
-    ][::std::mem::offset_of!(malloc_type, ks_next) - 0usize];
-    [
-        "Offset of field: malloc_type::ks_version",
-    ][::std::mem::offset_of!(malloc_type, ks_version) - 8usize];
-    [
-        "Offset of field: malloc_type::ks_shortdesc",
-    ][::std::mem::offset_of!(malloc_type, ks_shortdesc) - 16usize];
-    [
-        "Offset of field: malloc_type::ks_mti",
-    ][::std::mem::offset_of!(malloc_type, ks_mti) - 24usize];
+    ["Offset of field: malloc_type::ks_next"]
+        [::std::mem::offset_of!(malloc_type, ks_next) - 0usize];
+    ["Offset of field: malloc_type::ks_version"]
+        [::std::mem::offset_of!(malloc_type, ks_version) - 8usize];
+    ["Offset of field: malloc_type::ks_shortdesc"]
+        [::std::mem::offset_of!(malloc_type, ks_shortdesc) - 16usize];
+    ["Offset of field: malloc_type::ks_mti"][::std::mem::offset_of!(malloc_type, ks_mti) - 24usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -999,62 +909,44 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of sysctl_oid__bindgen_ty_1",
-    ][::std::mem::size_of::<sysctl_oid__bindgen_ty_1>() - 24usize];
-    [
-        "Alignment of sysctl_oid__bindgen_ty_1",
-    ][::std::mem::align_of::<sysctl_oid__bindgen_ty_1>() - 8usize];
-    [
-        "Offset of field: sysctl_oid__bindgen_ty_1::rbe_link",
-    ][::std::mem::offset_of!(sysctl_oid__bindgen_ty_1, rbe_link) - 0usize];
+    ["Size of sysctl_oid__bindgen_ty_1"]
+        [::std::mem::size_of::<sysctl_oid__bindgen_ty_1>() - 24usize];
+    ["Alignment of sysctl_oid__bindgen_ty_1"]
+        [::std::mem::align_of::<sysctl_oid__bindgen_ty_1>() - 8usize];
+    ["Offset of field: sysctl_oid__bindgen_ty_1::rbe_link"]
+        [::std::mem::offset_of!(sysctl_oid__bindgen_ty_1, rbe_link) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of sysctl_oid"][::std::mem::size_of::<sysctl_oid>() - 112usize];
     ["Alignment of sysctl_oid"][::std::mem::align_of::<sysctl_oid>() - 8usize];
-    [
-        "Offset of field: sysctl_oid::oid_children",
-    ][::std::mem::offset_of!(sysctl_oid, oid_children) - 0usize];
-    [
-        "Offset of field: sysctl_oid::oid_parent",
-    ][::std::mem::offset_of!(sysctl_oid, oid_parent) - 8usize];
-    [
-        "Offset of field: sysctl_oid::oid_link",
-    ][::std::mem::offset_of!(sysctl_oid, oid_link) - 16usize];
-    [
-        "Offset of field: sysctl_oid::oid_number",
-    ][::std::mem::offset_of!(sysctl_oid, oid_number) - 40usize];
-    [
-        "Offset of field: sysctl_oid::oid_kind",
-    ][::std::mem::offset_of!(sysctl_oid, oid_kind) - 44usize];
-    [
-        "Offset of field: sysctl_oid::oid_arg1",
-    ][::std::mem::offset_of!(sysctl_oid, oid_arg1) - 48usize];
-    [
-        "Offset of field: sysctl_oid::oid_arg2",
-    ][::std::mem::offset_of!(sysctl_oid, oid_arg2) - 56usize];
-    [
-        "Offset of field: sysctl_oid::oid_name",
-    ][::std::mem::offset_of!(sysctl_oid, oid_name) - 64usize];
-    [
-        "Offset of field: sysctl_oid::oid_handler",
-    ][::std::mem::offset_of!(sysctl_oid, oid_handler) - 72usize];
-    [
-        "Offset of field: sysctl_oid::oid_fmt",
-    ][::std::mem::offset_of!(sysctl_oid, oid_fmt) - 80usize];
-    [
-        "Offset of field: sysctl_oid::oid_refcnt",
-    ][::std::mem::offset_of!(sysctl_oid, oid_refcnt) - 88usize];
-    [
-        "Offset of field: sysctl_oid::oid_running",
-    ][::std::mem::offset_of!(sysctl_oid, oid_running) - 92usize];
-    [
-        "Offset of field: sysctl_oid::oid_descr",
-    ][::std::mem::offset_of!(sysctl_oid, oid_descr) - 96usize];
-    [
-        "Offset of field: sysctl_oid::oid_label",
-    ][::std::mem::offset_of!(sysctl_oid, oid_label) - 104usize];
+    ["Offset of field: sysctl_oid::oid_children"]
+        [::std::mem::offset_of!(sysctl_oid, oid_children) - 0usize];
+    ["Offset of field: sysctl_oid::oid_parent"]
+        [::std::mem::offset_of!(sysctl_oid, oid_parent) - 8usize];
+    ["Offset of field: sysctl_oid::oid_link"]
+        [::std::mem::offset_of!(sysctl_oid, oid_link) - 16usize];
+    ["Offset of field: sysctl_oid::oid_number"]
+        [::std::mem::offset_of!(sysctl_oid, oid_number) - 40usize];
+    ["Offset of field: sysctl_oid::oid_kind"]
+        [::std::mem::offset_of!(sysctl_oid, oid_kind) - 44usize];
+    ["Offset of field: sysctl_oid::oid_arg1"]
+        [::std::mem::offset_of!(sysctl_oid, oid_arg1) - 48usize];
+    ["Offset of field: sysctl_oid::oid_arg2"]
+        [::std::mem::offset_of!(sysctl_oid, oid_arg2) - 56usize];
+    ["Offset of field: sysctl_oid::oid_name"]
+        [::std::mem::offset_of!(sysctl_oid, oid_name) - 64usize];
+    ["Offset of field: sysctl_oid::oid_handler"]
+        [::std::mem::offset_of!(sysctl_oid, oid_handler) - 72usize];
+    ["Offset of field: sysctl_oid::oid_fmt"][::std::mem::offset_of!(sysctl_oid, oid_fmt) - 80usize];
+    ["Offset of field: sysctl_oid::oid_refcnt"]
+        [::std::mem::offset_of!(sysctl_oid, oid_refcnt) - 88usize];
+    ["Offset of field: sysctl_oid::oid_running"]
+        [::std::mem::offset_of!(sysctl_oid, oid_running) - 92usize];
+    ["Offset of field: sysctl_oid::oid_descr"]
+        [::std::mem::offset_of!(sysctl_oid, oid_descr) - 96usize];
+    ["Offset of field: sysctl_oid::oid_label"]
+        [::std::mem::offset_of!(sysctl_oid, oid_label) - 104usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -1063,144 +955,82 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_class__bindgen_ty_1",
-    ][::std::mem::size_of::<g_class__bindgen_ty_1>() - 16usize];
-    [
-        "Alignment of g_class__bindgen_ty_1",
-    ][::std::mem::align_of::<g_class__bindgen_ty_1>() - 8usize];
-    [
-        "Offset of field: g_class__bindgen_ty_1::le_next",
-    ][::std::mem::offset_of!(g_class__bindgen_ty_1, le_next) - 0usize];
-    [
-        "Offset of field: g_class__bindgen_ty_1::le_prev",
-    ][::std::mem::offset_of!(g_class__bindgen_ty_1, le_prev) - 8usize];
+    ["Size of g_class__bindgen_ty_1"][::std::mem::size_of::<g_class__bindgen_ty_1>() - 16usize];
+    ["Alignment of g_class__bindgen_ty_1"]
+        [::std::mem::align_of::<g_class__bindgen_ty_1>() - 8usize];
+    ["Offset of field: g_class__bindgen_ty_1::le_next"]
+        [::std::mem::offset_of!(g_class__bindgen_ty_1, le_next) - 0usize];
+    ["Offset of field: g_class__bindgen_ty_1::le_prev"]
+        [::std::mem::offset_of!(g_class__bindgen_ty_1, le_prev) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_class__bindgen_ty_2",
-    ][::std::mem::size_of::<g_class__bindgen_ty_2>() - 8usize];
-    [
-        "Alignment of g_class__bindgen_ty_2",
-    ][::std::mem::align_of::<g_class__bindgen_ty_2>() - 8usize];
-    [
-        "Offset of field: g_class__bindgen_ty_2::lh_first",
-    ][::std::mem::offset_of!(g_class__bindgen_ty_2, lh_first) - 0usize];
+    ["Size of g_class__bindgen_ty_2"][::std::mem::size_of::<g_class__bindgen_ty_2>() - 8usize];
+    ["Alignment of g_class__bindgen_ty_2"]
+        [::std::mem::align_of::<g_class__bindgen_ty_2>() - 8usize];
+    ["Offset of field: g_class__bindgen_ty_2::lh_first"]
+        [::std::mem::offset_of!(g_class__bindgen_ty_2, lh_first) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of g_class"][::std::mem::size_of::<g_class>() - 168usize];
     ["Alignment of g_class"][::std::mem::align_of::<g_class>() - 8usize];
     ["Offset of field: g_class::name"][::std::mem::offset_of!(g_class, name) - 0usize];
-    [
-        "Offset of field: g_class::version",
-    ][::std::mem::offset_of!(g_class, version) - 8usize];
-    [
-        "Offset of field: g_class::spare0",
-    ][::std::mem::offset_of!(g_class, spare0) - 12usize];
-    [
-        "Offset of field: g_class::taste",
-    ][::std::mem::offset_of!(g_class, taste) - 16usize];
-    [
-        "Offset of field: g_class::ctlreq",
-    ][::std::mem::offset_of!(g_class, ctlreq) - 24usize];
+    ["Offset of field: g_class::version"][::std::mem::offset_of!(g_class, version) - 8usize];
+    ["Offset of field: g_class::spare0"][::std::mem::offset_of!(g_class, spare0) - 12usize];
+    ["Offset of field: g_class::taste"][::std::mem::offset_of!(g_class, taste) - 16usize];
+    ["Offset of field: g_class::ctlreq"][::std::mem::offset_of!(g_class, ctlreq) - 24usize];
     ["Offset of field: g_class::init"][::std::mem::offset_of!(g_class, init) - 32usize];
     ["Offset of field: g_class::fini"][::std::mem::offset_of!(g_class, fini) - 40usize];
-    [
-        "Offset of field: g_class::destroy_geom",
-    ][::std::mem::offset_of!(g_class, destroy_geom) - 48usize];
-    [
-        "Offset of field: g_class::start",
-    ][::std::mem::offset_of!(g_class, start) - 56usize];
-    [
-        "Offset of field: g_class::spoiled",
-    ][::std::mem::offset_of!(g_class, spoiled) - 64usize];
-    [
-        "Offset of field: g_class::attrchanged",
-    ][::std::mem::offset_of!(g_class, attrchanged) - 72usize];
-    [
-        "Offset of field: g_class::dumpconf",
-    ][::std::mem::offset_of!(g_class, dumpconf) - 80usize];
-    [
-        "Offset of field: g_class::access",
-    ][::std::mem::offset_of!(g_class, access) - 88usize];
-    [
-        "Offset of field: g_class::orphan",
-    ][::std::mem::offset_of!(g_class, orphan) - 96usize];
-    [
-        "Offset of field: g_class::ioctl",
-    ][::std::mem::offset_of!(g_class, ioctl) - 104usize];
-    [
-        "Offset of field: g_class::providergone",
-    ][::std::mem::offset_of!(g_class, providergone) - 112usize];
-    [
-        "Offset of field: g_class::resize",
-    ][::std::mem::offset_of!(g_class, resize) - 120usize];
-    [
-        "Offset of field: g_class::spare1",
-    ][::std::mem::offset_of!(g_class, spare1) - 128usize];
-    [
-        "Offset of field: g_class::spare2",
-    ][::std::mem::offset_of!(g_class, spare2) - 136usize];
-    [
-        "Offset of field: g_class::class",
-    ][::std::mem::offset_of!(g_class, class) - 144usize];
+    ["Offset of field: g_class::destroy_geom"]
+        [::std::mem::offset_of!(g_class, destroy_geom) - 48usize];
+    ["Offset of field: g_class::start"][::std::mem::offset_of!(g_class, start) - 56usize];
+    ["Offset of field: g_class::spoiled"][::std::mem::offset_of!(g_class, spoiled) - 64usize];
+    ["Offset of field: g_class::attrchanged"]
+        [::std::mem::offset_of!(g_class, attrchanged) - 72usize];
+    ["Offset of field: g_class::dumpconf"][::std::mem::offset_of!(g_class, dumpconf) - 80usize];
+    ["Offset of field: g_class::access"][::std::mem::offset_of!(g_class, access) - 88usize];
+    ["Offset of field: g_class::orphan"][::std::mem::offset_of!(g_class, orphan) - 96usize];
+    ["Offset of field: g_class::ioctl"][::std::mem::offset_of!(g_class, ioctl) - 104usize];
+    ["Offset of field: g_class::providergone"]
+        [::std::mem::offset_of!(g_class, providergone) - 112usize];
+    ["Offset of field: g_class::resize"][::std::mem::offset_of!(g_class, resize) - 120usize];
+    ["Offset of field: g_class::spare1"][::std::mem::offset_of!(g_class, spare1) - 128usize];
+    ["Offset of field: g_class::spare2"][::std::mem::offset_of!(g_class, spare2) - 136usize];
+    ["Offset of field: g_class::class"][::std::mem::offset_of!(g_class, class) - 144usize];
     ["Offset of field: g_class::geom"][::std::mem::offset_of!(g_class, geom) - 160usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_geom__bindgen_ty_1",
-    ][::std::mem::size_of::<g_geom__bindgen_ty_1>() - 16usize];
-    [
-        "Alignment of g_geom__bindgen_ty_1",
-    ][::std::mem::align_of::<g_geom__bindgen_ty_1>() - 8usize];
-    [
-        "Offset of field: g_geom__bindgen_ty_1::le_next",
-    ][::std::mem::offset_of!(g_geom__bindgen_ty_1, le_next) - 0usize];
-    [
-        "Offset of field: g_geom__bindgen_ty_1::le_prev",
-    ][::std::mem::offset_of!(g_geom__bindgen_ty_1, le_prev) - 8usize];
+    ["Size of g_geom__bindgen_ty_1"][::std::mem::size_of::<g_geom__bindgen_ty_1>() - 16usize];
+    ["Alignment of g_geom__bindgen_ty_1"][::std::mem::align_of::<g_geom__bindgen_ty_1>() - 8usize];
+    ["Offset of field: g_geom__bindgen_ty_1::le_next"]
+        [::std::mem::offset_of!(g_geom__bindgen_ty_1, le_next) - 0usize];
+    ["Offset of field: g_geom__bindgen_ty_1::le_prev"]
+        [::std::mem::offset_of!(g_geom__bindgen_ty_1, le_prev) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_geom__bindgen_ty_2",
-    ][::std::mem::size_of::<g_geom__bindgen_ty_2>() - 8usize];
-    [
-        "Alignment of g_geom__bindgen_ty_2",
-    ][::std::mem::align_of::<g_geom__bindgen_ty_2>() - 8usize];
-    [
-        "Offset of field: g_geom__bindgen_ty_2::lh_first",
-    ][::std::mem::offset_of!(g_geom__bindgen_ty_2, lh_first) - 0usize];
+    ["Size of g_geom__bindgen_ty_2"][::std::mem::size_of::<g_geom__bindgen_ty_2>() - 8usize];
+    ["Alignment of g_geom__bindgen_ty_2"][::std::mem::align_of::<g_geom__bindgen_ty_2>() - 8usize];
+    ["Offset of field: g_geom__bindgen_ty_2::lh_first"]
+        [::std::mem::offset_of!(g_geom__bindgen_ty_2, lh_first) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_geom__bindgen_ty_3",
-    ][::std::mem::size_of::<g_geom__bindgen_ty_3>() - 8usize];
-    [
-        "Alignment of g_geom__bindgen_ty_3",
-    ][::std::mem::align_of::<g_geom__bindgen_ty_3>() - 8usize];
-    [
-        "Offset of field: g_geom__bindgen_ty_3::lh_first",
-    ][::std::mem::offset_of!(g_geom__bindgen_ty_3, lh_first) - 0usize];
+    ["Size of g_geom__bindgen_ty_3"][::std::mem::size_of::<g_geom__bindgen_ty_3>() - 8usize];
+    ["Alignment of g_geom__bindgen_ty_3"][::std::mem::align_of::<g_geom__bindgen_ty_3>() - 8usize];
+    ["Offset of field: g_geom__bindgen_ty_3::lh_first"]
+        [::std::mem::offset_of!(g_geom__bindgen_ty_3, lh_first) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_geom__bindgen_ty_4",
-    ][::std::mem::size_of::<g_geom__bindgen_ty_4>() - 16usize];
-    [
-        "Alignment of g_geom__bindgen_ty_4",
-    ][::std::mem::align_of::<g_geom__bindgen_ty_4>() - 8usize];
-    [
-        "Offset of field: g_geom__bindgen_ty_4::tqe_next",
-    ][::std::mem::offset_of!(g_geom__bindgen_ty_4, tqe_next) - 0usize];
-    [
-        "Offset of field: g_geom__bindgen_ty_4::tqe_prev",
-    ][::std::mem::offset_of!(g_geom__bindgen_ty_4, tqe_prev) - 8usize];
+    ["Size of g_geom__bindgen_ty_4"][::std::mem::size_of::<g_geom__bindgen_ty_4>() - 16usize];
+    ["Alignment of g_geom__bindgen_ty_4"][::std::mem::align_of::<g_geom__bindgen_ty_4>() - 8usize];
+    ["Offset of field: g_geom__bindgen_ty_4::tqe_next"]
+        [::std::mem::offset_of!(g_geom__bindgen_ty_4, tqe_next) - 0usize];
+    ["Offset of field: g_geom__bindgen_ty_4::tqe_prev"]
+        [::std::mem::offset_of!(g_geom__bindgen_ty_4, tqe_prev) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -1209,134 +1039,78 @@ const _: () = {
     ["Offset of field: g_geom::name"][::std::mem::offset_of!(g_geom, name) - 0usize];
     ["Offset of field: g_geom::class"][::std::mem::offset_of!(g_geom, class) - 8usize];
     ["Offset of field: g_geom::geom"][::std::mem::offset_of!(g_geom, geom) - 16usize];
-    [
-        "Offset of field: g_geom::consumer",
-    ][::std::mem::offset_of!(g_geom, consumer) - 32usize];
-    [
-        "Offset of field: g_geom::provider",
-    ][::std::mem::offset_of!(g_geom, provider) - 40usize];
+    ["Offset of field: g_geom::consumer"][::std::mem::offset_of!(g_geom, consumer) - 32usize];
+    ["Offset of field: g_geom::provider"][::std::mem::offset_of!(g_geom, provider) - 40usize];
     ["Offset of field: g_geom::geoms"][::std::mem::offset_of!(g_geom, geoms) - 48usize];
     ["Offset of field: g_geom::rank"][::std::mem::offset_of!(g_geom, rank) - 64usize];
     ["Offset of field: g_geom::start"][::std::mem::offset_of!(g_geom, start) - 72usize];
-    [
-        "Offset of field: g_geom::spoiled",
-    ][::std::mem::offset_of!(g_geom, spoiled) - 80usize];
-    [
-        "Offset of field: g_geom::attrchanged",
-    ][::std::mem::offset_of!(g_geom, attrchanged) - 88usize];
-    [
-        "Offset of field: g_geom::dumpconf",
-    ][::std::mem::offset_of!(g_geom, dumpconf) - 96usize];
-    [
-        "Offset of field: g_geom::access",
-    ][::std::mem::offset_of!(g_geom, access) - 104usize];
-    [
-        "Offset of field: g_geom::orphan",
-    ][::std::mem::offset_of!(g_geom, orphan) - 112usize];
+    ["Offset of field: g_geom::spoiled"][::std::mem::offset_of!(g_geom, spoiled) - 80usize];
+    ["Offset of field: g_geom::attrchanged"][::std::mem::offset_of!(g_geom, attrchanged) - 88usize];
+    ["Offset of field: g_geom::dumpconf"][::std::mem::offset_of!(g_geom, dumpconf) - 96usize];
+    ["Offset of field: g_geom::access"][::std::mem::offset_of!(g_geom, access) - 104usize];
+    ["Offset of field: g_geom::orphan"][::std::mem::offset_of!(g_geom, orphan) - 112usize];
     ["Offset of field: g_geom::ioctl"][::std::mem::offset_of!(g_geom, ioctl) - 120usize];
-    [
-        "Offset of field: g_geom::providergone",
-    ][::std::mem::offset_of!(g_geom, providergone) - 128usize];
-    [
-        "Offset of field: g_geom::resize",
-    ][::std::mem::offset_of!(g_geom, resize) - 136usize];
-    [
-        "Offset of field: g_geom::spare0",
-    ][::std::mem::offset_of!(g_geom, spare0) - 144usize];
-    [
-        "Offset of field: g_geom::spare1",
-    ][::std::mem::offset_of!(g_geom, spare1) - 152usize];
+    ["Offset of field: g_geom::providergone"]
+        [::std::mem::offset_of!(g_geom, providergone) - 128usize];
+    ["Offset of field: g_geom::resize"][::std::mem::offset_of!(g_geom, resize) - 136usize];
+    ["Offset of field: g_geom::spare0"][::std::mem::offset_of!(g_geom, spare0) - 144usize];
+    ["Offset of field: g_geom::spare1"][::std::mem::offset_of!(g_geom, spare1) - 152usize];
     ["Offset of field: g_geom::softc"][::std::mem::offset_of!(g_geom, softc) - 160usize];
     ["Offset of field: g_geom::flags"][::std::mem::offset_of!(g_geom, flags) - 168usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_consumer__bindgen_ty_1",
-    ][::std::mem::size_of::<g_consumer__bindgen_ty_1>() - 16usize];
-    [
-        "Alignment of g_consumer__bindgen_ty_1",
-    ][::std::mem::align_of::<g_consumer__bindgen_ty_1>() - 8usize];
-    [
-        "Offset of field: g_consumer__bindgen_ty_1::le_next",
-    ][::std::mem::offset_of!(g_consumer__bindgen_ty_1, le_next) - 0usize];
-    [
-        "Offset of field: g_consumer__bindgen_ty_1::le_prev",
-    ][::std::mem::offset_of!(g_consumer__bindgen_ty_1, le_prev) - 8usize];
+    ["Size of g_consumer__bindgen_ty_1"]
+        [::std::mem::size_of::<g_consumer__bindgen_ty_1>() - 16usize];
+    ["Alignment of g_consumer__bindgen_ty_1"]
+        [::std::mem::align_of::<g_consumer__bindgen_ty_1>() - 8usize];
+    ["Offset of field: g_consumer__bindgen_ty_1::le_next"]
+        [::std::mem::offset_of!(g_consumer__bindgen_ty_1, le_next) - 0usize];
+    ["Offset of field: g_consumer__bindgen_ty_1::le_prev"]
+        [::std::mem::offset_of!(g_consumer__bindgen_ty_1, le_prev) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_consumer__bindgen_ty_2",
-    ][::std::mem::size_of::<g_consumer__bindgen_ty_2>() - 16usize];
-    [
-        "Alignment of g_consumer__bindgen_ty_2",
-    ][::std::mem::align_of::<g_consumer__bindgen_ty_2>() - 8usize];
-    [
-        "Offset of field: g_consumer__bindgen_ty_2::le_next",
-    ][::std::mem::offset_of!(g_consumer__bindgen_ty_2, le_next) - 0usize];
-    [
-        "Offset of field: g_consumer__bindgen_ty_2::le_prev",
-    ][::std::mem::offset_of!(g_consumer__bindgen_ty_2, le_prev) - 8usize];
+    ["Size of g_consumer__bindgen_ty_2"]
+        [::std::mem::size_of::<g_consumer__bindgen_ty_2>() - 16usize];
+    ["Alignment of g_consumer__bindgen_ty_2"]
+        [::std::mem::align_of::<g_consumer__bindgen_ty_2>() - 8usize];
+    ["Offset of field: g_consumer__bindgen_ty_2::le_next"]
+        [::std::mem::offset_of!(g_consumer__bindgen_ty_2, le_next) - 0usize];
+    ["Offset of field: g_consumer__bindgen_ty_2::le_prev"]
+        [::std::mem::offset_of!(g_consumer__bindgen_ty_2, le_prev) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of g_consumer"][::std::mem::size_of::<g_consumer>() - 96usize];
     ["Alignment of g_consumer"][::std::mem::align_of::<g_consumer>() - 8usize];
-    [
-        "Offset of field: g_consumer::geom",
-    ][::std::mem::offset_of!(g_consumer, geom) - 0usize];
-    [
-        "Offset of field: g_consumer::consumer",
-    ][::std::mem::offset_of!(g_consumer, consumer) - 8usize];
-    [
-        "Offset of field: g_consumer::provider",
-    ][::std::mem::offset_of!(g_consumer, provider) - 24usize];
-    [
-        "Offset of field: g_consumer::consumers",
-    ][::std::mem::offset_of!(g_consumer, consumers) - 32usize];
-    [
-        "Offset of field: g_consumer::acr",
-    ][::std::mem::offset_of!(g_consumer, acr) - 48usize];
-    [
-        "Offset of field: g_consumer::acw",
-    ][::std::mem::offset_of!(g_consumer, acw) - 52usize];
-    [
-        "Offset of field: g_consumer::ace",
-    ][::std::mem::offset_of!(g_consumer, ace) - 56usize];
-    [
-        "Offset of field: g_consumer::flags",
-    ][::std::mem::offset_of!(g_consumer, flags) - 60usize];
-    [
-        "Offset of field: g_consumer::stat",
-    ][::std::mem::offset_of!(g_consumer, stat) - 64usize];
-    [
-        "Offset of field: g_consumer::nstart",
-    ][::std::mem::offset_of!(g_consumer, nstart) - 72usize];
-    [
-        "Offset of field: g_consumer::nend",
-    ][::std::mem::offset_of!(g_consumer, nend) - 76usize];
-    [
-        "Offset of field: g_consumer::private",
-    ][::std::mem::offset_of!(g_consumer, private) - 80usize];
-    [
-        "Offset of field: g_consumer::index",
-    ][::std::mem::offset_of!(g_consumer, index) - 88usize];
+    ["Offset of field: g_consumer::geom"][::std::mem::offset_of!(g_consumer, geom) - 0usize];
+    ["Offset of field: g_consumer::consumer"]
+        [::std::mem::offset_of!(g_consumer, consumer) - 8usize];
+    ["Offset of field: g_consumer::provider"]
+        [::std::mem::offset_of!(g_consumer, provider) - 24usize];
+    ["Offset of field: g_consumer::consumers"]
+        [::std::mem::offset_of!(g_consumer, consumers) - 32usize];
+    ["Offset of field: g_consumer::acr"][::std::mem::offset_of!(g_consumer, acr) - 48usize];
+    ["Offset of field: g_consumer::acw"][::std::mem::offset_of!(g_consumer, acw) - 52usize];
+    ["Offset of field: g_consumer::ace"][::std::mem::offset_of!(g_consumer, ace) - 56usize];
+    ["Offset of field: g_consumer::flags"][::std::mem::offset_of!(g_consumer, flags) - 60usize];
+    ["Offset of field: g_consumer::stat"][::std::mem::offset_of!(g_consumer, stat) - 64usize];
+    ["Offset of field: g_consumer::nstart"][::std::mem::offset_of!(g_consumer, nstart) - 72usize];
+    ["Offset of field: g_consumer::nend"][::std::mem::offset_of!(g_consumer, nend) - 76usize];
+    ["Offset of field: g_consumer::private"][::std::mem::offset_of!(g_consumer, private) - 80usize];
+    ["Offset of field: g_consumer::index"][::std::mem::offset_of!(g_consumer, index) - 88usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_geom_alias__bindgen_ty_1",
-    ][::std::mem::size_of::<g_geom_alias__bindgen_ty_1>() - 16usize];
-    [
-        "Alignment of g_geom_alias__bindgen_ty_1",
-    ][::std::mem::align_of::<g_geom_alias__bindgen_ty_1>() - 8usize];
-    [
-        "Offset of field: g_geom_alias__bindgen_ty_1::le_next",
-    ][::std::mem::offset_of!(g_geom_alias__bindgen_ty_1, le_next) - 0usize];
-    [
-        "Offset of field: g_geom_alias__bindgen_ty_1::le_prev",
-    ][::std::mem::offset_of!(g_geom_alias__bindgen_ty_1, le_prev) - 8usize];
+    ["Size of g_geom_alias__bindgen_ty_1"]
+        [::std::mem::size_of::<g_geom_alias__bindgen_ty_1>() - 16usize];
+    ["Alignment of g_geom_alias__bindgen_ty_1"]
+        [::std::mem::align_of::<g_geom_alias__bindgen_ty_1>() - 8usize];
+    ["Offset of field: g_geom_alias__bindgen_ty_1::le_next"]
+        [::std::mem::offset_of!(g_geom_alias__bindgen_ty_1, le_next) - 0usize];
+    ["Offset of field: g_geom_alias__bindgen_ty_1::le_prev"]
+        [::std::mem::offset_of!(g_geom_alias__bindgen_ty_1, le_prev) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
@@ -1345,174 +1119,102 @@ const _: () = {
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_provider__bindgen_ty_1",
-    ][::std::mem::size_of::<g_provider__bindgen_ty_1>() - 16usize];
-    [
-        "Alignment of g_provider__bindgen_ty_1",
-    ][::std::mem::align_of::<g_provider__bindgen_ty_1>() - 8usize];
-    [
-        "Offset of field: g_provider__bindgen_ty_1::le_next",
-    ][::std::mem::offset_of!(g_provider__bindgen_ty_1, le_next) - 0usize];
-    [
-        "Offset of field: g_provider__bindgen_ty_1::le_prev",
-    ][::std::mem::offset_of!(g_provider__bindgen_ty_1, le_prev) - 8usize];
+    ["Size of g_provider__bindgen_ty_1"]
+        [::std::mem::size_of::<g_provider__bindgen_ty_1>() - 16usize];
+    ["Alignment of g_provider__bindgen_ty_1"]
+        [::std::mem::align_of::<g_provider__bindgen_ty_1>() - 8usize];
+    ["Offset of field: g_provider__bindgen_ty_1::le_next"]
+        [::std::mem::offset_of!(g_provider__bindgen_ty_1, le_next) - 0usize];
+    ["Offset of field: g_provider__bindgen_ty_1::le_prev"]
+        [::std::mem::offset_of!(g_provider__bindgen_ty_1, le_prev) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_provider__bindgen_ty_2",
-    ][::std::mem::size_of::<g_provider__bindgen_ty_2>() - 8usize];
-    [
-        "Alignment of g_provider__bindgen_ty_2",
-    ][::std::mem::align_of::<g_provider__bindgen_ty_2>() - 8usize];
-    [
-        "Offset of field: g_provider__bindgen_ty_2::lh_first",
-    ][::std::mem::offset_of!(g_provider__bindgen_ty_2, lh_first) - 0usize];
+    ["Size of g_provider__bindgen_ty_2"]
+        [::std::mem::size_of::<g_provider__bindgen_ty_2>() - 8usize];
+    ["Alignment of g_provider__bindgen_ty_2"]
+        [::std::mem::align_of::<g_provider__bindgen_ty_2>() - 8usize];
+    ["Offset of field: g_provider__bindgen_ty_2::lh_first"]
+        [::std::mem::offset_of!(g_provider__bindgen_ty_2, lh_first) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_provider__bindgen_ty_3",
-    ][::std::mem::size_of::<g_provider__bindgen_ty_3>() - 16usize];
-    [
-        "Alignment of g_provider__bindgen_ty_3",
-    ][::std::mem::align_of::<g_provider__bindgen_ty_3>() - 8usize];
-    [
-        "Offset of field: g_provider__bindgen_ty_3::tqe_next",
-    ][::std::mem::offset_of!(g_provider__bindgen_ty_3, tqe_next) - 0usize];
-    [
-        "Offset of field: g_provider__bindgen_ty_3::tqe_prev",
-    ][::std::mem::offset_of!(g_provider__bindgen_ty_3, tqe_prev) - 8usize];
+    ["Size of g_provider__bindgen_ty_3"]
+        [::std::mem::size_of::<g_provider__bindgen_ty_3>() - 16usize];
+    ["Alignment of g_provider__bindgen_ty_3"]
+        [::std::mem::align_of::<g_provider__bindgen_ty_3>() - 8usize];
+    ["Offset of field: g_provider__bindgen_ty_3::tqe_next"]
+        [::std::mem::offset_of!(g_provider__bindgen_ty_3, tqe_next) - 0usize];
+    ["Offset of field: g_provider__bindgen_ty_3::tqe_prev"]
+        [::std::mem::offset_of!(g_provider__bindgen_ty_3, tqe_prev) - 8usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
-    [
-        "Size of g_provider__bindgen_ty_4",
-    ][::std::mem::size_of::<g_provider__bindgen_ty_4>() - 8usize];
-    [
-        "Alignment of g_provider__bindgen_ty_4",
-    ][::std::mem::align_of::<g_provider__bindgen_ty_4>() - 8usize];
-    [
-        "Offset of field: g_provider__bindgen_ty_4::lh_first",
-    ][::std::mem::offset_of!(g_provider__bindgen_ty_4, lh_first) - 0usize];
+    ["Size of g_provider__bindgen_ty_4"]
+        [::std::mem::size_of::<g_provider__bindgen_ty_4>() - 8usize];
+    ["Alignment of g_provider__bindgen_ty_4"]
+        [::std::mem::align_of::<g_provider__bindgen_ty_4>() - 8usize];
+    ["Offset of field: g_provider__bindgen_ty_4::lh_first"]
+        [::std::mem::offset_of!(g_provider__bindgen_ty_4, lh_first) - 0usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of g_provider"][::std::mem::size_of::<g_provider>() - 152usize];
     ["Alignment of g_provider"][::std::mem::align_of::<g_provider>() - 8usize];
-    [
-        "Offset of field: g_provider::name",
-    ][::std::mem::offset_of!(g_provider, name) - 0usize];
-    [
-        "Offset of field: g_provider::provider",
-    ][::std::mem::offset_of!(g_provider, provider) - 8usize];
-    [
-        "Offset of field: g_provider::geom",
-    ][::std::mem::offset_of!(g_provider, geom) - 24usize];
-    [
-        "Offset of field: g_provider::consumers",
-    ][::std::mem::offset_of!(g_provider, consumers) - 32usize];
-    [
-        "Offset of field: g_provider::acr",
-    ][::std::mem::offset_of!(g_provider, acr) - 40usize];
-    [
-        "Offset of field: g_provider::acw",
-    ][::std::mem::offset_of!(g_provider, acw) - 44usize];
-    [
-        "Offset of field: g_provider::ace",
-    ][::std::mem::offset_of!(g_provider, ace) - 48usize];
-    [
-        "Offset of field: g_provider::error",
-    ][::std::mem::offset_of!(g_provider, error) - 52usize];
-    [
-        "Offset of field: g_provider::orphan",
-    ][::std::mem::offset_of!(g_provider, orphan) - 56usize];
-    [
-        "Offset of field: g_provider::mediasize",
-    ][::std::mem::offset_of!(g_provider, mediasize) - 72usize];
-    [
-        "Offset of field: g_provider::sectorsize",
-    ][::std::mem::offset_of!(g_provider, sectorsize) - 80usize];
-    [
-        "Offset of field: g_provider::stripesize",
-    ][::std::mem::offset_of!(g_provider, stripesize) - 88usize];
-    [
-        "Offset of field: g_provider::stripeoffset",
-    ][::std::mem::offset_of!(g_provider, stripeoffset) - 96usize];
-    [
-        "Offset of field: g_provider::stat",
-    ][::std::mem::offset_of!(g_provider, stat) - 104usize];
-    [
-        "Offset of field: g_provider::spare1",
-    ][::std::mem::offset_of!(g_provider, spare1) - 112usize];
-    [
-        "Offset of field: g_provider::spare2",
-    ][::std::mem::offset_of!(g_provider, spare2) - 116usize];
-    [
-        "Offset of field: g_provider::flags",
-    ][::std::mem::offset_of!(g_provider, flags) - 120usize];
-    [
-        "Offset of field: g_provider::aliases",
-    ][::std::mem::offset_of!(g_provider, aliases) - 128usize];
-    [
-        "Offset of field: g_provider::private",
-    ][::std::mem::offset_of!(g_provider, private) - 136usize];
-    [
-        "Offset of field: g_provider::index",
-    ][::std::mem::offset_of!(g_provider, index) - 144usize];
+    ["Offset of field: g_provider::name"][::std::mem::offset_of!(g_provider, name) - 0usize];
+    ["Offset of field: g_provider::provider"]
+        [::std::mem::offset_of!(g_provider, provider) - 8usize];
+    ["Offset of field: g_provider::geom"][::std::mem::offset_of!(g_provider, geom) - 24usize];
+    ["Offset of field: g_provider::consumers"]
+        [::std::mem::offset_of!(g_provider, consumers) - 32usize];
+    ["Offset of field: g_provider::acr"][::std::mem::offset_of!(g_provider, acr) - 40usize];
+    ["Offset of field: g_provider::acw"][::std::mem::offset_of!(g_provider, acw) - 44usize];
+    ["Offset of field: g_provider::ace"][::std::mem::offset_of!(g_provider, ace) - 48usize];
+    ["Offset of field: g_provider::error"][::std::mem::offset_of!(g_provider, error) - 52usize];
+    ["Offset of field: g_provider::orphan"][::std::mem::offset_of!(g_provider, orphan) - 56usize];
+    ["Offset of field: g_provider::mediasize"]
+        [::std::mem::offset_of!(g_provider, mediasize) - 72usize];
+    ["Offset of field: g_provider::sectorsize"]
+        [::std::mem::offset_of!(g_provider, sectorsize) - 80usize];
+    ["Offset of field: g_provider::stripesize"]
+        [::std::mem::offset_of!(g_provider, stripesize) - 88usize];
+    ["Offset of field: g_provider::stripeoffset"]
+        [::std::mem::offset_of!(g_provider, stripeoffset) - 96usize];
+    ["Offset of field: g_provider::stat"][::std::mem::offset_of!(g_provider, stat) - 104usize];
+    ["Offset of field: g_provider::spare1"][::std::mem::offset_of!(g_provider, spare1) - 112usize];
+    ["Offset of field: g_provider::spare2"][::std::mem::offset_of!(g_provider, spare2) - 116usize];
+    ["Offset of field: g_provider::flags"][::std::mem::offset_of!(g_provider, flags) - 120usize];
+    ["Offset of field: g_provider::aliases"]
+        [::std::mem::offset_of!(g_provider, aliases) - 128usize];
+    ["Offset of field: g_provider::private"]
+        [::std::mem::offset_of!(g_provider, private) - 136usize];
+    ["Offset of field: g_provider::index"][::std::mem::offset_of!(g_provider, index) - 144usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of gctl_req_arg"][::std::mem::size_of::<gctl_req_arg>() - 48usize];
     ["Alignment of gctl_req_arg"][::std::mem::align_of::<gctl_req_arg>() - 8usize];
-    [
-        "Offset of field: gctl_req_arg::nlen",
-    ][::std::mem::offset_of!(gctl_req_arg, nlen) - 0usize];
-    [
-        "Offset of field: gctl_req_arg::name",
-    ][::std::mem::offset_of!(gctl_req_arg, name) - 8usize];
-    [
-        "Offset of field: gctl_req_arg::offset",
-    ][::std::mem::offset_of!(gctl_req_arg, offset) - 16usize];
-    [
-        "Offset of field: gctl_req_arg::flag",
-    ][::std::mem::offset_of!(gctl_req_arg, flag) - 24usize];
-    [
-        "Offset of field: gctl_req_arg::len",
-    ][::std::mem::offset_of!(gctl_req_arg, len) - 28usize];
-    [
-        "Offset of field: gctl_req_arg::value",
-    ][::std::mem::offset_of!(gctl_req_arg, value) - 32usize];
-    [
-        "Offset of field: gctl_req_arg::kvalue",
-    ][::std::mem::offset_of!(gctl_req_arg, kvalue) - 40usize];
+    ["Offset of field: gctl_req_arg::nlen"][::std::mem::offset_of!(gctl_req_arg, nlen) - 0usize];
+    ["Offset of field: gctl_req_arg::name"][::std::mem::offset_of!(gctl_req_arg, name) - 8usize];
+    ["Offset of field: gctl_req_arg::offset"]
+        [::std::mem::offset_of!(gctl_req_arg, offset) - 16usize];
+    ["Offset of field: gctl_req_arg::flag"][::std::mem::offset_of!(gctl_req_arg, flag) - 24usize];
+    ["Offset of field: gctl_req_arg::len"][::std::mem::offset_of!(gctl_req_arg, len) - 28usize];
+    ["Offset of field: gctl_req_arg::value"][::std::mem::offset_of!(gctl_req_arg, value) - 32usize];
+    ["Offset of field: gctl_req_arg::kvalue"]
+        [::std::mem::offset_of!(gctl_req_arg, kvalue) - 40usize];
 };
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of gctl_req"][::std::mem::size_of::<gctl_req>() - 64usize];
     ["Alignment of gctl_req"][::std::mem::align_of::<gctl_req>() - 8usize];
-    [
-        "Offset of field: gctl_req::version",
-    ][::std::mem::offset_of!(gctl_req, version) - 0usize];
-    [
-        "Offset of field: gctl_req::serial",
-    ][::std::mem::offset_of!(gctl_req, serial) - 4usize];
+    ["Offset of field: gctl_req::version"][::std::mem::offset_of!(gctl_req, version) - 0usize];
+    ["Offset of field: gctl_req::serial"][::std::mem::offset_of!(gctl_req, serial) - 4usize];
     ["Offset of field: gctl_req::narg"][::std::mem::offset_of!(gctl_req, narg) - 8usize];
     ["Offset of field: gctl_req::arg"][::std::mem::offset_of!(gctl_req, arg) - 16usize];
-    [
-        "Offset of field: gctl_req::lerror",
-    ][::std::mem::offset_of!(gctl_req, lerror) - 24usize];
-    [
-        "Offset of field: gctl_req::error",
-    ][::std::mem::offset_of!(gctl_req, error) - 32usize];
-    [
-        "Offset of field: gctl_req::reqt",
-    ][::std::mem::offset_of!(gctl_req, reqt) - 40usize];
-    [
-        "Offset of field: gctl_req::nerror",
-    ][::std::mem::offset_of!(gctl_req, nerror) - 48usize];
-    [
-        "Offset of field: gctl_req::serror",
-    ][::std::mem::offset_of!(gctl_req, serror) - 56usize];
+    ["Offset of field: gctl_req::lerror"][::std::mem::offset_of!(gctl_req, lerror) - 24usize];
+    ["Offset of field: gctl_req::error"][::std::mem::offset_of!(gctl_req, error) - 32usize];
+    ["Offset of field: gctl_req::reqt"][::std::mem::offset_of!(gctl_req, reqt) - 40usize];
+    ["Offset of field: gctl_req::nerror"][::std::mem::offset_of!(gctl_req, nerror) - 48usize];
+    ["Offset of field: gctl_req::serror"][::std::mem::offset_of!(gctl_req, serror) - 56usize];
 };
