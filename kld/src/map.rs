@@ -48,38 +48,93 @@ mod imp {
         }
     }
 
-    /// Maps `len` bytes (a multiple of the page size) of zeroed memory in
-    /// the low 2 GiB, readable and writable (and executable if `exec`).
-    pub fn map_low(len: usize, exec: bool) -> Result<usize, LoadError> {
-        let mut prot = libc::PROT_READ | libc::PROT_WRITE;
-        if exec {
-            prot |= libc::PROT_EXEC;
-        }
-        // SAFETY: an anonymous private mapping at an address of the kernel's
-        // choosing touches no existing memory; the result is checked.
+    /// Lowest address tried when MAP_32BIT's window is full.
+    const FALLBACK_FLOOR: usize = 0x1000_0000;
+
+    fn mmap_at(hint: usize, len: usize, prot: i32, flags: i32) -> Option<usize> {
+        // SAFETY: an anonymous private mapping either where the kernel
+        // chooses (MAP_32BIT) or at `hint` with MAP_FIXED_NOREPLACE, which
+        // fails rather than replace an existing mapping: no existing memory
+        // is touched. The result is checked.
         let p = unsafe {
             libc::mmap(
-                std::ptr::null_mut(),
+                hint as *mut libc::c_void,
                 len,
                 prot,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
                 -1,
                 0,
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(os_err(&format!("mmap of {len} bytes with MAP_32BIT")));
+            return None;
         }
         let base = p as usize;
-        if base.checked_add(len).is_none_or(|end| end > LOW_LIMIT) {
-            // SAFETY: the mapping was just made by us and nothing uses it.
+        if base.checked_add(len).is_none_or(|end| end > LOW_LIMIT)
+            || (flags & libc::MAP_FIXED_NOREPLACE != 0 && base != hint)
+        {
+            // SAFETY: the mapping was just made here and nothing uses it.
             unsafe { libc::munmap(p, len) };
-            return Err(LoadError::Map {
-                reason: format!("MAP_32BIT gave {base:#x}+{len:#x}, not below 2 GiB"),
-                errno: ENOMEM,
-            });
+            return None;
         }
-        Ok(base)
+        Some(base)
+    }
+
+    /// Gaps of at least `len` bytes in [FALLBACK_FLOOR, LOW_LIMIT), from
+    /// /proc/self/maps.
+    fn low_gaps(len: usize) -> Vec<usize> {
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+            return Vec::new();
+        };
+        let mut used: Vec<(usize, usize)> = maps
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.split_once('-'))
+            .filter_map(|(a, b)| {
+                Some((
+                    usize::from_str_radix(a, 16).ok()?,
+                    usize::from_str_radix(b, 16).ok()?,
+                ))
+            })
+            .collect();
+        used.sort();
+        let mut gaps = Vec::new();
+        let mut at = FALLBACK_FLOOR;
+        for (a, b) in used.into_iter().chain([(LOW_LIMIT, LOW_LIMIT)]) {
+            if a > at && a - at >= len && at + len <= LOW_LIMIT {
+                gaps.push(at);
+            }
+            at = at.max(b);
+            if at >= LOW_LIMIT {
+                break;
+            }
+        }
+        gaps
+    }
+
+    /// Maps `len` bytes (a multiple of the page size) of zeroed memory in
+    /// the low 2 GiB, readable and writable (and executable if `exec`):
+    /// with MAP_32BIT (Linux's window of [1 GiB, 2 GiB)), or, once that is
+    /// full, in a free gap of [256 MiB, 2 GiB) with MAP_FIXED_NOREPLACE.
+    pub fn map_low(len: usize, exec: bool) -> Result<usize, LoadError> {
+        let mut prot = libc::PROT_READ | libc::PROT_WRITE;
+        if exec {
+            prot |= libc::PROT_EXEC;
+        }
+        if let Some(base) = mmap_at(0, len, prot, libc::MAP_32BIT) {
+            return Ok(base);
+        }
+        let first = std::io::Error::last_os_error();
+        for _ in 0..4 {
+            for hint in low_gaps(len) {
+                if let Some(base) = mmap_at(hint, len, prot, libc::MAP_FIXED_NOREPLACE) {
+                    return Ok(base);
+                }
+            }
+        }
+        Err(LoadError::Map {
+            reason: format!("no room for {len:#x} bytes below 2 GiB (MAP_32BIT: {first})"),
+            errno: ENOMEM,
+        })
     }
 
     /// Unmaps a range made by [`map_low`].
