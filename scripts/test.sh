@@ -38,6 +38,23 @@ step() { # step "title" command...
 	fi
 }
 
+# cargo_test_some ARGS...: `cargo test ARGS...`, which must also run at
+# least one test (a filter that matches nothing passes cargo test).
+cargo_test_some() {
+	local out n
+	out=$(mktemp "${TMPDIR:-/tmp}/gmr-cargo-test.XXXXXX")
+	cargo test "$@" 2>&1 | tee "$out"
+	local rc=${PIPESTATUS[0]}
+	n=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$out" | awk '{ s += $1 } END { print s + 0 }')
+	rm -f "$out"
+	[ "$rc" = 0 ] || return "$rc"
+	if [ "$n" = 0 ]; then
+		echo "cargo test $*: no test ran" >&2
+		return 1
+	fi
+	echo "cargo test $*: $n tests passed"
+}
+
 # Every shell script in the repo: *.sh, and files whose first line names sh
 # or bash, under scripts/, tests/ and .ci/.
 shell_scripts() {
@@ -64,7 +81,7 @@ step "check-installs self-test: it fails on a missing tool or an install command
 	scripts/check-installs.sh --selftest
 step "cargo test --workspace" cargo test --workspace
 step "cargo test: kernel adapter helpers on the host (--features kernel)" \
-	cargo test -p geom_multipath_rs --features kernel --lib kernel::
+	cargo_test_some -p geom_multipath_rs --features kernel --lib kernel::
 step "cargo clippy --workspace --all-targets -- -D warnings" \
 	cargo clippy --workspace --all-targets -- -D warnings
 step "cargo clippy --features kernel --all-targets -- -D warnings" \
