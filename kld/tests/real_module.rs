@@ -13,7 +13,7 @@ use kld::{Import, LoadError, ModMetadata, Resolver};
 fn ko() -> Option<PathBuf> {
     let p =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../geom_multipath_rs/geom_multipath_rs.ko");
-    p.exists().then_some(p)
+    std::fs::canonicalize(p).ok()
 }
 
 /// Every import resolves: data objects to low memory, functions to a
@@ -148,7 +148,8 @@ fn kernel_depend(md: &[ModMetadata]) -> (i32, i32, i32) {
 
 fn check_loaded(m: &kld::Module) {
     let md = m.metadata();
-    kernel_depend(&md);
+    let (min, pref, max) = kernel_depend(&md);
+    println!("depends on kernel {min}..={max}, preferred {pref}");
     assert!(
         md.iter()
             .any(|e| matches!(e, ModMetadata::Module { name, .. } if name == "g_multipath")),
