@@ -157,11 +157,9 @@ impl<P: Platform> Class<P> {
         sectorsize: u32,
     ) -> Result<Arc<Softc<P>>, Errno> {
         plat.topology_assert();
-        if plat
-            .class_geoms()
-            .into_iter()
-            .any(|gp| plat.geom_name(gp) == name)
-        {
+        // Geoms without a softc and stopping ones are skipped, as in
+        // FreeBSD: a device going away does not keep its name.
+        if self.find_geom(plat, name).is_some() {
             mp_log!(plat, "name {} already exists", name);
             return Err(EEXIST);
         }

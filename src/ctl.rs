@@ -138,11 +138,9 @@ impl<P: Platform> Class<P> {
         if let Err(e) = validate_name(&name) {
             return fail(req, format_args!("Invalid name {}: {}", name, e));
         }
-        if plat
-            .class_geoms()
-            .into_iter()
-            .any(|gp| plat.geom_name(gp) == name)
-        {
+        // A stopping device (going away, still open above) no longer owns
+        // its name, as in FreeBSD's find_geom.
+        if self.find_geom(plat, &name).is_some() {
             return fail(req, format_args!("Device {} already exist", name));
         }
         let mut args = Vec::new();
