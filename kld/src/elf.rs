@@ -388,9 +388,16 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Object, LoadError> {
 
 /// The undefined non-local symbols that some relocation of a loaded section
 /// refers to, excluding `__start_set_X`/`__stop_set_X` bound to the file's
-/// own `set_X` sections: the names a [`crate::Resolver`] is asked for.
+/// own `set_X` sections and names the file defines itself (even as a local
+/// symbol): the names a [`crate::Resolver`] is asked for.
 /// Sorted, without duplicates.
 pub fn imports_of(obj: &Object) -> Vec<String> {
+    let defined: std::collections::HashSet<&str> = obj
+        .symbols
+        .iter()
+        .filter(|d| !d.is_undefined() && !d.name.is_empty())
+        .map(|d| d.name.as_str())
+        .collect();
     let mut names: Vec<String> = Vec::new();
     for t in &obj.reltabs {
         for r in &t.relocs {
@@ -405,6 +412,9 @@ pub fn imports_of(obj: &Object) -> Vec<String> {
             }
             if crate::symbols::link_set_section(obj, &sym.name).is_some() {
                 continue;
+            }
+            if defined.contains(sym.name.as_str()) {
+                continue; // bound to the file's own definition
             }
             names.push(sym.name.clone());
         }

@@ -53,6 +53,9 @@ pub struct Symbols<'a> {
     layout: &'a Layout,
     resolver: &'a dyn Resolver,
     cache: HashMap<u64, u64>,
+    /// Name -> index of the first defined symbol of that name, local or
+    /// not.
+    own: HashMap<&'a str, usize>,
     /// Import name -> (address the module uses, host target).
     pub imports: HashMap<String, (usize, Import)>,
     /// Trampolines written so far.
@@ -67,12 +70,19 @@ impl<'a> Symbols<'a> {
         layout: &'a Layout,
         resolver: &'a dyn Resolver,
     ) -> Self {
+        let mut own = HashMap::new();
+        for (i, sym) in obj.symbols.iter().enumerate() {
+            if !sym.is_undefined() && !sym.name.is_empty() {
+                own.entry(sym.name.as_str()).or_insert(i);
+            }
+        }
         Symbols {
             obj,
             file,
             layout,
             resolver,
             cache: HashMap::new(),
+            own,
             imports: HashMap::new(),
             trampolines_used: 0,
         }
@@ -142,6 +152,15 @@ impl<'a> Symbols<'a> {
             };
             self.cache.insert(idx, v);
             return Ok(Some(v));
+        }
+        // linker_file_lookup_symbol asks the file itself first; with
+        // debug.link_elf_obj_leak_locals at its default (1) a local
+        // definition of the name counts too.
+        if let Some(&def) = self.own.get(sym.name.as_str()) {
+            if let Some(v) = self.defined_value(&self.obj.symbols[def])? {
+                self.cache.insert(idx, v);
+                return Ok(Some(v));
+            }
         }
         let v = match self.import(&sym.name)? {
             Some(addr) => addr as u64,

@@ -368,3 +368,38 @@ SYSINIT(fixture, SI_SUB_DRIVERS, SI_ORDER_SECOND, fixture_init, NULL);
     );
     m.unmap();
 }
+
+#[test]
+fn an_undefined_name_binds_to_the_files_own_local_definition() {
+    // Two objects linked with ld -r: one defines a static fixture_helper,
+    // the other calls an extern fixture_helper. ld -r leaves the latter
+    // undefined; the kernel's lookup asks the file itself first and, with
+    // debug.link_elf_obj_leak_locals=1 (the default), finds the local.
+    let _serial = serial();
+    let dir = scratch("leak_locals");
+    let a = compile(
+        &dir,
+        "a",
+        "static int fixture_helper(void) { return (42); }\nint (*fixture_keep)(void) = fixture_helper;\n",
+        "c",
+        1500068,
+        &[],
+    );
+    let b = compile(
+        &dir,
+        "b",
+        "int fixture_helper(void);\nint fixture_call(void);\nint fixture_call(void) { return (fixture_helper() + 1); }\n",
+        "c",
+        1500068,
+        &[],
+    );
+    let ko = link(&dir, "leak_locals", &[a, b]);
+    let bytes = std::fs::read(&ko).unwrap();
+    assert!(kld::imports(&bytes).unwrap().is_empty());
+    let m = kld::load(&ko, &Table(vec![]), &opts(1500068)).unwrap_or_else(|e| panic!("{e}"));
+    let f = m.symbol("fixture_call").unwrap();
+    // SAFETY: the module's `int (void)` function, calling its own code.
+    let call: extern "C" fn() -> i32 = unsafe { std::mem::transmute(f) };
+    assert_eq!(call(), 43);
+    m.unmap();
+}
