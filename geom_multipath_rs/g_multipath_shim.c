@@ -595,6 +595,8 @@ struct gmr_wq {
 	void *kp_arg;
 	int kp_joining;		/* fini waits in gmr_kproc_join */
 	int kp_leaving;		/* the kproc is on its way to kproc_exit */
+	/* Failed child bios for the worker, linked through bio_queue. */
+	TAILQ_HEAD(, bio) failed;
 };
 
 struct gmr_wq *
@@ -609,6 +611,7 @@ gmr_wq_new(const char *name, size_t namelen)
 		namelen = sizeof(wq->name) - 1;
 	memcpy(wq->name, name, namelen);
 	mtx_init(&wq->mtx, wq->name, NULL, MTX_DEF);
+	TAILQ_INIT(&wq->failed);
 	return (wq);
 }
 
@@ -641,6 +644,33 @@ void
 gmr_wq_wakeup(struct gmr_wq *wq)
 {
 	wakeup(wq);
+}
+
+void
+gmr_wq_bio_push(struct gmr_wq *wq, struct bio *bp, void *tag)
+{
+	bp->bio_caller2 = tag;
+	TAILQ_INSERT_TAIL(&wq->failed, bp, bio_queue);
+}
+
+struct bio *
+gmr_wq_bio_pop(struct gmr_wq *wq, void **tag)
+{
+	struct bio *bp;
+
+	bp = TAILQ_FIRST(&wq->failed);
+	if (bp != NULL) {
+		TAILQ_REMOVE(&wq->failed, bp, bio_queue);
+		*tag = bp->bio_caller2;
+		bp->bio_caller2 = NULL;
+	}
+	return (bp);
+}
+
+int32_t
+gmr_wq_bio_pending(const struct gmr_wq *wq)
+{
+	return (!TAILQ_EMPTY(&wq->failed));
 }
 
 /*

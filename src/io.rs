@@ -16,7 +16,6 @@ use crate::metadata::Mode;
 use crate::mp_log;
 use crate::path::{st, Cookie, MAX_PATHS};
 use crate::platform::{BioCmd, Platform, EIO, ENOMEM, ENXIO};
-use crate::worker::Failed;
 
 /// The GETATTR attribute that names where a device sits physically
 /// (`diskinfo -p`, `DIOCGPHYSPATH`).
@@ -139,26 +138,14 @@ impl<P: Platform> Softc<P> {
     /// A child bio came back (done context: no topology, no sleep).
     pub fn child_done(self: &Arc<Self>, plat: &P, child: P::Bio) {
         let err = plat.bio_error(&child);
-        let mut child = if err == EIO || err == ENXIO {
+        if err == EIO || err == ENXIO {
             // Failover needs the topology lock: hand it to the worker, which
-            // also drops this child's path reference.
-            match self.worker.enqueue(Failed {
-                softc: self.clone(),
-                child,
-            }) {
-                Ok(()) => return,
-                Err(back) => {
-                    mp_log!(
-                        plat,
-                        "no memory to retry a failed bio on {}: failing it",
-                        self.name
-                    );
-                    back.child
-                }
-            }
-        } else {
-            child
-        };
+            // also drops this child's path reference. Queueing cannot fail
+            // and does not allocate (see BioQueue).
+            self.worker.enqueue(self.clone(), child);
+            return;
+        }
+        let mut child = child;
         let cookie = Cookie::decode(plat.bio_cookie(&child));
         if cookie.slot < MAX_PATHS {
             self.put_path(plat, cookie.slot);
@@ -182,7 +169,9 @@ impl<P: Platform> Softc<P> {
         plat.topology_lock();
         let s = &self.slots[slot];
         s.errors.fetch_add(1, Ordering::Relaxed);
-        if !s.is_free() && !s.has(st::FAIL | st::LOST) {
+        // FreeBSD logs and faults on the first error whatever else the
+        // path is, LOST (removed or disconnected, still draining) included.
+        if !s.is_free() && !s.has(st::FAIL) {
             mp_log!(
                 plat,
                 "Error {}, {} in {} marked FAIL",

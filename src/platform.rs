@@ -103,6 +103,23 @@ pub trait WaitQueue: Send + Sync {
     fn wakeup(&self);
 }
 
+/// The failover worker's queue of failed child bios, each with the softc
+/// (`T`) it belongs to. It lives with the worker's [`WaitQueue`] and is only
+/// touched with that mutex held.
+///
+/// [`BioQueue::push_bio`] runs in done: it must neither sleep nor allocate.
+/// The kernel links the bio through its own `bio_queue` field (as FreeBSD's
+/// classes queue bios) and keeps the softc reference in `bio_caller2`, so a
+/// failed bio can always be queued; nothing there can run out of memory.
+pub trait BioQueue<B, T> {
+    /// Appends `bp` and the reference `tag` travelling with it (FIFO).
+    fn push_bio(&self, bp: B, tag: Arc<T>);
+    /// Takes the oldest bio and its tag.
+    fn pop_bio(&self) -> Option<(B, Arc<T>)>;
+    /// Whether a bio is queued.
+    fn has_bios(&self) -> bool;
+}
+
 /// A gctl request as `ctlreq` sees it (`struct gctl_req`).
 pub trait CtlReq {
     /// The raw bytes of a parameter, as userland sent them (ASCII strings
@@ -130,8 +147,9 @@ pub trait Platform: Send + Sync + Sized + 'static {
     /// An owned `struct bio *`: move-only, so each one is handed back to
     /// GEOM (requested, delivered or retired) exactly once.
     type Bio: Send;
-    /// A mutex with a sleep channel.
-    type Wq: WaitQueue + 'static;
+    /// A mutex with a sleep channel, which also holds the worker's queue of
+    /// failed bios.
+    type Wq: WaitQueue + BioQueue<Self::Bio, Softc<Self>> + 'static;
 
     // ---- topology lock -------------------------------------------------
     /// `g_topology_lock()`. Never from start or done.

@@ -5,26 +5,22 @@
 //! the worker (a kproc in the kernel, a thread or a scheduled task in the
 //! simulator) takes the topology lock, marks the path failed, picks the next
 //! one and sends the parent again.
+//!
+//! The queue is the platform's ([`BioQueue`], kept with the worker's mutex):
+//! in the kernel it links the bios themselves, so queueing from done never
+//! allocates and cannot fail.
 
-use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::class::Softc;
-use crate::platform::{Platform, WaitQueue};
-
-/// A failed child bio waiting for the worker, with the geom it belongs to.
-pub struct Failed<P: Platform> {
-    pub softc: Arc<Softc<P>>,
-    pub child: P::Bio,
-}
+use crate::platform::{BioQueue, Platform, WaitQueue};
 
 /// The worker's queue and its stop protocol.
 pub struct Worker<P: Platform> {
-    /// Mutex + sleep channel; `queue` is only touched while it is held, so
-    /// the spin lock inside is never contended (it only makes the access safe).
+    /// Mutex + sleep channel + the queue of failed bios, which is only
+    /// touched while the mutex is held.
     wq: P::Wq,
-    queue: spin::Mutex<VecDeque<Failed<P>>>,
     stop: AtomicBool,
     exited: AtomicBool,
     /// Bios the worker has handled since start: for tests and status.
@@ -51,41 +47,35 @@ impl<P: Platform> Worker<P> {
     pub fn new(plat: &P) -> Result<Self, crate::platform::Errno> {
         Ok(Worker {
             wq: plat.new_wait_queue("g_mp_kt")?,
-            queue: spin::Mutex::new(VecDeque::new()),
             stop: AtomicBool::new(false),
             exited: AtomicBool::new(false),
             handled: AtomicUsize::new(0),
         })
     }
 
-    /// Queues a failed child. Called from done: takes only the worker
-    /// mutex and never sleeps. The queue grows without sleeping; if memory
-    /// is short the item is handed back so the caller can complete it.
-    pub fn enqueue(&self, item: Failed<P>) -> Result<(), Failed<P>> {
+    /// Queues a failed child of `softc`. Called from done: takes only the
+    /// worker mutex, never sleeps and never allocates (the platform's queue
+    /// links the bio itself; the softc reference is a count increment).
+    pub fn enqueue(&self, softc: Arc<Softc<P>>, child: P::Bio) {
         let _held = Held::take(&self.wq);
-        let mut q = self.queue.lock();
-        if q.try_reserve(1).is_err() {
-            return Err(item);
-        }
-        q.push_back(item);
+        self.wq.push_bio(child, softc);
         self.wq.wakeup();
-        Ok(())
     }
 
-    fn take_one(&self) -> Option<Failed<P>> {
+    fn take_one(&self) -> Option<(P::Bio, Arc<Softc<P>>)> {
         let _held = Held::take(&self.wq);
-        self.queue.lock().pop_front()
+        self.wq.pop_bio()
     }
 
     /// Handles one queued bio, if any. Returns whether it did.
     /// Takes the topology lock itself: call it without.
     pub fn process_one(&self, plat: &P) -> bool {
         match self.take_one() {
-            Some(item) => {
+            Some((child, softc)) => {
                 // Counted first: the re-issued bio may complete, and its
                 // waiter look at the count, before handle_failed returns.
                 self.handled.fetch_add(1, Ordering::SeqCst);
-                item.softc.clone().handle_failed(plat, item.child);
+                softc.handle_failed(plat, child);
                 true
             }
             None => false,
@@ -95,7 +85,7 @@ impl<P: Platform> Worker<P> {
     /// Whether bios are waiting (for a deterministic scheduler).
     pub fn has_work(&self) -> bool {
         let _held = Held::take(&self.wq);
-        !self.queue.lock().is_empty()
+        self.wq.has_bios()
     }
 
     /// The worker's mutex and channel (the kernel platform's kproc
@@ -114,7 +104,7 @@ impl<P: Platform> Worker<P> {
         loop {
             while self.process_one(plat) {}
             let held = Held::take(&self.wq);
-            if self.queue.lock().is_empty() {
+            if !self.wq.has_bios() {
                 if self.stop.load(Ordering::Acquire) {
                     self.exited.store(true, Ordering::Release);
                     self.wq.wakeup();
@@ -157,6 +147,24 @@ impl<P: Platform> Worker<P> {
         let _held = Held::take(&self.wq);
         while !self.exited.load(Ordering::Acquire) {
             self.wq.sleep();
+        }
+    }
+}
+
+impl<P: Platform> Drop for Worker<P> {
+    /// Bios still queued (a worker that never ran) are given up one by one:
+    /// the softc reference is released and the bio's own drop reports it,
+    /// outside the mutex (a softc's drop may call the platform).
+    fn drop(&mut self) {
+        loop {
+            let item = {
+                let _held = Held::take(&self.wq);
+                self.wq.pop_bio()
+            };
+            match item {
+                Some(item) => drop(item),
+                None => break,
+            }
         }
     }
 }

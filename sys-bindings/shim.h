@@ -188,6 +188,14 @@ void gmr_wq_unlock(struct gmr_wq *wq);
 /* msleep(wq, &wq->mtx, PRIBIO, name, 0) */
 void gmr_wq_sleep(struct gmr_wq *wq);
 void gmr_wq_wakeup(struct gmr_wq *wq);
+/* The worker's queue of failed bios, linked through bp->bio_queue (free
+ * while the bio is ours, between its done and our next request or
+ * completion of it), with `tag` kept in bp->bio_caller2: no allocation, so
+ * callable from done. All three with wq's mutex held. */
+void gmr_wq_bio_push(struct gmr_wq *wq, struct bio *bp, void *tag);
+/* The oldest queued bio (its tag in *tag), or NULL. */
+struct bio *gmr_wq_bio_pop(struct gmr_wq *wq, void **tag);
+int32_t gmr_wq_bio_pending(const struct gmr_wq *wq);
 /* kproc_create() of the shim's trampoline, which calls
  * gmr_rs_worker_main(arg), then waits (under wq's mutex) for
  * gmr_kproc_join() and calls kproc_exit(0). `wq` is the worker's own wait

@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use geom_multipath_rs::platform::{Access, BioCmd, Errno, Platform, WaitQueue, ENXIO};
+use std::collections::VecDeque;
+
+use geom_multipath_rs::platform::{Access, BioCmd, BioQueue, Errno, Platform, WaitQueue, ENXIO};
 use geom_multipath_rs::worker::Worker;
 use geom_multipath_rs::Softc;
 
@@ -316,7 +318,14 @@ pub struct SimWaitQueue {
     name: &'static str,
     st: Mutex<WqState>,
     cv: Condvar,
+    /// The worker's failed bios ([`BioQueue`]). The kernel links bios
+    /// through themselves; here a deque with room reserved up front, so
+    /// done does not allocate unless more than that many are waiting.
+    failed: Mutex<VecDeque<(Bio, Arc<Softc<SimPlatform>>)>>,
 }
+
+/// Failed bios the simulator's queue holds before it has to grow.
+const FAILED_QUEUE_RESERVE: usize = 256;
 
 impl SimWaitQueue {
     fn new(plat: &SimPlatform, name: &'static str) -> SimWaitQueue {
@@ -329,6 +338,7 @@ impl SimWaitQueue {
                 refused: 0,
             }),
             cv: Condvar::new(),
+            failed: Mutex::new(VecDeque::with_capacity(FAILED_QUEUE_RESERVE)),
         }
     }
 
@@ -441,5 +451,17 @@ impl WaitQueue for SimWaitQueue {
         st.generation += 1;
         drop(st);
         self.cv.notify_all();
+    }
+}
+
+impl BioQueue<Bio, Softc<SimPlatform>> for SimWaitQueue {
+    fn push_bio(&self, bp: Bio, tag: Arc<Softc<SimPlatform>>) {
+        lock(&self.failed).push_back((bp, tag));
+    }
+    fn pop_bio(&self) -> Option<(Bio, Arc<Softc<SimPlatform>>)> {
+        lock(&self.failed).pop_front()
+    }
+    fn has_bios(&self) -> bool {
+        !lock(&self.failed).is_empty()
     }
 }

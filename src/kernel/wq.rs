@@ -2,11 +2,14 @@
 //! allocates (Rust never sees its layout) with `msleep(9)`/`wakeup(9)` on the
 //! same address.
 
+use alloc::sync::Arc;
+use core::ffi::c_void;
 use core::ptr::NonNull;
 
 use freebsd_kpi as kpi;
 
-use crate::platform::{Errno, WaitQueue, ENOMEM};
+use super::{Bio, KSoftc};
+use crate::platform::{BioQueue, Errno, WaitQueue, ENOMEM};
 
 /// An owned shim wait queue; destroyed (`mtx_destroy` + `free`) on drop.
 pub struct KernelWq(NonNull<kpi::gmr_wq>);
@@ -53,6 +56,40 @@ impl WaitQueue for KernelWq {
     fn wakeup(&self) {
         // SAFETY: as in lock(); wakeup(9) may be called from any context.
         unsafe { kpi::gmr_wq_wakeup(self.0.as_ptr()) }
+    }
+}
+
+/// The failed-bio queue, intrusive as FreeBSD's classes keep theirs: the
+/// shim links each bio through its own `bio_queue` entry and keeps the
+/// softc reference (`Arc::into_raw`) in its `bio_caller2`. Nothing is
+/// allocated, so done can always queue a failed bio.
+impl BioQueue<Bio, KSoftc> for KernelWq {
+    fn push_bio(&self, bp: Bio, tag: Arc<KSoftc>) {
+        let tag = Arc::into_raw(tag).cast_mut().cast::<c_void>();
+        // SAFETY: the caller holds this queue's mutex (BioQueue rules); the
+        // bio is ours (done handed it back), so its bio_queue entry and
+        // bio_caller2 are free; ownership of the bio and of the reference
+        // passes to the queue until pop_bio.
+        unsafe { kpi::gmr_wq_bio_push(self.0.as_ptr(), bp.into_ptr(), tag) }
+    }
+
+    fn pop_bio(&self) -> Option<(Bio, Arc<KSoftc>)> {
+        let mut tag: *mut c_void = core::ptr::null_mut();
+        // SAFETY: the caller holds this queue's mutex; `tag` is writable.
+        let bp = NonNull::new(unsafe { kpi::gmr_wq_bio_pop(self.0.as_ptr(), &mut tag) })?;
+        // SAFETY: push_bio queued this bio, which nothing else completes,
+        // with `tag` from Arc::<KSoftc>::into_raw; both come back once here.
+        Some(unsafe {
+            (
+                Bio::from_raw(bp),
+                Arc::from_raw(tag.cast_const().cast::<KSoftc>()),
+            )
+        })
+    }
+
+    fn has_bios(&self) -> bool {
+        // SAFETY: the caller holds this queue's mutex.
+        unsafe { kpi::gmr_wq_bio_pending(self.0.as_ptr()) != 0 }
     }
 }
 

@@ -197,6 +197,12 @@ unsafe extern "C" {
     pub fn gmr_wq_unlock(wq: *mut gmr_wq);
     pub fn gmr_wq_sleep(wq: *mut gmr_wq);
     pub fn gmr_wq_wakeup(wq: *mut gmr_wq);
+    pub fn gmr_wq_bio_push(wq: *mut gmr_wq, bp: *mut bio, tag: *mut ::core::ffi::c_void);
+    pub fn gmr_wq_bio_pop(
+        wq: *mut gmr_wq,
+        tag: *mut *mut ::core::ffi::c_void,
+    ) -> *mut bio;
+    pub fn gmr_wq_bio_pending(wq: *const gmr_wq) -> i32;
     pub fn gmr_kproc_start(
         wq: *mut gmr_wq,
         arg: *mut ::core::ffi::c_void,
