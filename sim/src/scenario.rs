@@ -159,6 +159,9 @@ pub struct Summary {
     pub gctl: Vec<String>,
     pub violations: Vec<String>,
     pub trace_hash: String,
+    /// With the class from the .ko: the loaded module's summary line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ko: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -225,6 +228,9 @@ impl Summary {
             s.push_str(&format!("VIOLATION {v}\n"));
         }
         s.push_str(&format!("trace {}\n", self.trace_hash));
+        if let Some(k) = &self.ko {
+            s.push_str(&format!("{k}\n"));
+        }
         s.push_str(if self.is_bad() {
             "RESULT: FAIL\n"
         } else {
@@ -243,6 +249,56 @@ pub struct Overrides {
     /// Print the timeline as it happens: each fault and gctl command, and
     /// each console line of the class, stamped with the bio count.
     pub live: bool,
+}
+
+/// Where the MULTIPATH class comes from.
+#[derive(Clone, Debug, Default)]
+pub enum ClassSource {
+    /// The core linked into the simulator.
+    #[default]
+    Core,
+    /// The built `.ko`, loaded in-process on the emulated KPI.
+    Ko(crate::ko::KoOptions),
+}
+
+/// Loads the scenario's class; the module instance when it is the .ko.
+fn load_class(
+    sim: &Sim,
+    class: &str,
+    src: &ClassSource,
+) -> Result<Option<Arc<crate::ko::KoKernel>>, String> {
+    match (class, src) {
+        ("multipath", ClassSource::Core) => sim
+            .load_multipath()
+            .map(|_| None)
+            .map_err(|e| format!("cannot load MULTIPATH: error {e}")),
+        ("multipath", ClassSource::Ko(o)) => crate::ko::load(&sim.plat(), o)
+            .map(Some)
+            .map_err(|e| format!("kldload {}: {e}", o.path.display())),
+        (_, ClassSource::Ko(_)) => Err("--ko runs the multipath class only".into()),
+        _ => sim
+            .load_class(Arc::new(PassClass))
+            .map(|_| None)
+            .map_err(|e| format!("cannot load PASS: error {e}")),
+    }
+}
+
+/// Stops the module's geoms and unloads it (`kldunload`), so that its
+/// SYSUNINITs run (leaks are reported there) before the simulator's own
+/// shutdown checks; returns its summary line.
+fn unload_ko(sim: &Sim, kk: &Arc<crate::ko::KoKernel>, bios: u64, faults: u64) -> String {
+    let plat = sim.plat();
+    if let (_, Some(c)) = kk.geom.class() {
+        plat.destroy_class_geoms(c);
+        plat.run_until_idle();
+    }
+    if let Err(e) = crate::ko::unload(kk) {
+        plat.violation(
+            crate::violation::rule::LEAK,
+            format!("kldunload at shutdown: {e}"),
+        );
+    }
+    kk.summary(bios, faults)
 }
 
 /// What a timeline event does, in words, for the live view.
@@ -380,20 +436,16 @@ impl Scenario {
     /// Plays the scenario. Err for setup failures (a device that never
     /// appears, a bad gctl at setup), with a message for the user.
     pub fn run(&self, ov: &Overrides) -> Result<Summary, String> {
+        self.run_with(ov, &ClassSource::Core)
+    }
+
+    /// Plays the scenario with the class from `src`.
+    pub fn run_with(&self, ov: &Overrides, src: &ClassSource) -> Result<Summary, String> {
         let mode = ov.mode.unwrap_or(self.mode()?);
         let seed = ov.seed.or(self.seed).unwrap_or(1);
         let class = self.class()?;
         let sim = Sim::new(SimConfig::new(mode, seed));
-        match class {
-            "multipath" => {
-                sim.load_multipath()
-                    .map_err(|e| format!("cannot load MULTIPATH: error {e}"))?;
-            }
-            _ => {
-                sim.load_class(Arc::new(PassClass))
-                    .map_err(|e| format!("cannot load PASS: error {e}"))?;
-            }
-        }
+        let kk = load_class(&sim, class, src)?;
         let mut files = Vec::new();
         for (i, d) in self.disks.iter().enumerate() {
             let size = d
@@ -562,6 +614,8 @@ impl Scenario {
                 )
             })
             .collect();
+        let faults = self.events.iter().filter(|e| e.fault.is_some()).count() as u64;
+        let ko = kk.map(|kk| unload_ko(&sim, &kk, agg.completed, faults));
         let report = sim.finish();
         for f in files {
             let _ = std::fs::remove_file(f);
@@ -593,6 +647,7 @@ impl Scenario {
             } else {
                 "n/a (threaded)".into()
             },
+            ko,
         })
     }
 }

@@ -1,11 +1,14 @@
 //! mpsim: runs multipath scenarios on the GEOM simulator.
 //!
 //! ```text
-//! mpsim run FILE [--json] [--seed N] [--threads|--deterministic]
-//! mpsim demo [--json] [--seed N] [--threads|--deterministic]
-//! mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads]
+//! mpsim run FILE [--json] [--seed N] [--threads|--deterministic] [--ko [PATH]]
+//! mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH]]
+//! mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH]]
 //! mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
 //! ```
+//! `--ko [PATH]` runs the class from the built module (default: the .ko
+//! `make` builds), loaded in-process on the emulated FreeBSD KPI, instead
+//! of the core linked into mpsim.
 //! Exit status: 0 when every run is clean; 1 on a lost or duplicated
 //! completion, a data mismatch or a GEOM rule violation; 2 on usage or
 //! scenario errors.
@@ -13,7 +16,7 @@
 use std::process::ExitCode;
 
 use geom_sim::scenario::{
-    DiskSpec, EventSpec, Overrides, Scenario, SizeSpec, Summary, WorkloadSpec,
+    ClassSource, DiskSpec, EventSpec, Overrides, Scenario, SizeSpec, Summary, WorkloadSpec,
 };
 use geom_sim::util::Rng;
 use geom_sim::Mode;
@@ -21,9 +24,9 @@ use geom_sim::Mode;
 const DEMO: &str = include_str!("../../../tests/scenarios/demo.toml");
 
 const USAGE: &str = "usage:
-  mpsim run FILE [--json] [--seed N] [--threads|--deterministic]
-  mpsim demo [--json] [--seed N] [--threads|--deterministic]
-  mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads]
+  mpsim run FILE [--json] [--seed N] [--threads|--deterministic] [--ko [PATH]]
+  mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH]]
+  mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH]]
   mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]";
 
 struct Opts {
@@ -35,7 +38,27 @@ struct Opts {
     seeds_given: bool,
     bios_given: bool,
     class: Option<String>,
+    /// `--ko [PATH]`: the class from this module.
+    ko: Option<std::path::PathBuf>,
     positional: Vec<String>,
+}
+
+impl Opts {
+    /// Where the class comes from.
+    fn source(&self) -> ClassSource {
+        match &self.ko {
+            Some(p) => ClassSource::Ko(geom_sim::ko::KoOptions::at(p)),
+            None => ClassSource::Core,
+        }
+    }
+
+    /// The `--ko PATH` words for a replay line ("" without --ko).
+    fn ko_words(&self) -> String {
+        match &self.ko {
+            Some(p) => format!(" --ko {}", shell_word(&p.display().to_string())),
+            None => String::new(),
+        }
+    }
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -48,9 +71,10 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         seeds_given: false,
         bios_given: false,
         class: None,
+        ko: None,
         positional: Vec::new(),
     };
-    let mut it = args.iter();
+    let mut it = args.iter().peekable();
     while let Some(a) = it.next() {
         let mut num = |name: &str| -> Result<u64, String> {
             let v = it.next().ok_or_else(|| format!("{name} needs a value"))?;
@@ -71,6 +95,11 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 o.bios_given = true;
             }
             "--class" => o.class = Some(it.next().ok_or("--class needs a value")?.clone()),
+            // The path is optional: taken when the next word names a .ko.
+            "--ko" => {
+                let path = it.next_if(|p| p.ends_with(".ko"));
+                o.ko = Some(path.map_or_else(geom_sim::ko::default_ko_path, Into::into));
+            }
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => o.positional.push(s.to_string()),
         }
@@ -97,9 +126,9 @@ fn run_one(file: &str, sc: &Scenario, o: &Opts) -> ExitCode {
         live: !o.json,
     };
     conclude(
-        sc.run(&ov),
+        sc.run_with(&ov, &o.source()),
         o.json,
-        &format!("mpsim run {}", shell_word(file)),
+        &format!("mpsim run {}{}", shell_word(file), o.ko_words()),
     )
 }
 
@@ -193,7 +222,11 @@ fn demo(o: &Opts) -> ExitCode {
     }
     // No fallback to another class: a demo that cannot build its
     // multipath device must fail, not show something else.
-    conclude(sc.run(&ov), o.json, "mpsim demo")
+    conclude(
+        sc.run_with(&ov, &o.source()),
+        o.json,
+        &format!("mpsim demo{}", o.ko_words()),
+    )
 }
 
 /// A random scenario for `seed`: 2-3 paths, a timeline of faults.
@@ -300,7 +333,8 @@ fn soak(o: &Opts) -> ExitCode {
         live: false,
     };
     let (mut ok, mut bad) = (0u64, 0u64);
-    let replay_prefix = soak_replay(&class, o.bios, o.mode);
+    let replay_prefix = soak_replay(&class, o.bios, o.mode) + &o.ko_words();
+    let src = o.source();
     eprintln!(
         "soak: {} seeds; replay seed N with: {replay_prefix} --seed N{}",
         seeds.len(),
@@ -312,7 +346,7 @@ fn soak(o: &Opts) -> ExitCode {
         // With a path that no fault ever touches, multipath must hide every
         // failure: a failed bio is then a bug, not bad luck.
         let healthy = healthy_path(&sc);
-        let r = sc.run(&ov);
+        let r = sc.run_with(&ov, &src);
         match r {
             Ok(s) if class == "multipath" && healthy.is_some() && s.bios_failed > 0 => {
                 bad += 1;
@@ -330,6 +364,9 @@ fn soak(o: &Opts) -> ExitCode {
                     "seed {seed}: ok ({} bios, {} failed, {} failovers)",
                     s.bios_completed, s.bios_failed, s.failovers
                 );
+                if let Some(k) = &s.ko {
+                    eprintln!("  {k}");
+                }
             }
             Ok(s) => {
                 bad += 1;

@@ -106,7 +106,10 @@ impl fmt::Display for KoError {
             KoError::NoModuleLoaded => write!(f, "every module of the file failed MOD_LOAD"),
             KoError::Sysctl(m) => write!(f, "sysctl: {m}"),
             KoError::Busy { module, errno } => {
-                write!(f, "kldunload: module {module} refused to unload: error {errno}")
+                write!(
+                    f,
+                    "kldunload: module {module} refused to unload: error {errno}"
+                )
             }
             KoError::NotLoaded => write!(f, "the module is not loaded"),
         }
@@ -269,8 +272,13 @@ fn register_modules(kk: &KoKernel, module: &kld::Module) -> Result<usize, KoErro
         // SAFETY: data is the module's moduledata_t (MDT_MODULE entry).
         let r = unsafe { kk.kern.modules.register(data as *const k::moduledata) };
         if let Err(errno) = r {
-            kk.plat.console(format!("module_register: cannot register {name}: error {errno}"));
-            return Err(KoError::Register { module: name, errno });
+            kk.plat.console(format!(
+                "module_register: cannot register {name}: error {errno}"
+            ));
+            return Err(KoError::Register {
+                module: name,
+                errno,
+            });
         }
         n += 1;
     }
@@ -281,8 +289,7 @@ fn register_modules(kk: &KoKernel, module: &kld::Module) -> Result<usize, KoErro
 fn register_sysctls(kk: &KoKernel, module: &kld::Module) -> Result<(), KoError> {
     for oid in module.set("sysctl_set") {
         // SAFETY: an entry of the module's set_sysctl_set: its sysctl_oid.
-        unsafe { kk.kern.sysctls.register(oid as *mut k::sysctl_oid) }
-            .map_err(KoError::Sysctl)?;
+        unsafe { kk.kern.sysctls.register(oid as *mut k::sysctl_oid) }.map_err(KoError::Sysctl)?;
     }
     Ok(())
 }
@@ -366,10 +373,7 @@ impl KoKernel {
             live_bytes_at_unload: types.iter().map(|t| t.leaked_bytes_at_uninit).sum(),
             nowait_allocations: seen,
             nowait_failures_injected: injected,
-            panics: self
-                .kern
-                .panics
-                .load(std::sync::atomic::Ordering::Acquire),
+            panics: self.kern.panics.load(std::sync::atomic::Ordering::Acquire),
             types,
         }
     }
@@ -392,7 +396,9 @@ impl KoKernel {
     /// Reads an integer sysctl of the module (`sysctl -n NAME`).
     pub fn sysctl_get(self: &Arc<Self>, name: &str) -> Result<i64, c_int> {
         let plat = self.plat.clone();
-        enter(self, &plat, || kern::sysctl_read_int(&self.kern.sysctls, name))
+        enter(self, &plat, || {
+            kern::sysctl_read_int(&self.kern.sysctls, name)
+        })
     }
 
     /// Writes an integer sysctl of the module (`sysctl NAME=VALUE`).
@@ -405,7 +411,12 @@ impl KoKernel {
 
     /// The names of the module's sysctls.
     pub fn sysctl_names(&self) -> Vec<String> {
-        self.kern.sysctls.all().into_iter().map(|o| o.name).collect()
+        self.kern
+            .sysctls
+            .all()
+            .into_iter()
+            .map(|o| o.name)
+            .collect()
     }
 
     /// The one-line summary `mpsim --ko` prints.
@@ -421,5 +432,4 @@ impl KoKernel {
             info.bytes, info.kernel_version, r.allocations, r.nowait_failures_injected, r.live_at_unload
         )
     }
-
 }

@@ -22,8 +22,8 @@ mod load;
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
-pub use load::{default_ko_path, load, unload, KoError, KoOptions, KoReport, FREEBSD_15_0};
 use load::LoadInfo;
+pub use load::{default_ko_path, load, unload, KoError, KoOptions, KoReport, FREEBSD_15_0};
 
 use crate::sim::SimPlatform;
 
