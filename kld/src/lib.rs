@@ -14,8 +14,12 @@
 //! Order of a load, as in `link_elf_load_file`: header checks; sections
 //! mapped; relocations against local symbols; dependencies checked
 //! (MDT_VERSION / MDT_DEPEND against `LoadOptions`); relocations against
-//! global symbols (imports resolved); final page rights (text RX, rodata R,
-//! data RW).
+//! global symbols; final page rights (text RX, rodata R, data RW). An
+//! undefined symbol is looked up only when a relocation uses it, as the
+//! kernel does: `__start_X`/`__stop_X` bind to the file's section `X`, then
+//! a definition of the name in the file itself (a local one too: FreeBSD's
+//! `debug.link_elf_obj_leak_locals` defaults to 1), then the [`Resolver`];
+//! an unresolved weak symbol is 0.
 //!
 //! Imported functions are reached through a 16-byte trampoline in the
 //! module's mapping (`movabs $target, %r11; jmp *%r11`): %r11 is
@@ -449,9 +453,11 @@ impl Module {
     /// the module's code, running on the emulated KPI) is the caller's
     /// business.
     pub unsafe fn call_sysinit(&self, s: &SysInit) {
-        if s.func == 0 {
-            return;
-        }
+        assert!(
+            s.func != 0,
+            "SYSINIT with a null function (udata {:#x}): the kernel would fault calling it",
+            s.udata
+        );
         // SAFETY: per the caller's contract, `func` is the module's (or a
         // trampoline's) `void (*)(const void *)` and the code is mapped.
         let f: extern "C" fn(usize) = unsafe { std::mem::transmute(s.func) };
