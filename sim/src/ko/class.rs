@@ -53,11 +53,13 @@ impl KoClass {
         self.mp as *mut k::g_class
     }
 
-    /// Runs module code for this instance with the mirrors in sync.
-    fn call<R>(&self, plat: &SimPlatform, f: impl FnOnce() -> R) -> R {
+    /// Runs module code for this instance with the mirrors in sync, under
+    /// the panic guard: None when the module called `panic(9)` (recorded
+    /// as a violation by the kernel side).
+    fn call<R: Copy>(&self, plat: &SimPlatform, mut f: impl FnMut() -> R) -> Option<R> {
         ko::enter(&self.kk, plat, || {
             self.kk.geom.sync_out(plat);
-            let r = f();
+            let r = guard(&mut f);
             self.kk.geom.sync(plat);
             r
         })
@@ -65,12 +67,22 @@ impl KoClass {
 
     /// Module code on g_down/g_up: no topology sync (the lock is not held
     /// and I/O paths read no topology fields that change there).
-    fn call_io<R>(&self, plat: &SimPlatform, f: impl FnOnce() -> R) -> R {
-        ko::enter(&self.kk, plat, f)
+    fn call_io(&self, plat: &SimPlatform, mut f: impl FnMut()) {
+        ko::enter(&self.kk, plat, || guard(&mut f));
     }
 
     fn geom_ptr(&self, plat: &SimPlatform, gp: GeomId) -> *mut k::g_geom {
         self.kk.geom.geom_ptr(plat, gp)
+    }
+}
+
+/// Runs `f` (a call of a module function pointer, with plain results)
+/// under the kernel side's panic guard.
+pub(crate) fn guard<R: Copy>(f: &mut dyn FnMut() -> R) -> Option<R> {
+    let mut r = None;
+    match ko::guarded(&mut || r = Some(f())) {
+        ko::Outcome::Returned => r,
+        _ => None,
     }
 }
 
@@ -83,7 +95,7 @@ impl SimClass for KoClass {
         // SAFETY: the module's class; init takes it.
         if let Some(f) = unsafe { (*self.mp()).init } {
             // SAFETY: as g_load_class calls it, topology lock held.
-            self.call(plat, || unsafe { f(self.mp()) });
+            let _ = self.call(plat, || unsafe { f(self.mp()) });
         }
         Ok(())
     }
@@ -92,7 +104,7 @@ impl SimClass for KoClass {
         // SAFETY: the module's class.
         if let Some(f) = unsafe { (*self.mp()).fini } {
             // SAFETY: as g_unload_class calls it, topology lock held.
-            self.call(plat, || unsafe { f(self.mp()) });
+            let _ = self.call(plat, || unsafe { f(self.mp()) });
         }
     }
 
@@ -106,7 +118,7 @@ impl SimClass for KoClass {
         let f = unsafe { (*self.mp()).taste }?;
         let c_pp = self.kk.geom.provider_ptr(plat, pp);
         // SAFETY: taste(mp, pp, 0) as g_new_provider_event calls it.
-        let gp = self.call(plat, || unsafe { f(self.mp(), c_pp, 0) });
+        let gp = self.call(plat, || unsafe { f(self.mp(), c_pp, 0) })?;
         if gp.is_null() {
             None
         } else {
@@ -128,7 +140,8 @@ impl SimClass for KoClass {
     }
 
     fn done(&self, plat: &SimPlatform, gp: GeomId, bp: Bio) {
-        self.call_io(plat, || self.kk.geom.child_done(plat, gp, bp));
+        // The child's bio_done runs under the guard in child_done.
+        ko::enter(&self.kk, plat, || self.kk.geom.child_done(plat, gp, bp));
     }
 
     fn orphan(&self, plat: &SimPlatform, cp: ConsumerId) {
@@ -137,7 +150,9 @@ impl SimClass for KoClass {
         let f = unsafe { (*(*c).geom).orphan };
         match f {
             // SAFETY: gp->orphan(cp), topology lock held.
-            Some(f) => self.call(plat, || unsafe { f(c) }),
+            Some(f) => {
+                let _ = self.call(plat, || unsafe { f(c) });
+            }
             None => plat.violation(rule::CLASS, format!("orphan of {cp:?}: geom has no orphan")),
         }
     }
@@ -152,7 +167,7 @@ impl SimClass for KoClass {
         // SAFETY: a live consumer mirror, on a geom mirror.
         if let Some(f) = unsafe { (*(*c).geom).resize } {
             // SAFETY: gp->resize(cp), topology lock held.
-            self.call(plat, || unsafe { f(c) });
+            let _ = self.call(plat, || unsafe { f(c) });
         }
     }
 
@@ -161,7 +176,9 @@ impl SimClass for KoClass {
         // SAFETY: a live provider mirror, on a geom mirror.
         let f = unsafe { (*(*p).geom).access }.ok_or(ENXIO)?;
         // SAFETY: gp->access(pp, dr, dw, de), topology lock held.
-        let e = self.call(plat, || unsafe { f(p, d.r, d.w, d.e) });
+        let e = self
+            .call(plat, || unsafe { f(p, d.r, d.w, d.e) })
+            .unwrap_or(ENXIO);
         if e == 0 {
             Ok(())
         } else {
@@ -193,7 +210,8 @@ impl SimClass for KoClass {
         let s = Sbuf::new(&self.kk.geom);
         let ind = c_string(indent);
         // SAFETY: gp->dumpconf(sb, indent, gp, cp, pp), topology lock held.
-        self.call(plat, || unsafe { f(s.as_ptr(), ind.as_ptr(), g, c, p) });
+        let (sp, ip) = (s.as_ptr(), ind.as_ptr());
+        let _ = self.call(plat, || unsafe { f(sp, ip, g, c, p) });
         let _ = sb.write_str(&s.text());
         s.free(&self.kk.geom);
     }
@@ -203,7 +221,9 @@ impl SimClass for KoClass {
         let f = unsafe { (*self.mp()).destroy_geom }.ok_or(EOPNOTSUPP)?;
         let g = self.geom_ptr(plat, gp);
         // SAFETY: destroy_geom(NULL, mp, gp) as g_unload_class calls it.
-        let e = self.call(plat, || unsafe { f(std::ptr::null_mut(), self.mp(), g) });
+        let e = self
+            .call(plat, || unsafe { f(std::ptr::null_mut(), self.mp(), g) })
+            .unwrap_or(ENXIO);
         if e == 0 {
             Ok(())
         } else {

@@ -445,9 +445,10 @@ pub(crate) fn run_ctlreq(
         Some(f) => {
             let verb = g.verb();
             geom.sync_out(plat);
+            let r = g.as_ptr();
             // SAFETY: the module's ctlreq with a request laid out as the
             // kernel's, on the event thread with the topology lock held.
-            unsafe { f(g.as_ptr(), mp, verb) };
+            let _ = super::class::guard(&mut || unsafe { f(r, mp, verb) });
             geom.sync(plat);
         }
     }

@@ -227,9 +227,11 @@ impl GeomState {
             e.handle = Some(bp);
         }
         match done {
-            // SAFETY: the module's bio_done with its own bio, as g_up calls
-            // it.
-            Some(f) => unsafe { f(c) },
+            Some(f) => {
+                // SAFETY: the module's bio_done with its own bio, as g_up
+                // calls it.
+                let _ = crate::ko::class::guard(&mut || unsafe { f(c) });
+            }
             None => {
                 plat.violation(
                     rule::IO,

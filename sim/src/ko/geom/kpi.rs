@@ -326,7 +326,7 @@ pub(crate) extern "C" fn g_post_event(
             kk.geom.sync_out(&bound);
             // SAFETY: the module's event handler with its own argument, on
             // the event thread with the topology lock held, as GEOM runs it.
-            unsafe { func(arg as *mut c_void, 0) };
+            let _ = crate::ko::class::guard(&mut || unsafe { func(arg as *mut c_void, 0) });
             kk.geom.sync(&bound);
         });
     });
