@@ -267,7 +267,15 @@ impl LoadError {
             BadFile { file, freebsd, .. } => {
                 let mut v = Vec::new();
                 if let Some(m) = freebsd {
-                    v.push(format!("kldload: {file}: {m}"));
+                    // The load-time checks name the file by its path; the
+                    // relocation pass ("lost base for ...") by the linker
+                    // file's name, its basename.
+                    let who = if m.starts_with("lost ") {
+                        basename(file)
+                    } else {
+                        file
+                    };
+                    v.push(format!("kldload: {who}: {m}"));
                 }
                 v.push(unsupported(file));
                 v
