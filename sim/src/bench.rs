@@ -187,8 +187,11 @@ pub struct Spread {
     /// statistics of ranks ⌊n/2 − 0.98·√n⌋ and ⌈1 + n/2 + 0.98·√n⌉
     /// (normal approximation of the binomial; ranks 40 and 61 of 100).
     /// It narrows as rounds are added; the quartiles do not.
+    /// (With fewer than 6 figures no pair of order statistics covers the
+    /// median with 95% confidence: the interval is then unknown.)
     pub ci_low: f64,
     pub ci_high: f64,
+    pub n: usize,
     pub q1: f64,
     pub q3: f64,
     pub min: f64,
@@ -212,6 +215,7 @@ impl Spread {
             median: quantile(v, 0.5),
             ci_low,
             ci_high,
+            n,
             q1: quantile(v, 0.25),
             q3: quantile(v, 0.75),
             min: quantile(v, 0.0),
@@ -219,20 +223,27 @@ impl Spread {
         }
     }
     /// Half the width of the median's confidence interval, relative to it.
+    /// Infinite when the interval is unknown (fewer than 6 figures).
     pub fn relative_ci(&self) -> f64 {
+        if self.n < 6 {
+            return f64::INFINITY;
+        }
         (self.ci_high - self.ci_low) / 2.0 / self.median.abs().max(1e-12)
     }
     fn show(&self) -> String {
+        let ci = if self.n < 6 {
+            format!("95% CI unknown ({} rounds, 6 needed)", self.n)
+        } else {
+            format!(
+                "95% CI {:.2}-{:.2} (±{:.1}%)",
+                self.ci_low,
+                self.ci_high,
+                self.relative_ci() * 100.0
+            )
+        };
         format!(
-            "{:.2}  95% CI {:.2}-{:.2} (±{:.1}%)  IQR {:.2}-{:.2}  range {:.2}-{:.2}",
-            self.median,
-            self.ci_low,
-            self.ci_high,
-            self.relative_ci() * 100.0,
-            self.q1,
-            self.q3,
-            self.min,
-            self.max
+            "{:.2}  {ci}  IQR {:.2}-{:.2}  range {:.2}-{:.2}",
+            self.median, self.q1, self.q3, self.min, self.max
         )
     }
 }
@@ -393,11 +404,15 @@ pub fn run(cfg: &BenchConfig) -> Result<String, String> {
             out.push_str(&format!("    {:<14} CPU  {}\n", "", cpu.show()));
         }
     }
-    out.push_str(&format!(
-        "  per-geom state: Softc {} bytes ({} path slots of {} bytes each)\n",
+    // The softc holds its table of path slots in a box (src/class.rs).
+    let (softc, slot) = (
         std::mem::size_of::<Softc<SimPlatform>>(),
-        MAX_PATHS,
-        std::mem::size_of::<PathSlot>()
+        std::mem::size_of::<PathSlot>(),
+    );
+    out.push_str(&format!(
+        "  per-geom state: Softc {softc} bytes + its path slot table on the heap \
+         ({MAX_PATHS} slots x {slot} bytes) = {} bytes\n",
+        softc + MAX_PATHS * slot
     ));
     Ok(out)
 }
@@ -428,6 +443,9 @@ mod tests {
         let many = Spread::of(&(0..400).map(|i| f64::from(i % 10)).collect::<Vec<_>>());
         assert!(many.ci_high - many.ci_low < few.ci_high - few.ci_low);
         assert_eq!(many.q3 - many.q1, few.q3 - few.q1);
+        // Too few figures for a 95% interval: unknown, never "±0%".
+        assert_eq!(Spread::of(&[1.0, 1.0, 1.0]).relative_ci(), f64::INFINITY);
+        assert!(Spread::of(&[1.0; 6]).relative_ci().is_finite());
     }
 
     #[test]
