@@ -506,7 +506,9 @@ impl<P: Platform> Softc<P> {
                     s.clear(st::FAIL);
                 }
             }
-            if cause == st::FAIL && ndisks <= 1 {
+            // FreeBSD's restore loop skips LOST and NEW paths, the one
+            // failing now included.
+            if cause == st::FAIL && ndisks <= 1 && !self.slots[slot].has(st::LOST | st::NEW) {
                 mp_log!(
                     plat,
                     "all paths in {} were marked FAIL, restore {}",
