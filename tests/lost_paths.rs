@@ -37,7 +37,10 @@ fn an_error_on_a_lost_path_is_logged_and_faults_it() {
         let lost = at("GEOM_MULTIPATH: da0 in mp was disconnected");
         let error = at("GEOM_MULTIPATH: Error 6, da0 in mp marked FAIL");
         let gone = at("GEOM_MULTIPATH: da0 removed from mp");
-        assert!(lost.is_some() && error.is_some() && gone.is_some(), "{lines:?}");
+        assert!(
+            lost.is_some() && error.is_some() && gone.is_some(),
+            "{lines:?}"
+        );
         assert!(lost < error && error < gone, "{lines:?}");
         assert_eq!(
             lines.iter().filter(|l| l.contains("marked FAIL")).count(),
