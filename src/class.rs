@@ -23,6 +23,12 @@ use crate::worker::Worker;
 
 /// The class (`struct g_class` state): one per platform instance.
 pub struct Class<P: Platform> {
+    /// Set by init, taken by fini, cloned by create_geom: all three run with
+    /// the topology lock held (GEOM calls init and fini with it; geoms are
+    /// created under it), so this spin lock is never contended; it only
+    /// makes the static `Class` `Sync`. It is held for an `Arc` clone or a
+    /// pointer move: never across an allocation, a drop that could free, a
+    /// sleep or a KPI call.
     worker: spin::Mutex<Option<Arc<Worker<P>>>>,
     /// `kern.geom.multipath.exclusive`: paths are held open r1w1e1 so
     /// nothing else can write to them behind the multipath device.
@@ -37,7 +43,12 @@ pub struct Softc<P: Platform> {
     /// Empty for a manual (`create`) geom, the label's uuid otherwise.
     pub(crate) uuid: String,
     mode: AtomicU8,
+    /// Set once, under the topology lock, by create_geom; read lock-free.
     geom: spin::Once<P::Geom>,
+    /// Set by create_geom, read by taste, gctl and resize, taken by destroy:
+    /// all with the topology lock held (start and done never read it), so
+    /// this spin lock is never contended. It is held for a copy of a
+    /// handle: never across an allocation, a sleep or a KPI call.
     provider: spin::Mutex<Option<P::Provider>>,
     /// Raw path size (label included on automatic geoms), as in the label.
     pub(crate) size: AtomicU64,
@@ -98,7 +109,9 @@ impl<P: Platform> Class<P> {
     pub fn init(&self, plat: &P) -> Result<(), Errno> {
         let w = Arc::new(Worker::new(plat)?);
         plat.start_worker(w.clone())?;
-        *self.worker.lock() = Some(w);
+        let old = self.worker.lock().replace(w);
+        // Dropped outside the lock (init runs once: there is none).
+        drop(old);
         Ok(())
     }
 
@@ -601,12 +614,16 @@ impl<P: Platform> Softc<P> {
     pub(crate) fn post_teardown(self: &Arc<Self>, plat: &P, slot: usize) {
         let sc = self.clone();
         let posted = plat.post_event(move |plat: &P| sc.teardown(plat, slot, false));
-        if posted.is_err() {
+        if let Err(e) = posted {
+            // Called from start and done too: no allocation here, so the
+            // path is named by its slot, not by its name (which is only read
+            // with the topology lock held).
             mp_log!(
                 plat,
-                "cannot post teardown of {} in {}: it stays attached",
-                self.slots[slot].name(),
-                self.name
+                "cannot post teardown of path {} in {} (error {}): it stays attached",
+                slot,
+                self.name,
+                e
             );
         }
     }
@@ -677,7 +694,9 @@ impl<P: Platform> Softc<P> {
         if opened != 0 {
             // Upper layers are orphaned now; they close, and the last close
             // brings us back here (see access).
-            if let Some(pp) = self.provider.lock().take() {
+            // Taken first: the lock is released before g_wither_provider.
+            let pp = self.provider.lock().take();
+            if let Some(pp) = pp {
                 plat.wither_provider(pp, ENXIO);
             }
             return Err(EINPROGRESS);

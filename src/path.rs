@@ -7,6 +7,7 @@
 //! exactly one party (whoever sets `POSTED` first) does that teardown.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// Paths per geom. Real SANs have 2 to 8; the table is fixed so the start
@@ -49,8 +50,13 @@ pub struct PathSlot {
     /// Counters for status and the simulator's summary.
     pub ios: AtomicU64,
     pub errors: AtomicU64,
-    /// The path provider's name, for log lines written off the topology.
-    name: spin::Mutex<String>,
+    /// The path provider's name. Written by [`PathSlot::occupy`] and read
+    /// by [`PathSlot::name`], both only with the topology lock held (the
+    /// I/O path never reads it), so this spin lock is never contended: it
+    /// only makes the shared slot `Sync`. It is held for a pointer copy or
+    /// swap (an `Arc` count increment): never across an allocation, a free,
+    /// a sleep or a KPI call, so WITNESS has nothing to see.
+    name: spin::Mutex<Option<Arc<str>>>,
 }
 
 impl Default for PathSlot {
@@ -69,7 +75,7 @@ impl PathSlot {
             seq: AtomicU64::new(0),
             ios: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            name: spin::Mutex::new(String::new()),
+            name: spin::Mutex::new(None),
         }
     }
 
@@ -102,14 +108,19 @@ impl PathSlot {
     pub fn seq(&self) -> u64 {
         self.seq.load(Ordering::Relaxed)
     }
+    /// The path's name (topology held). Copied after the lock is dropped.
     pub fn name(&self) -> String {
-        self.name.lock().clone()
+        let name = self.name.lock().clone();
+        name.map_or_else(String::new, |n| String::from(&*n))
     }
 
     /// Takes a free slot for a new consumer (topology held). The slot stays
     /// NEW, invisible to I/O, until [`PathSlot::publish`].
     pub fn occupy(&self, consumer: usize, name: &str, seq: u64) {
-        *self.name.lock() = String::from(name);
+        // Allocated before, and the old name freed after, the lock.
+        let new: Arc<str> = Arc::from(name);
+        let old = self.name.lock().replace(new);
+        drop(old);
         self.consumer.store(consumer, Ordering::SeqCst);
         self.seq.store(seq, Ordering::Relaxed);
         self.idle.store(0, Ordering::Relaxed);

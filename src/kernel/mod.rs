@@ -37,6 +37,7 @@ use alloc::alloc::{alloc, dealloc, Layout};
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::fmt;
 use core::ptr::NonNull;
@@ -174,9 +175,37 @@ struct Grave {
     softc: usize,
 }
 
-/// Only touched with the topology lock held (by wither, destroy, new_geom and
-/// fini), so the spin lock is never contended; it only makes the static safe.
-static GRAVEYARD: spin::Mutex<Vec<Grave>> = spin::Mutex::new(Vec::new());
+/// State the topology lock protects: the lock is GEOM's own sx (which
+/// WITNESS sees), not a spin lock of ours that a preempted holder could
+/// leave other threads spinning on. Allocating, freeing and KPI calls under
+/// it are allowed, as under any sx.
+struct TopologyLocked<T>(UnsafeCell<T>);
+
+// SAFETY: the value is only reached through `with`, whose callers hold the
+// topology lock, an exclusive lock: one thread at a time.
+unsafe impl<T: Send> Sync for TopologyLocked<T> {}
+
+impl<T> TopologyLocked<T> {
+    const fn new(v: T) -> Self {
+        TopologyLocked(UnsafeCell::new(v))
+    }
+
+    /// Runs `f` on the value. The caller holds the topology lock (asserted
+    /// on INVARIANTS kernels), and `f` does not call `with` on the same cell
+    /// (it only works on the value: no callback into the core).
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: g_topology_assert() only checks the lock.
+        unsafe { kpi::gmr_topology_assert() };
+        // SAFETY: the topology lock is held exclusively (caller contract),
+        // so no other thread is in `with`; and `f` does not re-enter it, so
+        // this is the only reference to the value while it lives.
+        f(unsafe { &mut *self.0.get() })
+    }
+}
+
+/// Only touched with the topology lock held (by wither, destroy, new_geom
+/// and fini, which GEOM calls with it held).
+static GRAVEYARD: TopologyLocked<Vec<Grave>> = TopologyLocked::new(Vec::new());
 
 /// Releases one strong softc reference taken with `Arc::into_raw`.
 ///
@@ -206,13 +235,12 @@ fn geom_in_class(gp: usize) -> bool {
 /// geom at a recycled address only delays its predecessor's release.
 fn purge_graveyard(all: bool) {
     loop {
-        let victim = {
-            let mut g = GRAVEYARD.lock();
-            match g.iter().position(|e| all || !geom_in_class(e.gp)) {
-                Some(i) => g.swap_remove(i),
-                None => return,
-            }
-        };
+        let victim = GRAVEYARD.with(|g| {
+            g.iter()
+                .position(|e| all || !geom_in_class(e.gp))
+                .map(|i| g.swap_remove(i))
+        });
+        let Some(victim) = victim else { return };
         // Dropped outside the lock: the core's Drop may call the platform.
         // SAFETY: graves hold references taken from gp->softc (Arc::into_raw)
         // and handed to the graveyard by wither_geom; each is removed from
@@ -223,9 +251,10 @@ fn purge_graveyard(all: bool) {
 
 /// Removes `gp`'s grave, if any, and returns its softc reference.
 fn unbury(gp: usize) -> Option<usize> {
-    let mut g = GRAVEYARD.lock();
-    let i = g.iter().position(|e| e.gp == gp)?;
-    Some(g.swap_remove(i).softc)
+    GRAVEYARD.with(|g| {
+        let i = g.iter().position(|e| e.gp == gp)?;
+        Some(g.swap_remove(i).softc)
+    })
 }
 
 // ---- the worker --------------------------------------------------------------
@@ -320,19 +349,24 @@ impl Platform for KernelPlatform {
         // SAFETY: topology lock held; gp is a live geom of ours.
         let raw = unsafe { kpi::gmr_geom_softc(gp.as_ptr()) } as usize;
         if raw != 0 {
-            let mut g = GRAVEYARD.lock();
-            if !g.iter().any(|e| e.gp == key && e.softc == raw) {
-                if g.try_reserve(1).is_ok() {
+            let buried = GRAVEYARD.with(|g| {
+                if g.iter().any(|e| e.gp == key && e.softc == raw) {
+                    return true;
+                }
+                // Fallible although wither runs where sleeping is allowed:
+                // keeping the reference forever is safe (a leak), releasing
+                // it while GEOM may still call the geom is not.
+                let room = g.try_reserve(1).is_ok();
+                if room {
                     g.push(Grave {
                         gp: key,
                         softc: raw,
                     });
-                } else {
-                    drop(g);
-                    // Keeping the reference forever is safe; releasing it
-                    // while GEOM may still call the geom is not.
-                    crate::mp_log!(self, "out of memory: {} softc kept", self.geom_name(gp));
                 }
+                room
+            });
+            if !buried {
+                crate::mp_log!(self, "out of memory: {} softc kept", self.geom_name(gp));
             }
         }
         // SAFETY: topology lock held; gp is a live geom of ours.
