@@ -131,7 +131,15 @@ fn alloc_checked(
         report_all(k.kern.locks.check_may_sleep("malloc(M_WAITOK)", None));
     }
     match k.kern.malloc.allocate(size, align, mtp, flags) {
-        Ok(p) => p,
+        Ok(p) => {
+            trace_malloc(|| {
+                format!(
+                    "{what}({size}, {mtp:#x}, {flags:#x}) = {p:p} [{:?}]",
+                    crate::sched::current()
+                )
+            });
+            p
+        }
         Err(malloc::MallocFault::UninitType(p)) => {
             report(
                 rule::MALLOC,
@@ -140,6 +148,14 @@ fn alloc_checked(
             p as *mut c_void
         }
         Err(_) => std::ptr::null_mut(),
+    }
+}
+
+/// With `GMR_KO_TRACE_MALLOC` set, every malloc and free on stderr.
+fn trace_malloc(line: impl FnOnce() -> String) {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("GMR_KO_TRACE_MALLOC").is_some()) {
+        eprintln!("ko: {}", line());
     }
 }
 
@@ -178,6 +194,7 @@ unsafe extern "C" fn kpi_free(addr: *mut c_void, mtp: *mut malloc_type) {
         return;
     }
     let k = current();
+    trace_malloc(|| format!("free({addr:p}, {mtp:p})"));
     match k.kern.malloc.release(addr as usize, mtp as usize) {
         Ok(size) => report_all(k.kern.locks.forget_range(addr as usize, size)),
         Err(malloc::MallocFault::WrongType(freed, allocated)) => report(
