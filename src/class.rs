@@ -613,7 +613,12 @@ impl<P: Platform> Softc<P> {
     /// Posts the teardown of a drained LOST path (from done or the worker).
     pub(crate) fn post_teardown(self: &Arc<Self>, plat: &P, slot: usize) {
         let sc = self.clone();
-        let posted = plat.post_event(move |plat: &P| sc.teardown(plat, slot, false));
+        // Guarded as FreeBSD's g_mpd always is: a path held open for
+        // writing is closed first and detached by a later event, so the
+        // retaste its close causes skips this class and a removed path is
+        // not tasted straight back in. A disconnected path's provider is
+        // gone, so the guard only delays its detach by one event.
+        let posted = plat.post_event(move |plat: &P| sc.teardown(plat, slot, true));
         if let Err(e) = posted {
             // Called from start and done too: no allocation here, so the
             // path is named by its slot, not by its name (which is only read

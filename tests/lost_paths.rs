@@ -54,3 +54,45 @@ fn an_error_on_a_lost_path_is_logged_and_faults_it() {
         sim.finish().assert_clean();
     }
 }
+
+/// `gmultipath remove` of every path of a labelled device while writes are
+/// in flight on them: the paths stay out (the close that would retaste
+/// them comes before the detach, as FreeBSD's g_mpd does it), so the
+/// device goes with its last path. The writes already sent complete.
+#[test]
+fn removing_every_path_under_load_removes_the_device() {
+    for m in modes() {
+        let (sim, lun) = san(m, 502, &["da0", "da1"], 1 << 20);
+        sim.gmultipath(&["label", "-A", "mp", "da0", "da1"])
+            .unwrap();
+        sim.run_until_idle();
+        assert_eq!(list(&sim, "mp").unwrap().paths.len(), 2);
+        for i in 0..2 {
+            lun.path(i).unwrap().set_latency(200_000, 0);
+        }
+        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+        let w = submit_writes(&dev, N, 512);
+        let started =
+            || lun.path(0).unwrap().counts().started + lun.path(1).unwrap().counts().started;
+        sim.run_until(|| started() >= N as u64);
+        let from = sim.log_lines().len();
+        sim.gmultipath(&["remove", "mp", "da0"]).unwrap();
+        sim.gmultipath(&["remove", "mp", "da1"]).unwrap();
+        sim.run_until(|| w.done() == N as u64);
+        sim.run_until_idle();
+        assert!(w.all_ok(), "{:?}", w.results());
+        drop(dev);
+        sim.run_until_idle();
+        let lines = sim.log_lines()[from..].to_vec();
+        assert!(list(&sim, "mp").is_none(), "{lines:?}");
+        assert!(
+            !lines.iter().any(|l| l.contains("added to mp")),
+            "a removed path was tasted back: {lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l == "GEOM_MULTIPATH: mp destroyed"),
+            "{lines:?}"
+        );
+        sim.finish().assert_clean();
+    }
+}
