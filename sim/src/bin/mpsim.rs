@@ -1,14 +1,15 @@
 //! mpsim: runs multipath scenarios on the GEOM simulator.
 //!
 //! ```text
-//! mpsim run FILE [--json] [--seed N] [--threads|--deterministic] [--ko [PATH]]
-//! mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH]]
-//! mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH]]
+//! mpsim run FILE [--json] [--seed N] [--threads|--deterministic] [--ko [PATH] [--fail-nowait N]]
+//! mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH] [--fail-nowait N]]
+//! mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH] [--fail-nowait N]]
 //! mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
 //! ```
 //! `--ko [PATH]` runs the class from the built module (default: the .ko
 //! `make` builds), loaded in-process on the emulated FreeBSD KPI, instead
-//! of the core linked into mpsim.
+//! of the core linked into mpsim; `--fail-nowait N` makes its Nth
+//! `M_NOWAIT` allocation fail (malloc, g_clone_bio, g_post_event).
 //! Exit status: 0 when every run is clean; 1 on a lost or duplicated
 //! completion, a data mismatch or a GEOM rule violation; 2 on usage or
 //! scenario errors.
@@ -24,9 +25,9 @@ use geom_sim::Mode;
 const DEMO: &str = include_str!("../../../tests/scenarios/demo.toml");
 
 const USAGE: &str = "usage:
-  mpsim run FILE [--json] [--seed N] [--threads|--deterministic] [--ko [PATH]]
-  mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH]]
-  mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH]]
+  mpsim run FILE [--json] [--seed N] [--threads|--deterministic] [--ko [PATH] [--fail-nowait N]]
+  mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH] [--fail-nowait N]]
+  mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH] [--fail-nowait N]]
   mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]";
 
 struct Opts {
@@ -40,6 +41,8 @@ struct Opts {
     class: Option<String>,
     /// `--ko [PATH]`: the class from this module.
     ko: Option<std::path::PathBuf>,
+    /// `--fail-nowait N`: with --ko, the Nth M_NOWAIT allocation fails.
+    fail_nowait: Option<u64>,
     positional: Vec<String>,
 }
 
@@ -47,15 +50,21 @@ impl Opts {
     /// Where the class comes from.
     fn source(&self) -> ClassSource {
         match &self.ko {
-            Some(p) => ClassSource::Ko(geom_sim::ko::KoOptions::at(p)),
+            Some(p) => ClassSource::Ko(geom_sim::ko::KoOptions {
+                fail_nowait_at: self.fail_nowait,
+                ..geom_sim::ko::KoOptions::at(p)
+            }),
             None => ClassSource::Core,
         }
     }
 
     /// The `--ko PATH` words for a replay line ("" without --ko).
     fn ko_words(&self) -> String {
+        let fail = self
+            .fail_nowait
+            .map_or(String::new(), |n| format!(" --fail-nowait {n}"));
         match &self.ko {
-            Some(p) => format!(" --ko {}", shell_word(&p.display().to_string())),
+            Some(p) => format!(" --ko {}{fail}", shell_word(&p.display().to_string())),
             None => String::new(),
         }
     }
@@ -72,6 +81,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         bios_given: false,
         class: None,
         ko: None,
+        fail_nowait: None,
         positional: Vec::new(),
     };
     let mut it = args.iter().peekable();
@@ -100,9 +110,13 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 let path = it.next_if(|p| p.ends_with(".ko"));
                 o.ko = Some(path.map_or_else(geom_sim::ko::default_ko_path, Into::into));
             }
+            "--fail-nowait" => o.fail_nowait = Some(num("--fail-nowait")?),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => o.positional.push(s.to_string()),
         }
+    }
+    if o.fail_nowait.is_some() && o.ko.is_none() {
+        return Err("--fail-nowait applies to the module: give --ko too".into());
     }
     Ok(o)
 }
