@@ -234,7 +234,10 @@ unsafe extern "C" fn kpi_malloc_uninit(data: *mut c_void) {
             t.name, t.leaked_at_uninit, t.leaked_bytes_at_uninit
         );
         console_line(&current_plat(), line.clone());
-        report(rule::LEAK, line);
+        report(
+            rule::LEAK,
+            format!("{line} Still allocated: {}", t.leaked_blocks.join(", ")),
+        );
     }
 }
 

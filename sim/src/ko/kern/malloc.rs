@@ -8,6 +8,7 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::Mutex;
 
 use crate::ko::kstructs::malloc_type;
+use crate::sched::Ctx;
 use crate::util::lock;
 
 /// `sys/malloc.h`.
@@ -39,6 +40,8 @@ pub struct TypeStats {
     /// Allocations still live when `malloc_uninit` ran (a leak).
     pub leaked_at_uninit: u64,
     pub leaked_bytes_at_uninit: u64,
+    /// The first of them: "64 bytes (allocation #153, Event context)".
+    pub leaked_blocks: Vec<String>,
 }
 
 struct Block {
@@ -46,6 +49,10 @@ struct Block {
     base: usize,
     size: usize,
     mtp: usize,
+    /// Allocation number (1-based, per instance) and the GEOM context it
+    /// was made in, for leak reports.
+    seq: u64,
+    ctx: Ctx,
 }
 
 #[derive(Default)]
@@ -54,6 +61,7 @@ struct Inner {
     types: BTreeMap<usize, TypeStats>,
     nowait_seen: u64,
     injected: u64,
+    seq: u64,
 }
 
 /// The allocator of one emulated kernel.
@@ -136,6 +144,20 @@ impl MallocState {
         t.initialised = false;
         t.leaked_at_uninit = t.live;
         t.leaked_bytes_at_uninit = t.live_bytes;
+        let mut live: Vec<&Block> = g.blocks.values().filter(|b| b.mtp == mtp).collect();
+        live.sort_by_key(|b| b.seq);
+        let blocks: Vec<String> = live
+            .iter()
+            .take(4)
+            .map(|b| {
+                format!(
+                    "{} bytes (allocation #{}, {:?} context)",
+                    b.size, b.seq, b.ctx
+                )
+            })
+            .collect();
+        let t = g.types.get_mut(&mtp)?;
+        t.leaked_blocks = blocks;
         Some(t.clone())
     }
 
@@ -179,6 +201,8 @@ impl MallocState {
             handle_alloc_error(layout);
         }
         let mut g = lock(&self.inner);
+        g.seq += 1;
+        let seq = g.seq;
         let t = g.types.entry(mtp).or_default();
         let known = t.initialised;
         t.allocs += 1;
@@ -191,6 +215,8 @@ impl MallocState {
                 base: p as usize,
                 size,
                 mtp,
+                seq,
+                ctx: crate::sched::current().1,
             },
         );
         drop(g);
