@@ -445,7 +445,7 @@ fn block_on(
 ) -> bool {
     let timeout = sleep::sbt_duration(sbt);
     if plat.mode() == Mode::Threaded {
-        return k.kern.sleepq.wait(chan, gen0, timeout);
+        return sleep_threaded(k, plat, chan, gen0, timeout);
     }
     if let Some(kp) = this_kproc() {
         kp.block(KWait::Sleep {
@@ -466,6 +466,32 @@ fn block_on(
         plat.violation(
             rule::DEADLOCK,
             "msleep: nothing left to run will ever wake it".into(),
+        );
+    }
+    woke
+}
+
+/// Threaded mode: a real sleep. A kproc may sleep for ever (an idle
+/// worker); another thread that is not woken within the simulator's wait
+/// timeout is reported as deadlocked and goes on.
+fn sleep_threaded(
+    k: &KoKernel,
+    plat: &SimPlatform,
+    chan: usize,
+    gen0: u64,
+    timeout: Option<std::time::Duration>,
+) -> bool {
+    if timeout.is_some() || this_kproc().is_some() {
+        return k.kern.sleepq.wait(chan, gen0, timeout);
+    }
+    let woke = k
+        .kern
+        .sleepq
+        .wait(chan, gen0, Some(plat.sh.cfg.wait_timeout));
+    if !woke {
+        plat.violation(
+            rule::DEADLOCK,
+            format!("msleep: not woken after {:?}", plat.sh.cfg.wait_timeout),
         );
     }
     woke
