@@ -54,7 +54,7 @@ fn label_writes_the_last_sector_and_retastes() {
         // open in FreeBSD), and the label stays.
         assert_eq!(
             sim.gmultipath(&["clear", "da1"]),
-            Err("Can't clear metadata on da1: EPERM.\nNot fully done.".into())
+            Err("Can't clear metadata on da1: Operation not permitted.\nNot fully done.".into())
         );
         let sector = lun.read_raw((1 << 20) - 512, 512).unwrap();
         assert_eq!(
