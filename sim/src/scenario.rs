@@ -660,11 +660,17 @@ fn show(r: &Result<String, String>) -> String {
     }
 }
 
-/// Path failures the class reported on the console.
+/// Path failures the class reported on the console: an I/O error
+/// ("Error N, P in NAME marked FAIL"), `gmultipath fail` ("P in NAME is
+/// marked FAIL.") or a lost device ("was disconnected"). The automatic
+/// "all paths in NAME were marked FAIL, restore P" is not one.
 fn failovers(plat: &crate::sim::SimPlatform) -> u64 {
     plat.log_lines()
         .iter()
-        .filter(|l| l.contains("marked FAIL") || l.contains("was disconnected"))
+        .filter(|l| {
+            (l.contains("marked FAIL") && !l.contains("were marked FAIL"))
+                || l.contains("was disconnected")
+        })
         .count() as u64
 }
 

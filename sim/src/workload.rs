@@ -185,6 +185,14 @@ pub fn run_workload(
                             state[s as usize] = UNKNOWN;
                         }
                     }
+                    // The process got its error at once and never sleeps:
+                    // in deterministic mode nothing else would run until
+                    // the workload ends, so let the queued work (events,
+                    // a revived path's taste, completions) run, as the
+                    // other threads of a real machine would meanwhile.
+                    if plat.mode() == Mode::Deterministic {
+                        plat.run_until_idle();
+                    }
                 }
             }
         }
