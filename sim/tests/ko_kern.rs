@@ -657,3 +657,60 @@ fn module_loads_with_nowait_failures_injected_without_killing_the_process() {
         }
     }
 }
+
+#[test]
+fn module_tunables_come_from_the_kernel_environment() {
+    let Some(mut o) = built_ko("module_tunables_come_from_the_kernel_environment") else {
+        return;
+    };
+    o.tunables = vec![
+        ("kern.geom.multipath.debug".into(), "2".into()),
+        ("kern.geom.multipath.exclusive".into(), "zero".into()),
+    ];
+    let sim = Sim::deterministic(1);
+    let k = ko::load(&sim.plat(), &o).unwrap_or_else(|e| panic!("kldload: {e}"));
+    assert_eq!(k.sysctl_get("kern.geom.multipath.debug"), Ok(2));
+    assert_eq!(k.sysctl_get("kern.geom.multipath.exclusive"), Ok(1));
+    assert!(sim
+        .log_lines()
+        .iter()
+        .any(|l| l.starts_with("Failed to set tunable kern.geom.multipath.exclusive")));
+    ko::unload(&k).unwrap_or_else(|e| panic!("kldunload: {e}"));
+}
+
+#[test]
+fn module_scenario_runs_are_deterministic() {
+    use geom_sim::scenario::{ClassSource, Overrides, Scenario};
+    let Some(o) = built_ko("module_scenario_runs_are_deterministic") else {
+        return;
+    };
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/demo.toml");
+    let sc = Scenario::load(&path).expect("demo scenario");
+    let ov = Overrides {
+        seed: Some(5),
+        mode: Some(geom_sim::Mode::Deterministic),
+        progress: false,
+        live: false,
+    };
+    let src = ClassSource::Ko(o);
+    let a = sc.run_with(&ov, &src).expect("first run");
+    let b = sc.run_with(&ov, &src).expect("second run");
+    assert_eq!(
+        a.trace_hash, b.trace_hash,
+        "same seed, same run through the .ko"
+    );
+    assert_eq!(
+        (
+            a.bios_completed,
+            a.lost_completions,
+            a.duplicated_completions
+        ),
+        (b.bios_completed, 0, 0)
+    );
+    assert_eq!(a.data_mismatches, 0);
+    assert!(a
+        .ko
+        .as_deref()
+        .is_some_and(|l| l.starts_with("ko: loaded geom_multipath_rs.ko")));
+}

@@ -25,7 +25,10 @@ pub use kproc::{this_kproc, KWait, Kproc, KprocFn};
 pub use lock::TOPOLOGY_NAME;
 pub use malloc::{TypeStats, M_NOWAIT, M_VERSION, M_WAITOK, M_ZERO};
 pub use module::{event as mod_event, ModEntry, MOD_LOAD, MOD_QUIESCE, MOD_SHUTDOWN, MOD_UNLOAD};
-pub use sysctl::{read_int as sysctl_read_int, write_int as sysctl_write_int, OidInfo, SysctlReq};
+pub use sysctl::{
+    load_tunable as sysctl_load_tunable, read_int as sysctl_read_int,
+    write_int as sysctl_write_int, OidInfo, SysctlReq,
+};
 
 use crate::ko::kstructs::{malloc_type, sx};
 use crate::ko::{current, current_plat, report, KoKernel, Sym};

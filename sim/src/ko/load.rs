@@ -31,6 +31,9 @@ pub struct KoOptions {
     /// Fail the Nth `M_NOWAIT` allocation (1-based), counting `malloc`,
     /// `g_clone_bio` and `g_post_event(M_NOWAIT)`.
     pub fail_nowait_at: Option<u64>,
+    /// The kernel environment (loader.conf, `kenv`): tunables the
+    /// module's `CTLFLAG_TUN` sysctls take their value from at load.
+    pub tunables: Vec<(String, String)>,
 }
 
 impl Default for KoOptions {
@@ -39,6 +42,7 @@ impl Default for KoOptions {
             path: default_ko_path(),
             kernel_version: FREEBSD_15_0,
             fail_nowait_at: None,
+            tunables: Vec::new(),
         }
     }
 }
@@ -209,6 +213,7 @@ fn resolver(kk: &KoKernel, data: Vec<(&'static str, Sym)>) -> Resolver {
 /// then loaded into the simulator (through `g_modevent`).
 pub fn load(plat: &SimPlatform, opts: &KoOptions) -> Result<Arc<KoKernel>, KoError> {
     let kk = Arc::new(KoKernel::new(plat, opts.fail_nowait_at));
+    kk.kern.sysctls.set_tunables(&opts.tunables);
     let mut info = LoadInfo {
         path: opts.path.clone(),
         bytes: std::fs::metadata(&opts.path).map_or(0, |m| m.len()),
@@ -289,7 +294,15 @@ fn register_modules(kk: &KoKernel, module: &kld::Module) -> Result<usize, KoErro
 fn register_sysctls(kk: &KoKernel, module: &kld::Module) -> Result<(), KoError> {
     for oid in module.set("sysctl_set") {
         // SAFETY: an entry of the module's set_sysctl_set: its sysctl_oid.
-        unsafe { kk.kern.sysctls.register(oid as *mut k::sysctl_oid) }.map_err(KoError::Sysctl)?;
+        let o = unsafe { kk.kern.sysctls.register(oid as *mut k::sysctl_oid) }
+            .map_err(KoError::Sysctl)?;
+        if let Some(v) = kk.kern.sysctls.tunable_for(&o) {
+            if let Err(e) = kern::sysctl_load_tunable(&o, &v) {
+                let n = &o.name;
+                kk.plat
+                    .console(format!("Failed to set tunable {n} to \"{v}\": {e}"));
+            }
+        }
     }
     Ok(())
 }

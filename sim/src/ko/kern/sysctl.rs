@@ -17,6 +17,9 @@ const CTLTYPE: u32 = 0xf;
 pub const CTLTYPE_INT: u32 = 2;
 pub const CTLTYPE_UINT: u32 = 6;
 const CTLFLAG_WR: u32 = 0x4000_0000;
+/// The default value comes from the kernel environment (loader.conf).
+const CTLFLAG_TUN: u32 = 0x0008_0000;
+const CTLFLAG_NOFETCH: u32 = 0x0000_1000;
 const OID_AUTO: c_int = -1;
 const CTL_AUTO_START: c_int = 0x100;
 
@@ -54,12 +57,28 @@ pub struct Sysctls {
     roots: Mutex<Vec<(usize, String)>>,
     oids: Mutex<Vec<OidInfo>>,
     next_auto: Mutex<c_int>,
+    /// The kernel environment's tunables (`kenv`, loader.conf).
+    tunables: Mutex<Vec<(String, String)>>,
 }
 
 impl Sysctls {
     /// Declares a node the kernel owns (`sysctl___kern_geom`).
     pub fn add_root(&self, oid: usize, name: &str) {
         lock(&self.roots).push((oid, name.to_string()));
+    }
+
+    /// Sets the kernel environment the tunables are read from.
+    pub fn set_tunables(&self, t: &[(String, String)]) {
+        *lock(&self.tunables) = t.to_vec();
+    }
+
+    /// The tunable for oid `o`, if it is one and the environment has it.
+    pub fn tunable_for(&self, o: &OidInfo) -> Option<String> {
+        if o.kind & CTLFLAG_TUN == 0 || o.kind & CTLFLAG_NOFETCH != 0 {
+            return None;
+        }
+        let t = lock(&self.tunables);
+        t.iter().find(|(n, _)| *n == o.name).map(|(_, v)| v.clone())
     }
 
     /// `sysctl_register_oid`: numbers an `OID_AUTO` oid and records it.
@@ -250,11 +269,29 @@ pub fn write_int(s: &Sysctls, name: &str, value: i64) -> Result<(), c_int> {
     if o.kind & CTLFLAG_WR == 0 {
         return Err(EPERM);
     }
+    set_through_handler(&o, value)
+}
+
+/// `sysctl_load_tunable_by_oid`: an integer tunable's value from the
+/// environment, written through the oid's handler (read-only ones too).
+pub fn load_tunable(o: &OidInfo, value: &str) -> Result<(), String> {
+    match o.kind & CTLTYPE {
+        CTLTYPE_INT | CTLTYPE_UINT => {}
+        _ => return Err("only integer tunables are emulated".into()),
+    }
+    let v: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{value}' is not an integer"))?;
+    set_through_handler(o, v).map_err(|e| format!("error {e}"))
+}
+
+fn set_through_handler(o: &OidInfo, value: i64) -> Result<(), c_int> {
     let v = value as c_int;
     let mut req = blank_req();
     req.newptr = (&v as *const c_int).cast();
     req.newlen = 4;
-    match call_handler(&o, &mut req) {
+    match call_handler(o, &mut req) {
         0 => Ok(()),
         e => Err(e),
     }
