@@ -467,3 +467,40 @@ fn a_deliberately_refused_label_is_reported() {
     );
     sim.finish().assert_clean();
 }
+
+/// A device assembled from a label with a free-form uuid, garbage after
+/// the NULs and a zero size: `configure` rewrites its label (clean, same
+/// uuid, the paths' size), and it assembles again from that label.
+#[test]
+fn configure_rewrites_an_odd_label_cleanly() {
+    let mut s = clean("DATA", UUID_A, 512, SIZE, Mode::ActivePassive);
+    s[16..56].fill(0);
+    s[16..23].copy_from_slice(b"my-disk");
+    s[16 + 8..16 + 12].copy_from_slice(b"junk");
+    s[56 + 5..72].fill(0x5a);
+    s[80..88].fill(0);
+    let sim = Sim::new(SimConfig::new(SimMode::Deterministic, 11));
+    let lun = sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
+    lun.write_raw(SIZE - 512, &s).unwrap();
+    sim.load_multipath().unwrap();
+    sim.run_until_idle();
+    assert_eq!(list_all(&sim).len(), 1);
+    sim.gmultipath(&["configure", "-A", "DATA"])
+        .expect("configure rewrites the label");
+    sim.run_until_idle();
+    let written = lun.read_raw(SIZE - 512, 512).unwrap();
+    let label = taste_label(&written, SIZE, 512).expect("still a label for this LUN");
+    // Clean: only the uuid's own text is unusual.
+    let odd: Vec<Oddity> = label.oddities.iter().collect();
+    assert_eq!(odd, vec![Oddity::UuidNotCanonical]);
+    assert_eq!(label.metadata.uuid.as_str(), "my-disk");
+    assert_eq!(label.metadata.name.as_str(), "DATA");
+    assert_eq!(label.metadata.mode, Mode::ActiveActive);
+    assert_eq!(label.metadata.size, SIZE);
+    let listed = list_all(&sim);
+    assert_eq!(
+        (listed.len(), listed[0].mode.as_str()),
+        (1, "Active/Active")
+    );
+    sim.finish().assert_clean();
+}
