@@ -185,7 +185,8 @@ impl<P: Platform> Class<P> {
             Err(_) => {
                 return fail(
                     req,
-                    format_args!("GEOM_MULTIPATH: cannot create geom {}/{}", name, uuid),
+                    // FreeBSD's text ends in a newline.
+                    format_args!("GEOM_MULTIPATH: cannot create geom {}/{}\n", name, uuid),
                 )
             }
         };
