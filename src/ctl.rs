@@ -187,7 +187,7 @@ impl<P: Platform> Class<P> {
                     req,
                     // FreeBSD's text ends in a newline.
                     format_args!("GEOM_MULTIPATH: cannot create geom {}/{}\n", name, uuid),
-                )
+                );
             }
         };
         for (_, pp) in &provs {
