@@ -714,3 +714,38 @@ fn module_scenario_runs_are_deterministic() {
         .as_deref()
         .is_some_and(|l| l.starts_with("ko: loaded geom_multipath_rs.ko")));
 }
+
+#[test]
+fn unload_refused_while_the_class_is_busy_changes_nothing() {
+    let Some(o) = built_ko("unload_refused_while_the_class_is_busy_changes_nothing") else {
+        return;
+    };
+    let sim = Sim::deterministic(1);
+    let k = ko::load(&sim.plat(), &o).unwrap_or_else(|e| panic!("kldload: {e}"));
+    sim.add_lun(geom_sim::LunConfig::new(&["da0", "da1"], 1 << 20))
+        .expect("lun");
+    sim.run_until_idle();
+    sim.gmultipath(&["label", "mp0", "da0", "da1"])
+        .expect("label");
+    sim.run_until_idle();
+    let dev = sim
+        .open("/dev/multipath/mp0", Access::new(1, 1, 0))
+        .expect("open mp0");
+    match ko::unload(&k) {
+        Err(ko::KoError::Busy { errno, .. }) => assert_eq!(errno, 16, "EBUSY"),
+        other => panic!("unload of a busy class: {other:?}"),
+    }
+    assert!(k.is_loaded());
+    assert_eq!(k.sysctl_get("kern.geom.multipath.debug"), Ok(0));
+    dev.write(0, &[0x5a; 512])
+        .expect("I/O after the refused unload");
+    assert_eq!(dev.read(0, 512).expect("read"), vec![0x5a; 512]);
+    drop(dev);
+    sim.run_until_idle();
+    if let (_, Some(c)) = k.geom.class() {
+        sim.destroy_class_geoms(c);
+        sim.run_until_idle();
+    }
+    ko::unload(&k).unwrap_or_else(|e| panic!("kldunload: {e}"));
+    assert!(!k.is_loaded());
+}
