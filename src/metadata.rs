@@ -489,9 +489,11 @@ impl PartialEq<&str> for Name {
     }
 }
 
-/// A device uuid: either empty (a manual device, created by `gctl create`
-/// without a label) or a canonical textual uuid (see [`validate_uuid`]).
-/// The text is kept exactly as found, case included, because the kernel
+/// A device uuid: empty (a manual device, created by `gctl create` without
+/// a label), a canonical textual uuid (see [`validate_uuid`]; what
+/// [`Uuid::parse`] takes from a command line), or, read from a label, any
+/// text of up to [`UUID_FIELD_LEN`] bytes (see [`Uuid::from_label`]). The
+/// text is kept exactly as found, case included, because the kernel
 /// matches paths to devices by comparing the uuid bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct Uuid(FixedStr<UUID_FIELD_LEN>);
