@@ -162,6 +162,9 @@ pub struct Summary {
     /// With the class from the .ko: the loaded module's summary line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ko: Option<String>,
+    /// The same, as counters (to add up over runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ko_summary: Option<crate::ko::KoSummary>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -286,7 +289,12 @@ fn load_class(
 /// Stops the module's geoms and unloads it (`kldunload`), so that its
 /// SYSUNINITs run (leaks are reported there) before the simulator's own
 /// shutdown checks; returns its summary line.
-fn unload_ko(sim: &Sim, kk: &Arc<crate::ko::KoKernel>, bios: u64, faults: u64) -> String {
+fn unload_ko(
+    sim: &Sim,
+    kk: &Arc<crate::ko::KoKernel>,
+    bios: u64,
+    faults: u64,
+) -> crate::ko::KoSummary {
     let plat = sim.plat();
     if let (_, Some(c)) = kk.geom.class() {
         plat.destroy_class_geoms(c);
@@ -298,7 +306,7 @@ fn unload_ko(sim: &Sim, kk: &Arc<crate::ko::KoKernel>, bios: u64, faults: u64) -
             format!("kldunload at shutdown: {e}"),
         );
     }
-    kk.summary(bios, faults)
+    kk.summary_data(bios, faults)
 }
 
 /// What a timeline event does, in words, for the live view.
@@ -615,7 +623,7 @@ impl Scenario {
             })
             .collect();
         let faults = self.events.iter().filter(|e| e.fault.is_some()).count() as u64;
-        let ko = kk.map(|kk| unload_ko(&sim, &kk, agg.completed, faults));
+        let ko_summary = kk.map(|kk| unload_ko(&sim, &kk, agg.completed, faults));
         let report = sim.finish();
         for f in files {
             let _ = std::fs::remove_file(f);
@@ -647,7 +655,8 @@ impl Scenario {
             } else {
                 "n/a (threaded)".into()
             },
-            ko,
+            ko: ko_summary.as_ref().map(|k| k.line()),
+            ko_summary,
         })
     }
 }

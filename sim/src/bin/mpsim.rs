@@ -347,6 +347,7 @@ fn soak(o: &Opts) -> ExitCode {
         live: false,
     };
     let (mut ok, mut bad) = (0u64, 0u64);
+    let mut ko_total = geom_sim::ko::KoSummary::default();
     let replay_prefix = soak_replay(&class, o.bios, o.mode) + &o.ko_words();
     let src = o.source();
     eprintln!(
@@ -361,6 +362,9 @@ fn soak(o: &Opts) -> ExitCode {
         // failure: a failed bio is then a bug, not bad luck.
         let healthy = healthy_path(&sc);
         let r = sc.run_with(&ov, &src);
+        if let Some(k) = r.as_ref().ok().and_then(|s| s.ko_summary.as_ref()) {
+            ko_total.add(k);
+        }
         match r {
             Ok(s) if class == "multipath" && healthy.is_some() && s.bios_failed > 0 => {
                 bad += 1;
@@ -395,6 +399,9 @@ fn soak(o: &Opts) -> ExitCode {
                 eprintln!("seed {seed}: error: {e}; replay with: {replay}");
             }
         }
+    }
+    if ko_total.runs > 0 {
+        println!("{}", ko_total.line());
     }
     println!("soak: {ok} passed, {bad} failed");
     if bad == 0 {

@@ -434,15 +434,84 @@ impl KoKernel {
 
     /// The one-line summary `mpsim --ko` prints.
     pub fn summary(&self, bios: u64, faults: u64) -> String {
+        self.summary_data(bios, faults).line()
+    }
+
+    /// What the summary line says, to add up over several runs.
+    pub fn summary_data(&self, bios: u64, faults: u64) -> KoSummary {
         let info = lock(&self.info).clone();
         let r = self.report();
-        let file = info
-            .path
-            .file_name()
-            .map_or("?".into(), |f| f.to_string_lossy().into_owned());
+        KoSummary {
+            file: info
+                .path
+                .file_name()
+                .map_or("?".into(), |f| f.to_string_lossy().into_owned()),
+            bytes: info.bytes,
+            kernel_version: info.kernel_version,
+            runs: 1,
+            bios,
+            faults,
+            allocations: r.allocations,
+            failed_injected: r.nowait_failures_injected,
+            leaks: r.live_at_unload,
+            panics: r.panics,
+        }
+    }
+}
+
+/// What runs through the module amounted to (one run, or a sum).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KoSummary {
+    /// The module file's name and size.
+    pub file: String,
+    pub bytes: u64,
+    /// The emulated `__FreeBSD_version`.
+    pub kernel_version: i32,
+    /// Loads (runs) summed up here.
+    pub runs: u64,
+    pub bios: u64,
+    pub faults: u64,
+    pub allocations: u64,
+    /// `M_NOWAIT` allocations failed by injection.
+    pub failed_injected: u64,
+    /// Allocations still live at `malloc_uninit`.
+    pub leaks: u64,
+    pub panics: u64,
+}
+
+impl KoSummary {
+    /// Adds another run's counters.
+    pub fn add(&mut self, o: &KoSummary) {
+        if self.runs == 0 {
+            self.file.clone_from(&o.file);
+            self.bytes = o.bytes;
+            self.kernel_version = o.kernel_version;
+        }
+        self.runs += o.runs;
+        self.bios += o.bios;
+        self.faults += o.faults;
+        self.allocations += o.allocations;
+        self.failed_injected += o.failed_injected;
+        self.leaks += o.leaks;
+        self.panics += o.panics;
+    }
+
+    /// "ko: loaded FILE (N bytes) into emulated FreeBSD __FreeBSD_version
+    /// V; bios B, faults F, allocations A (failed injected X), leaks L".
+    pub fn line(&self) -> String {
+        let runs = if self.runs > 1 {
+            format!("runs {}, ", self.runs)
+        } else {
+            String::new()
+        };
+        let panics = if self.panics > 0 {
+            format!(", panics {}", self.panics)
+        } else {
+            String::new()
+        };
         format!(
-            "ko: loaded {file} ({} bytes) into emulated FreeBSD __FreeBSD_version {}; bios {bios}, faults {faults}, allocations {} (failed injected {}), leaks {}",
-            info.bytes, info.kernel_version, r.allocations, r.nowait_failures_injected, r.live_at_unload
+            "ko: loaded {} ({} bytes) into emulated FreeBSD __FreeBSD_version {}; {runs}bios {}, faults {}, allocations {} (failed injected {}), leaks {}{panics}",
+            self.file, self.bytes, self.kernel_version, self.bios, self.faults, self.allocations, self.failed_injected, self.leaks
         )
     }
 }

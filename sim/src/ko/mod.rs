@@ -23,7 +23,9 @@ use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use load::LoadInfo;
-pub use load::{default_ko_path, load, unload, KoError, KoOptions, KoReport, FREEBSD_15_0};
+pub use load::{
+    default_ko_path, load, unload, KoError, KoOptions, KoReport, KoSummary, FREEBSD_15_0,
+};
 
 use crate::sim::SimPlatform;
 
