@@ -598,7 +598,11 @@ fn module_code_run_after_unload_faults() {
     if std::env::var_os(CHILD).is_some() {
         let sim = Sim::deterministic(1);
         let k = ko::load(&sim.plat(), &o).unwrap_or_else(|e| panic!("kldload: {e}"));
-        let f = k.symbol("gmr_tunable_debug").expect("gmr_tunable_debug");
+        // The class's fini method: module text, whatever its symbols' names.
+        let mp = k.geom.class().0;
+        assert!(!mp.is_null(), "the class is registered");
+        // SAFETY: mp is the module's struct g_class, still mapped.
+        let f = unsafe { (*mp).fini }.expect("g_class.fini") as usize;
         ko::unload(&k).unwrap_or_else(|e| panic!("kldunload: {e}"));
         // SAFETY: deliberately unsound: the function's text is unmapped,
         // so this call must fault. It runs in a throw-away child process.
