@@ -381,19 +381,8 @@ unsafe extern "C" fn kpi_sleep(
     let what = format!("msleep(\"{}\")", unsafe { malloc::cstr(wmesg) });
     let interlock = (!lk.is_null()).then_some(lk as usize);
     let topo_il = interlock == Some(k.kern.topology_addr.load(Ordering::Acquire));
-    let found = k.kern.locks.check_may_sleep(&what, interlock);
-    let io = found.iter().any(|f| f.0 == rule::NOSLEEP);
-    report_all(found);
-    if io {
-        return EAGAIN;
-    }
-    if let Some(m) = interlock.filter(|_| !topo_il) {
-        if !k.kern.locks.held_by_me(m) {
-            report(
-                rule::WITNESS,
-                format!("{what}: interlock not held by the sleeper"),
-            );
-        }
+    if let Err(e) = sleep_checks(&k, &what, chan, interlock, topo_il) {
+        return e;
     }
     let chan = chan as usize;
     let gen0 = k.kern.sleepq.gen(chan);
@@ -407,6 +396,39 @@ unsafe extern "C" fn kpi_sleep(
     } else {
         EAGAIN
     }
+}
+
+/// `_sleep`'s KASSERTs and WITNESS checks; Err: return at once with it
+/// (a NULL channel; sleeping in start/done, which the simulator refuses).
+fn sleep_checks(
+    k: &KoKernel,
+    what: &str,
+    chan: *const c_void,
+    interlock: Option<usize>,
+    topo_il: bool,
+) -> Result<(), c_int> {
+    if chan.is_null() {
+        report(
+            rule::CLASS,
+            format!("{what} on a NULL channel (KASSERT in _sleep)"),
+        );
+        return Err(EINVAL);
+    }
+    let found = k.kern.locks.check_may_sleep(what, interlock);
+    let io = found.iter().any(|f| f.0 == rule::NOSLEEP);
+    report_all(found);
+    if io {
+        return Err(EAGAIN);
+    }
+    if let Some(m) = interlock.filter(|_| !topo_il) {
+        if !k.kern.locks.held_by_me(m) {
+            report(
+                rule::WITNESS,
+                format!("{what}: interlock not held by the sleeper"),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn release_interlock(k: &KoKernel, plat: &SimPlatform, il: Option<usize>, topo: bool) {
