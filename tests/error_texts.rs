@@ -9,7 +9,7 @@
 mod common;
 
 use common::{list_all, modes, san};
-use geom_sim::{LunConfig, Sim, SimCtlReq};
+use geom_sim::{Access, LunConfig, Sim, SimCtlReq};
 
 const SIZE: u64 = 1 << 20;
 
@@ -164,6 +164,22 @@ fn every_kernel_error_text_is_freebsds() {
             stock("prefer", &["mp", "da1"]),
             "Consumer da1 is invalid",
         );
+        // add of a path someone else holds open exclusively: g_access
+        // refuses (EPERM); FreeBSD logs the access failure and answers
+        // with the errno.
+        let holder = sim.open("da2", Access::new(0, 1, 1)).unwrap();
+        let before = list_all(&sim);
+        let from = sim.log_lines().len();
+        let r = sim.gctl(stock("add", &["mp", "da2"]));
+        sim.run_until_idle();
+        assert_eq!(r.error_text(), Some("Provider addition error: 1"));
+        assert_eq!(
+            sim.log_lines()[from..].to_vec(),
+            vec!["GEOM_MULTIPATH: cannot set access in attaching da2 to mp (1)".to_string()]
+        );
+        assert_eq!(before, list_all(&sim));
+        drop(holder);
+        sim.run_until_idle();
         sim.finish().assert_clean();
     }
 }
