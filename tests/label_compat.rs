@@ -504,3 +504,26 @@ fn configure_rewrites_an_odd_label_cleanly() {
     );
     sim.finish().assert_clean();
 }
+
+/// An unterminated name whose 15th and 16th bytes are one UTF-8 character:
+/// the cut goes back to the last whole character, as `ours_expected` says.
+#[test]
+fn unterminated_name_is_cut_at_a_character_boundary() {
+    let mut s = clean("DATA", UUID_A, 512, 1 << 20, Mode::ActivePassive);
+    let mut field = [b'a'; 16];
+    field[14..16].copy_from_slice("é".as_bytes());
+    s[56..72].copy_from_slice(&field);
+    let label = taste_label(&s, 1 << 20, 512).expect("taken");
+    assert_eq!(label.metadata.name.as_str(), "aaaaaaaaaaaaaa");
+    assert_eq!(
+        ours(&s, 1 << 20, 512),
+        ours_expected(freebsd_taste_accepts(&s, 1 << 20, 512))
+    );
+    // A byte that is not UTF-8 inside the first 15 is refused, not cut.
+    field[3] = 0xff;
+    s[56..72].copy_from_slice(&field);
+    assert!(matches!(
+        taste_label(&s, 1 << 20, 512),
+        Err(TasteReject::Unusable(_))
+    ));
+}
