@@ -10,7 +10,22 @@
 //!
 //! Several module instances can live in one process (each test loads its
 //! own copy): every emulated function finds its instance through
-//! [`current`], set by [`enter`] around each call into module code.
+//! [`current`], set by [`enter`] around each call into module code, which
+//! runs under [`guarded`] so that a `panic(9)` ends that call (recorded as
+//! a "panic" violation) and not the process.
+//!
+//! What this proves, and what it does not: the module's own bytes run —
+//! its relocations, metadata, SYSINITs, C shim and kernel-side Rust — on
+//! the real struct layouts of the headers it was built with, and what the
+//! kernel would catch (KASSERTs, WITNESS, `malloc_uninit` leaks, code run
+//! after unload) is caught here. It is not FreeBSD's kernel: GEOM is the
+//! simulator's model of it, WITNESS orders locks by name as FreeBSD does
+//! but knows only the module's mutexes and the topology lock, kproc stacks
+//! are host-sized (stack depth is checked by `make check-ko`, not here),
+//! timed sleeps in deterministic mode end at the kproc's next turn, and
+//! the module's SYSCTLs are named through their parents without being
+//! linked into the parents' child lists. The VM harness stays the proof on
+//! a real kernel.
 
 pub mod class;
 pub mod gctl;
