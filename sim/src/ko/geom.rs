@@ -30,6 +30,8 @@ use super::kstructs as k;
 
 mod bio;
 mod kpi;
+#[cfg(test)]
+mod tests;
 
 pub use bio::BioEntry;
 pub use kpi::symbols;
