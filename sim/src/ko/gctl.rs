@@ -15,7 +15,6 @@ use std::ptr;
 
 use geom_multipath_rs::platform::CtlReq;
 
-use crate::ctl::param_int;
 use crate::ko;
 use crate::sim::SimPlatform;
 use crate::violation::rule;
@@ -25,6 +24,13 @@ use super::kstructs as k;
 
 /// Size of the error buffer geom(8) gives the kernel (`req->lerror`).
 const LERROR: usize = 2048;
+
+/// The most `argN` parameters looked for.
+const MAX_ARGS: usize = 256;
+
+/// Where a zero-length value points: the kernel leaves `kvalue` at the
+/// (non-NULL) userland address then.
+static EMPTY: u8 = 0;
 
 /// Boolean options geom(8) may send the MULTIPATH class.
 const OPTIONS: &[&str] = &["active_active", "active_passive", "active_read"];
@@ -68,9 +74,13 @@ impl GctlReq {
             add(o, ro);
         }
         add("nargs", ro);
-        let nargs = param_int(req, "nargs").unwrap_or(0).clamp(0, 1024);
-        for i in 0..nargs {
-            add(&format!("arg{i}"), ascii);
+        // Every argN sent, whatever nargs says (a malformed nargs is the
+        // class's to refuse). A string geom(8) sent is ASCII; bytes it
+        // could not have sent (no NUL) arrive raw, for the class to judge.
+        for i in 0..MAX_ARGS {
+            let name = format!("arg{i}");
+            let Some(v) = req.param(&name) else { break };
+            add(&name, if v.last() == Some(&0) { ascii } else { ro });
         }
         add("output", k::GCTL_PARAM_RW as c_int);
         GctlReq::build(geom, owned)
@@ -88,7 +98,7 @@ impl GctlReq {
                 len: a.value.len() as c_int,
                 value: ptr::null_mut(),
                 kvalue: if a.value.is_empty() {
-                    ptr::null_mut()
+                    &EMPTY as *const u8 as *mut c_void
                 } else {
                     a.value.as_mut_ptr() as *mut c_void
                 },
