@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use geom_sim::ko::{self, KoKernel, KoOptions, KoReport};
-use geom_sim::{Access, Lun, LunConfig, Sim, Violation, EBUSY, EIO};
+use geom_sim::{Access, Lun, LunConfig, Mode, Sim, SimConfig, Violation, EBUSY, EIO};
 
 /// Loads the module into `sim`, or None (after saying so) when the file
 /// is missing.
@@ -36,7 +36,11 @@ fn logged(sim: &Sim, needle: &str) -> bool {
 
 /// A simulator with one LUN on da0 and da1 and the module loaded.
 fn san(seed: u64) -> Option<(Sim, Lun, Arc<KoKernel>)> {
-    let sim = Sim::deterministic(seed);
+    san_in(Mode::Deterministic, seed)
+}
+
+fn san_in(mode: Mode, seed: u64) -> Option<(Sim, Lun, Arc<KoKernel>)> {
+    let sim = Sim::new(SimConfig::new(mode, seed));
     let lun = sim
         .add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
         .expect("lun");
@@ -91,7 +95,17 @@ fn assert_clean_but_known_leak(sim: Sim) {
 
 #[test]
 fn label_io_failover_unload() {
-    let Some((sim, lun, k)) = san(3) else { return };
+    for mode in [Mode::Deterministic, Mode::Threaded] {
+        label_io_failover_unload_in(mode);
+    }
+}
+
+/// On real threads too: g_down, g_up, the event thread and the module's
+/// own kproc run concurrently over the mirrors.
+fn label_io_failover_unload_in(mode: Mode) {
+    let Some((sim, lun, k)) = san_in(mode, 3) else {
+        return;
+    };
     label(&sim);
     let dev = sim
         .open("multipath/mp0", Access::new(1, 1, 0))
@@ -208,4 +222,24 @@ fn unload_leaks_nothing() {
     let report = stop_and_unload(&sim, &k);
     assert_eq!(report.live_at_unload, 0, "{report:?}");
     sim.finish().assert_clean();
+}
+
+/// A second MULTIPATH class is refused as g_load_class refuses it
+/// (EEXIST, "A GEOM class MULTIPATH is already loaded."), and the first
+/// keeps working.
+#[test]
+fn a_second_multipath_class_is_refused() {
+    let sim = Sim::deterministic(8);
+    sim.load_multipath().expect("the in-process class");
+    let opts = KoOptions::default();
+    if !opts.path.exists() {
+        return drop(load_ko(&sim));
+    }
+    assert!(ko::load(&sim.plat(), &opts).is_err());
+    assert!(logged(&sim, "A GEOM class MULTIPATH is already loaded."));
+    sim.add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
+        .expect("lun");
+    label(&sim);
+    let v: Vec<Violation> = sim.violations();
+    assert!(v.is_empty(), "{v:#?}");
 }
