@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Generates sim/src/ko/kstructs.rs: the real FreeBSD layouts of the kernel
-# structures the simulator's emulated KPI (sim/src/ko/) shares with the loaded
+# Generates sim/src/ko/kstructs/layouts.rs (included by kstructs.rs, so that
+# rustfmt leaves bindgen's formatting alone): the real FreeBSD layouts of the
+# kernel structures the simulator's emulated KPI (sim/src/ko/) shares with the loaded
 # geom_multipath_rs.ko. They come from the same FreeBSD headers and the same
 # kernel flags (-D_KERNEL, -D__FreeBSD_version, amd64 target) the module is
 # built with, through a pinned bindgen, so the vendored file is reproducible.
@@ -25,7 +26,7 @@ esac
 
 scripts/toolchain.sh bindgen >/dev/null
 
-vendored=sim/src/ko/kstructs.rs
+vendored=sim/src/ko/kstructs/layouts.rs
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -75,9 +76,6 @@ for t in "${opaque[@]}"; do args+=(--opaque-type "$t"); done
 	echo "// libclang $GMR_LLVM_VERSION, from the FreeBSD $GMR_FREEBSD_MAJOR headers of ziglang $GMR_ZIGLANG_VERSION"
 	echo "// with -D_KERNEL -DKLD_MODULE ${GMR_KDEFS[*]} --target=x86_64-unknown-freebsd$GMR_FREEBSD_MAJOR.0."
 	echo "// The const blocks after each structure assert its size and field offsets."
-	echo "#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]"
-	echo "#![allow(dead_code, clippy::all, rustdoc::all, missing_docs)]"
-	echo "#![allow(unnecessary_transmutes, unsafe_op_in_unsafe_fn)]"
 	echo
 } >"$work/out.rs"
 

@@ -91,7 +91,7 @@ step "kernel module build (scripts/kbuild.sh)" scripts/kbuild.sh
 step "check-ko: audit geom_multipath_rs.ko" scripts/check-ko.sh
 step "check-ko-selftest: the audit rejects broken modules" scripts/check-ko-selftest.sh
 step "check-bindings: sys-bindings/src/bindings.rs matches shim.h" scripts/bindings.sh --check
-step "check-kstructs: sim/src/ko/kstructs.rs matches the FreeBSD headers" scripts/kstructs.sh --check
+step "check-kstructs: sim/src/ko/kstructs/layouts.rs matches the FreeBSD headers" scripts/kstructs.sh --check
 step "shellcheck" run_shellcheck
 step "tests/vm self-test: the VM harness, parser, carrier disk, ATF dry run" bash tests/vm/selftest.sh
 step "tests/vm/run.sh: FreeBSD VM run (skipped, and says so, without FREEBSD_IMAGE)" bash tests/vm/run.sh
