@@ -369,6 +369,11 @@ impl Drop for GeomState {
             Err(e) => e.into_inner(),
         };
         m.free_all();
+        if let Some(&p) = self.m_geom.get().filter(|&&p| p != 0) {
+            // SAFETY: `p` came from kld::low_alloc with this size in
+            // `m_geom`; the instance (and so the module using it) is gone.
+            unsafe { kld::low_free(p as *mut u8, std::mem::size_of::<k::malloc_type>()) };
+        }
     }
 }
 
