@@ -180,6 +180,10 @@ impl SimClass for KoClass {
             .call(plat, || unsafe { f(p, d.r, d.w, d.e) })
             .unwrap_or(ENXIO);
         if e == 0 {
+            // g_access adds the delta once the method said yes, before
+            // anyone else runs: so does the mirror (the simulator's counts
+            // change right after this returns).
+            self.kk.geom.add_provider_access(pp, d);
             Ok(())
         } else {
             Err(e)

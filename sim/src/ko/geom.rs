@@ -296,6 +296,21 @@ impl GeomState {
         p
     }
 
+    /// `pp->acr += dr` etc. on the mirror, as g_access does after a
+    /// successful access method.
+    pub fn add_provider_access(&self, pp: ProviderId, d: geom_multipath_rs::platform::Access) {
+        let m = self.lock();
+        if let Some(&addr) = m.providers.by_id.get(&pp) {
+            let p = addr as *mut k::g_provider;
+            // SAFETY: a live provider mirror.
+            unsafe {
+                (*p).acr += d.r;
+                (*p).acw += d.w;
+                (*p).ace += d.e;
+            }
+        }
+    }
+
     /// `g_new_geomf`'s object: a geom of the module's class named `name`,
     /// linked at the head of `mp->geom`, with the class's methods copied.
     pub(crate) fn new_geom(&self, gp: GeomId, mp: *mut k::g_class, name: &str) -> *mut k::g_geom {
