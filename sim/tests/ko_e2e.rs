@@ -30,6 +30,13 @@ fn load_ko(sim: &Sim) -> Option<Arc<KoKernel>> {
     }
 }
 
+/// The module's view (the C mirrors) agrees with the simulator.
+fn assert_mirrors(sim: &Sim, k: &KoKernel) {
+    sim.run_until_idle();
+    let bad = k.geom.mirror_mismatches(&sim.plat());
+    assert!(bad.is_empty(), "{bad:#?}");
+}
+
 fn logged(sim: &Sim, needle: &str) -> bool {
     sim.log_lines().iter().any(|l| l.contains(needle))
 }
@@ -114,6 +121,7 @@ fn label_io_failover_unload_in(mode: Mode) {
         .expect("write through the module");
     assert_eq!(dev.read(0, 4096).expect("read"), vec![7u8; 4096]);
     assert_eq!(lun.read_raw(0, 4096).expect("raw"), vec![7u8; 4096]);
+    assert_mirrors(&sim, &k);
 
     // The active path fails: the module marks it FAIL and retries on da1.
     lun.path(0).expect("da0").fail_rate(EIO, 1000);
@@ -125,6 +133,7 @@ fn label_io_failover_unload_in(mode: Mode) {
         sim.log_lines()
     );
     assert_eq!(sim.gmultipath(&["getactive", "mp0"]), Ok("da1\n".into()));
+    assert_mirrors(&sim, &k);
 
     // The module holds its paths open: kldunload is refused (EBUSY, as
     // g_unload_class refuses while anything of the class is open) and

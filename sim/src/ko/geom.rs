@@ -296,6 +296,60 @@ impl GeomState {
         p
     }
 
+    /// Differences between the C mirrors and the simulator (tests): the
+    /// class's geom LIST against the simulator's class list (newest
+    /// first), and each provider's and consumer's access counts. Call it
+    /// with the simulator idle.
+    pub fn mirror_mismatches(&self, plat: &SimPlatform) -> Vec<String> {
+        let m = self.lock();
+        let mut out = Vec::new();
+        if let Some(cid) = m.class_id {
+            let sim: Vec<GeomId> = plat
+                .topo()
+                .class
+                .get(&cid)
+                .map(|c| c.geoms.clone())
+                .unwrap_or_default();
+            let mut c_list = Vec::new();
+            // SAFETY: the module's class; its list links live mirrors.
+            let mut g = unsafe { (*(m.class as *mut k::g_class)).geom.lh_first };
+            while !g.is_null() && c_list.len() <= sim.len() {
+                c_list.push(m.geoms.by_ptr.get(&(g as usize)).copied());
+                // SAFETY: as above.
+                g = unsafe { (*g).geom.le_next };
+            }
+            let sim: Vec<Option<GeomId>> = sim.into_iter().map(Some).collect();
+            if c_list != sim {
+                out.push(format!("class geom LIST {c_list:?}, simulator {sim:?}"));
+            }
+        }
+        let t = plat.topo();
+        for (&pp, &addr) in &m.providers.by_id {
+            let p = addr as *const k::g_provider;
+            // SAFETY: a live provider mirror.
+            let c = unsafe { ((*p).acr, (*p).acw, (*p).ace) };
+            if let Some(r) = t.provider.get(&pp) {
+                if c != acc_of(r.acc) {
+                    out.push(format!(
+                        "{pp:?} ({}): C counts {c:?}, simulator {:?}",
+                        r.name, r.acc
+                    ));
+                }
+            }
+        }
+        for (&cp, &addr) in &m.consumers.by_id {
+            let c = addr as *const k::g_consumer;
+            // SAFETY: a live consumer mirror.
+            let a = unsafe { ((*c).acr, (*c).acw, (*c).ace) };
+            if let Some(r) = t.consumer.get(&cp) {
+                if a != acc_of(r.acc) {
+                    out.push(format!("{cp:?}: C counts {a:?}, simulator {:?}", r.acc));
+                }
+            }
+        }
+        out
+    }
+
     /// `pp->acr += dr` etc. on the mirror, as g_access does after a
     /// successful access method.
     pub fn add_provider_access(&self, pp: ProviderId, d: geom_multipath_rs::platform::Access) {
