@@ -1,13 +1,23 @@
 //! `mpsim bench`: what multipath costs over a plain pass-through class.
 //!
 //! Machines here are noisy, so every figure that matters is a ratio taken
-//! within one run, round by round: each round runs every variant once, on
-//! fresh simulators, in an order shuffled per round (seeded; the seed is
-//! printed), after warm-up rounds that are thrown away. The report gives,
-//! per variant, the median rate by wall time and by CPU time (the whole
-//! process's, all simulator threads), and, per multipath variant, the
-//! median of its per-round ratio to pass-through with the spread of that
-//! ratio (quartiles and range), so a reader sees how far to trust it.
+//! within one run, round by round: each round runs every variant once on
+//! each scheduler, on fresh simulators, in an order shuffled per round
+//! (seeded; the seed is printed), after warm-up rounds that are thrown
+//! away. Two schedulers, two questions:
+//!
+//! - the deterministic scheduler runs everything on one thread, so its CPU
+//!   time per bio is the cost of the code path (class and simulator), and
+//!   it barely moves with the load of the machine;
+//! - the threaded simulator (event, down, up, disk and worker threads)
+//!   shows throughput with real concurrency, and every bit of the
+//!   machine's noise with it.
+//!
+//! Each run is timed by the wall clock and by the process's CPU clock (all
+//! threads). The report gives, per scheduler and variant, the median rates,
+//! and per multipath variant the median of its per-round ratio to
+//! pass-through with the spread of that ratio (confidence interval of the
+//! median, quartiles, range), so a reader sees how far to trust it.
 //! Nothing here asserts a speed; it prints figures.
 
 use std::sync::Arc;
@@ -57,6 +67,16 @@ impl Variant {
 /// seconds: `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`. None where that
 /// clock is not known here.
 pub fn process_cpu_seconds() -> Option<f64> {
+    cpu_clock(false)
+}
+
+/// The CPU time the calling thread has used, in seconds:
+/// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`. None where unknown.
+pub fn thread_cpu_seconds() -> Option<f64> {
+    cpu_clock(true)
+}
+
+fn cpu_clock(thread: bool) -> Option<f64> {
     #[cfg(any(target_os = "linux", target_os = "freebsd"))]
     {
         #[repr(C)]
@@ -67,10 +87,12 @@ pub fn process_cpu_seconds() -> Option<f64> {
         extern "C" {
             fn clock_gettime(clock: std::ffi::c_int, tp: *mut Timespec) -> std::ffi::c_int;
         }
+        // CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID
         #[cfg(target_os = "linux")]
-        const CLOCK_PROCESS_CPUTIME_ID: std::ffi::c_int = 2;
+        const IDS: (std::ffi::c_int, std::ffi::c_int) = (2, 3);
         #[cfg(target_os = "freebsd")]
-        const CLOCK_PROCESS_CPUTIME_ID: std::ffi::c_int = 15;
+        const IDS: (std::ffi::c_int, std::ffi::c_int) = (15, 14);
+        let id = if thread { IDS.1 } else { IDS.0 };
         let mut ts = Timespec {
             tv_sec: 0,
             tv_nsec: 0,
@@ -78,11 +100,12 @@ pub fn process_cpu_seconds() -> Option<f64> {
         // SAFETY: clock_gettime writes one struct timespec (two 64-bit
         // fields on the 64-bit Linux and FreeBSD targets this builds for)
         // to the pointer, which points at one, and keeps no reference.
-        let r = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        let r = unsafe { clock_gettime(id, &mut ts) };
         (r == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
     }
     #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
     {
+        let _ = thread;
         None
     }
 }
@@ -106,10 +129,16 @@ impl Sample {
     }
 }
 
-/// Runs `bios` bios through `v` on a fresh threaded simulator; returns
+/// Runs `bios` bios through `v` on a fresh simulator of `mode`; returns
 /// the time it took (set-up and tear-down not counted), or an error text.
-pub fn measure(v: Variant, bios: u64, queue_depth: usize, seed: u64) -> Result<Sample, String> {
-    let sim = Sim::new(SimConfig::new(Mode::Threaded, seed));
+pub fn measure(
+    v: Variant,
+    mode: Mode,
+    bios: u64,
+    queue_depth: usize,
+    seed: u64,
+) -> Result<Sample, String> {
+    let sim = Sim::new(SimConfig::new(mode, seed));
     sim.add_lun(LunConfig::new(&["da0", "da1"], 64 << 20))?;
     let dev_name = match v {
         Variant::Pass => {
@@ -142,11 +171,19 @@ pub fn measure(v: Variant, bios: u64, queue_depth: usize, seed: u64) -> Result<S
         span: 16 << 20,
         seed,
     };
-    let c0 = process_cpu_seconds();
+    // The deterministic scheduler runs every queue on this thread: its
+    // own clock leaves out whatever else the process is doing (threads of
+    // an earlier threaded run still winding down). The threaded simulator
+    // is timed by the whole process's clock.
+    let clock = match mode {
+        Mode::Deterministic => thread_cpu_seconds,
+        Mode::Threaded => process_cpu_seconds,
+    };
+    let c0 = clock();
     let t0 = Instant::now();
     let st = run_workload(&sim.plat(), &dev, &cfg, &mut |_, _| {});
     let wall = t0.elapsed().as_secs_f64();
-    let cpu = match (c0, process_cpu_seconds()) {
+    let cpu = match (c0, clock()) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
@@ -251,10 +288,12 @@ impl Spread {
 /// What `mpsim bench` runs.
 #[derive(Clone, Copy, Debug)]
 pub struct BenchConfig {
-    /// Measured rounds (each runs every variant once): at least
-    /// `min_rounds`, then more until the confidence interval of every
-    /// ratio's median is within ±`target_ci` (CPU-time ratios where the
-    /// CPU clock is known), `max_rounds` are done, or `budget` has passed.
+    /// Measured rounds (each runs every variant once on each scheduler):
+    /// at least `min_rounds`, then more until the confidence interval of
+    /// the median of every one-thread ratio (by CPU time where the CPU
+    /// clock is known) is within ±`target_ci`, `max_rounds` are done, or
+    /// `budget` has passed. The threaded ratios are reported with the
+    /// spread they have.
     pub min_rounds: usize,
     pub max_rounds: usize,
     pub target_ci: f64,
@@ -297,18 +336,29 @@ fn ratios(samples: &[Vec<Sample>], i: usize, clock: Clock) -> Vec<f64> {
         .collect()
 }
 
-/// The variants in a random order (Fisher-Yates).
-fn shuffled(rng: &mut Rng) -> [Variant; 3] {
-    let mut v = Variant::ALL;
+/// The schedulers measured, in report order.
+const MODES: [Mode; 2] = [Mode::Deterministic, Mode::Threaded];
+
+/// `v` in a random order (Fisher-Yates).
+fn shuffle<T>(rng: &mut Rng, v: &mut [T]) {
     for i in (1..v.len()).rev() {
         let j = rng.below(i as u64 + 1) as usize;
         v.swap(i, j);
     }
-    v
 }
 
-/// The bench report: per variant the median rate by wall and CPU time,
-/// per multipath variant its per-round ratio to pass-through and spread.
+/// One round's runs, every variant on every scheduler, in a random order.
+fn round_order(rng: &mut Rng) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = (0..MODES.len())
+        .flat_map(|m| (0..Variant::ALL.len()).map(move |v| (m, v)))
+        .collect();
+    shuffle(rng, &mut runs);
+    runs
+}
+
+/// The bench report: per scheduler and variant the median rates by wall
+/// and CPU time, per multipath variant its per-round ratio to pass-through
+/// and the spread of that ratio.
 pub fn run(cfg: &BenchConfig) -> Result<String, String> {
     let BenchConfig {
         min_rounds,
@@ -322,15 +372,21 @@ pub fn run(cfg: &BenchConfig) -> Result<String, String> {
     } = *cfg;
     let started = Instant::now();
     let mut rng = Rng::new(order_seed);
-    // samples[variant index][round]
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Variant::ALL.len()];
+    // samples[scheduler][variant][round]
+    let mut samples: Vec<Vec<Vec<Sample>>> =
+        vec![vec![Vec::new(); Variant::ALL.len()]; MODES.len()];
     let mut r = 0usize;
     let why = loop {
-        for v in shuffled(&mut rng) {
-            let s = measure(v, bios, queue_depth, 1000 + r as u64)?;
+        for (m, v) in round_order(&mut rng) {
+            let s = measure(
+                Variant::ALL[v],
+                MODES[m],
+                bios,
+                queue_depth,
+                1000 + r as u64,
+            )?;
             if r >= warmup {
-                let i = Variant::ALL.iter().position(|x| *x == v).unwrap_or(0);
-                samples[i].push(s);
+                samples[m][v].push(s);
             }
         }
         r += 1;
@@ -341,67 +397,89 @@ pub fn run(cfg: &BenchConfig) -> Result<String, String> {
         if rounds >= max_rounds {
             break format!("{max_rounds} rounds asked for");
         }
+        let one = &samples[0];
         let worst = (1..Variant::ALL.len())
-            .map(|i| Spread::of(&ratios(&samples, i, primary(&samples))).relative_ci())
+            .map(|i| Spread::of(&ratios(one, i, primary(one))).relative_ci())
             .fold(0.0, f64::max);
         if worst <= target_ci {
-            break format!("every median ratio known within ±{:.0}%", target_ci * 100.0);
+            break format!(
+                "one-thread median ratios known within ±{:.0}%",
+                target_ci * 100.0
+            );
         }
         if started.elapsed() >= budget {
             break format!(
-                "time budget of {} s spent; widest CI ±{:.1}%",
+                "time budget of {} s spent; widest one-thread CI ±{:.1}%",
                 budget.as_secs(),
                 worst * 100.0
             );
         }
     };
-    let rounds = samples[0].len();
+    let rounds = samples[0][0].len();
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu_known = primary(&samples) == Clock::Cpu;
     let mut out = format!(
-        "mpsim bench: {rounds} rounds ({why}) after {warmup} warm-up rounds (discarded),\n  \
-         {bios} bios each, queue depth {queue_depth}, 50% reads, threaded simulator; {elapsed:.0} s;\n  \
-         variant order shuffled every round, seed {order_seed} (--seed {order_seed} repeats the order)\n"
+        "mpsim bench: {rounds} rounds ({why})\n  \
+         after {warmup} warm-up rounds (discarded); {bios} bios a run, queue depth {queue_depth}, \
+         50% reads; {elapsed:.0} s\n  \
+         each round runs every variant on both schedulers, in an order shuffled every round,\n  \
+         seed {order_seed} (--seed {order_seed} repeats the order)\n"
     );
-    out.push_str(&format!(
-        "  {:<26} {:>12} {:>16} {:>11}\n",
-        "median of the rounds", "bios/s", "bios/CPU-second", "CPUs busy"
-    ));
-    for (i, v) in Variant::ALL.iter().enumerate() {
-        let wall: Vec<f64> = samples[i].iter().map(Sample::rate).collect();
-        let cpu: Vec<f64> = samples[i].iter().filter_map(Sample::cpu_rate).collect();
-        let busy: Vec<f64> = samples[i]
-            .iter()
-            .filter_map(|s| s.cpu.map(|c| c / s.wall.max(1e-9)))
-            .collect();
-        if cpu_known {
-            out.push_str(&format!(
-                "  {:<26} {:>12.0} {:>16.0} {:>11.2}\n",
-                v.name(),
-                quantile(&wall, 0.5),
-                quantile(&cpu, 0.5),
-                quantile(&busy, 0.5)
-            ));
-        } else {
-            out.push_str(&format!(
-                "  {:<26} {:>12.0} {:>16} {:>11}\n",
-                v.name(),
-                quantile(&wall, 0.5),
-                "n/a",
-                "n/a"
-            ));
+    for (m, mode) in MODES.iter().enumerate() {
+        let samples = &samples[m];
+        let cpu_known = primary(samples) == Clock::Cpu;
+        out.push_str(match mode {
+            Mode::Deterministic => {
+                "\n  one thread (deterministic scheduler, timed by its thread's CPU clock): \
+                 the cost of the code path\n"
+            }
+            Mode::Threaded => {
+                "\n  threaded simulator (event, down, up, disk, worker threads; the process's \
+                 CPU clock): real concurrency\n"
+            }
+        });
+        out.push_str(&format!(
+            "  {:<26} {:>12} {:>16} {:>11}\n",
+            "median of the rounds", "bios/s", "bios/CPU-second", "CPUs busy"
+        ));
+        for (i, v) in Variant::ALL.iter().enumerate() {
+            let wall: Vec<f64> = samples[i].iter().map(Sample::rate).collect();
+            let cpu: Vec<f64> = samples[i].iter().filter_map(Sample::cpu_rate).collect();
+            let busy: Vec<f64> = samples[i]
+                .iter()
+                .filter_map(|s| s.cpu.map(|c| c / s.wall.max(1e-9)))
+                .collect();
+            if cpu_known {
+                out.push_str(&format!(
+                    "  {:<26} {:>12.0} {:>16.0} {:>11.2}\n",
+                    v.name(),
+                    quantile(&wall, 0.5),
+                    quantile(&cpu, 0.5),
+                    quantile(&busy, 0.5)
+                ));
+            } else {
+                out.push_str(&format!(
+                    "  {:<26} {:>12.0} {:>16} {:>11}\n",
+                    v.name(),
+                    quantile(&wall, 0.5),
+                    "n/a",
+                    "n/a"
+                ));
+            }
         }
-    }
-    out.push_str(
-        "  ratio to pass-through, taken per round: median, 95% confidence interval of the median,\n  \
-         interquartile range and range of the rounds (CPU: by bios per CPU-second)\n",
-    );
-    for (i, v) in Variant::ALL.iter().enumerate().skip(1) {
-        let wall = Spread::of(&ratios(&samples, i, Clock::Wall));
-        out.push_str(&format!("    {:<14} wall {}\n", v.short(), wall.show()));
-        if cpu_known {
-            let cpu = Spread::of(&ratios(&samples, i, Clock::Cpu));
-            out.push_str(&format!("    {:<14} CPU  {}\n", "", cpu.show()));
+        out.push_str(
+            "  ratio to pass-through, per round: median, 95% CI of the median, IQR, range\n",
+        );
+        for (i, v) in Variant::ALL.iter().enumerate().skip(1) {
+            let mut first = true;
+            let mut line = |clock: &str, sp: Spread| {
+                let name = if first { v.short() } else { "" };
+                first = false;
+                out.push_str(&format!("    {name:<14} {clock:<4} {}\n", sp.show()));
+            };
+            if cpu_known {
+                line("CPU", Spread::of(&ratios(samples, i, Clock::Cpu)));
+            }
+            line("wall", Spread::of(&ratios(samples, i, Clock::Wall)));
         }
     }
     // The softc holds its table of path slots in a box (src/class.rs).
@@ -410,7 +488,7 @@ pub fn run(cfg: &BenchConfig) -> Result<String, String> {
         std::mem::size_of::<PathSlot>(),
     );
     out.push_str(&format!(
-        "  per-geom state: Softc {softc} bytes + its path slot table on the heap \
+        "\n  per-geom state: Softc {softc} bytes + its path slot table on the heap \
          ({MAX_PATHS} slots x {slot} bytes) = {} bytes\n",
         softc + MAX_PATHS * slot
     ));
@@ -453,22 +531,28 @@ mod tests {
         let mut rng = Rng::new(7);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..200 {
-            let o = shuffled(&mut rng);
-            let mut sorted = o.map(|v| v as u8);
+            let mut o = [0u8, 1, 2];
+            shuffle(&mut rng, &mut o);
+            let mut sorted = o;
             sorted.sort_unstable();
             assert_eq!(sorted, [0, 1, 2], "a permutation: {o:?}");
-            seen.insert(o.map(|v| v as u8));
+            seen.insert(o);
         }
         assert_eq!(seen.len(), 6, "all 3! orders: {seen:?}");
+        // A round runs every variant on every scheduler exactly once.
+        let mut runs = round_order(&mut rng);
+        runs.sort_unstable();
+        assert_eq!(runs, [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
     }
 
     #[test]
-    fn process_cpu_time_counts_other_threads() {
+    fn process_clock_counts_other_threads_thread_clock_does_not() {
         let Some(c0) = process_cpu_seconds() else {
             return; // no such clock on this OS: the bench prints n/a
         };
         // The main thread sleeps in join while another one spins: the
         // process clock must move all the same (it counts every thread).
+        let t0 = thread_cpu_seconds();
         let h = std::thread::spawn(move || {
             let t = Instant::now();
             let mut x = 0u64;
@@ -487,5 +571,9 @@ mod tests {
             reached.is_some(),
             "50 ms of another thread's CPU never showed"
         );
+        // ... and this thread's own clock did not count them.
+        if let (Some(a), Some(b)) = (t0, thread_cpu_seconds()) {
+            assert!(b - a < 0.04, "this thread slept, yet used {} s", b - a);
+        }
     }
 }
