@@ -604,9 +604,8 @@ gmr_wq_new(const char *name, size_t namelen)
 {
 	struct gmr_wq *wq;
 
-	wq = malloc(sizeof(*wq), M_GMR, M_NOWAIT | M_ZERO);
-	if (wq == NULL)
-		return (NULL);
+	/* Class init (module load): may sleep, as the stock class's init. */
+	wq = malloc(sizeof(*wq), M_GMR, M_WAITOK | M_ZERO);
 	if (namelen >= sizeof(wq->name))
 		namelen = sizeof(wq->name) - 1;
 	memcpy(wq->name, name, namelen);

@@ -60,6 +60,54 @@ cc "$work/base.o" "$work/base.c"
 # told the module was built for that version, so the empty range alone fails.
 cc "$work/roundver.o" "$work/base.c" -U__FreeBSD_version -D__FreeBSD_version=$((GMR_FREEBSD_MAJOR * 100000))
 
+# The module with a start method whose call chain allocates with M_WAITOK
+# (io-no-sleep must fail), and the same start without it (accepted).
+cat >"$work/iosleep.c" <<'C'
+#include <sys/param.h>
+#include <sys/systm.h>
+#include <sys/kernel.h>
+#include <sys/module.h>
+#include <sys/lock.h>
+#include <sys/malloc.h>
+#include <sys/sx.h>
+#include <sys/bio.h>
+#include <geom/geom.h>
+
+void *gmr_rs_alloc_sleeping(size_t size);
+__attribute__((noinline)) void *
+gmr_rs_alloc_sleeping(size_t size)
+{
+	return (malloc(size, M_TEMP, M_WAITOK));
+}
+
+__attribute__((noinline)) static void
+selftest_note(struct bio *bp)
+{
+#ifdef SELFTEST_SLEEPS
+	bp->bio_caller2 = gmr_rs_alloc_sleeping(16);
+#else
+	printf("%p\n", bp);
+#endif
+}
+
+static void
+g_mp_start(struct bio *bp)
+{
+	selftest_note(bp);
+	g_io_deliver(bp, 0);
+}
+
+static struct g_class selftest_class = {
+	.name = "MULTIPATH",
+	.version = G_VERSION,
+	.start = g_mp_start,
+};
+DECLARE_GEOM_CLASS(selftest_class, g_multipath);
+MODULE_VERSION(geom_multipath, 0);
+C
+cc "$work/iosleep.o" "$work/iosleep.c" -DSELFTEST_SLEEPS
+cc "$work/iogood.o" "$work/iosleep.c"
+
 # The same class under another name (class-name must fail).
 sed 's/"MULTIPATH"/"MULTIPATHS"/' "$work/base.c" >"$work/othername.c"
 cc "$work/othername.o" "$work/othername.c"
@@ -220,6 +268,8 @@ link "$work/alloca.ko" "$work/base.o" "$work/alloca.o"
 link "$work/nometa.ko" "$work/nometa.o"
 link "$work/othername.ko" "$work/othername.o"
 link "$work/roundver.ko" "$work/roundver.o"
+link "$work/iosleep.ko" "$work/iosleep.o"
+link "$work/iogood.ko" "$work/iogood.o"
 # The valid module without the localizing step (symbols-local must fail).
 link_raw "$work/global.ko" "$work/base.o"
 # The valid module, said to be built for a version below its range.
@@ -267,6 +317,8 @@ expect roundver "kernel-depend" $((GMR_FREEBSD_MAJOR * 100000))
 expect wrongver "kernel-depend" $((GMR_FREEBSD_VERSION - 1))
 expect othername "class-name"
 expect global "symbols-local"
+expect iosleep "io-no-sleep"
+expect iogood ""
 expect notrel "elf-rel-x86_64"
 
 echo "check-ko-selftest: $pass passed, $fail failed"

@@ -47,6 +47,16 @@
 #                      the stack by a run-time amount (alloca): the amd64
 #                      kernel stack is 16 KB for a whole call chain; the
 #                      largest frames are listed
+#   io-no-sleep        the call graph (direct calls and tail calls, from the
+#                      disassembly and its relocations) from the start and
+#                      done trampolines (g_mp_start, g_mp_child_done) reaches
+#                      neither gmr_rs_alloc_sleeping (the global allocator's
+#                      M_WAITOK malloc) nor a KPI function that sleeps
+#                      (_sleep, _sx_xlock, _sx_slock, g_read_data,
+#                      g_write_data, g_waitfor_event, kproc_create,
+#                      kproc_exit, pause_sbt): GEOM runs start and done where
+#                      sleeping is forbidden. Calls through function pointers
+#                      (vtables, events) are not followed.
 #   symbols-local      no symbol the module defines is global or weak (as
 #                      bsd.kmod.mk makes them with EXPORT_SYMS=NO): the
 #                      module's names stay out of the kernel's namespace
@@ -279,6 +289,71 @@ if [ -s "$tmp/dis" ]; then
 		awk -F'\t' '{ print $1 " bytes  " $2 }' "$tmp/bigframes" | show
 	else
 		pass stack-frames "$(wc -l <"$tmp/frames") frames, none over $max_frame bytes; largest: $largest"
+	fi
+fi
+
+# ---- io-no-sleep -------------------------------------------------------------
+if ! "$GMR_OBJDUMP" -d -r --no-show-raw-insn -M att "$ko" >"$tmp/disr" 2>"$tmp/err"; then
+	fail io-no-sleep "cannot disassemble: $(head -1 "$tmp/err")"
+else
+	# Edges "caller callee": a call or jmp whose target is another function,
+	# named by the relocation that follows it (PLT32/PC32 against a symbol
+	# or a function's own .text.NAME section) or, when the linker already
+	# resolved it inside one section, by objdump's <target> annotation.
+	awk '
+		/^[0-9a-f]+ <.*>:$/ { fn = $2; gsub(/^<|>:$/, "", fn); pending = 0; next }
+		/^ *[0-9a-f]+:[ \t]/ {
+			if (pending && direct != "" && direct != fn) print fn, direct
+			pending = 0; direct = ""
+			insn = $0; sub(/^ *[0-9a-f]+:[ \t]+/, "", insn)
+			mn = insn; sub(/[ \t].*$/, "", mn)
+			if (mn ~ /^(call|jmp)q?$/) {
+				pending = 1
+				if (match(insn, /<[^>+]+(\+0x[0-9a-f]+)?>/)) {
+					direct = substr(insn, RSTART + 1, RLENGTH - 2)
+					sub(/\+0x[0-9a-f]+$/, "", direct)
+				}
+			}
+			next
+		}
+		pending && /R_X86_64_(PLT32|PC32)/ {
+			t = $NF; sub(/[-+]0x[0-9a-f]+$/, "", t); sub(/^\.text(\.unlikely)?\./, "", t)
+			if (t != fn) print fn, t
+			pending = 0; direct = ""
+		}' "$tmp/disr" | sort -u >"$tmp/edges"
+	roots="g_mp_start g_mp_child_done"
+	forbidden="gmr_rs_alloc_sleeping _sleep _sx_xlock _sx_slock g_read_data g_write_data g_waitfor_event kproc_create kproc_exit pause_sbt"
+	if ! grep -qE '^(g_mp_start|g_mp_child_done) ' "$tmp/edges"; then
+		pass io-no-sleep "no start/done trampoline (g_mp_start, g_mp_child_done) calls anything: nothing to check"
+	else
+		# Breadth-first from the roots; for each forbidden function reached,
+		# the call chain that reaches it.
+		awk -v roots="$roots" -v bad="$forbidden" '
+			{ e[$1] = e[$1] " " $2 }
+			END {
+				n = split(roots, q, " ")
+				for (i = 1; i <= n; i++) seen[q[i]] = 1
+				h = 1
+				while (h <= n) {
+					f = q[h++]
+					m = split(e[f], c, " ")
+					for (j = 1; j <= m; j++)
+						if (!(c[j] in seen)) { seen[c[j]] = 1; q[++n] = c[j]; par[c[j]] = f }
+				}
+				k = split(bad, b, " ")
+				for (i = 1; i <= k; i++) if (b[i] in seen) {
+					chain = b[i]; x = b[i]
+					while (x in par) { x = par[x]; chain = x " -> " chain }
+					print chain
+				}
+				print n > "/dev/stderr"
+			}' "$tmp/edges" >"$tmp/sleepers" 2>"$tmp/nreach"
+		if [ -s "$tmp/sleepers" ]; then
+			fail io-no-sleep "start/done can reach $(wc -l <"$tmp/sleepers") function(s) that may sleep:"
+			show <"$tmp/sleepers"
+		else
+			pass io-no-sleep "$(cat "$tmp/nreach") functions reachable from start/done by direct calls, none allocates with M_WAITOK or sleeps"
+		fi
 	fi
 fi
 

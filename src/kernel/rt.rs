@@ -1,6 +1,39 @@
 //! The kernel runtime of the Rust side: the global allocator over malloc(9)
 //! and the panic handler over panic(9). Only on the kernel target
 //! (`target_os = "none"`), so host builds with `--features kernel` keep std's.
+//!
+//! ## Why the global allocator sleeps (`M_WAITOK`)
+//!
+//! Rust's collections (`Vec`, `String`, `Arc`, ...) treat a NULL from the
+//! allocator as fatal (`handle_alloc_error`, a panic, here panic(9)). With
+//! `M_NOWAIT` everywhere, a path failing while memory is short could take the
+//! machine down. So the global allocator asks malloc(9) for `M_WAITOK`, which
+//! never returns NULL, as the stock class allocates in taste and ctlreq.
+//!
+//! That is only allowed where the calling thread may sleep. A per-call-site
+//! "may sleep" flag read here would need to know the current thread, which
+//! this module cannot ask (`curthread` is an inlined `%gs` access, which the
+//! module must not contain, and no KPI function returns it), and a global
+//! flag would be wrong for every other CPU. The rule is therefore by
+//! construction, and checked:
+//!
+//! - Every entry point that reaches the global allocator runs where sleeping
+//!   is allowed: taste, ctlreq, orphan, resize, access, dumpconf and events
+//!   (GEOM's event thread or a g_access caller, topology lock held: an sx),
+//!   init and fini (module load and unload), and the failover worker kproc.
+//! - start and done allocate nothing: the failed-bio queue links the bio
+//!   itself (`wq.rs`), log lines are formatted into a stack buffer, path
+//!   names are not read there, and the one node they may need (an event, to
+//!   tear down a drained path) comes from [`super::malloc_nowait`], a
+//!   fallible `M_NOWAIT` allocation whose failure is an errno (ENOMEM) and a
+//!   console line, never a panic.
+//! - `check-ko`'s rule `io-no-sleep` walks the module's call graph
+//!   from the start and done trampolines and fails if it reaches
+//!   [`gmr_rs_alloc_sleeping`], the one function that calls malloc(9) with
+//!   `M_WAITOK` (kept out of line for that purpose).
+//!
+//! The only NULL left is an alignment malloc(9) cannot give (over a page),
+//! which the core never asks for: that is a bug, and panics as one.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::panic::PanicInfo;
@@ -9,47 +42,35 @@ use freebsd_kpi as kpi;
 
 use super::text::LineBuf;
 
-/// malloc(9) with the module's malloc type, always M_NOWAIT: the core
-/// allocates in start and done, where sleeping is forbidden, so an allocation
-/// may fail and returns NULL (collections report it through `try_reserve`).
+/// malloc(9) with the module's malloc type and `M_WAITOK`; see the module
+/// comment for where it may be called.
 struct KernelAlloc;
 
-/// Largest alignment plain malloc(9) is relied on for (shim.h). malloc(9)
-/// promises storage "suitably aligned for any type"; 8 is what every amd64
-/// kernel allocator path gives without question, and bigger ones go through
-/// malloc_aligned(9).
-const PLAIN_ALIGN: usize = kpi::GMR_MALLOC_ALIGN as usize;
-
-impl KernelAlloc {
-    fn allocate(layout: Layout, flags: u32) -> *mut u8 {
-        let size = layout.size().max(1);
-        let align = layout.align();
-        let p = if align <= PLAIN_ALIGN {
-            // SAFETY: malloc(9) with M_NOWAIT may be called from any context
-            // that may take a mutex, which covers every caller of the core.
-            unsafe { kpi::gmr_malloc(size, flags as i32) }
-        } else if align <= kpi::GMR_MALLOC_MAX_ALIGN as usize {
-            // SAFETY: as above; `align` is a power of two (Layout guarantees
-            // it) no larger than malloc_aligned(9) accepts.
-            unsafe { kpi::gmr_malloc_aligned(size, align, flags as i32) }
-        } else {
-            // malloc(9) cannot give more than page alignment: refuse.
-            core::ptr::null_mut()
-        };
-        p.cast()
+/// The global allocator's one call into malloc(9), `M_WAITOK` (plus
+/// `M_ZERO` when asked). Never inlined, and named, so the audit can prove
+/// that start and done never reach it.
+#[inline(never)]
+#[export_name = "gmr_rs_alloc_sleeping"]
+extern "C" fn gmr_rs_alloc_sleeping(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let mut flags = kpi::GMR_M_WAITOK;
+    if zero {
+        flags |= kpi::GMR_M_ZERO;
     }
+    // SAFETY: M_WAITOK malloc(9) is allowed in every context that reaches
+    // the global allocator (module comment; checked by check-ko).
+    unsafe { super::kmalloc(size, align, flags) }
 }
 
-// SAFETY: allocate() returns NULL or a fresh block of at least `size` bytes
+// SAFETY: kmalloc returns NULL or a fresh block of at least `size` bytes
 // aligned to `align` (malloc(9)/malloc_aligned(9) guarantees, or refusal);
 // dealloc() frees only such blocks, with free(9), which accepts both kinds.
 unsafe impl GlobalAlloc for KernelAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Self::allocate(layout, 0)
+        gmr_rs_alloc_sleeping(layout.size(), layout.align(), false)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        Self::allocate(layout, kpi::GMR_M_ZERO)
+        gmr_rs_alloc_sleeping(layout.size(), layout.align(), true)
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {

@@ -162,6 +162,15 @@ mod tests {
     }
 
     #[test]
+    fn linebuf_write_args_appends_in_place_and_truncates() {
+        let mut b = LineBuf::<12>::new();
+        b.write_args(format_args!("{} in {}", "da0", "mp0"));
+        assert_eq!(b.as_bytes(), b"da0 in mp0");
+        b.write_args(format_args!(": {}", 12345));
+        assert_eq!(b.as_bytes(), b"da0 in mp0: ");
+    }
+
+    #[test]
     fn cstr_roundtrip() {
         let r = with_cstr("da0", |p| {
             // SAFETY: `p` is the NUL-terminated copy with_cstr made.
