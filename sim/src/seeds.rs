@@ -18,8 +18,9 @@ pub fn seed_from_env() -> Result<Option<u64>, String> {
 }
 
 /// Runs `f` for every seed in `seeds` — or only for `SIM_SEED` when that is
-/// set — and panics with "failed at seed N, replay with SIM_SEED=N" on the
-/// first seed whose closure returns an error or panics.
+/// set — and panics with "failed at seed N, replay with SIM_SEED=N cargo
+/// test ..." (see [`replay_command`]) on the first seed whose closure
+/// returns an error or panics.
 pub fn for_seeds(seeds: impl IntoIterator<Item = u64>, f: impl Fn(u64) -> Result<(), String>) {
     let only = seed_from_env().unwrap_or_else(|e| panic!("{e}"));
     for_seeds_or_only(only, seeds, f)
@@ -47,6 +48,42 @@ pub fn for_seeds_or_only(
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "panic".into()),
         };
-        panic!("failed at seed {seed}, replay with SIM_SEED={seed}: {msg}");
+        panic!(
+            "failed at seed {seed}, replay with {}: {msg}",
+            replay_command(seed)
+        );
     }
+}
+
+/// The command that runs this test again on `seed` alone: `SIM_SEED=N
+/// cargo test`, narrowed by what the running test binary can tell about
+/// itself (its package from cargo's CARGO_PKG_NAME, its target from the
+/// binary's name, its name from the test thread's name).
+pub fn replay_command(seed: u64) -> String {
+    let mut cmd = format!("SIM_SEED={seed} cargo test");
+    let pkg = std::env::var("CARGO_PKG_NAME").ok();
+    if let Some(p) = &pkg {
+        cmd.push_str(&format!(" -p {p}"));
+    }
+    // target/<profile>/deps/<target>-<16 hex digits>
+    let target = std::env::current_exe().ok().and_then(|p| {
+        let stem = p.file_stem()?.to_str()?.to_string();
+        let (name, hash) = stem.rsplit_once('-')?;
+        (hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then(|| name.to_string())
+    });
+    if let (Some(t), Some(p)) = (&target, &pkg) {
+        if *t == p.replace('-', "_") {
+            cmd.push_str(" --lib");
+        } else {
+            cmd.push_str(&format!(" --test {t}"));
+        }
+    }
+    // libtest names each test's thread after the test (not with
+    // --test-threads=1, where tests run on "main").
+    if let Some(name) = std::thread::current().name() {
+        if name != "main" {
+            cmd.push_str(&format!(" -- --exact {name}"));
+        }
+    }
+    cmd
 }

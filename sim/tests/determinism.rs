@@ -84,7 +84,10 @@ fn failing_seed_is_reported() {
     });
     assert_eq!(
         text.as_deref(),
-        Some("failed at seed 3, replay with SIM_SEED=3: boom")
+        Some(
+            "failed at seed 3, replay with SIM_SEED=3 cargo test -p geom-sim --test determinism \
+             -- --exact failing_seed_is_reported: boom"
+        )
     );
     assert_eq!(
         *ran.lock().unwrap(),
@@ -103,7 +106,10 @@ fn panicking_seed_is_reported_with_its_message() {
     });
     assert_eq!(
         text.as_deref(),
-        Some("failed at seed 7, replay with SIM_SEED=7: seed 7 is bad")
+        Some(
+            "failed at seed 7, replay with SIM_SEED=7 cargo test -p geom-sim --test determinism \
+             -- --exact panicking_seed_is_reported_with_its_message: seed 7 is bad"
+        )
     );
 }
 
@@ -118,7 +124,10 @@ fn replay_runs_only_the_named_seed() {
     let text = panic_text(|| for_seeds_or_only(Some(42), 0..10, |_| Err("still bad".into())));
     assert_eq!(
         text.as_deref(),
-        Some("failed at seed 42, replay with SIM_SEED=42: still bad")
+        Some(
+            "failed at seed 42, replay with SIM_SEED=42 cargo test -p geom-sim --test determinism \
+             -- --exact replay_runs_only_the_named_seed: still bad"
+        )
     );
 }
 
