@@ -237,9 +237,10 @@ pub fn gctl(data: &[u8]) {
                 let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
                 match sim.gmultipath(&argv) {
                     Ok(out) => assert!(out.len() < 8192, "gmultipath {argv:?}: output {out:?}"),
-                    // It may quote the command line ("Unknown command: X").
+                    // It may quote the command line ("Unknown command: X"),
+                    // with a line per argument (clear).
                     Err(e) => assert!(
-                        !e.is_empty() && e.len() < 256 + 3 * argv.concat().len(),
+                        !e.is_empty() && e.len() < 256 + 128 * argv.len() + 3 * argv.concat().len(),
                         "gmultipath {argv:?}: error text {e:?}"
                     ),
                 }
