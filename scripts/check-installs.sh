@@ -35,9 +35,12 @@ needs_table() {
 	if [ -n "${FREEBSD_IMAGE:-}" ]; then
 		vm_boot="qemu-system-x86_64 qemu-img xz /usr/share/OVMF/OVMF_CODE*.fd mkfs.vfat mcopy"
 	fi
+	# toolchain.sh installs with apt-get on Linux only (nothing elsewhere).
+	local apt=""
+	[ "$(uname -s)" != Linux ] || apt="dpkg-query apt-get"
 	cat <<EOF
-toolchain|bash dpkg-query apt-get python3 cargo
-check-installs self-test|bash git grep find ln mktemp dpkg-query
+toolchain|bash $apt python3 cargo
+check-installs self-test|bash git grep find ln mktemp $apt
 check-installs|bash git grep
 cargo test|cargo rustc
 cargo clippy|cargo cargo-clippy clippy-driver
