@@ -48,9 +48,14 @@ fn options(args: &[String]) -> BTreeMap<String, String> {
     let mut it = args.iter().peekable();
     while let Some(a) = it.next() {
         if let Some(flag) = a.strip_prefix("--") {
-            let takes_value = matches!(flag, "seed" | "seeds" | "bios" | "class");
+            let takes_value = matches!(flag, "seed" | "seeds" | "bios" | "class" | "fail-nowait");
             let v = if takes_value {
                 it.next().cloned().unwrap_or_default()
+            } else if flag == "ko" {
+                // --ko [PATH]: the path is optional, and ends in .ko.
+                it.next_if(|p| p.ends_with(".ko"))
+                    .cloned()
+                    .unwrap_or_default()
             } else {
                 String::new()
             };
