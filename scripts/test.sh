@@ -79,6 +79,10 @@ step "check-installs: each step's tools are here; only toolchain.sh installs" \
 	scripts/check-installs.sh
 step "check-installs self-test: it fails on a missing tool or an install command" \
 	scripts/check-installs.sh --selftest
+# The module first: the tests that load it (sim/tests/ko_*.rs) must test
+# this tree's module, not a stale one, and must fail, not skip, without it.
+step "kernel module build (scripts/kbuild.sh)" scripts/kbuild.sh
+export GMR_REQUIRE_KO=1
 step "cargo test --workspace" cargo test --workspace
 step "cargo test: kernel adapter helpers on the host (--features kernel)" \
 	cargo_test_some -p geom_multipath_rs --features kernel --lib kernel::
@@ -87,7 +91,6 @@ step "cargo clippy --workspace --all-targets -- -D warnings" \
 step "cargo clippy --features kernel --all-targets -- -D warnings" \
 	cargo clippy -p geom_multipath_rs --features kernel --all-targets -- -D warnings
 step "cargo fmt --all --check" cargo fmt --all --check
-step "kernel module build (scripts/kbuild.sh)" scripts/kbuild.sh
 step "check-ko: audit geom_multipath_rs.ko" scripts/check-ko.sh
 step "check-ko-selftest: the audit rejects broken modules" scripts/check-ko-selftest.sh
 step "check-bindings: sys-bindings/src/bindings.rs matches shim.h" scripts/bindings.sh --check
