@@ -850,4 +850,8 @@ const _: kpi::gmr_event_fn_t = Some(run_event::<fn(&KernelPlatform)>);
 /// destroyed all the class's geoms.
 pub(crate) fn release_all_softcs() {
     purge_graveyard(true);
+    // The empty list's buffer too: it is module memory, which malloc_uninit
+    // would find still allocated at unload. Freed outside `with`.
+    let list = GRAVEYARD.with(core::mem::take);
+    drop(list);
 }
