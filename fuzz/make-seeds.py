@@ -30,7 +30,12 @@ seeds = {
     "short-buffer": label("disk0", U, 4096, 1 << 20, 0, 512),
     "size-not-multiple": label("disk0", U, 512, 1000, 0),
     "no-magic": bytes(512),
+    # What taste takes as FreeBSD does, with an oddity each.
+    "odd-uuid-40": label("disk0", "x" * 40, 512, 1 << 20, 0),
+    "odd-zero-geometry": label("disk0", U, 0, 0, 7, 512),
 }
+# A 16-byte name field without a NUL (runs on into the version).
+seeds["odd-name-16"] = seeds["ap-512"][:56] + b"0123456789abcdef" + seeds["ap-512"][72:]
 for k, v in seeds.items():
     (out / k).write_bytes(v)
 # Only the 89 label bytes: shorter than the sector it names.

@@ -4,8 +4,8 @@
 //! reason) only when it finds a bug: a panic in the code under test, a GEOM
 //! rule broken, a result that makes no sense.
 //!
-//! - [`label`]: the on-disk label decoder, and the round trip of whatever it
-//!   accepts;
+//! - [`label`]: the on-disk label decoders (the strict one and taste's
+//!   FreeBSD-compatible one), and the round trip of whatever they accept;
 //! - [`gctl`]: a script of gctl requests (raw parameter lists, malformed ones
 //!   included), `gmultipath` command lines and path faults, played against
 //!   the class on a small deterministic simulator; see [`parse_script`] for
@@ -13,7 +13,8 @@
 //! - [`scenario`]: the scenario file parser.
 
 use geom_multipath_rs::metadata::{
-    label_offset, validate_name, validate_uuid, Metadata, Name, Uuid, LABEL_LEN, NAME_MAX,
+    label_offset, taste_label, validate_name, validate_uuid, LabelFields, Metadata, Name, Uuid,
+    LABEL_LEN, NAME_MAX,
 };
 use geom_multipath_rs::platform::Access;
 
@@ -51,6 +52,7 @@ pub fn label(data: &[u8]) {
         assert_eq!(md.provider_mediasize(), expect, "provider size");
         assert!(!md.name.as_str().is_empty() && md.name.as_str().len() <= NAME_MAX);
     }
+    taste(data);
     // The same bytes as a name or a uuid typed on the command line.
     if let Ok(s) = std::str::from_utf8(data) {
         if let Ok(n) = Name::new_truncated(s) {
@@ -60,6 +62,37 @@ pub fn label(data: &[u8]) {
         match Uuid::parse(s) {
             Ok(u) => assert_eq!(u.as_str(), s),
             Err(_) => assert!(!s.is_empty() && validate_uuid(s).is_err()),
+        }
+    }
+}
+
+/// Taste's lenient reading ([`taste_label`]) of `data` as the last sector
+/// of a provider of the size the label records and of 1 MiB: never a
+/// panic; what it takes fits the provider, has a name and a uuid, and when
+/// the class rewrites it (configure, resize) taste reads back the same.
+fn taste(data: &[u8]) {
+    let _ = Metadata::read(data).map(|l| l.oddities.iter().map(|o| o.to_string()).count());
+    let mut probes = vec![(1u64 << 20, 512u32)];
+    if let Ok(f) = LabelFields::parse(data) {
+        probes.push((f.size, f.sectorsize));
+    }
+    for (mediasize, ss) in probes {
+        let Ok(label) = taste_label(data, mediasize, ss) else {
+            continue;
+        };
+        let md = label.metadata;
+        assert_eq!((md.size, md.sectorsize), (mediasize, ss), "{md:?}");
+        assert!(!md.uuid.is_empty() && validate_name(md.name.as_str()).is_ok());
+        if md.validate().is_err() || ss > 1 << 16 {
+            continue;
+        }
+        let mut sector = vec![0u8; ss as usize];
+        if let Err(e) = md.encode_sector(&mut sector) {
+            panic!("taste took {md:?}, which does not encode: {e}");
+        }
+        match taste_label(&sector, mediasize, ss) {
+            Ok(again) => assert_eq!(again.metadata, md, "rewritten label reads otherwise"),
+            Err(e) => panic!("rewritten label {md:?} is refused: {e:?}"),
         }
     }
 }
