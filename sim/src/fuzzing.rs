@@ -71,7 +71,11 @@ pub fn label(data: &[u8]) {
 /// panic; what it takes fits the provider, has a name and a uuid, and when
 /// the class rewrites it (configure, resize) taste reads back the same.
 fn taste(data: &[u8]) {
-    let _ = Metadata::read(data).map(|l| l.oddities.iter().map(|o| o.to_string()).count());
+    if let Ok(l) = Metadata::read(data) {
+        for o in l.oddities.iter() {
+            assert!(!o.to_string().is_empty() && !o.code().is_empty());
+        }
+    }
     let mut probes = vec![(1u64 << 20, 512u32)];
     if let Ok(f) = LabelFields::parse(data) {
         probes.push((f.size, f.sectorsize));
