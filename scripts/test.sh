@@ -91,6 +91,7 @@ step "cargo clippy --workspace --all-targets -- -D warnings" \
 step "cargo clippy --features kernel --all-targets -- -D warnings" \
 	cargo clippy -p geom_multipath_rs --features kernel --all-targets -- -D warnings
 step "cargo fmt --all --check" cargo fmt --all --check
+step "cargo fmt --check of fuzz/ (its own workspace)" cargo fmt --manifest-path fuzz/Cargo.toml --check
 step "check-ko: audit geom_multipath_rs.ko" scripts/check-ko.sh
 step "check-ko-selftest: the audit rejects broken modules" scripts/check-ko-selftest.sh
 step "check-bindings: sys-bindings/src/bindings.rs matches shim.h" scripts/bindings.sh --check
