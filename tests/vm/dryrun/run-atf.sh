@@ -1,35 +1,40 @@
 #!/usr/bin/env bash
-# Dry run of the ATF suite (tests/vm/atf) on a host without FreeBSD: the real
-# atf-sh runs every test case and its cleanup, but mdconfig, gnop, gmultipath,
-# kldstat, sysctl, dd and friends are the stand-ins of fakebsd.py, a model of
-# the behaviour the suite expects. It checks the test programs (they run,
-# their assertions can pass, their cleanup leaves nothing behind), never the
-# kernel module.
+# Dry run of the ATF suite (tests/vm/atf) on a host without FreeBSD, against
+# our class: the real atf-sh runs every test case and its cleanup, and the
+# FreeBSD commands they call (gmultipath, mdconfig, gnop, diskinfo, dd,
+# sysctl, kldload, kldstat, dmesg, ...) are sent to mpsim-serve, the GEOM
+# simulator running the multipath core (see sim.sh). gmultipath is the
+# simulator's front end: the stock command line as gctl requests on the
+# core, `list` from the core's confxml. Nothing is modelled in a script.
 #
-#   run-atf.sh [-m MUTATION] [PROGRAM:CASE...]
+#   run-atf.sh [-m BREAK] [PROGRAM:CASE...]
 #   run-atf.sh --kyua
 #
-# -m makes the model misbehave (see fakebsd.py); the cases named must then
-# fail. Without case names, every case of misc.sh and failloop.sh runs, each
-# program case by case under atf-sh, checking after each cleanup that nothing
-# was left behind. --kyua instead runs the whole suite the way the guest does
-# (kyua, the Kyuafile, the test-suite variables), with the test programs'
-# interpreter line pointed at this host's atf-sh, and checks for leftovers at
-# the end.
+# -m sets MPSIM_BREAK: the server breaks one behaviour on purpose (see
+# sim/src/bin/mpsim-serve.rs); the cases named must then fail. Without case
+# names, every case of misc.sh and failloop.sh runs, each program case by
+# case under atf-sh, checking after each cleanup that nothing was left
+# behind. --kyua instead runs the whole suite the way the guest does (kyua,
+# the Kyuafile, the test-suite variables), with the test programs'
+# interpreter line pointed at this host's atf-sh. At the end the simulation
+# is torn down and must show no GEOM rule violation and no leak.
 # Prints "<program>:<case>  ->  <result>" per case, then
-# "atf-dryrun: N passed, M failed". Exit status 0 when all passed.
-# Needs Debian's atf-sh (installed when missing and running as root).
+# "atf-dryrun(simulator): N passed, M failed, K skipped". Exit status 0 when
+# nothing failed. A case the simulator cannot run says so (skipped).
+# Needs Debian's atf-sh (and kyua for --kyua), python3 and cargo.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 atf=$here/../atf
 # shellcheck source=SCRIPTDIR/../lib.sh
 . "$here/../lib.sh"
+# shellcheck source=SCRIPTDIR/sim.sh
+. "$here/sim.sh"
 
-mutate=""
 use_kyua=0
 if [ "${1:-}" = -m ]; then
-	mutate=$2
+	MPSIM_BREAK=$2
+	export MPSIM_BREAK
 	shift 2
 elif [ "${1:-}" = --kyua ]; then
 	use_kyua=1
@@ -37,31 +42,42 @@ elif [ "${1:-}" = --kyua ]; then
 fi
 vm_need atf-sh atf-sh || exit 2
 [ "$use_kyua" = 0 ] || vm_need kyua kyua || exit 2
+vm_need python3 python3 || exit 2
+sim_build || exit 2
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gmprs-atf-dryrun.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-mkdir "$tmp/bin" "$tmp/dev"
-# One small wrapper per command; the interpreter is resolved once and started
-# without site packages (version-manager shims and .pth files are slow).
-py=$(python3 -c 'import sys; print(sys.executable)')
-for c in mdconfig gnop gmultipath kldstat kldload sysctl diskinfo dmesg dtrace geom dd; do
-	printf '#!/bin/sh\nexec "%s" -S "%s" %s "$@"\n' "$py" "$here/fakebsd.py" "$c" \
-	    > "$tmp/bin/$c"
-	chmod +x "$tmp/bin/$c"
-done
+SIM_PID=""
+trap '[ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null; [ -n "${DRYRUN_KEEP:-}" ] || rm -rf "$tmp"' EXIT
+sim_start "$tmp" || exit 2
 : > "$tmp/geom_multipath_rs.ko"
-export PATH="$tmp/bin:$PATH" FAKEBSD_STATE="$tmp/state.json" FAKEBSD_DEV="$tmp/dev"
-export FAKEBSD_MUTATE="$mutate"
 
-# leftovers: what the model still holds (md disks, gnop providers, geoms).
-leftovers()
+passed=0
+failed=0
+skipped=0
+# count RESULT: add one result to the totals.
+count()
 {
-	"$py" -S -c 'import json, sys
-try:
-    s = json.load(open(sys.argv[1]))
-except FileNotFoundError:
-    sys.exit(0)
-print(" ".join(sorted(s["mds"]) + sorted(s["nops"]) + sorted(s["geoms"])))' "$tmp/state.json"
+	case "$1" in
+	passed*) passed=$((passed + 1)) ;;
+	skipped*) skipped=$((skipped + 1)) ;;
+	*) failed=$((failed + 1)) ;;
+	esac
+}
+
+# finish: tear the simulation down (it must be clean), print the summary.
+finish()
+{
+	if ! sim_stop > "$tmp/stop.out" 2>&1; then
+		echo "simulator:teardown  ->  failed: $(head -n 1 "$tmp/stop.out")"
+		sed 's/^/    | /' "$tmp/stop.out"
+		failed=$((failed + 1))
+	fi
+	SIM_PID=""
+	if [ -n "${DRYRUN_VERBOSE:-}" ]; then
+		sed 's/^/    sim| /' "$tmp/sim.log"
+	fi
+	echo "atf-dryrun(simulator): $passed passed, $failed failed, $skipped skipped"
+	[ "$failed" = 0 ]
 }
 
 if [ "$use_kyua" = 1 ]; then
@@ -77,22 +93,21 @@ if [ "$use_kyua" = 1 ]; then
 	    -v test_suites.geom_multipath_rs.allow_sysctl_side_effects=1 \
 	    -v "test_suites.geom_multipath_rs.dev_root=$tmp/dev" \
 	    test -k "$tmp/suite/Kyuafile") > "$tmp/kyua.out" 2>&1 || st=$?
-	grep -E "^[^ ]+:[^ ]+  ->  " "$tmp/kyua.out" || true
-	passed=$(grep -cE '^[^ ]+:[^ ]+  ->  passed' "$tmp/kyua.out" || true)
-	# Against the model every case must pass: a skipped (or expected
-	# failure) case tested nothing, so it counts as failed here.
-	failed=$(grep -E '^[^ ]+:[^ ]+  ->  ' "$tmp/kyua.out" | grep -cvE '  ->  passed' || true)
-	left=$(leftovers)
+	while IFS= read -r line; do
+		echo "$line"
+		count "${line#*  ->  }"
+	done < <(grep -E '^[^ ]+:[^ ]+  ->  ' "$tmp/kyua.out" || true)
+	if [ "$passed" = 0 ] || { [ "$st" != 0 ] && [ "$failed" = 0 ]; }; then
+		echo "kyua:run  ->  failed: kyua exited $st with $passed passed"
+		failed=$((failed + 1))
+		[ -z "${DRYRUN_VERBOSE:-}" ] || cat "$tmp/kyua.out"
+	fi
+	left=$(sim_state)
 	if [ -n "$left" ]; then
-		echo "kyua: the suite left $left behind"
+		echo "kyua:leftovers  ->  failed: the suite left $left behind"
 		failed=$((failed + 1))
 	fi
-	if [ "$passed" = 0 ] || [ "$st" != 0 ]; then
-		[ -n "${DRYRUN_VERBOSE:-}" ] && cat "$tmp/kyua.out"
-		[ "$passed" != 0 ] || failed=$((failed + 1))
-	fi
-	echo "atf-dryrun: $passed passed, $failed failed"
-	[ "$failed" = 0 ]
+	finish
 	exit
 fi
 
@@ -105,8 +120,6 @@ if [ "${#cases[@]}" -eq 0 ]; then
 	done
 fi
 
-passed=0
-failed=0
 n=0
 for id in "${cases[@]}"; do
 	prog=${id%%:*}
@@ -122,17 +135,14 @@ for id in "${cases[@]}"; do
 	    >> "$wd/out" 2>&1 || true
 	res=$(head -n 1 "$wd/result" 2>/dev/null || echo "broken: no result file")
 	# After cleanup, nothing may be left: no md, no gnop, no multipath geom.
-	left=$(leftovers)
+	left=$(sim_state)
 	if [ -n "$left" ] && [ "${res%%:*}" = passed ]; then
 		res="failed: cleanup left $left behind"
 	fi
 	printf '%s  ->  %s\n' "$id" "$res"
-	if [ "${res%%:*}" = passed ]; then
-		passed=$((passed + 1))
-	else
-		failed=$((failed + 1))
-		[ -n "${DRYRUN_VERBOSE:-}" ] && sed 's/^/    | /' "$wd/out"
+	count "$res"
+	if [ "${res%%:*}" != passed ] && [ -n "${DRYRUN_VERBOSE:-}" ]; then
+		sed 's/^/    | /' "$wd/out"
 	fi
 done
-echo "atf-dryrun: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish
