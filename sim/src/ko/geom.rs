@@ -209,6 +209,9 @@ pub struct GeomState {
     m: Mutex<Mirror>,
     /// GEOM's `M_GEOM` malloc type (a data object in low memory).
     m_geom: std::sync::OnceLock<usize>,
+    /// Bios the module completed with `g_io_deliver(bp, ENOMEM)` (GEOM
+    /// sends them down again).
+    enomem_delivered: std::sync::atomic::AtomicU64,
 }
 
 /// `ks_shortdesc` of `M_GEOM`.
@@ -217,6 +220,12 @@ static M_GEOM_NAME: &CStr = c"GEOM";
 impl GeomState {
     pub fn new() -> GeomState {
         GeomState::default()
+    }
+
+    /// How many bios the module completed with ENOMEM.
+    pub fn enomem_delivered(&self) -> u64 {
+        self.enomem_delivered
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// GEOM's `M_GEOM` (`MALLOC_DEFINE(M_GEOM, "GEOM", ...)` in

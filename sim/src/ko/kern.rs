@@ -23,7 +23,7 @@ use std::sync::{Arc, Once};
 
 pub use kproc::{this_kproc, KWait, Kproc, KprocFn};
 pub use lock::TOPOLOGY_NAME;
-pub use malloc::{TypeStats, M_NOWAIT, M_VERSION, M_WAITOK, M_ZERO};
+pub use malloc::{FailNowait, NowaitLog, TypeStats, M_NOWAIT, M_VERSION, M_WAITOK, M_ZERO};
 pub use module::{event as mod_event, ModEntry, MOD_LOAD, MOD_QUIESCE, MOD_SHUTDOWN, MOD_UNLOAD};
 pub use sysctl::{
     load_tunable as sysctl_load_tunable, read_int as sysctl_read_int,
@@ -74,10 +74,10 @@ pub struct KernState {
 }
 
 impl KernState {
-    pub fn new(fail_nowait_at: Option<u64>) -> KernState {
+    pub fn new(plan: Option<FailNowait>) -> KernState {
         install_backends();
         KernState {
-            malloc: malloc::MallocState::new(fail_nowait_at),
+            malloc: malloc::MallocState::new(plan),
             locks: lock::LockState::default(),
             sleepq: sleep::SleepQ::default(),
             kprocs: kproc::Kprocs::default(),
@@ -99,10 +99,17 @@ fn report_all(found: impl IntoIterator<Item = (&'static str, String)>) {
 // ---- malloc(9) ----------------------------------------------------------------
 
 /// Whether an `M_NOWAIT` allocation made now should fail (injection).
-/// Counts as one `M_NOWAIT` allocation: the GEOM side calls it for
-/// `g_clone_bio`, `g_new_bio` and `g_post_event(M_NOWAIT)`.
+/// Counts as one `M_NOWAIT` allocation of an unnamed site.
 pub fn should_fail_nowait() -> bool {
-    current().kern.malloc.nowait_should_fail()
+    should_fail_nowait_at("other")
+}
+
+/// As [`should_fail_nowait`] for the allocation of `site`: the GEOM side
+/// calls it for `g_clone_bio` and `g_post_event(M_NOWAIT)`, whose
+/// allocations (a bio from the bio zone, an event) FreeBSD makes with
+/// `M_NOWAIT`.
+pub fn should_fail_nowait_at(site: &'static str) -> bool {
+    current().kern.malloc.nowait_should_fail(site)
 }
 
 /// Allocates as `malloc(size, mtp, flags)` for the emulation itself (the
@@ -127,13 +134,13 @@ fn alloc_checked(
     align: usize,
     mtp: usize,
     flags: c_int,
-    what: &str,
+    what: &'static str,
 ) -> *mut c_void {
     check_flags(flags, what);
     if flags & M_WAITOK != 0 {
         report_all(k.kern.locks.check_may_sleep("malloc(M_WAITOK)", None));
     }
-    match k.kern.malloc.allocate(size, align, mtp, flags) {
+    match k.kern.malloc.allocate(size, align, mtp, flags, what) {
         Ok(p) => {
             trace_malloc(|| {
                 format!(

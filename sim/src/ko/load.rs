@@ -31,6 +31,8 @@ pub struct KoOptions {
     /// Fail the Nth `M_NOWAIT` allocation (1-based), counting `malloc`,
     /// `g_clone_bio` and `g_post_event(M_NOWAIT)`.
     pub fail_nowait_at: Option<u64>,
+    /// A fuller plan of `M_NOWAIT` failures; overrides `fail_nowait_at`.
+    pub fail_nowait: Option<kern::FailNowait>,
     /// The kernel environment (loader.conf, `kenv`): tunables the
     /// module's `CTLFLAG_TUN` sysctls take their value from at load.
     pub tunables: Vec<(String, String)>,
@@ -42,6 +44,7 @@ impl Default for KoOptions {
             path: default_ko_path(),
             kernel_version: FREEBSD_15_0,
             fail_nowait_at: None,
+            fail_nowait: None,
             tunables: Vec::new(),
         }
     }
@@ -212,7 +215,10 @@ fn resolver(kk: &KoKernel, data: Vec<(&'static str, Sym)>) -> Resolver {
 /// `kldload path`: links the module and runs its SYSINITs; its class is
 /// then loaded into the simulator (through `g_modevent`).
 pub fn load(plat: &SimPlatform, opts: &KoOptions) -> Result<Arc<KoKernel>, KoError> {
-    let kk = Arc::new(KoKernel::new(plat, opts.fail_nowait_at));
+    let plan = opts
+        .fail_nowait
+        .or(opts.fail_nowait_at.map(kern::FailNowait::Nth));
+    let kk = Arc::new(KoKernel::with_faults(plat, plan));
     kk.kern.sysctls.set_tunables(&opts.tunables);
     let mut info = LoadInfo {
         path: opts.path.clone(),
@@ -389,6 +395,17 @@ impl KoKernel {
             panics: self.kern.panics.load(std::sync::atomic::Ordering::Acquire),
             types,
         }
+    }
+
+    /// Where the `M_NOWAIT` allocations so far were made, and which of
+    /// them failed by injection.
+    pub fn nowait_log(&self) -> kern::NowaitLog {
+        self.kern.malloc.nowait_log()
+    }
+
+    /// Changes which `M_NOWAIT` allocations fail from now on.
+    pub fn set_fail_nowait(&self, plan: Option<kern::FailNowait>) {
+        self.kern.malloc.set_plan(plan);
     }
 
     /// Whether the module is still loaded.

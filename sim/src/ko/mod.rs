@@ -66,12 +66,18 @@ pub struct KoKernel {
 }
 
 impl KoKernel {
-    /// An instance with no module loaded yet (the loader fills it in).
+    /// An instance with no module loaded yet (the loader fills it in),
+    /// failing the `fail_nowait_at`th `M_NOWAIT` allocation if set.
     pub fn new(plat: &SimPlatform, fail_nowait_at: Option<u64>) -> KoKernel {
+        KoKernel::with_faults(plat, fail_nowait_at.map(kern::FailNowait::Nth))
+    }
+
+    /// An instance whose `M_NOWAIT` allocations fail as `plan` says.
+    pub fn with_faults(plat: &SimPlatform, plan: Option<kern::FailNowait>) -> KoKernel {
         KoKernel {
             plat: plat.clone(),
             geom: geom::GeomState::new(),
-            kern: kern::KernState::new(fail_nowait_at),
+            kern: kern::KernState::new(plan),
             module: Mutex::new(None),
             info: Mutex::new(LoadInfo::default()),
         }
@@ -142,17 +148,6 @@ pub(crate) fn report(rule: &'static str, msg: String) {
         Some((_, p)) => p.violation(rule, msg),
         None => eprintln!("geom_sim::ko: {rule}: {msg} (outside any instance)"),
     }
-}
-
-/// Whether an `M_NOWAIT` allocation fails now (fault injection).
-pub fn should_fail_nowait() -> bool {
-    false
-}
-
-/// `g_malloc(len, M_WAITOK)` for buffers the module frees with
-/// `free(p, M_GEOM)`.
-pub fn geom_alloc(_len: usize) -> *mut std::ffi::c_void {
-    std::ptr::null_mut()
 }
 
 // ---- guards: calls into module code ---------------------------------------------

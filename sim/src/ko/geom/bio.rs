@@ -319,6 +319,10 @@ impl GeomState {
             plat.set_bio_completed(&mut h, completed as u64);
         }
         self.forget_bio(bp);
+        if error == crate::ENOMEM {
+            self.enomem_delivered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         plat.g_io_deliver(h, error);
         // SAFETY: `bp` was a table bio, now out of the table.
         unsafe { free_bio(bp) };

@@ -316,7 +316,7 @@ pub(crate) extern "C" fn g_post_event(
         plat.violation(rule::CLASS, "g_post_event with a NULL function".into());
         return crate::EINVAL;
     };
-    if flag & k::M_NOWAIT as c_int != 0 && ko::kern::should_fail_nowait() {
+    if flag & k::M_NOWAIT as c_int != 0 && ko::kern::should_fail_nowait_at("g_post_event") {
         return crate::ENOMEM;
     }
     let arg = arg as usize;
@@ -337,7 +337,7 @@ pub(crate) extern "C" fn g_post_event(
 pub(crate) extern "C" fn g_clone_bio(bp: *mut k::bio) -> *mut k::bio {
     let kk = ko::current();
     let plat = kk.geom.bound(&ko::current_plat());
-    if ko::kern::should_fail_nowait() {
+    if ko::kern::should_fail_nowait_at("g_clone_bio") {
         return ptr::null_mut();
     }
     kk.geom.clone_bio(&plat, bp)

@@ -62,12 +62,53 @@ struct Inner {
     nowait_seen: u64,
     injected: u64,
     seq: u64,
+    /// `M_WAITOK` allocations made (none ever fails: they sleep).
+    waitok: u64,
+    /// The site of every `M_NOWAIT` allocation, in order (1-based N is
+    /// index N-1), and the Ns failed by injection.
+    sites: Vec<&'static str>,
+    failed_at: Vec<u64>,
+}
+
+/// Which `M_NOWAIT` allocations fail (1-based, counted per instance over
+/// every site: `malloc`, `malloc_aligned`, `g_clone_bio`, `g_post_event`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailNowait {
+    /// Only the Nth.
+    Nth(u64),
+    /// `len` in a row from the `first`th (memory short for a while;
+    /// `u64::MAX`: from then on).
+    Window { first: u64, len: u64 },
+    /// The Nth and every k-th after it (N, N+k, N+2k, ...).
+    Every { first: u64, k: u64 },
+}
+
+impl FailNowait {
+    /// Whether the `n`th `M_NOWAIT` allocation fails under this plan.
+    pub fn fails(self, n: u64) -> bool {
+        match self {
+            FailNowait::Nth(m) => n == m,
+            FailNowait::Window { first, len } => n >= first && n - first < len,
+            FailNowait::Every { first, k } => n >= first && (n - first).is_multiple_of(k.max(1)),
+        }
+    }
+}
+
+/// What the `M_NOWAIT` allocations of a run were (for fault sweeps).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NowaitLog {
+    /// The site of each, in order: `sites[N-1]` is the Nth.
+    pub sites: Vec<&'static str>,
+    /// The Ns failed by injection.
+    pub failed: Vec<u64>,
+    /// `M_WAITOK` allocations (never failed).
+    pub waitok: u64,
 }
 
 /// The allocator of one emulated kernel.
 pub struct MallocState {
     inner: Mutex<Inner>,
-    fail_nowait_at: Option<u64>,
+    plan: Mutex<Option<FailNowait>>,
 }
 
 /// A problem found by the allocator, reported by the caller.
@@ -111,11 +152,17 @@ pub(crate) unsafe fn cstr(s: *const c_char) -> String {
 }
 
 impl MallocState {
-    pub fn new(fail_nowait_at: Option<u64>) -> MallocState {
+    pub fn new(plan: Option<FailNowait>) -> MallocState {
         MallocState {
             inner: Mutex::new(Inner::default()),
-            fail_nowait_at,
+            plan: Mutex::new(plan),
         }
+    }
+
+    /// Changes which `M_NOWAIT` allocations fail from now on (memory
+    /// short again, or back); the count goes on.
+    pub fn set_plan(&self, plan: Option<FailNowait>) {
+        *lock(&self.plan) = plan;
     }
 
     /// `malloc_init`: registers the type. Returns the version it carries
@@ -161,15 +208,29 @@ impl MallocState {
         Some(t.clone())
     }
 
-    /// Counts one `M_NOWAIT` allocation; true when injection fails it.
-    pub fn nowait_should_fail(&self) -> bool {
+    /// Counts one `M_NOWAIT` allocation made at `site`; true when
+    /// injection fails it.
+    pub fn nowait_should_fail(&self, site: &'static str) -> bool {
         let mut g = lock(&self.inner);
         g.nowait_seen += 1;
-        let fail = self.fail_nowait_at == Some(g.nowait_seen);
+        let n = g.nowait_seen;
+        g.sites.push(site);
+        let fail = lock(&self.plan).is_some_and(|p| p.fails(n));
         if fail {
             g.injected += 1;
+            g.failed_at.push(n);
         }
         fail
+    }
+
+    /// The sites of the `M_NOWAIT` allocations so far and which failed.
+    pub fn nowait_log(&self) -> NowaitLog {
+        let g = lock(&self.inner);
+        NowaitLog {
+            sites: g.sites.clone(),
+            failed: g.failed_at.clone(),
+            waitok: g.waitok,
+        }
     }
 
     /// `malloc`/`malloc_aligned` once the flags were checked. Null only
@@ -180,9 +241,10 @@ impl MallocState {
         align: usize,
         mtp: usize,
         flags: c_int,
+        site: &'static str,
     ) -> Result<*mut c_void, MallocFault> {
         let nowait = flags & M_WAITOK == 0;
-        if nowait && self.nowait_should_fail() {
+        if nowait && self.nowait_should_fail(site) {
             if let Some(t) = lock(&self.inner).types.get_mut(&mtp) {
                 t.failed += 1;
             }
@@ -202,6 +264,9 @@ impl MallocState {
         }
         let mut g = lock(&self.inner);
         g.seq += 1;
+        if !nowait {
+            g.waitok += 1;
+        }
         let seq = g.seq;
         let t = g.types.entry(mtp).or_default();
         let known = t.initialised;
