@@ -10,6 +10,7 @@
 //! is reported too.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 
 use geom_multipath_rs::platform::{append_c_str, BioCmd, Errno, EINVAL, EIO, ENOMEM, ENXIO, EPERM};
@@ -74,6 +75,9 @@ pub(crate) struct BioState {
     pub parent: Option<BioId>,
     pub children: u32,
     pub inbed: u32,
+    /// Children retired after a path failed them, not yet sent again:
+    /// the next clone sent is a re-issue ([`SimPlatform::reissued`]).
+    pub retry_pending: u32,
     pub from: Option<ConsumerId>,
     pub to: Option<ProviderId>,
     pub done: DoneTarget,
@@ -161,6 +165,7 @@ impl SimPlatform {
                 parent: None,
                 children: 0,
                 inbed: 0,
+                retry_pending: 0,
                 from: None,
                 to: None,
                 done,
@@ -326,6 +331,7 @@ impl SimPlatform {
                 parent: Some(parent.id),
                 children: 0,
                 inbed: 0,
+                retry_pending: 0,
                 from: None,
                 to: None,
                 done: DoneTarget::Class(GeomId(0)),
@@ -404,6 +410,14 @@ impl SimPlatform {
             s.error = 0;
             s.completed = 0;
             s.phase = Phase::Down;
+            // A clone sent while its parent has a failed child retired is
+            // a re-issue after a path error.
+            if let Some(p) = s.parent.and_then(|pid| t.map.get_mut(&pid)) {
+                if p.retry_pending > 0 {
+                    p.retry_pending -= 1;
+                    self.sh.reissued.fetch_add(1, Ordering::AcqRel);
+                }
+            }
         }
         if let Some(cmd) = unmapped_cmd {
             // Reported, then carried out as the kernel would (it maps it).
@@ -488,7 +502,12 @@ impl SimPlatform {
         };
         let gp = pp.and_then(|p| self.provider_geom(p));
         match gp.and_then(|g| self.geom_class(g).map(|c| (g, c))) {
-            Some((g, (imp, plat))) => imp.start(&plat, g, Bio::new(id, self.weak())),
+            Some((g, (imp, plat))) => {
+                if self.sh.ko_loaded.load(Ordering::Acquire) && self.is_ko_class(plat.class_id()) {
+                    self.sh.ko_starts.fetch_add(1, Ordering::AcqRel);
+                }
+                imp.start(&plat, g, Bio::new(id, self.weak()))
+            }
             None => self.deliver_id(id, ENXIO, true),
         }
     }
@@ -698,6 +717,9 @@ impl SimPlatform {
         let mut t = self.bios();
         let p = t.map.get_mut(&pid)?;
         p.children = p.children.saturating_sub(1);
+        if c.error != 0 {
+            p.retry_pending += 1;
+        }
         Some(Bio::new(pid, self.weak()))
     }
 

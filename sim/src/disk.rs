@@ -177,6 +177,7 @@ impl SimPlatform {
         let err = if dead { ENXIO } else { err };
         if err != 0 {
             path.stats.failed.fetch_add(1, Ordering::Relaxed);
+            self.sh.path_errors.fetch_add(1, Ordering::Relaxed);
             return self.g_io_deliver(bp, err);
         }
         let cmd = self.bio_cmd_of(&bp);

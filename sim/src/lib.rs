@@ -34,6 +34,7 @@ pub mod fuzzing;
 pub mod gmultipath;
 pub mod ids;
 pub mod ko;
+pub mod ko_summary;
 pub mod multipath;
 pub mod passthrough;
 pub mod platform;
@@ -59,7 +60,7 @@ pub use geom_multipath_rs::platform::{
     ENXIO, EOPNOTSUPP, EPERM,
 };
 pub use ids::{BioId, ClassId, ConsumerId, GeomId, ProviderId};
-pub use multipath::MultipathClass;
+pub use multipath::{ClassChoice, MultipathClass};
 pub use passthrough::PassClass;
 pub use platform::SimWaitQueue;
 pub use sched::{Ctx, Mode};

@@ -264,6 +264,16 @@ pub enum ClassSource {
     Ko(crate::ko::KoOptions),
 }
 
+impl ClassSource {
+    /// The class `GMR_CLASS` and `GMR_KO` choose.
+    pub fn from_env() -> Result<ClassSource, String> {
+        Ok(match crate::ClassChoice::from_env()? {
+            crate::ClassChoice::Core => ClassSource::Core,
+            crate::ClassChoice::Ko(p) => ClassSource::Ko(crate::ko::KoOptions::at(&p)),
+        })
+    }
+}
+
 /// Loads the scenario's class; the module instance when it is the .ko.
 fn load_class(
     sim: &Sim,
@@ -288,13 +298,9 @@ fn load_class(
 
 /// Stops the module's geoms and unloads it (`kldunload`), so that its
 /// SYSUNINITs run (leaks are reported there) before the simulator's own
-/// shutdown checks; returns its summary line.
-fn unload_ko(
-    sim: &Sim,
-    kk: &Arc<crate::ko::KoKernel>,
-    bios: u64,
-    faults: u64,
-) -> crate::ko::KoSummary {
+/// shutdown checks; returns its summary (faults: the bios a faulty or
+/// dead path failed), also appended to the `GMR_KO_SUMMARY` file.
+fn unload_ko(sim: &Sim, kk: &Arc<crate::ko::KoKernel>, bios: u64) -> crate::ko::KoSummary {
     let plat = sim.plat();
     if let (_, Some(c)) = kk.geom.class() {
         plat.destroy_class_geoms(c);
@@ -306,7 +312,9 @@ fn unload_ko(
             format!("kldunload at shutdown: {e}"),
         );
     }
-    kk.summary_data(bios, faults)
+    let s = kk.summary_data(bios, sim.path_errors());
+    crate::ko_summary::record(&s);
+    s
 }
 
 /// What a timeline event does, in words, for the live view.
@@ -443,8 +451,14 @@ impl Scenario {
 
     /// Plays the scenario. Err for setup failures (a device that never
     /// appears, a bad gctl at setup), with a message for the user.
+    /// The class is the linked core, or the built module under
+    /// `GMR_CLASS=ko` (see [`crate::ClassChoice`]).
     pub fn run(&self, ov: &Overrides) -> Result<Summary, String> {
-        self.run_with(ov, &ClassSource::Core)
+        let src = match self.class()? {
+            "multipath" => ClassSource::from_env()?,
+            _ => ClassSource::Core,
+        };
+        self.run_with(ov, &src)
     }
 
     /// Plays the scenario with the class from `src`.
@@ -605,7 +619,7 @@ impl Scenario {
         if ov.live {
             show_console(&plat, &mut shown, agg.completed, total);
         }
-        let reissued = sim.worker_handled() as u64;
+        let reissued = sim.reissued();
         let fo = failovers(&plat);
         let paths = sim
             .path_counts()
@@ -622,8 +636,7 @@ impl Scenario {
                 )
             })
             .collect();
-        let faults = self.events.iter().filter(|e| e.fault.is_some()).count() as u64;
-        let ko_summary = kk.map(|kk| unload_ko(&sim, &kk, agg.completed, faults));
+        let ko_summary = kk.map(|kk| unload_ko(&sim, &kk, agg.completed));
         let report = sim.finish();
         for f in files {
             let _ = std::fs::remove_file(f);

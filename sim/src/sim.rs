@@ -69,6 +69,19 @@ pub struct SimShared {
     pub(crate) dev_class: Mutex<Option<ClassId>>,
     /// Bios completed to users and sync waiters (for progress lines).
     pub(crate) user_completions: AtomicU64,
+    /// Bios a class sent again after one of their clones failed on a path
+    /// (counted in `g_io_request`, whatever the class: core or module).
+    pub(crate) reissued: AtomicU64,
+    /// Bios a path failed: an injected fault (`fail_rate`, `fail_next`)
+    /// or a dead path.
+    pub(crate) path_errors: AtomicU64,
+    /// Modules `load_multipath` loaded (`GMR_CLASS=ko`), and their class:
+    /// unloaded by [`Sim::finish`] or on drop.
+    pub(crate) ko: Mutex<Vec<(Arc<crate::ko::KoKernel>, ClassId)>>,
+    /// Bios started at the geoms of a `GMR_CLASS=ko` module's class.
+    pub(crate) ko_starts: AtomicU64,
+    /// Whether `ko` ever held a module (spares g_down the lookup).
+    pub(crate) ko_loaded: AtomicBool,
 }
 
 /// A cheap, cloneable handle onto the simulator: what classes receive and
@@ -315,6 +328,29 @@ impl SimPlatform {
     pub fn steps(&self) -> u64 {
         self.sh.sched.steps()
     }
+
+    /// Bios a class sent to a path again after a clone of theirs failed
+    /// (the retries after path errors), counted by GEOM whatever the
+    /// class: the linked core or the loaded module.
+    pub fn reissued(&self) -> u64 {
+        self.sh.reissued.load(Ordering::Acquire)
+    }
+
+    /// Bios a path failed: injected faults and dead paths.
+    pub fn path_errors(&self) -> u64 {
+        self.sh.path_errors.load(Ordering::Acquire)
+    }
+
+    /// Whether `class` is the class of a module `load_multipath` loaded.
+    pub(crate) fn is_ko_class(&self, class: Option<ClassId>) -> bool {
+        class.is_some_and(|c| lock(&self.sh.ko).iter().any(|(_, k)| *k == c))
+    }
+
+    /// The module instances `load_multipath` loaded under `GMR_CLASS=ko`
+    /// (empty when the class is the linked core).
+    pub fn ko_kernels(&self) -> Vec<Arc<crate::ko::KoKernel>> {
+        lock(&self.sh.ko).iter().map(|(k, _)| k.clone()).collect()
+    }
 }
 
 pub(crate) fn record_violation(sh: &SimShared, rule: &'static str, message: String) {
@@ -431,6 +467,11 @@ impl Sim {
             disk_class: Mutex::new(None),
             dev_class: Mutex::new(None),
             user_completions: AtomicU64::new(0),
+            reissued: AtomicU64::new(0),
+            path_errors: AtomicU64::new(0),
+            ko: Mutex::new(Vec::new()),
+            ko_starts: AtomicU64::new(0),
+            ko_loaded: AtomicBool::new(false),
         });
         let sim = Sim {
             plat: SimPlatform::from_shared(sh, None),
@@ -467,6 +508,16 @@ impl Sim {
     pub fn finish(mut self) -> Report {
         self.finished = true;
         self.plat.run_until_idle();
+        // A module loaded for the class (GMR_CLASS=ko) is unloaded as
+        // kldunload does, so that its SYSUNINITs report leaks as
+        // violations; a refused unload is one too.
+        for (kk, summary) in self.unload_ko() {
+            if let Err(e) = summary {
+                self.plat
+                    .violation(rule::LEAK, format!("kldunload at shutdown: {e}"));
+            }
+            drop(kk);
+        }
         let builtin = [*lock(&self.sh.disk_class), *lock(&self.sh.dev_class)];
         let classes: Vec<ClassId> = lock(&self.sh.topo).classes.clone();
         for c in classes {
@@ -494,6 +545,34 @@ impl Sim {
         report
     }
 
+    /// Stops the geoms of each module `load_multipath` loaded and unloads
+    /// it; records its summary line (see [`crate::ko::record_summary`]).
+    fn unload_ko(&self) -> Vec<(Arc<crate::ko::KoKernel>, Result<(), String>)> {
+        let kos: Vec<_> = lock(&self.sh.ko).drain(..).collect();
+        let mut out = Vec::new();
+        for (kk, class) in kos {
+            if !kk.is_loaded() {
+                // The test unloaded it itself (ko::unload).
+                let bios = self.sh.ko_starts.load(Ordering::Acquire);
+                crate::ko_summary::record(&kk.summary_data(bios, self.plat.path_errors()));
+                out.push((kk, Ok(())));
+                continue;
+            }
+            if self.plat.class_name(class).is_some() {
+                self.plat.destroy_class_geoms(class);
+                self.plat.run_until_idle();
+            }
+            let r = crate::ko::unload(&kk)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            self.plat.run_until_idle();
+            let bios = self.sh.ko_starts.load(Ordering::Acquire);
+            crate::ko_summary::record(&kk.summary_data(bios, self.plat.path_errors()));
+            out.push((kk, r));
+        }
+        out
+    }
+
     fn stop_threads(&self) {
         let workers: Vec<crate::platform::WorkerRef> = lock(&self.sh.workers).drain(..).collect();
         for w in workers {
@@ -507,8 +586,36 @@ impl Sim {
 impl Drop for Sim {
     fn drop(&mut self) {
         if !self.finished {
+            // A test that drops its simulator without finish() still
+            // unloads the module, and fails on what only the module's
+            // unload can see: a refused kldunload, a panic(9), a leak.
+            let mut bad = Vec::new();
+            for (kk, r) in self.unload_ko() {
+                let rep = kk.report();
+                match r {
+                    Err(e) => bad.push(format!("kldunload at drop: {e}")),
+                    Ok(()) if rep.panics > 0 || rep.live_at_unload > 0 => bad.push(format!(
+                        "the module called panic(9) {} times and leaked {} allocations: {:?}",
+                        rep.panics,
+                        rep.live_at_unload,
+                        self.plat.violations()
+                    )),
+                    Ok(()) => {}
+                }
+            }
             self.stop_threads();
+            self.break_cycles();
+            if !bad.is_empty() && !std::thread::panicking() {
+                panic!("GMR_CLASS=ko: {}", bad.join("; "));
+            }
+            return;
         }
+        self.break_cycles();
+    }
+}
+
+impl Sim {
+    fn break_cycles(&mut self) {
         // Break the class → softc → platform cycles so memory is returned.
         let mut t = lock(&self.sh.topo);
         let classes = std::mem::take(&mut t.class);

@@ -5,6 +5,7 @@
 //! mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH] [--fail-nowait N]]
 //! mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH] [--fail-nowait N]]
 //! mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
+//! mpsim scale [--luns N[,N...]] [--paths P] [--threads|--deterministic|--both] [--bios-per-lun N] [--json]
 //! ```
 //! `--ko [PATH]` runs the class from the built module (default: the .ko
 //! `make` builds), loaded in-process on the emulated FreeBSD KPI, instead
@@ -28,7 +29,8 @@ const USAGE: &str = "usage:
   mpsim run FILE [--json] [--seed N] [--threads|--deterministic] [--ko [PATH] [--fail-nowait N]]
   mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH] [--fail-nowait N]]
   mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH] [--fail-nowait N]]
-  mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]";
+  mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
+  mpsim scale [--luns N[,N...]] [--paths P] [--threads|--deterministic|--both] [--bios-per-lun N] [--json]";
 
 struct Opts {
     json: bool,
@@ -54,7 +56,8 @@ impl Opts {
                 fail_nowait_at: self.fail_nowait,
                 ..geom_sim::ko::KoOptions::at(p)
             }),
-            None => ClassSource::Core,
+            // GMR_CLASS=ko without --ko: the module too.
+            None => ClassSource::from_env().unwrap_or_default(),
         }
     }
 
@@ -417,6 +420,10 @@ fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     };
+    if cmd == "scale" {
+        // Its own options (--luns, --paths, --sizes): see geom_sim::scale.
+        return ExitCode::from(geom_sim::scale::main(rest));
+    }
     let o = match parse(rest) {
         Ok(o) => o,
         Err(e) => {
