@@ -200,7 +200,7 @@ fn a_failed_clone_delivers_enomem_and_geom_retries() {
         sim.plat().set_clone_failure(0);
         assert_eq!(getactive(&sim, "mp"), "da0", "ENOMEM is not a path failure");
         assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
-        assert_eq!(sim.plat().worker_handled(), 0);
+        assert_eq!(sim.plat().reissued(), 0);
         drop(dev);
         sim.finish().assert_clean();
     }
@@ -222,7 +222,7 @@ fn enxio_fails_over_and_logs_which_path_is_active() {
         );
         assert!(logged(&sim, "da1 is now active path in mp"));
         assert_eq!(getactive(&sim, "mp"), "da1");
-        assert!(sim.plat().worker_handled() >= 1, "the worker re-issued it");
+        assert!(sim.plat().reissued() >= 1, "the worker re-issued it");
         drop(dev);
         sim.finish().assert_clean();
     }
@@ -238,7 +238,7 @@ fn other_errors_are_delivered_as_they_are() {
         assert_eq!(dev.read(0, 512), Err(EOPNOTSUPP));
         assert_eq!(getactive(&sim, "mp"), "da0", "no failover");
         assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
-        assert_eq!(sim.plat().worker_handled(), 0);
+        assert_eq!(sim.plat().reissued(), 0);
         drop(dev);
         sim.finish().assert_clean();
     }
@@ -317,6 +317,19 @@ fn a_dying_path_is_detached_after_its_io_drained_and_io_goes_on() {
 // ---- access --------------------------------------------------------------------
 
 fn load(sim: &Sim, exclusive: bool) {
+    if let Ok(geom_sim::ClassChoice::Ko(path)) = geom_sim::ClassChoice::from_env() {
+        // The module's own knob, as loader.conf would set it.
+        let opts = geom_sim::ko::KoOptions {
+            tunables: vec![(
+                "kern.geom.multipath.exclusive".into(),
+                u8::from(exclusive).to_string(),
+            )],
+            ..geom_sim::ko::KoOptions::at(&path)
+        };
+        sim.load_multipath_ko_with(&opts).unwrap();
+        sim.run_until_idle();
+        return;
+    }
     let mc = Arc::new(MultipathClass::new());
     mc.core().exclusive.store(exclusive, Ordering::Relaxed);
     sim.load_class(mc).unwrap();
@@ -404,11 +417,20 @@ fn the_worker_runs_from_load_to_unload_and_drains_its_queue() {
         let w = submit_writes(&dev, 8, 512);
         sim.run_until(|| w.done() == 8);
         assert!(w.all_ok());
-        assert!(sim.plat().worker_handled() >= 1);
+        assert!(sim.plat().reissued() >= 1);
         drop(dev);
         gm(&sim, &["destroy", "mp"]);
-        let cid = sim.plat().class_by_name("MULTIPATH").unwrap();
-        assert_eq!(sim.plat().unload_class(cid), Ok(()));
+        if common::ko_class() {
+            // kldunload: MOD_UNLOAD unloads the class, then the module.
+            for kk in sim.ko_kernels() {
+                let r = geom_sim::ko::unload(&kk).expect("kldunload");
+                assert_eq!((r.panics, r.live_at_unload), (0, 0), "{r:?}");
+            }
+            assert_eq!(sim.plat().class_by_name("MULTIPATH"), None);
+        } else {
+            let cid = sim.plat().class_by_name("MULTIPATH").unwrap();
+            assert_eq!(sim.plat().unload_class(cid), Ok(()));
+        }
         sim.finish().assert_clean();
     }
 }

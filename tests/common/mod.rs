@@ -5,6 +5,55 @@
 
 use geom_sim::{Lun, LunConfig, Mode, Sim, SimConfig};
 
+/// Whether the class under test is the built module (`GMR_CLASS=ko`)
+/// rather than the core linked into the simulator.
+pub fn ko_class() -> bool {
+    geom_sim::ClassChoice::from_env().is_ok_and(|c| c.is_ko())
+}
+
+/// `core_only!("why")`: ends the calling test at once when the class is
+/// the built module (`GMR_CLASS=ko`), saying so by name: a line
+/// "SKIPPED (core only): BINARY::TEST because WHY" on stderr (past the
+/// test harness's capture) and in the file `GMR_CORE_ONLY_LOG` names, so
+/// that `make test` lists it and does not count it as passed. For tests
+/// that look inside the core (its counters, its class object).
+#[allow(unused_macros)]
+macro_rules! core_only {
+    ($why:expr) => {
+        fn __core_only_here() {}
+        if $crate::common::skip_core_only(std::any::type_name_of_val(&__core_only_here), $why) {
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use core_only;
+
+/// The body of [`core_only!`]: `here` is the type name of a function
+/// nested in the test (its path names the test).
+pub fn skip_core_only(here: &str, why: &str) -> bool {
+    use std::io::Write;
+    if !ko_class() {
+        return false;
+    }
+    let test = here.trim_end_matches("::__core_only_here");
+    let line = format!("SKIPPED (core only): {test} because {why}\n");
+    // Written to the descriptor, not through eprint!, which the test
+    // harness captures for passing tests.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Some(log) = std::env::var_os("GMR_CORE_ONLY_LOG") {
+        let r = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = r {
+            panic!("GMR_CORE_ONLY_LOG={}: {e}", log.to_string_lossy());
+        }
+    }
+    true
+}
+
 /// Both schedulers, so every scenario also runs on real threads.
 pub fn modes() -> [Mode; 2] {
     [Mode::Deterministic, Mode::Threaded]
