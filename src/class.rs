@@ -5,19 +5,16 @@
 //! side is in [`crate::io`], taste in [`crate::taste`], gctl verbs in
 //! [`crate::ctl`], the XML in [`crate::dumpconf`].
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{
-    AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
-};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use crate::metadata::{Metadata, Mode, Name, Uuid};
 use crate::mp_log;
-use crate::path::{st, PathSlot, MAX_PATHS, NONE};
+use crate::path::{st, Faulted, PathTable, MAX_PATHS};
 use crate::platform::{Access, Errno, Platform, EBUSY, EEXIST, EINPROGRESS, EINVAL, ENOSPC, ENXIO};
 use crate::worker::Worker;
 
@@ -53,16 +50,8 @@ pub struct Softc<P: Platform> {
     /// Raw path size (label included on automatic geoms), as in the label.
     pub(crate) size: AtomicU64,
     pub(crate) sectorsize: AtomicU32,
-    /// On the heap by itself (2.5 KB of the softc's 2.7 KB): a softc built
-    /// by value moves through the stack of `create_geom`, and the kernel
-    /// stack (16 KB on amd64, shared by the whole taste or gctl chain) has
-    /// no room for such frames. `check-ko` bounds every frame.
-    pub(crate) slots: Box<[PathSlot; MAX_PATHS]>,
-    /// Slot of the active path (A/P, and writes in A/R), or [`NONE`].
-    pub(crate) active: AtomicUsize,
-    /// Attached paths that are not LOST.
-    pub(crate) ndisks: AtomicU32,
-    next_seq: AtomicU64,
+    /// The paths, and the lock-free protocol by which I/O uses them.
+    pub(crate) paths: PathTable,
     /// Sum of the access deltas granted on our provider.
     opened: AtomicI64,
     stopping: AtomicBool,
@@ -202,19 +191,6 @@ impl<P: Platform> Class<P> {
     }
 }
 
-/// The path table, built in place on the heap (never as a whole on the
-/// stack): the slots go one by one into a vector of the final size, whose
-/// buffer becomes the box.
-fn new_slots() -> Box<[PathSlot; MAX_PATHS]> {
-    let mut v = Vec::with_capacity(MAX_PATHS);
-    v.resize_with(MAX_PATHS, PathSlot::new);
-    match v.into_boxed_slice().try_into() {
-        Ok(b) => b,
-        // The vector holds exactly MAX_PATHS slots (resize_with above).
-        Err(_) => unreachable!("path table of the wrong length"),
-    }
-}
-
 impl<P: Platform> Softc<P> {
     fn new(
         name: &str,
@@ -233,10 +209,7 @@ impl<P: Platform> Softc<P> {
             provider: spin::Mutex::new(None),
             size: AtomicU64::new(size),
             sectorsize: AtomicU32::new(sectorsize),
-            slots: new_slots(),
-            active: AtomicUsize::new(NONE),
-            ndisks: AtomicU32::new(0),
-            next_seq: AtomicU64::new(1),
+            paths: PathTable::new(),
             opened: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
             gone: AtomicBool::new(false),
@@ -323,70 +296,28 @@ impl<P: Platform> Softc<P> {
         Ok(sector)
     }
 
-    /// Occupied slots (attached consumers), newest first like the kernel's
-    /// consumer list.
-    pub(crate) fn slots_newest_first(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..MAX_PATHS)
-            .filter(|&i| !self.slots[i].is_free())
-            .collect();
-        // Unstable is enough (every occupied slot has its own seq), and it
-        // sorts in place: the stable sort keeps a 4 KB scratch buffer on the
-        // stack.
-        v.sort_unstable_by(|&a, &b| self.slots[b].seq().cmp(&self.slots[a].seq()));
-        v
-    }
-
     /// The slot holding consumer `cp`.
     pub(crate) fn slot_of(&self, cp: P::Consumer) -> Option<usize> {
-        let raw = P::consumer_to_raw(cp);
-        (0..MAX_PATHS).find(|&i| !self.slots[i].is_free() && self.slots[i].consumer_raw() == raw)
-    }
-
-    /// The slot whose path provider is named `name`, skipping LOST ones.
-    pub(crate) fn slot_by_name(&self, name: &str) -> Option<usize> {
-        self.slots_newest_first()
-            .into_iter()
-            .find(|&i| !self.slots[i].has(st::LOST) && self.slots[i].name() == name)
-    }
-
-    /// The slot whose path provider is named `name`, LOST ones included.
-    pub(crate) fn slot_by_name_any(&self, name: &str) -> Option<usize> {
-        self.slots_newest_first()
-            .into_iter()
-            .find(|&i| self.slots[i].name() == name)
+        self.paths.find_consumer(P::consumer_to_raw(cp))
     }
 
     pub(crate) fn consumer(&self, slot: usize) -> P::Consumer {
-        P::consumer_from_raw(self.slots[slot].consumer_raw())
+        P::consumer_from_raw(self.paths.consumer_raw(slot))
     }
 
-    pub(crate) fn good_count(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_good()).count()
+    /// The paths, read-only: state, names, counts.
+    pub fn paths(&self) -> &PathTable {
+        &self.paths
     }
 
-    /// The first good path in kernel list order (newest first).
-    /// Allocation-free: `start` uses it too (seqs are unique, so the
-    /// newest good path is the one with the largest seq).
-    pub(crate) fn first_good(&self) -> Option<usize> {
-        (0..MAX_PATHS)
-            .filter(|&i| self.slots[i].is_good())
-            .max_by_key(|&i| self.slots[i].seq())
-    }
-
-    pub(crate) fn active_slot(&self) -> Option<usize> {
-        let a = self.active.load(Ordering::SeqCst);
-        (a < MAX_PATHS).then_some(a)
-    }
-
-    /// Announces a newly chosen active path, as FreeBSD does outside A/A.
-    fn set_active(&self, plat: &P, slot: Option<usize>) {
-        self.active.store(slot.unwrap_or(NONE), Ordering::SeqCst);
+    /// Logs a newly chosen active path, as FreeBSD does outside A/A.
+    fn announce_active(&self, plat: &P, slot: Option<usize>) {
         if let Some(s) = slot {
             if self.mode() != Mode::ActiveActive {
                 mp_log!(
                     plat,
                     "{} is now active path in {}",
-                    self.slots[s].name(),
+                    self.paths.name(s),
                     self.name
                 );
             }
@@ -399,14 +330,15 @@ impl<P: Platform> Softc<P> {
         let gp = self.geom().ok_or(ENXIO)?;
         let pname = plat.provider_name(pp);
         let taken = self
-            .slots_newest_first()
+            .paths
+            .newest_first()
             .into_iter()
             .any(|i| plat.consumer_provider(self.consumer(i)) == Some(pp));
         if taken {
             mp_log!(plat, "provider {} already attached to {}", pname, self.name);
             return Err(EEXIST);
         }
-        let slot = self.slots.iter().position(|s| s.is_free()).ok_or_else(|| {
+        let slot = self.paths.free_slot().ok_or_else(|| {
             mp_log!(
                 plat,
                 "cannot add {} to {}: {} paths is the limit",
@@ -444,8 +376,7 @@ impl<P: Platform> Softc<P> {
                 return Err(e);
             }
         }
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.slots[slot].occupy(P::consumer_to_raw(cp), &pname, seq);
+        self.paths.occupy(slot, P::consumer_to_raw(cp), &pname);
         // Provider properties before the path carries I/O: the first path
         // that has a stripe gives it (a 512e disk shows 4 KiB physical
         // sectors to ZFS through us), and the unmapped flag must be gone
@@ -459,11 +390,10 @@ impl<P: Platform> Softc<P> {
             }
         }
         self.update_unmapped(plat);
-        self.slots[slot].publish();
-        self.ndisks.fetch_add(1, Ordering::SeqCst);
+        let activated = self.paths.publish(slot);
         mp_log!(plat, "{} added to {}", pname, self.name);
-        if self.active_slot().is_none() {
-            self.set_active(plat, Some(slot));
+        if activated {
+            self.announce_active(plat, Some(slot));
         }
         Ok(())
     }
@@ -481,8 +411,8 @@ impl<P: Platform> Softc<P> {
         let Some(mpp) = self.provider() else { return };
         let mut any = false;
         let mut all = true;
-        for i in self.slots_newest_first() {
-            if self.slots[i].has(st::LOST) {
+        for i in self.paths.newest_first() {
+            if self.paths.has(i, st::LOST) {
                 continue;
             }
             if let Some(pp) = plat.consumer_provider(self.consumer(i)) {
@@ -496,71 +426,52 @@ impl<P: Platform> Softc<P> {
         }
     }
 
-    /// Marks a path FAIL or LOST (topology held; `g_multipath_fault`).
-    /// When no good path would remain, the others are restored first, so
-    /// the I/O path never sees a moment with none.
+    /// Marks a path FAIL (`cause`; topology held; `g_multipath_fault`):
+    /// see [`PathTable::fault`].
     pub(crate) fn fault(&self, plat: &P, slot: usize, cause: u32) {
         plat.topology_assert();
-        let ndisks = self.ndisks.load(Ordering::SeqCst);
-        let others_good = (0..MAX_PATHS).any(|i| i != slot && self.slots[i].is_good());
-        if !others_good && ndisks > 0 {
-            // Every path has now failed: give the others another chance
-            // (FreeBSD's automatic restore). The path that just failed is
-            // left out unless it is the only one, which then restores itself.
-            for i in self.slots_newest_first() {
-                let s = &self.slots[i];
-                if i != slot && s.has(st::FAIL) && !s.has(st::LOST | st::NEW) {
-                    mp_log!(
-                        plat,
-                        "all paths in {} were marked FAIL, restore {}",
-                        self.name,
-                        s.name()
-                    );
-                    s.clear(st::FAIL);
-                }
-            }
-            // FreeBSD's restore loop skips LOST and NEW paths, the one
-            // failing now included.
-            if cause == st::FAIL && ndisks <= 1 && !self.slots[slot].has(st::LOST | st::NEW) {
-                mp_log!(
-                    plat,
-                    "all paths in {} were marked FAIL, restore {}",
-                    self.name,
-                    self.slots[slot].name()
-                );
-                return;
-            }
+        let f = self.paths.fault(slot, cause);
+        self.report_fault(plat, slot, f);
+    }
+
+    /// Logs what a fault did, and counts a failover.
+    fn report_fault(&self, plat: &P, slot: usize, f: Faulted) {
+        let restored = f.restored.iter().chain(f.kept.then_some(&slot));
+        for &i in restored {
+            mp_log!(
+                plat,
+                "all paths in {} were marked FAIL, restore {}",
+                self.name,
+                self.paths.name(i)
+            );
         }
-        self.slots[slot].set(cause);
-        if self.active_slot() == Some(slot) {
-            let next = self.first_good();
+        if let Some(next) = f.moved {
             match next {
                 Some(_) => {
                     self.failovers.fetch_add(1, Ordering::Relaxed);
                 }
                 None => mp_log!(plat, "out of providers for {}", self.name),
             }
-            self.set_active(plat, next);
+            self.announce_active(plat, next);
         }
     }
 
     /// Clears FAIL (`gmultipath restore`). The active path does not move,
     /// unless there was none: then I/O would fail with a good path present.
     pub(crate) fn restore(&self, plat: &P, slot: usize) {
-        self.slots[slot].clear(st::FAIL);
-        if self.active_slot().is_none_or(|a| !self.slots[a].is_good()) {
-            self.set_active(plat, Some(slot));
+        if self.paths.restore(slot) {
+            self.announce_active(plat, Some(slot));
         }
     }
 
     /// Makes `slot` the active path (`prefer`).
     pub(crate) fn prefer(&self, plat: &P, slot: usize) {
-        self.active.store(slot, Ordering::SeqCst);
+        self.paths.prefer(slot);
         if self.mode() == Mode::ActivePassive {
             mp_log!(
                 plat,
                 "{} now active path in {}",
-                self.slots[slot].name(),
+                self.paths.name(slot),
                 self.name
             );
         }
@@ -568,19 +479,8 @@ impl<P: Platform> Softc<P> {
 
     /// Moves the active path to the next good one in list order (`rotate`).
     pub(crate) fn rotate(&self, plat: &P) {
-        let order = self.slots_newest_first();
-        let cur = self.active_slot();
-        let after = cur
-            .and_then(|c| order.iter().position(|&i| i == c))
-            .map(|p| p + 1)
-            .unwrap_or(0);
-        let next = order[after.min(order.len())..]
-            .iter()
-            .chain(order.iter())
-            .copied()
-            .find(|&i| self.slots[i].is_good());
-        if next.is_some() && next != cur {
-            self.set_active(plat, next);
+        if let Some(next) = self.paths.rotate() {
+            self.announce_active(plat, Some(next));
         }
     }
 
@@ -588,13 +488,13 @@ impl<P: Platform> Softc<P> {
     pub fn orphan(self: &Arc<Self>, plat: &P, cp: P::Consumer) {
         plat.topology_assert();
         let Some(slot) = self.slot_of(cp) else { return };
-        if self.slots[slot].has(st::LOST) {
+        if self.paths.has(slot, st::LOST) {
             return;
         }
         mp_log!(
             plat,
             "{} in {} was disconnected",
-            self.slots[slot].name(),
+            self.paths.name(slot),
             self.name
         );
         self.lose(plat, slot, false);
@@ -602,10 +502,11 @@ impl<P: Platform> Softc<P> {
 
     /// Marks a path LOST and tears it down now if idle, else at its drain.
     pub(crate) fn lose(self: &Arc<Self>, plat: &P, slot: usize, guard_retaste: bool) {
-        self.ndisks.fetch_sub(1, Ordering::SeqCst);
-        self.fault(plat, slot, st::LOST);
+        plat.topology_assert();
+        let f = self.paths.lose(slot);
+        self.report_fault(plat, slot, f);
         self.update_unmapped(plat);
-        if self.slots[slot].inflight() == 0 && self.slots[slot].claim_teardown() {
+        if self.paths.claim_idle(slot) {
             self.teardown(plat, slot, guard_retaste);
         }
     }
@@ -636,7 +537,7 @@ impl<P: Platform> Softc<P> {
     /// Detaches and destroys a path's consumer (topology held; `g_mpd`);
     /// when it was the last one, the geom goes too.
     pub(crate) fn teardown(self: &Arc<Self>, plat: &P, slot: usize, guard_retaste: bool) {
-        if self.teardown_one(plat, slot, guard_retaste) && self.slots.iter().all(|s| s.is_free()) {
+        if self.teardown_one(plat, slot, guard_retaste) && self.paths.all_free() {
             // Last path gone. An error only means it is already on its way.
             let _ = self.destroy(plat, DestroyHow::Forced);
         }
@@ -649,8 +550,7 @@ impl<P: Platform> Softc<P> {
     /// stopped is not tasted straight back in. Returns whether it detached.
     fn teardown_one(self: &Arc<Self>, plat: &P, slot: usize, guard_retaste: bool) -> bool {
         plat.topology_assert();
-        let s = &self.slots[slot];
-        if s.is_free() {
+        if self.paths.is_free(slot) {
             return false;
         }
         let cp = self.consumer(slot);
@@ -658,10 +558,16 @@ impl<P: Platform> Softc<P> {
         if held.is_open() {
             // Dropping access never fails in GEOM; an error here is logged.
             if let Err(e) = plat.access(cp, held.neg()) {
-                mp_log!(plat, "cannot close {} in {} ({})", s.name(), self.name, e);
+                mp_log!(
+                    plat,
+                    "cannot close {} in {} ({})",
+                    self.paths.name(slot),
+                    self.name,
+                    e
+                );
             }
             if held.w > 0 && guard_retaste {
-                s.set(st::WITHER);
+                self.paths.mark_withering(slot);
                 let sc = self.clone();
                 if plat
                     .post_event(move |plat: &P| sc.teardown(plat, slot, false))
@@ -671,12 +577,12 @@ impl<P: Platform> Softc<P> {
                 }
             }
         }
-        mp_log!(plat, "{} removed from {}", s.name(), self.name);
+        mp_log!(plat, "{} removed from {}", self.paths.name(slot), self.name);
         if plat.consumer_provider(cp).is_some() {
             plat.detach(cp);
         }
         plat.destroy_consumer(cp);
-        s.release_slot();
+        self.paths.release(slot);
         true
     }
 
@@ -706,18 +612,13 @@ impl<P: Platform> Softc<P> {
             }
             return Err(EINPROGRESS);
         }
-        self.active.store(NONE, Ordering::SeqCst);
-        for i in self.slots_newest_first() {
-            let s = &self.slots[i];
-            if !s.has(st::LOST) {
-                s.set(st::LOST);
-                self.ndisks.fetch_sub(1, Ordering::SeqCst);
-            }
-            if s.inflight() == 0 && s.claim_teardown() {
+        self.paths.deactivate();
+        for i in self.paths.newest_first() {
+            if self.paths.retire(i) {
                 self.teardown_one(plat, i, true);
             }
         }
-        if self.slots.iter().any(|s| !s.is_free()) {
+        if !self.paths.all_free() {
             return Err(EINPROGRESS);
         }
         if !self.gone.swap(true, Ordering::SeqCst) {
@@ -739,9 +640,10 @@ impl<P: Platform> Softc<P> {
     ) -> Result<(), Errno> {
         plat.topology_assert();
         let targets: Vec<usize> = self
-            .slots_newest_first()
+            .paths
+            .newest_first()
             .into_iter()
-            .filter(|&i| !self.slots[i].has(st::WITHER | st::LOST | st::NEW))
+            .filter(|&i| !self.paths.has(i, st::WITHER | st::LOST | st::NEW))
             .collect();
         if targets.is_empty() && (delta.r > 0 || delta.w > 0 || delta.e > 0) {
             return Err(ENXIO);

@@ -250,7 +250,8 @@ impl<P: Platform> Class<P> {
             return fail(req, format_args!("Provider {} is invalid", pname));
         };
         let there = sc
-            .slots_newest_first()
+            .paths
+            .newest_first()
             .into_iter()
             .any(|i| plat.consumer_provider(sc.consumer(i)) == Some(pp));
         if there {
@@ -293,7 +294,7 @@ impl<P: Platform> Class<P> {
     fn path_arg(&self, req: &mut dyn CtlReq, sc: &Softc<P>) -> R<usize> {
         let arg = need_ascii(req, "arg1")?;
         let pname = strip_dev(&arg);
-        match sc.slot_by_name(pname) {
+        match sc.paths.find_name(pname, false) {
             Some(i) => Ok(i),
             None => fail(req, format_args!("Provider {} not found", pname)),
         }
@@ -302,7 +303,7 @@ impl<P: Platform> Class<P> {
     fn ctl_remove(&self, plat: &P, req: &mut dyn CtlReq) -> R<()> {
         let sc = self.geom_arg(plat, req, false)?;
         let slot = self.path_arg(req, &sc)?;
-        mp_log!(plat, "removing {} from {}", sc.slots[slot].name(), sc.name);
+        mp_log!(plat, "removing {} from {}", sc.paths.name(slot), sc.name);
         sc.lose(plat, slot, true);
         Ok(())
     }
@@ -310,10 +311,10 @@ impl<P: Platform> Class<P> {
     fn ctl_fail_restore(&self, plat: &P, req: &mut dyn CtlReq, failing: bool) -> R<()> {
         let sc = self.geom_arg(plat, req, false)?;
         let slot = self.path_arg(req, &sc)?;
-        if sc.slots[slot].has(st::FAIL) == failing {
+        if sc.paths.has(slot, st::FAIL) == failing {
             return Ok(());
         }
-        let pname = sc.slots[slot].name();
+        let pname = sc.paths.name(slot);
         if failing {
             mp_log!(plat, "{} in {} is marked FAIL.", pname, sc.name);
             sc.fault(plat, slot, st::FAIL);
@@ -333,13 +334,13 @@ impl<P: Platform> Class<P> {
         }
         let arg = need_ascii(req, "arg1")?;
         let pname = strip_dev(&arg);
-        let Some(slot) = sc.slot_by_name_any(pname) else {
+        let Some(slot) = sc.paths.find_name(pname, true) else {
             return fail(req, format_args!("Provider {} not found", pname));
         };
-        if !sc.slots[slot].is_good() {
+        if !sc.paths.is_good(slot) {
             return fail(
                 req,
-                format_args!("Consumer {} is invalid", sc.slots[slot].name()),
+                format_args!("Consumer {} is invalid", sc.paths.name(slot)),
             );
         }
         sc.prefer(plat, slot);
@@ -364,11 +365,11 @@ impl<P: Platform> Class<P> {
             sc.mode()
         };
         if sc.is_labelled() {
-            if let Some(slot) = sc.active_slot() {
+            if let Some(slot) = sc.paths.active() {
                 if let Err(e) = self.rewrite_label(plat, &sc, slot, mode) {
                     return fail(
                         req,
-                        format_args!("Can't update metadata on {} ({})", sc.slots[slot].name(), e),
+                        format_args!("Can't update metadata on {} ({})", sc.paths.name(slot), e),
                     );
                 }
             }
@@ -418,12 +419,12 @@ impl<P: Platform> Class<P> {
         // the original create form never wrote one, and the last sector of
         // its paths may be someone else's (a GPT backup header).
         if sc.is_labelled() {
-            if let Some(slot) = sc.active_slot() {
+            if let Some(slot) = sc.paths.active() {
                 let secsize = sc.sectorsize() as usize;
                 if let Err(e) = write_last_sector(plat, sc.consumer(slot), &vec![0u8; secsize]) {
                     return fail(
                         req,
-                        format_args!("Can't erase metadata on {} ({})", sc.slots[slot].name(), e),
+                        format_args!("Can't erase metadata on {} ({})", sc.paths.name(slot), e),
                     );
                 }
             }
@@ -463,14 +464,16 @@ impl<P: Platform> Softc<P> {
     /// first; otherwise the active path.
     pub fn active_names(&self) -> Vec<String> {
         if self.mode() == Mode::ActiveActive {
-            self.slots_newest_first()
+            self.paths
+                .newest_first()
                 .into_iter()
-                .filter(|&i| self.slots[i].is_good())
-                .map(|i| self.slots[i].name())
+                .filter(|&i| self.paths.is_good(i))
+                .map(|i| self.paths.name(i))
                 .collect()
         } else {
-            self.active_slot()
-                .map(|i| self.slots[i].name())
+            self.paths
+                .active()
+                .map(|i| self.paths.name(i))
                 .into_iter()
                 .collect()
         }

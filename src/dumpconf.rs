@@ -7,7 +7,6 @@
 
 use core::fmt;
 use core::fmt::Write as _;
-use core::sync::atomic::Ordering;
 
 use crate::class::Softc;
 use crate::metadata::Mode;
@@ -16,14 +15,14 @@ use crate::platform::Platform;
 
 /// One path's state word as `gmultipath list` shows it.
 pub fn path_state<P: Platform>(sc: &Softc<P>, slot: usize) -> &'static str {
-    let s = &sc.slots[slot];
-    if s.has(st::NEW) {
+    let state = sc.paths.state(slot);
+    if state & st::NEW != 0 {
         "NEW"
-    } else if s.has(st::LOST) {
+    } else if state & st::LOST != 0 {
         "LOST"
-    } else if s.has(st::FAIL) {
+    } else if state & st::FAIL != 0 {
         "FAIL"
-    } else if sc.mode() == Mode::ActiveActive || sc.active_slot() == Some(slot) {
+    } else if sc.mode() == Mode::ActiveActive || sc.paths.active() == Some(slot) {
         "ACTIVE"
     } else if sc.mode() == Mode::ActiveRead {
         "READ"
@@ -35,8 +34,8 @@ pub fn path_state<P: Platform>(sc: &Softc<P>, slot: usize) -> &'static str {
 /// The device's state: BROKEN without a good path, DEGRADED when a path is
 /// failed or there is only one, OPTIMAL otherwise.
 pub fn geom_state<P: Platform>(sc: &Softc<P>) -> &'static str {
-    let good = sc.good_count();
-    let ndisks = sc.ndisks.load(Ordering::SeqCst) as usize;
+    let good = sc.paths.good_count();
+    let ndisks = sc.paths.ndisks();
     if good == 0 {
         "BROKEN"
     } else if good != ndisks || ndisks == 1 {

@@ -30,7 +30,7 @@ impl<P: Platform> Softc<P> {
         // One try per attached path. Counted from the slot table rather
         // than ndisks: a path being lost right now still holds its slot, so
         // a bio that raced onto it keeps a try for the path that remains.
-        let attached = self.slots.iter().filter(|s| !s.is_free()).count();
+        let attached = self.paths.attached();
         let budget = attached.clamp(1, MAX_PATHS) as u8;
         self.dispatch(plat, bp, 0, budget);
     }
@@ -59,78 +59,26 @@ impl<P: Platform> Softc<P> {
             }
             .encode(),
         );
-        self.slots[slot].ios.fetch_add(1, Ordering::Relaxed);
+        self.paths.count_io(slot);
         plat.io_request(child, P::consumer_from_raw(raw));
     }
 
-    /// Chooses a path for `cmd` and takes an in-flight reference on it.
+    /// Chooses a path for `cmd` and takes an in-flight reference on it:
+    /// the paths take turns in active/active (and for reads in
+    /// active/read), the active path carries the rest.
     fn pick(self: &Arc<Self>, plat: &P, cmd: BioCmd) -> Option<(usize, usize)> {
         let balanced = match self.mode() {
             Mode::ActiveActive => true,
             Mode::ActiveRead => cmd == BioCmd::Read,
             Mode::ActivePassive => false,
         };
-        // A few tries: a path can go bad between choosing and taking it.
-        for _ in 0..MAX_PATHS {
-            let slot = if balanced {
-                self.least_busy()
-            } else {
-                self.active_or_first_good()
-            }?;
-            match self.slots[slot].try_get() {
-                Ok(raw) => return Some((slot, raw)),
-                Err(owns_teardown) => {
-                    if owns_teardown {
-                        self.post_teardown(plat, slot);
-                    }
-                }
-            }
-        }
-        None
-    }
-
-    /// The active path; if it just went bad, the first good one (the worker
-    /// will move the active pointer under the topology lock shortly).
-    fn active_or_first_good(&self) -> Option<usize> {
-        match self.active_slot() {
-            Some(a) if self.slots[a].is_good() => Some(a),
-            _ => self.first_good(),
-        }
-    }
-
-    /// Active/active choice: fewest bios in flight; among equals the one
-    /// passed over longest, so equal paths take turns.
-    fn least_busy(&self) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for i in 0..MAX_PATHS {
-            let s = &self.slots[i];
-            if !s.is_good() {
-                continue;
-            }
-            s.bump_idle();
-            best = match best {
-                None => Some(i),
-                Some(b) => {
-                    let (sb, si) = (&self.slots[b], s);
-                    if (si.inflight(), core::cmp::Reverse(si.idle()))
-                        < (sb.inflight(), core::cmp::Reverse(sb.idle()))
-                    {
-                        Some(i)
-                    } else {
-                        Some(b)
-                    }
-                }
-            };
-        }
-        if let Some(b) = best {
-            self.slots[b].reset_idle();
-        }
-        best
+        self.paths
+            .acquire(balanced, |slot| self.post_teardown(plat, slot))
     }
 
     /// Drops a path reference; a drained LOST path is torn down by event.
     fn put_path(self: &Arc<Self>, plat: &P, slot: usize) {
-        if self.slots[slot].put() {
+        if self.paths.put(slot) {
             self.post_teardown(plat, slot);
         }
     }
@@ -167,21 +115,20 @@ impl<P: Platform> Softc<P> {
         let cookie = Cookie::decode(plat.bio_cookie(&child));
         let slot = cookie.slot.min(MAX_PATHS - 1);
         plat.topology_lock();
-        let s = &self.slots[slot];
-        s.errors.fetch_add(1, Ordering::Relaxed);
+        self.paths.count_error(slot);
         // FreeBSD logs and faults on the first error whatever else the
         // path is, LOST (removed or disconnected, still draining) included.
-        if !s.is_free() && !s.has(st::FAIL) {
+        if !self.paths.is_free(slot) && !self.paths.has(slot, st::FAIL) {
             mp_log!(
                 plat,
                 "Error {}, {} in {} marked FAIL",
                 err,
-                s.name(),
+                self.paths.name(slot),
                 self.name
             );
             self.fault(plat, slot, st::FAIL);
         }
-        if s.put() {
+        if self.paths.put(slot) {
             // Detach on the event thread, like every other teardown: a verb
             // running there may have dropped the topology lock around a
             // label write, and must not find a consumer gone under it.

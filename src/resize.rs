@@ -67,7 +67,7 @@ impl<P: Platform> Softc<P> {
             return;
         }
         let Some(slot) = self.slot_of(cp) else { return };
-        if self.slots[slot].has(st::LOST) {
+        if self.paths.has(slot, st::LOST) {
             return;
         }
         let Some(pp) = plat.consumer_provider(cp) else {
@@ -94,14 +94,14 @@ impl<P: Platform> Softc<P> {
         mp_log!(plat, "{} size changed from {} to {}", self.name, old, psize);
         if self.is_labelled() && size < cur {
             // The label must still be there, written for the new size.
-            self.slots[slot].hold();
+            self.paths.hold(slot);
             let sector = read_last_sector(plat, cp);
-            let drained = self.slots[slot].put();
+            let drained = self.paths.put(slot);
             let verdict = match sector {
                 Ok(s) => self.label_still_ours(&s, size, sectorsize),
                 Err(e) => Err(LabelGone::Unreadable(e)),
             };
-            let pname = self.slots[slot].name();
+            let pname = self.paths.name(slot);
             if drained {
                 // Lost while we read: its teardown waited for us.
                 self.teardown(plat, slot, false);
@@ -135,9 +135,10 @@ impl<P: Platform> Softc<P> {
     /// The smallest path that may carry I/O (attached, not LOST), as
     /// (mediasize, sectorsize).
     fn smallest_path(&self, plat: &P) -> Option<(u64, u32)> {
-        self.slots_newest_first()
+        self.paths
+            .newest_first()
             .into_iter()
-            .filter(|&i| !self.slots[i].has(st::LOST))
+            .filter(|&i| !self.paths.has(i, st::LOST))
             .filter_map(|i| plat.consumer_provider(self.consumer(i)))
             .map(|pp| (plat.provider_mediasize(pp), plat.provider_sectorsize(pp)))
             .min_by_key(|&(size, _)| size)
@@ -164,7 +165,7 @@ impl<P: Platform> Softc<P> {
     /// such path. Topology held; dropped for the write.
     fn relabel(self: &Arc<Self>, plat: &P, slot: usize, size: u64, sectorsize: u32) {
         let fits = |i: usize| {
-            !self.slots[i].has(st::LOST)
+            !self.paths.has(i, st::LOST)
                 && plat
                     .consumer_provider(self.consumer(i))
                     .is_some_and(|pp| plat.provider_mediasize(pp) == size)
@@ -172,16 +173,16 @@ impl<P: Platform> Softc<P> {
         let target = if fits(slot) {
             Some(slot)
         } else {
-            self.slots_newest_first().into_iter().find(|&i| fits(i))
+            self.paths.newest_first().into_iter().find(|&i| fits(i))
         };
         let Some(t) = target else { return };
-        let pname = self.slots[t].name();
+        let pname = self.paths.name(t);
         let r = self
             .label_sector(size, sectorsize, self.mode())
             .and_then(|sector| {
-                self.slots[t].hold();
+                self.paths.hold(t);
                 let r = write_last_sector(plat, self.consumer(t), &sector);
-                if self.slots[t].put() {
+                if self.paths.put(t) {
                     // Lost while we wrote: its teardown waited for us.
                     self.teardown(plat, t, false);
                 }

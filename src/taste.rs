@@ -170,7 +170,7 @@ impl<P: Platform> Class<P> {
             Some(sc) => sc,
             None => self.found_geom(plat, &md)?,
         };
-        let fresh = sc.slots_newest_first().is_empty();
+        let fresh = sc.paths.all_free();
         if sc.add_disk(plat, pp).is_err() {
             if fresh {
                 let _ = sc.destroy(plat, DestroyHow::Polite);
