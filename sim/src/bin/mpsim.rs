@@ -6,7 +6,12 @@
 //! mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH] [--fail-nowait N]]
 //! mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
 //! mpsim scale [--luns N[,N...]] [--paths P] [--threads|--deterministic|--both] [--bios-per-lun N] [--json]
+//! mpsim ko-total FILE
 //! ```
+//! `ko-total` adds up the module summaries appended to FILE (the
+//! `GMR_KO_SUMMARY` file of `make test`'s steps that run through the .ko)
+//! and prints their line; exit 1 when nothing ran or the module leaked or
+//! panicked.
 //! `--ko [PATH]` runs the class from the built module (default: the .ko
 //! `make` builds), loaded in-process on the emulated FreeBSD KPI, instead
 //! of the core linked into mpsim; `--fail-nowait N` makes its Nth
@@ -30,7 +35,8 @@ const USAGE: &str = "usage:
   mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH] [--fail-nowait N]]
   mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH] [--fail-nowait N]]
   mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
-  mpsim scale [--luns N[,N...]] [--paths P] [--threads|--deterministic|--both] [--bios-per-lun N] [--json]";
+  mpsim scale [--luns N[,N...]] [--paths P] [--threads|--deterministic|--both] [--bios-per-lun N] [--json]
+  mpsim ko-total FILE";
 
 struct Opts {
     json: bool,
@@ -414,6 +420,34 @@ fn soak(o: &Opts) -> ExitCode {
     }
 }
 
+/// `mpsim ko-total FILE`.
+fn ko_total(file: &str) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mpsim: {file}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let t = match geom_sim::ko_summary::total(&text) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("mpsim: {file}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if t.runs == 0 {
+        eprintln!("mpsim: {file}: nothing ran through the module");
+        return ExitCode::from(1);
+    }
+    println!("{}", t.line());
+    if t.leaks > 0 || t.panics > 0 {
+        eprintln!("mpsim: the module leaked or called panic(9)");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((cmd, rest)) = args.split_first() else {
@@ -446,6 +480,13 @@ fn main() -> ExitCode {
             }
         }
         "demo" => demo(&o),
+        "ko-total" => {
+            let [file] = o.positional.as_slice() else {
+                eprintln!("mpsim: ko-total needs one FILE\n{USAGE}");
+                return ExitCode::from(2);
+            };
+            ko_total(file)
+        }
         "soak" => soak(&o),
         "bench" => {
             // --seeds N: exactly N rounds; by default 15 to 120, until
