@@ -43,6 +43,8 @@ toolchain|bash $apt python3 cargo
 check-installs self-test|bash git grep find ln mktemp $apt
 check-installs|bash git grep
 cargo test|cargo rustc
+ko suite|bash cargo rustc mktemp sort awk sed tee
+ko soak|cargo rustc
 cargo clippy|cargo cargo-clippy clippy-driver
 cargo fmt|cargo rustfmt
 kernel module build|$kbuild_rows $headers python3

@@ -19,7 +19,10 @@ passed=()
 failed=()
 skipped=()
 steplog=$(mktemp "${TMPDIR:-/tmp}/gmr-test-step.XXXXXX")
-trap 'rm -f "$steplog"' EXIT
+# What ran through the module (each GMR_CLASS=ko simulator and the --ko
+# soak append a summary line; the end of this script adds them up).
+ko_summary=$(mktemp "${TMPDIR:-/tmp}/gmr-ko-summary.XXXXXX")
+trap 'rm -f "$steplog" "$ko_summary"' EXIT
 step() { # step "title" command...
 	local title=$1 rc why
 	shift
@@ -55,6 +58,38 @@ cargo_test_some() {
 	echo "cargo test $*: $n tests passed"
 }
 
+# The suite through the built module: every root test file (tests/*.rs)
+# with GMR_CLASS=ko, so load_multipath kldloads the .ko in-process instead
+# of linking the core. A test that cannot run through the module ends
+# with a "SKIPPED (core only): TEST because WHY" line (tests/common's
+# core_only!): listed here by name and not counted as run through it.
+ko_suite() {
+	local skips out f n rc k
+	local args=()
+	skips=$(mktemp "${TMPDIR:-/tmp}/gmr-core-only.XXXXXX")
+	out=$(mktemp "${TMPDIR:-/tmp}/gmr-ko-suite.XXXXXX")
+	for f in tests/*.rs; do args+=(--test "$(basename "$f" .rs)"); done
+	GMR_CLASS=ko GMR_KO_SUMMARY=$ko_summary GMR_CORE_ONLY_LOG=$skips cargo test -p geom_multipath_rs --no-fail-fast "${args[@]}" 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
+	n=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$out" | awk '{ s += $1 } END { print s + 0 }')
+	k=$(sort -u "$skips" | grep -c '^SKIPPED' || true)
+	echo "ko suite: ${#args[@]} test files; $((n - k)) tests ran through the module, $k skipped (core only)"
+	sort -u "$skips"
+	rm -f "$skips" "$out"
+	[ "$rc" = 0 ] || return "$rc"
+	if [ "$((n - k))" -le 0 ]; then
+		echo "ko suite: no test ran through the module" >&2
+		return 1
+	fi
+}
+
+# At least 10^5 bios through the module, with path faults (random
+# fail/die/latency timelines) and the 5th M_NOWAIT allocation of each
+# seed failed; prints the module's summary line.
+ko_soak() {
+	GMR_KO_SUMMARY=$ko_summary cargo run -q -p geom-sim --bin mpsim -- soak --ko --seeds 30 --bios 4000 --fail-nowait 5
+}
+
 # Every shell script in the repo: *.sh, and files whose first line names sh
 # or bash, under scripts/, tests/ and .ci/.
 shell_scripts() {
@@ -84,6 +119,8 @@ step "check-installs self-test: it fails on a missing tool or an install command
 step "kernel module build (scripts/kbuild.sh)" scripts/kbuild.sh
 export GMR_REQUIRE_KO=1
 step "cargo test --workspace" cargo test --workspace
+step "ko suite: tests/*.rs through the built .ko (GMR_CLASS=ko)" ko_suite
+step "ko soak: mpsim soak --ko, 120000 bios, path faults, failed M_NOWAIT allocations" ko_soak
 step "cargo test: kernel adapter helpers on the host (--features kernel)" \
 	cargo_test_some -p geom_multipath_rs --features kernel --lib kernel::
 step "cargo clippy --workspace --all-targets -- -D warnings" \
@@ -110,6 +147,12 @@ fi
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "make test: failed steps:"
 	printf '    %s\n' "${failed[@]}"
+fi
+echo "make test: the module, over the ko suite and the ko soak (mpsim ko-total):"
+if [ -s "$ko_summary" ]; then
+	cargo run -q -p geom-sim --bin mpsim -- ko-total "$ko_summary" | sed 's/^/    /'
+else
+	echo "    nothing ran through the module"
 fi
 echo "steps: ${#passed[@]} passed, ${#failed[@]} failed, ${#skipped[@]} skipped"
 [ ${#failed[@]} -eq 0 ]
