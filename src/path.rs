@@ -9,17 +9,17 @@
 //!   happen under the topology lock. `start` and `done` only read state and
 //!   move a path's in-flight counter, all with atomics.
 //! - A bio takes a path by incrementing its in-flight count *first* and
-//!   checking the state *after* ([`PathTable::acquire`]): a concurrent
+//!   checking the state *after* (`PathTable::acquire`): a concurrent
 //!   fail or lose either sees the count or is seen by the check.
 //! - A LOST path's consumer is torn down only after its in-flight count
 //!   drained to zero, and by exactly one party: whoever sets `POSTED`
-//!   first (the last [`PathTable::put`], a failed acquire's undo, or the
-//!   topology side finding it idle, [`PathTable::claim_idle`]).
+//!   first (the last `PathTable::put`, a failed acquire's undo, or the
+//!   topology side finding it idle, `PathTable::claim_idle`).
 //! - Faulting the last good path restores the failed others first
-//!   ([`PathTable::fault`]), so `start` never sees a moment with none.
+//!   (`PathTable::fault`), so `start` never sees a moment with none.
 //!
 //! Path choice (which good path a bio takes) lives here too, behind
-//! [`PathTable::acquire`], so it can change without touching the class.
+//! `PathTable::acquire`, so it can change without touching the class.
 
 use alloc::boxed::Box;
 use alloc::string::String;
