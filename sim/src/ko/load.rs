@@ -139,6 +139,9 @@ pub struct KoReport {
     pub nowait_failures_injected: u64,
     /// `panic(9)` calls.
     pub panics: u64,
+    /// Kprocs still in module code at kldunload (each a violation; the
+    /// module is then left mapped for them).
+    pub kprocs_in_module_at_unload: u64,
     /// Every malloc type (the module's and `M_GEOM`).
     pub types: Vec<TypeStats>,
 }
@@ -153,6 +156,8 @@ pub(crate) struct LoadInfo {
     /// The emulated kernel's data objects (low memory), freed after unmap.
     pub data: Vec<(usize, usize)>,
     pub unloaded: bool,
+    /// Kprocs in module code at unload, which then left the module mapped.
+    pub in_module_at_unload: u64,
 }
 
 /// The symbol table the module is linked against.
@@ -335,9 +340,43 @@ pub fn unload(kk: &Arc<KoKernel>) -> Result<KoReport, KoError> {
             call_void(d);
         }
     });
+    let lingering = threads_in_module(kk);
+    if lingering > 0 {
+        // A kernel would free the text under the thread (and crash when
+        // it runs on); here the violation is recorded and the mapping is
+        // kept for the thread, so the test process lives to report it.
+        lock(&kk.info).in_module_at_unload = lingering;
+        std::mem::forget(module);
+        return Ok(kk.report());
+    }
     module.unmap();
     free_data(kk);
     Ok(kk.report())
+}
+
+/// `linker_file_unload` frees the module's text once `MOD_UNLOAD` and the
+/// SYSUNINITs are done; every kproc the module started must be gone from
+/// its code by then (in `kproc_exit`, which runs kernel text), or it will
+/// run freed memory. Records each one still there as a violation and
+/// returns how many there are.
+fn threads_in_module(kk: &KoKernel) -> u64 {
+    let mut n = 0;
+    for kp in kk.kern.kprocs.all() {
+        if kp.in_module() {
+            n += 1;
+            kk.plat.violation(
+                crate::violation::rule::DESTROY,
+                format!(
+                    "kproc \"{}\" is still in module code at kldunload ({:?}): the \
+                     module's text would be freed under it (wait for its kproc_exit \
+                     before MOD_UNLOAD returns)",
+                    kp.name,
+                    kp.state()
+                ),
+            );
+        }
+    }
+    n
 }
 
 fn unload_modules(kk: &KoKernel) -> Result<(), KoError> {
@@ -393,6 +432,7 @@ impl KoKernel {
             nowait_allocations: seen,
             nowait_failures_injected: injected,
             panics: self.kern.panics.load(std::sync::atomic::Ordering::Acquire),
+            kprocs_in_module_at_unload: lock(&self.info).in_module_at_unload,
             types,
         }
     }

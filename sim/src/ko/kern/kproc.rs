@@ -56,6 +56,9 @@ struct KpSt {
     kproc_turn: bool,
     wait: KWait,
     exited: bool,
+    /// The thread will run no more module code: it entered
+    /// `kproc_exit`, or its function returned or panicked.
+    left_module: bool,
 }
 
 /// One kproc.
@@ -87,6 +90,7 @@ impl Kproc {
                 kproc_turn: false,
                 wait: KWait::Start,
                 exited: false,
+                left_module: false,
             }),
             cv: Condvar::new(),
         })
@@ -95,6 +99,19 @@ impl Kproc {
     /// Whether the kproc has exited.
     pub fn exited(&self) -> bool {
         lock(&self.st).exited
+    }
+
+    /// Whether the kproc's thread may still run module code: it has not
+    /// entered `kproc_exit` (it runs, sleeps or waits in module frames it
+    /// will return to), so unmapping the module now would free the text
+    /// under it.
+    pub fn in_module(&self) -> bool {
+        !lock(&self.st).left_module
+    }
+
+    /// What the thread was last doing, for reports.
+    pub fn state(&self) -> KWait {
+        lock(&self.st).wait
     }
 
     /// Deterministic mode: whether the kproc can run now.
@@ -158,6 +175,7 @@ impl Kproc {
     fn finish(&self) {
         let mut st = lock(&self.st);
         st.exited = true;
+        st.left_module = true;
         st.kproc_turn = false;
         self.cv.notify_all();
     }
@@ -294,6 +312,9 @@ fn body(s: Start, det: bool) {
 /// locks still held, wakeup of sleepers on the proc, and (deterministic)
 /// removal of the poller.
 pub fn exit_bookkeeping(k: &KoKernel, plat: &SimPlatform, kp: &Kproc) {
+    // From here on the thread only runs kernel (emulator) code: the
+    // module frames below are abandoned, never returned to.
+    lock(&kp.st).left_module = true;
     for name in k.kern.locks.held_names() {
         plat.violation(
             crate::violation::rule::WITNESS,
