@@ -12,6 +12,35 @@
 //! the compiler monomorphises the core per platform so the kernel pays no
 //! dynamic dispatch on the I/O path.
 //!
+//! ## One trait, not behaviour on the handles
+//!
+//! Rust-for-Linux's block layer puts behaviour on its handle types
+//! (`rq.sector()`, a `GenDisk` that owns its queue). We considered it
+//! (`bp.cmd()`, `pp.mediasize()`) and keep one trait whose methods take
+//! the handles as arguments, because:
+//! - There is one kernel but many simulators: every test, `mpsim` run and
+//!   bench builds its own GEOM model, several at once in one process. A
+//!   handle that answered `pp.mediasize()` by itself would have to carry
+//!   its model (an `Arc` in every `Copy` handle, a count moved on every
+//!   bio) or find it in a global (which concurrent tests defeat).
+//!   With `plat.provider_mediasize(pp)` the context is explicit, costs
+//!   nothing, and handles stay one word: a pointer in the kernel, an
+//!   index in the simulator.
+//! - Every call is a rule check in the simulator ("topology", "nosleep",
+//!   "once"): the checks need the model's state, which `plat` is.
+//! - What makes Rust-for-Linux's handles safe is ownership, and that is
+//!   here already: [`Platform::Bio`] is move-only, so a bio is completed
+//!   once by construction (`io_deliver`, `std_done` and `io_request`
+//!   consume it), and the kernel's handles are opaque non-NULL pointers
+//!   whose lifetimes live in `src/kernel/`, with no `unsafe` in the core.
+//!
+//! The trait is long (about fifty methods) because the KPI is: each
+//! method is one GEOM call or accessor, grouped below by what it acts on
+//! (the topology lock and logging, geoms, providers, consumers, bios,
+//! events and the worker). If it grows, the next step is splitting it by
+//! object into super-traits of `Platform` (the core's `P: Platform` bounds
+//! would not change); method sugar on the handles is not.
+//!
 //! Rules the caller (the core) must follow, as in the kernel; the simulator
 //! enforces them and fails with the name of the rule broken:
 //! - "topology": calls marked *topology* need the topology lock held
