@@ -1,0 +1,96 @@
+//! The `GMR_CLASS` switch: which class `load_multipath` loads, the module
+//! kept with the simulator and unloaded by `finish` or on drop, and a
+//! clear failure when the module is missing.
+//!
+//! The module half prints "SKIPPED" without the `.ko`, and fails with
+//! `GMR_REQUIRE_KO=1`.
+
+use std::ffi::OsStr;
+use std::path::PathBuf;
+
+use geom_sim::{Access, ClassChoice, LunConfig, Mode, Sim, SimConfig, ENOENT};
+
+fn module() -> Option<PathBuf> {
+    let p = geom_sim::ko::default_ko_path();
+    if p.exists() {
+        return Some(p);
+    }
+    let msg = format!("{} is missing (run `make`)", p.display());
+    if std::env::var("GMR_REQUIRE_KO").as_deref() == Ok("1") {
+        panic!("GMR_REQUIRE_KO=1: {msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+fn sim() -> Sim {
+    let sim = Sim::new(SimConfig::new(Mode::Deterministic, 4));
+    sim.add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
+        .expect("lun");
+    sim
+}
+
+#[test]
+fn the_variables_choose_the_class() {
+    assert_eq!(ClassChoice::from_values(None, None), Ok(ClassChoice::Core));
+    assert_eq!(
+        ClassChoice::from_values(Some("core"), Some(OsStr::new("/x.ko"))),
+        Ok(ClassChoice::Core)
+    );
+    assert_eq!(
+        ClassChoice::from_values(Some("ko"), None),
+        Ok(ClassChoice::Ko(geom_sim::ko::default_ko_path()))
+    );
+    assert_eq!(
+        ClassChoice::from_values(Some("ko"), Some(OsStr::new("/m/x.ko"))),
+        Ok(ClassChoice::Ko("/m/x.ko".into()))
+    );
+    let e = ClassChoice::from_values(Some("kernel"), None).unwrap_err();
+    assert!(e.contains("GMR_CLASS=kernel"), "{e}");
+}
+
+#[test]
+fn a_missing_module_fails_the_load() {
+    let sim = sim();
+    let r = sim.load_multipath_ko(std::path::Path::new("/nonexistent/geom_multipath_rs.ko"));
+    assert_eq!(r, Err(ENOENT));
+    assert!(sim.ko_kernels().is_empty());
+    assert_eq!(sim.class_by_name("MULTIPATH"), None);
+    sim.finish().assert_clean();
+}
+
+#[test]
+fn finish_unloads_the_module_it_loaded() {
+    let Some(path) = module() else { return };
+    let sim = sim();
+    sim.load_multipath_ko(&path).expect("kldload");
+    sim.run_until_idle();
+    let kks = sim.ko_kernels();
+    assert_eq!(kks.len(), 1);
+    assert_eq!(
+        sim.gmultipath(&["label", "mp", "da0", "da1"]),
+        Ok(String::new())
+    );
+    sim.run_until_idle();
+    let dev = sim
+        .open("multipath/mp", Access::new(1, 1, 0))
+        .expect("open");
+    dev.write(0, &[5u8; 512]).expect("write through the module");
+    drop(dev);
+    sim.finish().assert_clean();
+    assert!(!kks[0].is_loaded(), "finish kldunloaded it");
+    let r = kks[0].report();
+    assert_eq!((r.live_at_unload, r.panics), (0, 0), "{r:?}");
+    assert!(r.allocations > 0, "{r:?}");
+}
+
+#[test]
+fn dropping_the_simulator_unloads_the_module() {
+    let Some(path) = module() else { return };
+    let sim = sim();
+    sim.load_multipath_ko(&path).expect("kldload");
+    sim.run_until_idle();
+    let kk = sim.ko_kernels().pop().expect("kept");
+    drop(sim);
+    assert!(!kk.is_loaded());
+}
