@@ -6,7 +6,13 @@
 //!
 //! ```text
 //! mpsim-serve --socket PATH --dev DIR [--lun IDENT] [--seed N] [--threads] [--log FILE]
+//! gmultipath ARGS...      (a link to mpsim-serve named after the command)
+//! mpsim REQUEST ARGS...   (a link named mpsim: internal requests)
 //! ```
+//!
+//! Run under one of the command names it serves (a symbolic link), it is
+//! the client: it sends its command line to the server at `$MPSIM_SOCK`,
+//! prints the answer and exits with its status.
 //!
 //! * `gmultipath` is the simulator's front end ([`geom_sim::SimPlatform::gmultipath`]):
 //!   the stock command line turned into gctl requests on the real core, and
@@ -1078,8 +1084,81 @@ fn parse(args: &[String]) -> Result<Opts, String> {
 const USAGE: &str =
     "usage: mpsim-serve --socket PATH --dev DIR [--lun IDENT] [--seed N] [--threads] [--log FILE]";
 
+/// The commands a link named after them sends to the server.
+const COMMANDS: &[&str] = &[
+    "gmultipath",
+    "geom",
+    "mdconfig",
+    "gnop",
+    "diskinfo",
+    "dd",
+    "sysctl",
+    "kldload",
+    "kldunload",
+    "kldstat",
+    "dmesg",
+    "dtrace",
+];
+
+/// Client side: run as `gmultipath ARGS` (a link named after the command)
+/// or `mpsim REQUEST ARGS`, send the command line to the server at
+/// `$MPSIM_SOCK`, print its answer and exit with its status.
+fn client(argv: Vec<String>) -> ExitCode {
+    let name = argv.first().cloned().unwrap_or_default();
+    let Some(sock) = std::env::var_os("MPSIM_SOCK") else {
+        eprintln!("{name}: MPSIM_SOCK is not set: no mpsim-serve to talk to");
+        return ExitCode::from(1);
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let req = serde_json::json!({"argv": argv, "cwd": cwd.to_string_lossy()}).to_string();
+    let answer = UnixStream::connect(&sock).and_then(|mut s| {
+        s.write_all(req.as_bytes())?;
+        s.write_all(b"\n")?;
+        let mut a = String::new();
+        s.read_to_string(&mut a)?;
+        Ok(a)
+    });
+    let v: Option<serde_json::Value> = answer.ok().and_then(|a| serde_json::from_str(&a).ok());
+    let Some(v) = v else {
+        eprintln!(
+            "{name}: no answer from mpsim-serve at {}",
+            sock.to_string_lossy()
+        );
+        return ExitCode::from(1);
+    };
+    let text = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    print!("{}", text("out"));
+    eprint!("{}", text("err"));
+    let _ = std::io::stdout().flush();
+    let rc = v.get("rc").and_then(serde_json::Value::as_i64).unwrap_or(1);
+    ExitCode::from(u8::try_from(rc).unwrap_or(1))
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut all: Vec<String> = std::env::args().collect();
+    let me = all
+        .first()
+        .map(|a| {
+            Path::new(a)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    if COMMANDS.contains(&me.as_str()) {
+        all[0] = me;
+        return client(all);
+    }
+    if me == "mpsim" {
+        return client(all.split_off(1));
+    }
+    let args: Vec<String> = all.split_off(1);
     let o = match parse(&args) {
         Ok(o) => o,
         Err(e) => {

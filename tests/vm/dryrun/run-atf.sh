@@ -21,7 +21,7 @@
 # Prints "<program>:<case>  ->  <result>" per case, then
 # "atf-dryrun(simulator): N passed, M failed, K skipped". Exit status 0 when
 # nothing failed. A case the simulator cannot run says so (skipped).
-# Needs Debian's atf-sh (and kyua for --kyua), python3 and cargo.
+# Needs Debian's atf-sh (and kyua for --kyua) and cargo.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,7 +42,6 @@ elif [ "${1:-}" = --kyua ]; then
 fi
 vm_need atf-sh atf-sh || exit 2
 [ "$use_kyua" = 0 ] || vm_need kyua kyua || exit 2
-vm_need python3 python3 || exit 2
 sim_build || exit 2
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gmprs-atf-dryrun.XXXXXX")

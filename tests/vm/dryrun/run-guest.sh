@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Dry run of the guest side on a host without FreeBSD. It does everything a
-# VM run does after the login, with stand-ins for the FreeBSD commands
-# (fakebsd.py, a model of the expected behaviour, never the kernel module):
+# Dry run of the guest side on a host without FreeBSD, against our class. It
+# does everything a VM run does after the login, with the FreeBSD commands
+# sent to mpsim-serve, the GEOM simulator running the multipath core (see
+# sim.sh), started with the disks of a VM made by run.sh (vtbd1 and vtbd2:
+# two paths to one LUN):
 #
 #   1. build the carrier with mkcarrier.sh and copy its files back out of the
 #      FAT image (as the guest's mount_msdosfs would show them);
-#   2. run guest.sh from there: the module load check, kyua over the
-#      Kyuafile with every ATF case, and the two-path scenario on a LUN that
-#      two disks (vtbd1, vtbd2) share;
+#   2. run guest.sh from there: the module load (reported as skipped: the
+#      class is the core linked into the simulator, no kernel loads the .ko),
+#      kyua over the Kyuafile with every ATF case, and the two-path scenario;
 #   3. feed its console output to parse-results.sh, run the host-side LUN
-#      check on the model's LUN data, and check that nothing was left behind.
+#      check on the LUN's bytes, check that nothing was left behind, and tear
+#      the simulation down: a GEOM rule violation or a leak fails the run.
 #
 #   run-guest.sh [KO]
 #
 # Prints parse-results.sh's lines, and then, last,
-# "guest-dryrun: N passed, M failed". Exit status 0 when all passed.
-# Needs Debian's kyua, atf-sh and mtools (installed when missing, as root).
+# "guest-dryrun(simulator): N passed, M failed, K skipped". Exit status 0
+# when nothing failed.
+# Needs Debian's kyua, atf-sh and mtools, and cargo.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,10 +30,14 @@ vm=$here/..
 vm_need atf-sh atf-sh || exit 2
 vm_need kyua kyua || exit 2
 vm_need mcopy mtools || exit 2
+# shellcheck source=SCRIPTDIR/sim.sh
+. "$here/sim.sh"
+sim_build || exit 2
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gmprs-guest-dryrun.XXXXXX")
-trap '[ -n "${DRYRUN_KEEP:-}" ] || rm -rf "$tmp"' EXIT
-mkdir "$tmp/bin" "$tmp/dev" "$tmp/carrier"
+SIM_PID=""
+trap '[ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null; [ -n "${DRYRUN_KEEP:-}" ] || rm -rf "$tmp"' EXIT
+mkdir "$tmp/carrier"
 
 ko=${1:-}
 if [ -z "$ko" ]; then
@@ -52,27 +60,18 @@ if [ ! -x /usr/libexec/atf-sh ]; then
 	done
 fi
 
-py=$(python3 -c 'import sys; print(sys.executable)')
-for c in mdconfig gnop gmultipath kldstat kldload kldunload sysctl diskinfo dmesg \
-    dtrace geom dd sha256 freebsd-version; do
-	printf '#!/bin/sh\nexec "%s" -S "%s" %s "$@"\n' "$py" "$here/fakebsd.py" "$c" \
-	    > "$tmp/bin/$c"
-	chmod +x "$tmp/bin/$c"
-done
-
+host_path=$PATH
+sim_start "$tmp" --lun GMPLUN0 || exit 2
 guest=$(find "$tmp/carrier" -maxdepth 1 -iname guest.sh)
 st=0
-env PATH="$tmp/bin:$PATH" HOME="$tmp" FAKEBSD_STATE="$tmp/state.json" \
-    FAKEBSD_DEV="$tmp/dev" FAKEBSD_LUN=GMPLUN0 \
-    GMPRS_WORK="$tmp/work" GMPRS_DEV="$tmp/dev" GMPRS_KYUA_PARALLELISM=2 \
+env HOME="$tmp" GMPRS_WORK="$tmp/work" GMPRS_DEV="$tmp/dev" GMPRS_KYUA_PARALLELISM=2 \
+    GMPRS_SIMULATED="simulator dry run: class MULTIPATH is the core linked into mpsim-serve; no kernel loaded the .ko" \
     sh "$guest" > "$tmp/console.log" 2>&1 || st=$?
 
 expect=$(sed -n '/^EXPECT="/,/"$/p' "$vm/run.sh" | tr -d '"' | sed 's/^EXPECT=//')
-host=$(vm_lun_check "$tmp/dev/.data-lun0" "$nonce")
-left=$("$py" -S -c 'import json, sys
-s = json.load(open(sys.argv[1]))
-print(" ".join([m for m in sorted(s["mds"]) if not m.startswith("vtbd")] +
-               sorted(s["nops"]) + sorted(s["geoms"])))' "$tmp/state.json")
+# The host reads the LUN's bytes with its own dd, not the simulator's.
+host=$(PATH=$host_path vm_lun_check "$tmp/dev/.data-lun0" "$nonce")
+left=$(sim_state)
 extra=(--extra "$host")
 if [ -n "$left" ]; then
 	extra+=(--extra "dryrun:leftovers  ->  failed: $left")
@@ -80,6 +79,10 @@ fi
 if [ "$st" != 0 ]; then
 	extra+=(--extra "dryrun:guest_exit  ->  failed: guest.sh exited $st")
 fi
+if ! sim_stop > "$tmp/stop.out" 2>&1; then
+	extra+=(--extra "simulator:teardown  ->  failed: $(head -n 1 "$tmp/stop.out")")
+fi
+SIM_PID=""
 prc=0
 bash "$vm/parse-results.sh" --expect "$expect" "${extra[@]}" "$tmp/console.log" \
     > "$tmp/summary" || prc=$?
@@ -87,5 +90,5 @@ if [ "$prc" != 0 ] && [ -n "${DRYRUN_VERBOSE:-}" ]; then
 	sed 's/^/    | /' "$tmp/console.log"
 fi
 sed '$d' "$tmp/summary"
-tail -n 1 "$tmp/summary" | sed 's/^vm: /guest-dryrun: /'
+tail -n 1 "$tmp/summary" | sed 's/^vm: /guest-dryrun(simulator): /'
 exit "$prc"

@@ -1,9 +1,9 @@
 # shellcheck shell=bash
 #
 # Helpers of the dry runs (run-atf.sh, run-guest.sh): start mpsim-serve, the
-# simulated FreeBSD machine that runs the multipath core, and put wrappers
-# named after the FreeBSD commands on PATH that send their command lines to
-# it (bsdsim.py). Sourced, never run.
+# simulated FreeBSD machine that runs the multipath core, and put links named
+# after the FreeBSD commands on PATH: run under those names, mpsim-serve is
+# the client that sends its command line to the server. Sourced, never run.
 #
 #   MPSIM_SERVE   the server binary (default: built here with cargo, in the
 #                 workspace's target/debug)
@@ -11,7 +11,7 @@
 #                 self-test's negative cases)
 
 dryrun_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SIM_COMMANDS="gmultipath geom mdconfig gnop diskinfo dd sysctl kldload kldunload kldstat dmesg dtrace sha256 freebsd-version"
+SIM_COMMANDS="gmultipath geom mdconfig gnop diskinfo dd sysctl kldload kldunload kldstat dmesg dtrace mpsim"
 
 # sim_build: make sure MPSIM_SERVE names an up-to-date server binary.
 sim_build()
@@ -37,7 +37,7 @@ sim_build()
 # puts DIR/bin first on PATH.
 sim_start()
 {
-	local dir=$1 py c i
+	local dir=$1 c i
 	shift
 	mkdir -p "$dir/bin" "$dir/dev"
 	MPSIM_SOCK=$dir/sim.sock
@@ -45,16 +45,14 @@ sim_start()
 	"$MPSIM_SERVE" --socket "$MPSIM_SOCK" --dev "$dir/dev" --log "$dir/sim.log" "$@" \
 	    > "$dir/serve.out" 2>&1 &
 	SIM_PID=$!
-	# One small wrapper per command; the interpreter is resolved once and
-	# started without site packages (version-manager shims are slow).
-	py=$(python3 -c 'import sys; print(sys.executable)')
 	for c in $SIM_COMMANDS; do
-		printf '#!/bin/sh\nexec "%s" -S "%s" %s "$@"\n' "$py" "$dryrun_dir/bsdsim.py" "$c" \
-		    > "$dir/bin/$c"
-		chmod +x "$dir/bin/$c"
+		ln -sf "$MPSIM_SERVE" "$dir/bin/$c"
 	done
-	printf '#!/bin/sh\nexec "%s" -S "%s" "$@"\n' "$py" "$dryrun_dir/bsdsim.py" > "$dir/bin/mpsim"
-	chmod +x "$dir/bin/mpsim"
+	# Two commands are about the host's files, not GEOM.
+	printf '#!/bin/sh\n# sha256 [-q] FILE\nd=$(sha256sum < "$2") || exit 1\necho "${d%%%% *}"\n' \
+	    > "$dir/bin/sha256"
+	printf '#!/bin/sh\necho "simulated (mpsim-serve)"\n' > "$dir/bin/freebsd-version"
+	chmod +x "$dir/bin/sha256" "$dir/bin/freebsd-version"
 	PATH=$dir/bin:$PATH
 	export PATH
 	i=0
