@@ -38,6 +38,7 @@ pub mod ko_summary;
 pub mod multipath;
 pub mod passthrough;
 pub mod platform;
+pub mod scale;
 pub mod scenario;
 pub mod sched;
 pub mod seeds;

@@ -12,9 +12,15 @@
 //!   replays the same run. A context that must wait (a synchronous read from
 //!   the event thread, a `WaitQueue::sleep`) runs the *other* queues nested
 //!   until its condition holds; queues already on the stack are busy.
+//!
+//! Both scale with the number of paths: the deterministic scheduler keeps
+//! an index of the queues that have work (a step costs the ready queues,
+//! not all of them), and in threaded mode the disk queues (one per path)
+//! share a bounded pool of OS threads ([`DISK_POOL_THREADS`]), each queue
+//! still running one task at a time, in order.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -140,7 +146,40 @@ struct DetState {
 }
 
 /// Virtual time a deterministic step costs: a microsecond.
-const STEP_NS: u64 = 1_000;
+pub const STEP_NS: u64 = 1_000;
+
+/// Deterministic mode: which queues have work, so that a step looks at
+/// those and not at every queue.
+#[derive(Default)]
+struct DetIndex {
+    /// Queues whose fifo is not empty.
+    fifo: BTreeSet<usize>,
+    /// Every timed task: (due, queue index, its sequence number there).
+    timed: BTreeSet<(u64, usize, u64)>,
+}
+
+/// OS threads serving the disk queues in threaded mode (the paths'
+/// completion threads): bounded whatever the number of paths.
+/// `SIM_DISK_THREADS` overrides it.
+pub const DISK_POOL_THREADS: usize = 4;
+
+/// Threaded mode: the disk queues' shared threads.
+#[derive(Default)]
+struct PoolState {
+    /// Queues to run, each once (it is in `scheduled` meanwhile).
+    ready: VecDeque<usize>,
+    /// Queued or running: a queue runs on one thread at a time.
+    scheduled: BTreeSet<usize>,
+    /// (due, queue) of timed work on queues not scheduled.
+    timers: BTreeSet<(u64, usize)>,
+    stop: bool,
+}
+
+#[derive(Default)]
+struct Pool {
+    st: Mutex<PoolState>,
+    cv: Condvar,
+}
 
 pub(crate) struct Sched {
     pub mode: Mode,
@@ -163,6 +202,11 @@ pub(crate) struct Sched {
     pub panics: Mutex<Vec<String>>,
     /// Deterministic step budget before a run is declared a livelock.
     pub max_steps: u64,
+    /// Deterministic mode: the queues with work.
+    index: Mutex<DetIndex>,
+    /// Threaded mode: the disk queues' threads (started with the first).
+    pool: Arc<Pool>,
+    pool_started: AtomicBool,
 }
 
 /// Whether a deterministic step ran something.
@@ -193,6 +237,9 @@ impl Sched {
             topo_held: AtomicBool::new(false),
             panics: Mutex::new(Vec::new()),
             max_steps: 200_000_000,
+            index: Mutex::new(DetIndex::default()),
+            pool: Arc::new(Pool::default()),
+            pool_started: AtomicBool::new(false),
         })
     }
 
@@ -230,7 +277,9 @@ impl Sched {
         });
         qs.push(q.clone());
         drop(qs);
-        if self.mode == Mode::Threaded {
+        if self.mode == Mode::Threaded && ctx == Ctx::Disk {
+            self.start_pool();
+        } else if self.mode == Mode::Threaded {
             let me = self.clone();
             let q2 = q.clone();
             let h = std::thread::Builder::new()
@@ -242,6 +291,133 @@ impl Sched {
             }
         }
         q
+    }
+
+    /// Starts the disk queues' threads once (threaded mode). A thread that
+    /// cannot be started is reported; with none, disk I/O never completes
+    /// and the run ends with that report and a deadlock, not an abort.
+    fn start_pool(self: &Arc<Self>) {
+        if self.pool_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let n = std::env::var("SIM_DISK_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(DISK_POOL_THREADS);
+        for i in 0..n {
+            let me = self.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("sim-disk{i}"))
+                .spawn(move || me.pool_thread());
+            match h {
+                Ok(h) => lock(&self.threads).push(h),
+                Err(e) => lock(&self.panics).push(format!(
+                    "cannot start disk completion thread {i} of {n}: {e} (OS thread limit?)"
+                )),
+            }
+        }
+    }
+
+    /// Makes pool queue `idx` run (or wait for its next due time).
+    fn pool_kick(&self, idx: usize, due: Option<u64>) {
+        let mut ps = lock(&self.pool.st);
+        if ps.scheduled.contains(&idx) {
+            return;
+        }
+        match due {
+            Some(d) if d > self.now() => {
+                ps.timers.insert((d, idx));
+            }
+            _ => {
+                ps.scheduled.insert(idx);
+                ps.ready.push_back(idx);
+            }
+        }
+        drop(ps);
+        self.pool.cv.notify_one();
+    }
+
+    /// One of the disk queues' threads: runs ready queues a few tasks at a
+    /// time, each queue on one thread at a time.
+    fn pool_thread(&self) {
+        let mut ps = lock(&self.pool.st);
+        loop {
+            let now = self.now();
+            while let Some(&(due, idx)) = ps.timers.first() {
+                if due > now {
+                    break;
+                }
+                ps.timers.pop_first();
+                if ps.scheduled.insert(idx) {
+                    ps.ready.push_back(idx);
+                }
+            }
+            if let Some(idx) = ps.ready.pop_front() {
+                drop(ps);
+                let q = lock(&self.queues).get(idx).cloned();
+                if let Some(q) = &q {
+                    for _ in 0..32 {
+                        match self.pop_due(q) {
+                            Some(t) => self.run_task(q, t),
+                            None => break,
+                        }
+                    }
+                }
+                ps = lock(&self.pool.st);
+                ps.scheduled.remove(&idx);
+                if let Some(q) = q {
+                    // Checked with the pool locked: a post after this
+                    // finds the queue unscheduled and schedules it.
+                    let st = lock(&q.st);
+                    let next = if !st.fifo.is_empty() {
+                        Some(0)
+                    } else {
+                        st.timed.first_key_value().map(|(k, _)| k.0)
+                    };
+                    drop(st);
+                    match next {
+                        Some(d) if d > self.now() => {
+                            ps.timers.insert((d, idx));
+                        }
+                        Some(_) => {
+                            ps.scheduled.insert(idx);
+                            ps.ready.push_back(idx);
+                        }
+                        None => {}
+                    }
+                }
+                continue;
+            }
+            if ps.stop {
+                return;
+            }
+            ps = match ps.timers.first() {
+                Some(&(due, _)) => {
+                    let wait_ns = due.saturating_sub(self.now()).max(1);
+                    wait_timeout(&self.pool.cv, ps, Duration::from_nanos(wait_ns))
+                }
+                None => wait(&self.pool.cv, ps),
+            };
+        }
+    }
+
+    /// The next task of `q` that may run now: fifo first, then the
+    /// earliest due completion.
+    fn pop_due(&self, q: &Queue) -> Option<Task> {
+        let mut st = lock(&q.st);
+        if let Some(t) = st.fifo.pop_front() {
+            return Some(t);
+        }
+        let (&key, _) = st.timed.first_key_value()?;
+        if key.0 <= self.now() {
+            return st.timed.remove(&key);
+        }
+        None
+    }
+
+    fn is_pooled(&self, q: &Queue) -> bool {
+        self.mode == Mode::Threaded && q.ctx == Ctx::Disk
     }
 
     fn run_task(&self, q: &Queue, t: Task) {
@@ -294,14 +470,14 @@ impl Sched {
     pub fn post(&self, q: &Queue, t: Task) {
         self.pending.fetch_add(1, Ordering::AcqRel);
         lock(&q.st).fifo.push_back(t);
-        q.cv.notify_one();
+        self.posted(q, None);
     }
 
     /// Queues `t` at the head of `q` (the orphan doorstep goes first).
     pub fn post_front(&self, q: &Queue, t: Task) {
         self.pending.fetch_add(1, Ordering::AcqRel);
         lock(&q.st).fifo.push_front(t);
-        q.cv.notify_one();
+        self.posted(q, None);
     }
 
     /// Queues `t` to run on `q` once sim time reaches `due`.
@@ -312,7 +488,23 @@ impl Sched {
         let seq = st.seq;
         st.timed.insert((due, seq), t);
         drop(st);
-        q.cv.notify_one();
+        self.posted(q, Some((due, seq)));
+    }
+
+    /// Wakes whatever runs `q`: its thread, the pool, or the index of the
+    /// deterministic scheduler. `timed`: (due, seq) of a timed task.
+    fn posted(&self, q: &Queue, timed: Option<(u64, u64)>) {
+        match self.mode {
+            Mode::Deterministic => {
+                let mut ix = lock(&self.index);
+                match timed {
+                    Some((due, seq)) => ix.timed.insert((due, q.idx, seq)),
+                    None => ix.fifo.insert(q.idx),
+                };
+            }
+            Mode::Threaded if self.is_pooled(q) => self.pool_kick(q.idx, timed.map(|t| t.0)),
+            Mode::Threaded => q.cv.notify_one(),
+        }
     }
 
     /// Registers a polled class thread (deterministic mode).
@@ -381,7 +573,6 @@ impl Sched {
     /// seeded RNG and runs one of its tasks. Advances the virtual clock to
     /// the next completion when only timed work remains.
     pub fn det_step(&self) -> Step {
-        let queues: Vec<Arc<Queue>> = lock(&self.queues).clone();
         let pollers: Vec<Arc<Poller>> = lock(&self.pollers).clone();
         let free: Vec<usize> = lock(&self.free_pollers).clone();
         loop {
@@ -390,79 +581,85 @@ impl Sched {
                 (d.busy.clone(), d.clock)
             };
             let topo = self.topo_held.load(Ordering::Acquire);
-            // Candidates: (queue index or poller index + offset).
-            let mut cands: Vec<usize> = Vec::new();
-            let mut next_due: Option<u64> = None;
-            for q in &queues {
-                if busy.contains(&q.tid) || (q.takes_topology && topo) {
-                    continue;
+            // The queues with work, in index order: those with a fifo task
+            // or a completion due by now. Then the pollers with work.
+            let ready = {
+                let ix = lock(&self.index);
+                let mut ready: Vec<usize> = ix.fifo.iter().copied().collect();
+                for &(due, idx, _) in &ix.timed {
+                    if due > clock {
+                        break;
+                    }
+                    ready.push(idx);
                 }
-                let st = lock(&q.st);
-                let ready = !st.fifo.is_empty()
-                    || st
-                        .timed
-                        .first_key_value()
-                        .is_some_and(|(k, _)| k.0 <= clock);
-                if ready {
-                    cands.push(q.idx);
-                } else if let Some((k, _)) = st.timed.first_key_value() {
-                    next_due = Some(next_due.map_or(k.0, |d: u64| d.min(k.0)));
+                ready.sort_unstable();
+                ready.dedup();
+                ready
+            };
+            let mut cands: Vec<(usize, Option<Arc<Queue>>)> = Vec::new();
+            {
+                let qs = lock(&self.queues);
+                for idx in ready {
+                    let Some(q) = qs.get(idx) else { continue };
+                    if busy.contains(&q.tid) || (q.takes_topology && topo) {
+                        continue;
+                    }
+                    cands.push((idx, Some(q.clone())));
                 }
             }
+            let nq = lock(&self.queues).len();
             for (i, p) in pollers.iter().enumerate() {
                 let topo_ok = !topo || free.contains(&p.key);
                 if !busy.contains(&p.tid) && topo_ok && (p.has_work)() {
-                    cands.push(queues.len() + i);
+                    cands.push((nq + i, None));
                 }
             }
             if cands.is_empty() {
-                match next_due {
+                // Only timed work (or work of busy queues) is left: jump
+                // to the next completion a non-busy queue can take.
+                let due = {
+                    let ix = lock(&self.index);
+                    let qs = lock(&self.queues);
+                    ix.timed
+                        .iter()
+                        .find(|&&(due, idx, _)| {
+                            due > clock
+                                && qs.get(idx).is_some_and(|q| {
+                                    !(busy.contains(&q.tid) || (q.takes_topology && topo))
+                                })
+                        })
+                        .map(|&(due, _, _)| due)
+                };
+                match due {
                     Some(due) => {
-                        lock(&self.det).clock = due.max(clock);
+                        lock(&self.det).clock = due;
                         continue;
                     }
-                    None => return Step::Idle,
+                    _ => return Step::Idle,
                 }
             }
             let (pick, tid) = {
                 let mut d = lock(&self.det);
-                let pick = cands[d.rng.below(cands.len() as u64) as usize];
+                let pick = cands[d.rng.below(cands.len() as u64) as usize].0;
                 d.clock += STEP_NS;
                 d.steps += 1;
                 d.trace = mix(d.trace, pick as u64);
-                let tid = if pick < queues.len() {
-                    queues[pick].tid
-                } else {
-                    pollers[pick - queues.len()].tid
+                let tid = match cands.iter().find(|c| c.0 == pick) {
+                    Some((_, Some(q))) => q.tid,
+                    _ => pollers[pick - nq].tid,
                 };
                 d.busy.push(tid);
                 (pick, tid)
             };
-            if pick < queues.len() {
-                let q = &queues[pick];
-                let task = {
-                    let mut st = lock(&q.st);
-                    if let Some(t) = st.fifo.pop_front() {
-                        Some(t)
-                    } else {
-                        let ready: Vec<(u64, u64)> =
-                            st.timed.range(..(clock + 1, 0)).map(|(k, _)| *k).collect();
-                        let k = if ready.is_empty() {
-                            None
-                        } else {
-                            let mut d = lock(&self.det);
-                            let i = d.rng.below(ready.len() as u64) as usize;
-                            d.trace = mix(d.trace, i as u64);
-                            Some(ready[i])
-                        };
-                        k.and_then(|k| st.timed.remove(&k))
+            if pick < nq {
+                let q = cands.iter().find(|c| c.0 == pick).and_then(|c| c.1.clone());
+                if let Some(q) = q {
+                    if let Some(t) = self.det_pop(&q, clock) {
+                        self.run_task(&q, t);
                     }
-                };
-                if let Some(t) = task {
-                    self.run_task(q, t);
                 }
             } else {
-                let p = &pollers[pick - queues.len()];
+                let p = &pollers[pick - nq];
                 let _g = enter(p.tid, Ctx::Worker);
                 (p.step)();
             }
@@ -472,6 +669,32 @@ impl Sched {
             }
             return Step::Ran;
         }
+    }
+
+    /// Deterministic mode: takes the task of `q` a step runs (its fifo's
+    /// head, else a seeded pick among the completions due by `clock`) and
+    /// keeps the index in step.
+    fn det_pop(&self, q: &Queue, clock: u64) -> Option<Task> {
+        let mut st = lock(&q.st);
+        if let Some(t) = st.fifo.pop_front() {
+            if st.fifo.is_empty() {
+                lock(&self.index).fifo.remove(&q.idx);
+            }
+            return Some(t);
+        }
+        lock(&self.index).fifo.remove(&q.idx);
+        let ready: Vec<(u64, u64)> = st.timed.range(..(clock + 1, 0)).map(|(k, _)| *k).collect();
+        if ready.is_empty() {
+            return None;
+        }
+        let k = {
+            let mut d = lock(&self.det);
+            let i = d.rng.below(ready.len() as u64) as usize;
+            d.trace = mix(d.trace, i as u64);
+            ready[i]
+        };
+        lock(&self.index).timed.remove(&(k.0, q.idx, k.1));
+        st.timed.remove(&k)
     }
 
     /// Deterministic mode: steps other queues until `pred` holds. The
@@ -565,6 +788,18 @@ impl Sched {
             self.pending.fetch_sub(dropped, Ordering::AcqRel);
             q.cv.notify_all();
         }
+        {
+            let mut ix = lock(&self.index);
+            ix.fifo.clear();
+            ix.timed.clear();
+        }
+        {
+            let mut ps = lock(&self.pool.st);
+            ps.stop = true;
+            ps.ready.clear();
+            ps.timers.clear();
+        }
+        self.pool.cv.notify_all();
         let threads: Vec<JoinHandle<()>> = lock(&self.threads).drain(..).collect();
         let me = std::thread::current().id();
         for h in threads {

@@ -9,7 +9,7 @@
 //! topology lock, which the callers hold.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -80,6 +80,11 @@ pub(crate) struct Topology {
     pub geom: BTreeMap<GeomId, GeomRec>,
     pub provider: BTreeMap<ProviderId, ProviderRec>,
     pub consumer: BTreeMap<ConsumerId, ConsumerRec>,
+    /// Providers by name, for `g_provider_by_name` without walking every
+    /// provider (assembly stays linear in paths).
+    pub by_name: HashMap<String, Vec<ProviderId>>,
+    /// Per class: tastes run and the time spent in them (ns).
+    pub taste_time: HashMap<ClassId, (u64, u64)>,
 }
 
 fn add(a: Access, d: Access) -> Access {
@@ -290,6 +295,7 @@ impl SimPlatform {
             return Err(ENXIO);
         }
         g.providers.insert(0, id);
+        t.by_name.entry(name.to_string()).or_default().push(id);
         t.provider.insert(
             id,
             ProviderRec {
@@ -492,7 +498,7 @@ impl SimPlatform {
                 }
                 rec.imp.clone()
             };
-            imp.taste(&self.bound(c), pp);
+            self.timed_taste(c, &*imp, pp);
             self.g_topology_assert("return from taste");
         }
     }
@@ -622,7 +628,14 @@ impl SimPlatform {
                 return self.violation(rule::DESTROY, msg);
             }
             let gp = p.geom;
-            t.provider.remove(&pp);
+            if let Some(p) = t.provider.remove(&pp) {
+                if let Some(v) = t.by_name.get_mut(&p.name) {
+                    v.retain(|&x| x != pp);
+                    if v.is_empty() {
+                        t.by_name.remove(&p.name);
+                    }
+                }
+            }
             if let Some(g) = t.geom.get_mut(&gp) {
                 g.providers.retain(|&x| x != pp);
                 g.wither
@@ -639,10 +652,38 @@ impl SimPlatform {
         self.topo().provider.contains_key(&pp)
     }
 
+    /// Runs class `c`'s taste of `pp`, adding its time to the class's.
+    fn timed_taste(&self, c: ClassId, imp: &dyn SimClass, pp: ProviderId) {
+        let t0 = std::time::Instant::now();
+        imp.taste(&self.bound(c), pp);
+        let ns = t0.elapsed().as_nanos() as u64;
+        let mut t = self.topo();
+        let e = t.taste_time.entry(c).or_default();
+        e.0 += 1;
+        e.1 += ns;
+    }
+
+    /// Tastes class `class` ran and the wall time they took (seconds):
+    /// its own code and the platform calls it made.
+    pub fn taste_time(&self, class: &str) -> (u64, f64) {
+        let Some(c) = self.class_by_name(class) else {
+            return (0, 0.0);
+        };
+        let (n, ns) = self.topo().taste_time.get(&c).copied().unwrap_or_default();
+        (n, ns as f64 * 1e-9)
+    }
+
     /// `g_provider_by_name` (a leading `/dev/` is ignored).
     pub fn g_provider_by_name(&self, name: &str) -> Option<ProviderId> {
         let name = name.strip_prefix("/dev/").unwrap_or(name);
         let t = self.topo();
+        match t.by_name.get(name).map(|v| v.as_slice()) {
+            None | Some([]) => return None,
+            Some([one]) => return Some(*one),
+            // Several of that name (one withering, its successor new):
+            // the first in GEOM's own order, as below.
+            Some(_) => {}
+        }
         for c in &t.classes {
             let Some(cr) = t.class.get(c) else { continue };
             for g in &cr.geoms {
@@ -1149,7 +1190,7 @@ impl SimPlatform {
             };
             for pp in provs {
                 if p.provider_exists(pp) {
-                    imp.taste(&bound, pp);
+                    p.timed_taste(id, &*imp, pp);
                     p.g_topology_assert("return from taste");
                 }
             }
