@@ -662,6 +662,52 @@ fn module_loads_with_nowait_failures_injected_without_killing_the_process() {
     }
 }
 
+/// The module's oids are linked into `kern.geom`'s child list as
+/// `sysctl_register_oid` links them: `OID_AUTO` numbers handed out
+/// downwards from 0x7fffffff in registration order, each list walked in
+/// number order, names resolved through the tree; unload unlinks them.
+#[test]
+fn module_sysctls_are_linked_into_the_tree() {
+    let Some(o) = built_ko("module_sysctls_are_linked_into_the_tree") else {
+        return;
+    };
+    let sim = Sim::deterministic(1);
+    let k = ko::load(&sim.plat(), &o).unwrap_or_else(|e| panic!("kldload: {e}"));
+    let tree = k.sysctl_tree();
+    let names: Vec<&str> = tree.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "kern.geom.multipath",
+            "kern.geom.multipath.exclusive",
+            "kern.geom.multipath.debug"
+        ],
+        "depth first, each list in number order: {tree:?}"
+    );
+    let number = |n: &str| tree.iter().find(|(x, _)| x == n).map(|(_, v)| *v);
+    // The set lists the node first, then debug, then exclusive.
+    assert_eq!(number("kern.geom.multipath"), Some(0x7fff_ffff));
+    assert_eq!(number("kern.geom.multipath.debug"), Some(0x7fff_fffe));
+    assert_eq!(number("kern.geom.multipath.exclusive"), Some(0x7fff_fffd));
+    // By name through the tree, to the module's handler and variable.
+    assert_eq!(k.sysctl_set("kern.geom.multipath.exclusive", 0), Ok(()));
+    assert_eq!(k.sysctl_get("kern.geom.multipath.exclusive"), Ok(0));
+    assert_eq!(k.sysctl_get("kern.geom.multipath"), Err(kern::EINVAL));
+    assert_eq!(k.sysctl_get("kern.geom.nosuch.debug"), Err(kern::ENOENT));
+    assert_eq!(
+        k.sysctl_get("kern.geomx.multipath.debug"),
+        Err(kern::ENOENT)
+    );
+    ko::unload(&k).unwrap_or_else(|e| panic!("kldunload: {e}"));
+    assert!(k.sysctl_tree().is_empty(), "unlinked at unload");
+    assert_eq!(
+        k.sysctl_get("kern.geom.multipath.debug"),
+        Err(kern::ENOENT),
+        "gone after unload"
+    );
+    assert!(sim.violations().is_empty(), "{:?}", sim.violations());
+}
+
 #[test]
 fn module_tunables_come_from_the_kernel_environment() {
     let Some(mut o) = built_ko("module_tunables_come_from_the_kernel_environment") else {

@@ -27,7 +27,7 @@ pub use malloc::{FailNowait, NowaitLog, TypeStats, M_NOWAIT, M_VERSION, M_WAITOK
 pub use module::{event as mod_event, ModEntry, MOD_LOAD, MOD_QUIESCE, MOD_SHUTDOWN, MOD_UNLOAD};
 pub use sysctl::{
     load_tunable as sysctl_load_tunable, read_int as sysctl_read_int,
-    write_int as sysctl_write_int, OidInfo, SysctlReq,
+    write_int as sysctl_write_int, OidInfo, Registered, SysctlReq,
 };
 
 use crate::ko::kstructs::{malloc_type, sx};

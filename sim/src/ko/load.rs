@@ -301,12 +301,27 @@ fn register_modules(kk: &KoKernel, module: &kld::Module) -> Result<usize, KoErro
     Ok(n)
 }
 
-/// `linker_file_register_sysctls`.
+/// `linker_file_register_sysctls`: each oid of the set linked into its
+/// parent's list (`sysctl_register_oid`), a tunable's value fetched.
 fn register_sysctls(kk: &KoKernel, module: &kld::Module) -> Result<(), KoError> {
     for oid in module.set("sysctl_set") {
-        // SAFETY: an entry of the module's set_sysctl_set: its sysctl_oid.
-        let o = unsafe { kk.kern.sysctls.register(oid as *mut k::sysctl_oid) }
+        // SAFETY: an entry of the module's set_sysctl_set: its sysctl_oid,
+        // mapped until unload unregisters it.
+        let r = unsafe { kk.kern.sysctls.register(oid as *mut k::sysctl_oid) }
             .map_err(KoError::Sysctl)?;
+        let o = match r {
+            kern::Registered::Linked(o, warning) => {
+                if let Some(w) = warning {
+                    kk.plat.console(w);
+                }
+                o
+            }
+            kern::Registered::SharedNode => continue,
+            kern::Registered::LeafReused(line) => {
+                kk.plat.console(line);
+                continue;
+            }
+        };
         if let Some(v) = kk.kern.sysctls.tunable_for(&o) {
             if let Err(e) = kern::sysctl_load_tunable(&o, &v) {
                 let n = &o.name;
@@ -477,6 +492,12 @@ impl KoKernel {
         enter(self, &plat, || {
             kern::sysctl_write_int(&self.kern.sysctls, name, value)
         })
+    }
+
+    /// Every oid under `kern.geom`, walked through the tree depth first
+    /// in number order: (full name, number).
+    pub fn sysctl_tree(&self) -> Vec<(String, c_int)> {
+        self.kern.sysctls.walk()
     }
 
     /// The names of the module's sysctls.

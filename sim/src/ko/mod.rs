@@ -22,10 +22,8 @@
 //! simulator's model of it, WITNESS orders locks by name as FreeBSD does
 //! but knows only the module's mutexes and the topology lock, kproc stacks
 //! are host-sized (stack depth is checked by `make check-ko`, not here),
-//! timed sleeps in deterministic mode end at the kproc's next turn, and
-//! the module's SYSCTLs are named through their parents without being
-//! linked into the parents' child lists. The VM harness stays the proof on
-//! a real kernel.
+//! and timed sleeps in deterministic mode end at the kproc's next turn.
+//! The VM harness stays the proof on a real kernel.
 
 pub mod class;
 pub mod gctl;
