@@ -293,3 +293,114 @@ fn clone_failures_are_retried() {
     stop_and_unload(&sim, &k);
     assert_clean_but_known_leak(sim);
 }
+
+/// The request geom(8) builds for the stock gmultipath's `configure -A
+/// mp0` (sbin/geom/core/geom.c, lib/geom/multipath): `class` and `verb`
+/// ASCII with their NUL, `version` a u32, each of the verb's boolean
+/// options an int (1 when given, 0 otherwise), `nargs` an int, `arg0`
+/// ASCII, and the 4096-byte read-write `output`; the kernel's copy marks
+/// names and values as kernel memory.
+#[test]
+fn gctl_req_is_laid_out_as_geom8_sends_it() {
+    use geom_sim::ko::gctl::GctlReq;
+    use geom_sim::ko::kstructs as ks;
+    use geom_sim::SimCtlReq;
+    let Some((sim, _lun, k)) = san(12) else {
+        return;
+    };
+    let req = SimCtlReq::geom_cmd(
+        "MULTIPATH",
+        "configure",
+        &[
+            ("active_active", true),
+            ("active_passive", false),
+            ("active_read", false),
+        ],
+        &["mp0"],
+        true,
+    );
+    let g = GctlReq::from_ctl(&k.geom, &req);
+    let kern = (ks::GCTL_PARAM_NAMEKERNEL | ks::GCTL_PARAM_VALUEKERNEL) as i32;
+    let rd = ks::GCTL_PARAM_RD as i32 | kern;
+    let ascii = rd | ks::GCTL_PARAM_ASCII as i32;
+    let rw = ks::GCTL_PARAM_RW as i32 | kern;
+    let got: Vec<(String, i32, i32)> = g
+        .params()
+        .into_iter()
+        .map(|(n, f, l, _)| (n, f, l))
+        .collect();
+    let want: Vec<(String, i32, i32)> = [
+        ("class", ascii, 10),
+        ("verb", ascii, 10),
+        ("version", rd, 4),
+        ("active_active", rd, 4),
+        ("active_passive", rd, 4),
+        ("active_read", rd, 4),
+        ("nargs", rd, 4),
+        ("arg0", ascii, 4),
+        ("output", rw, 4096),
+    ]
+    .into_iter()
+    .map(|(n, f, l)| (n.to_string(), f, l))
+    .collect();
+    assert_eq!(got, want);
+    let value = |name: &str| {
+        g.params()
+            .into_iter()
+            .find(|p| p.0 == name)
+            .map(|p| p.3)
+            .unwrap_or_default()
+    };
+    assert_eq!(value("active_active"), 1i32.to_ne_bytes());
+    assert_eq!(value("active_read"), 0i32.to_ne_bytes());
+    assert_eq!(value("version"), 1u32.to_ne_bytes(), "G_MULTIPATH_VERSION");
+    assert_eq!(value("arg0"), b"mp0\0");
+    drop(g);
+    ko::unload(&k).expect("unload");
+    drop(sim);
+}
+
+/// Verbs whose named options change what the module does, through the
+/// .ko: `configure -A|-R|-P` switch the mode, `create -R` makes an
+/// Active/Read geom; dumpconf shows each.
+#[test]
+fn named_options_reach_the_module() {
+    let Some((sim, _lun, k)) = san(13) else {
+        return;
+    };
+    label(&sim);
+    let mode = |sim: &Sim| {
+        let xml = sim.confxml();
+        let at = xml.find("<Mode>").map(|i| i + 6).unwrap_or(0);
+        xml[at..].split('<').next().unwrap_or("").to_string()
+    };
+    assert_eq!(mode(&sim), "Active/Passive");
+    for (flag, want) in [
+        ("-A", "Active/Active"),
+        ("-R", "Active/Read"),
+        ("-P", "Active/Passive"),
+    ] {
+        assert_eq!(
+            sim.gmultipath(&["configure", flag, "mp0"]),
+            Ok(String::new())
+        );
+        sim.run_until_idle();
+        assert_eq!(mode(&sim), want, "configure {flag}");
+    }
+    stop_and_unload(&sim, &k);
+    assert_clean_but_known_leak(sim);
+
+    let sim = Sim::deterministic(14);
+    sim.add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
+        .expect("lun");
+    let Some(k) = load_ko(&sim) else { return };
+    sim.run_until_idle();
+    assert_eq!(
+        sim.gmultipath(&["create", "-R", "mp0", "da0", "da1"]),
+        Ok(String::new())
+    );
+    sim.run_until_idle();
+    assert_eq!(mode(&sim), "Active/Read");
+    stop_and_unload(&sim, &k);
+    assert_clean_but_known_leak(sim);
+}

@@ -125,6 +125,23 @@ impl GctlReq {
         &mut *self.req
     }
 
+    /// The parameters as the class sees them, in order: (name, `flag`,
+    /// `len`, the kernel copy of the value).
+    pub fn params(&self) -> Vec<(String, c_int, c_int, Vec<u8>)> {
+        self.owned
+            .iter()
+            .zip(&self.args)
+            .map(|(a, ka)| {
+                (
+                    a.name.to_string_lossy().into_owned(),
+                    ka.flag,
+                    ka.len,
+                    a.value.clone(),
+                )
+            })
+            .collect()
+    }
+
     /// The verb as the kernel passes it to `ctlreq` (its kernel copy).
     pub fn verb(&self) -> *const c_char {
         self.owned
