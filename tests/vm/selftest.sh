@@ -97,20 +97,28 @@ fake_start fail
 fake_start password FAKE_PASSWORD=pw0rd ROOT_PASSWORD=pw0rd
 fake_start hang RUN_TIMEOUT=3
 fake_start panic
+# The dry runs send the FreeBSD commands to mpsim-serve (the GEOM simulator
+# running the multipath core): build it once, here, for all of them.
+# shellcheck source=SCRIPTDIR/dryrun/sim.sh
+. "$here/dryrun/sim.sh"
+sim_ok=1
+sim_build > "$tmp/sim-build.out" 2>&1 || sim_ok=0
 bg guest-dryrun bash "$here/dryrun/run-guest.sh" "$ko"
-mutations="rotate-forward:misc.sh:rotate
-getactive-oldest:misc.sh:create_A
-no-auto-restore:misc.sh:restore_on_error
-unbounded-retry:failloop.sh:failloop
-failback:misc.sh:restore"
-while IFS=: read -r mutation id; do
-	bg "mut-$mutation" bash "$here/dryrun/run-atf.sh" -m "$mutation" "$id"
-done <<< "$mutations"
+bg atf-dryrun bash "$here/dryrun/run-atf.sh"
+# BREAK:CASE: with MPSIM_BREAK=BREAK, mpsim-serve breaks one behaviour on
+# purpose, and CASE (which passes on the unbroken simulator) must fail.
+breaks="rotate-twice:misc.sh:rotate
+getactive-reversed:misc.sh:create_A
+restore-noop:misc.sh:restore
+gnop-no-faults:misc.sh:fail_on_error"
+while IFS=: read -r brk id; do
+	bg "break-$brk" bash "$here/dryrun/run-atf.sh" -m "$brk" "$id"
+done <<< "$breaks"
 
 # ------------------------------------------------------------------ lint
 shell_scripts=("$here"/run.sh "$here"/selftest.sh "$here"/parse-results.sh
     "$here"/mkcarrier.sh "$here"/lib.sh "$here"/guest/guest.sh "$here"/dryrun/run-atf.sh
-    "$here"/dryrun/run-guest.sh
+    "$here"/dryrun/run-guest.sh "$here"/dryrun/sim.sh
     "$here"/atf/helpers.sh "$here"/atf/misc.sh "$here"/atf/failloop.sh)
 if vm_need shellcheck shellcheck lint 2> "$tmp/need.out"; then
 	check "shellcheck: every script, no warnings" \
@@ -124,10 +132,10 @@ check "sh -n: ATF programs, helpers and guest script parse as POSIX sh" \
 # shellcheck disable=SC2016
 check "bash -n: host scripts parse" \
     sh -c 'for f; do bash -n "$f" || exit 1; done' sh "$here"/*.sh
-check "python3: console driver, fake console and fakebsd compile" \
+check "python3: console driver and fake console compile" \
     python3 -c 'import sys
 for f in sys.argv[1:]: compile(open(f).read(), f, "exec")' \
-    "$here/console.py" "$here/fixtures/fake-console.py" "$here/dryrun/fakebsd.py"
+    "$here/console.py" "$here/fixtures/fake-console.py"
 
 # Every scenario of FreeBSD's suite has a test case of the same name.
 cases_ok=1
@@ -297,26 +305,44 @@ else
 fi
 
 # ------------------------------------------------------------------ ATF dry run
-# The real atf-sh runs the suite against fakebsd.py, a model of the expected
-# behaviour (not the module): every case must pass and clean up after itself,
-# and with the model broken on purpose the matching case must fail.
+# The real atf-sh and kyua run the suite with every FreeBSD command sent to
+# mpsim-serve, the GEOM simulator running the multipath core: the results
+# are the core's. Every case must pass (or say why the simulator cannot run
+# it: skipped), clean up after itself and leave the simulation free of rule
+# violations; with one behaviour broken on purpose the matching case fails.
+if [ "$sim_ok" = 1 ]; then
+	ok "mpsim-serve built ($MPSIM_SERVE)"
+else
+	not_ok "mpsim-serve could not be built: the dry runs cannot run" "$tmp/sim-build.out"
+fi
 # The guest side as a whole: carrier out of its FAT image, guest.sh, kyua
 # over the Kyuafile, the two-path LUN scenario, the parser, the host check.
 st=$(bg_status guest-dryrun)
-if [ "$st" = 0 ] &&
-    [ "$(tail -n 1 "$tmp/guest-dryrun.out")" = "guest-dryrun: 16 passed, 0 failed, 0 skipped" ]; then
-	ok "guest dry run: guest.sh from the carrier, kyua runs the 12 ATF cases, the LUN scenario and host check pass against the model, nothing left behind"
+want="guest-dryrun(simulator): 15 passed, 0 failed, 1 skipped"
+if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/guest-dryrun.out")" = "$want" ] &&
+    grep -q '^  SKIP guest:module_load (skipped: simulator dry run' "$tmp/guest-dryrun.out"; then
+	ok "guest dry run on the simulator: '$want' (the module load is skipped: no kernel loaded the .ko)"
+	sed -n 's/^  \(PASS\|FAIL\|SKIP\) /    \1 /p' "$tmp/guest-dryrun.out"
 else
-	not_ok "guest dry run (exit $st)" "$tmp/guest-dryrun.out"
+	not_ok "guest dry run on the simulator: want '$want' (exit $st)" "$tmp/guest-dryrun.out"
 fi
-while IFS=: read -r mutation id; do
-	st=$(bg_status "mut-$mutation")
-	if [ "$st" = 1 ] && grep -q "^$id  ->  failed: " "$tmp/mut-$mutation.out"; then
-		ok "ATF dry run: $id catches a model that does $mutation"
+# Case by case under atf-sh, nothing left behind after each cleanup.
+st=$(bg_status atf-dryrun)
+want="atf-dryrun(simulator): 12 passed, 0 failed, 0 skipped"
+if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/atf-dryrun.out")" = "$want" ]; then
+	ok "ATF cases one by one on the simulator: '$want', nothing left after each cleanup"
+	sed -n 's/^\([^ ]*:[^ ]*\)  ->  \([a-z]*\).*/    \2 \1/p' "$tmp/atf-dryrun.out"
+else
+	not_ok "ATF cases one by one on the simulator: want '$want' (exit $st)" "$tmp/atf-dryrun.out"
+fi
+while IFS=: read -r brk id; do
+	st=$(bg_status "break-$brk")
+	if [ "$st" = 1 ] && grep -q "^$id  ->  failed: " "$tmp/break-$brk.out"; then
+		ok "ATF on a broken simulator: $id fails with MPSIM_BREAK=$brk"
 	else
-		not_ok "ATF dry run: $id did not catch $mutation (exit $st)" "$tmp/mut-$mutation.out"
+		not_ok "ATF on a broken simulator: $id did not fail with MPSIM_BREAK=$brk (exit $st)" "$tmp/break-$brk.out"
 	fi
-done <<< "$mutations"
+done <<< "$breaks"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

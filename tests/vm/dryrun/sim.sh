@@ -49,8 +49,13 @@ sim_start()
 		ln -sf "$MPSIM_SERVE" "$dir/bin/$c"
 	done
 	# Two commands are about the host's files, not GEOM.
-	printf '#!/bin/sh\n# sha256 [-q] FILE\nd=$(sha256sum < "$2") || exit 1\necho "${d%%%% *}"\n' \
-	    > "$dir/bin/sha256"
+	cat > "$dir/bin/sha256" <<'EOF'
+#!/bin/sh
+# sha256 [-q] FILE: the digest of a file of the host.
+for f; do :; done
+d=$(sha256sum < "$f") || exit 1
+if [ "$1" = -q ]; then echo "${d%% *}"; else echo "SHA256 ($f) = ${d%% *}"; fi
+EOF
 	printf '#!/bin/sh\necho "simulated (mpsim-serve)"\n' > "$dir/bin/freebsd-version"
 	chmod +x "$dir/bin/sha256" "$dir/bin/freebsd-version"
 	PATH=$dir/bin:$PATH
