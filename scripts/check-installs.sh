@@ -53,7 +53,7 @@ check-ko:|$GMR_READELF $GMR_OBJDUMP $GMR_NM $headers python3
 check-bindings|$GMR_BINDGEN $GMR_CLANG $GMR_LIBCLANG_DIR/libclang*.so* diff
 check-kstructs|$GMR_BINDGEN $GMR_CLANG $GMR_LIBCLANG_DIR/libclang*.so* $headers python3 diff
 shellcheck|shellcheck
-tests/vm self-test|bash sh python3 shellcheck atf-sh kyua mkfs.vfat fsck.vfat mcopy mdir mtype timeout od dd
+tests/vm self-test|bash sh python3 shellcheck atf-sh kyua mkfs.vfat fsck.vfat mcopy mdir mtype timeout od dd cargo sha256sum
 tests/vm/run.sh|bash $vm_boot
 EOF
 }
