@@ -73,7 +73,7 @@ ko_suite() {
 	rc=${PIPESTATUS[0]}
 	n=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$out" | awk '{ s += $1 } END { print s + 0 }')
 	k=$(sort -u "$skips" | grep -c '^SKIPPED' || true)
-	echo "ko suite: ${#args[@]} test files; $((n - k)) tests ran through the module, $k skipped (core only)"
+	echo "ko suite: $((${#args[@]} / 2)) test files; $((n - k)) tests ran through the module, $k skipped (core only)"
 	sort -u "$skips"
 	rm -f "$skips" "$out"
 	[ "$rc" = 0 ] || return "$rc"
