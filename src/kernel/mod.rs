@@ -27,6 +27,7 @@
 
 mod ctl;
 pub mod entry;
+mod graveyard;
 mod handles;
 mod text;
 mod wq;
@@ -38,7 +39,6 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::alloc::Layout;
-use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::fmt;
 use core::ptr::NonNull;
@@ -47,6 +47,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use freebsd_kpi as kpi;
 
 pub use ctl::{GctlReq, SbufWriter};
+pub(crate) use graveyard::release_all_softcs;
 pub use handles::{Bio, Consumer, Geom, Provider};
 pub use wq::KernelWq;
 
@@ -83,96 +84,6 @@ fn counts(f: impl FnOnce(*mut kpi::gmr_access)) -> Access {
     let mut a = kpi::gmr_access { r: 0, w: 0, e: 0 };
     f(&mut a);
     Access::new(a.r, a.w, a.e)
-}
-
-// ---- the softc graveyard ---------------------------------------------------
-
-/// A withered geom whose softc reference waits for GEOM to destroy the geom.
-struct Grave {
-    gp: usize,
-    softc: usize,
-}
-
-/// State the topology lock protects: the lock is GEOM's own sx (which
-/// WITNESS sees), not a spin lock of ours that a preempted holder could
-/// leave other threads spinning on. Allocating, freeing and KPI calls under
-/// it are allowed, as under any sx.
-struct TopologyLocked<T>(UnsafeCell<T>);
-
-// SAFETY: the value is only reached through `with`, whose callers hold the
-// topology lock, an exclusive lock: one thread at a time.
-unsafe impl<T: Send> Sync for TopologyLocked<T> {}
-
-impl<T> TopologyLocked<T> {
-    const fn new(v: T) -> Self {
-        TopologyLocked(UnsafeCell::new(v))
-    }
-
-    /// Runs `f` on the value. The caller holds the topology lock (asserted
-    /// on INVARIANTS kernels), and `f` does not call `with` on the same cell
-    /// (it only works on the value: no callback into the core).
-    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        // SAFETY: g_topology_assert() only checks the lock.
-        unsafe { kpi::gmr_topology_assert() };
-        // SAFETY: the topology lock is held exclusively (caller contract),
-        // so no other thread is in `with`; and `f` does not re-enter it, so
-        // this is the only reference to the value while it lives.
-        f(unsafe { &mut *self.0.get() })
-    }
-}
-
-/// Only touched with the topology lock held (by wither, destroy, new_geom
-/// and fini, which GEOM calls with it held).
-static GRAVEYARD: TopologyLocked<Vec<Grave>> = TopologyLocked::new(Vec::new());
-
-/// Releases one strong softc reference taken with `Arc::into_raw`.
-///
-/// # Safety
-/// `raw` came from `Arc::<KSoftc>::into_raw` and the reference it stands for
-/// is released here once.
-unsafe fn release_softc(raw: usize) {
-    // SAFETY: per this function's contract.
-    drop(unsafe { Arc::from_raw(raw as *const KSoftc) });
-}
-
-fn geom_in_class(gp: usize) -> bool {
-    // SAFETY: the class list is walked with the topology lock held (every
-    // caller holds it); first/next return NULL at the end.
-    let mut cur = unsafe { kpi::gmr_class_geom_first() };
-    while !cur.is_null() {
-        if cur as usize == gp {
-            return true;
-        }
-        // SAFETY: `cur` is a geom on the class list, topology lock held.
-        cur = unsafe { kpi::gmr_class_geom_next(cur) };
-    }
-    false
-}
-
-/// Releases the softc of every buried geom GEOM has destroyed since. A new
-/// geom at a recycled address only delays its predecessor's release.
-fn purge_graveyard(all: bool) {
-    loop {
-        let victim = GRAVEYARD.with(|g| {
-            g.iter()
-                .position(|e| all || !geom_in_class(e.gp))
-                .map(|i| g.swap_remove(i))
-        });
-        let Some(victim) = victim else { return };
-        // Dropped outside the lock: the core's Drop may call the platform.
-        // SAFETY: graves hold references taken from gp->softc (Arc::into_raw)
-        // and handed to the graveyard by wither_geom; each is removed from
-        // the list once, above, and released once here.
-        unsafe { release_softc(victim.softc) };
-    }
-}
-
-/// Removes `gp`'s grave, if any, and returns its softc reference.
-fn unbury(gp: usize) -> Option<usize> {
-    GRAVEYARD.with(|g| {
-        let i = g.iter().position(|e| e.gp == gp)?;
-        Some(g.swap_remove(i).softc)
-    })
 }
 
 // ---- the worker --------------------------------------------------------------
@@ -224,7 +135,7 @@ impl Platform for KernelPlatform {
     }
 
     fn new_geom(&self, name: &str, softc: Option<Arc<KSoftc>>) -> Result<Geom, Errno> {
-        purge_graveyard(false);
+        graveyard::purge(false);
         let raw = softc.map_or(core::ptr::null(), Arc::into_raw);
         // SAFETY: topology lock held (platform rules); `name` is readable for
         // the call and g_new_geomf copies it; `raw` is NULL or a strong
@@ -235,7 +146,7 @@ impl Platform for KernelPlatform {
             None => {
                 if !raw.is_null() {
                     // SAFETY: no geom took the reference made above.
-                    unsafe { release_softc(raw as usize) };
+                    unsafe { graveyard::release_softc(raw as usize) };
                 }
                 Err(ENOMEM)
             }
@@ -245,7 +156,7 @@ impl Platform for KernelPlatform {
     fn destroy_geom(&self, gp: Geom) {
         // SAFETY: topology lock held; gp is a live geom of ours.
         let raw = unsafe { kpi::gmr_geom_softc(gp.as_ptr()) } as usize;
-        let buried = unbury(gp.as_ptr() as usize);
+        let buried = graveyard::unbury(gp.as_ptr() as usize);
         // SAFETY: topology lock held; the core destroys only a geom without
         // providers or consumers (platform rules), so no callback can still
         // use gp or its softc.
@@ -257,9 +168,9 @@ impl Platform for KernelPlatform {
         if let Some(r) = buried.or((raw != 0).then_some(raw)) {
             // SAFETY: `r` is the geom's softc reference (Arc::into_raw in
             // new_geom), released once: the grave is gone and gp destroyed.
-            unsafe { release_softc(r) };
+            unsafe { graveyard::release_softc(r) };
         }
-        purge_graveyard(false);
+        graveyard::purge(false);
     }
 
     fn wither_geom(&self, gp: Geom, error: Errno) {
@@ -267,29 +178,14 @@ impl Platform for KernelPlatform {
         // SAFETY: topology lock held; gp is a live geom of ours.
         let raw = unsafe { kpi::gmr_geom_softc(gp.as_ptr()) } as usize;
         if raw != 0 {
-            let buried = GRAVEYARD.with(|g| {
-                if g.iter().any(|e| e.gp == key && e.softc == raw) {
-                    return true;
-                }
-                // Fallible although wither runs where sleeping is allowed:
-                // keeping the reference forever is safe (a leak), releasing
-                // it while GEOM may still call the geom is not.
-                let room = g.try_reserve(1).is_ok();
-                if room {
-                    g.push(Grave {
-                        gp: key,
-                        softc: raw,
-                    });
-                }
-                room
-            });
+            let buried = graveyard::bury(key, raw);
             if !buried {
                 crate::mp_log!(self, "out of memory: {} softc kept", self.geom_name(gp));
             }
         }
         // SAFETY: topology lock held; gp is a live geom of ours.
         unsafe { kpi::gmr_geom_wither(gp.as_ptr(), error) };
-        purge_graveyard(false);
+        graveyard::purge(false);
     }
 
     fn class_geoms(&self) -> Vec<Geom> {
@@ -763,13 +659,3 @@ unsafe extern "C" fn run_event<F: FnOnce(&KernelPlatform) + Send + 'static>(
     }
 }
 const _: kpi::gmr_event_fn_t = Some(run_event::<fn(&KernelPlatform)>);
-
-/// Releases every buried softc: called at class fini, when GEOM has
-/// destroyed all the class's geoms.
-pub(crate) fn release_all_softcs() {
-    purge_graveyard(true);
-    // The empty list's buffer too: it is module memory, which malloc_uninit
-    // would find still allocated at unload. Freed outside `with`.
-    let list = GRAVEYARD.with(core::mem::take);
-    drop(list);
-}
