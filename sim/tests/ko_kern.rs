@@ -320,6 +320,14 @@ impl SimClass for StartCalls {
                     let p = kpi::<MallocFn>("malloc")(8, std::ptr::null_mut(), kern::M_WAITOK);
                     kpi::<FreeFn>("free")(p, std::ptr::null_mut());
                 },
+                // SAFETY: g_post_event(noop, NULL, M_WAITOK).
+                "post_waitok" => unsafe {
+                    geom_kpi::<PostEventFn>("g_post_event")(
+                        Some(noop_event),
+                        std::ptr::null_mut(),
+                        kern::M_WAITOK,
+                    );
+                },
                 // SAFETY: tsleep(&chan, 0, "start", 0).
                 _ => unsafe {
                     kpi::<SleepFn>("_sleep")(
@@ -371,6 +379,60 @@ fn nosleep_msleep_in_start() {
 #[test]
 fn nosleep_m_waitok_in_start() {
     assert!(start_calls("malloc").contains(&"nosleep"));
+}
+
+type EventFn = unsafe extern "C" fn(*mut c_void, c_int);
+type PostEventFn = unsafe extern "C" fn(Option<EventFn>, *mut c_void, c_int) -> c_int;
+
+/// An event handler that does nothing.
+unsafe extern "C" fn noop_event(_arg: *mut c_void, _flag: c_int) {}
+
+/// The emulated GEOM function `name`, as a function pointer of type F.
+fn geom_kpi<F: Copy>(name: &str) -> F {
+    let addr = ko::geom::symbols()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| match s {
+            Sym::Func(a) | Sym::Data(a) => a,
+        })
+        .unwrap_or_else(|| panic!("no emulated {name}"));
+    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<usize>());
+    // SAFETY: F is the function pointer type of `name` in the tests.
+    unsafe { std::mem::transmute_copy(&addr) }
+}
+
+/// g_post_event(M_WAITOK) sleeps (g_alloc_event): not from start.
+#[test]
+fn nosleep_post_event_waitok_in_start() {
+    assert_eq!(start_calls("post_waitok"), vec!["nosleep"]);
+}
+
+/// g_post_event's flag is exactly M_WAITOK or M_NOWAIT (its KASSERT);
+/// an injected M_NOWAIT failure is ENOMEM with nothing queued.
+#[test]
+fn post_event_flag_checked_and_nowait_may_fail() {
+    let (sim, k) = instance(1, Some(2));
+    let post = geom_kpi::<PostEventFn>("g_post_event");
+    let r = ko::enter(&k, &sim.plat(), || {
+        // SAFETY: emulated KPI calls with a no-op handler.
+        unsafe {
+            [
+                post(Some(noop_event), std::ptr::null_mut(), 0),
+                post(Some(noop_event), std::ptr::null_mut(), kern::M_NOWAIT),
+                post(Some(noop_event), std::ptr::null_mut(), kern::M_NOWAIT),
+                post(Some(noop_event), std::ptr::null_mut(), kern::M_WAITOK),
+            ]
+        }
+    });
+    // The bad flag is reported (and taken as M_WAITOK, as INVARIANTS'
+    // malloc forces it); the second M_NOWAIT post fails; M_WAITOK never.
+    assert_eq!(r, [0, 0, 12, 0]);
+    assert_eq!(rules(&sim), vec!["class"]);
+    assert!(sim.violations()[0]
+        .message
+        .contains("exactly one of M_WAITOK and M_NOWAIT"));
+    let log = k.nowait_log();
+    assert_eq!((log.sites.len(), log.failed.clone()), (2, vec![2]));
 }
 
 /// What the test kproc shares with the test.

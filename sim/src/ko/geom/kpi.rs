@@ -316,7 +316,25 @@ pub(crate) extern "C" fn g_post_event(
         plat.violation(rule::CLASS, "g_post_event with a NULL function".into());
         return crate::EINVAL;
     };
-    if flag & k::M_NOWAIT as c_int != 0 && ko::kern::should_fail_nowait_at("g_post_event") {
+    // g_post_event's KASSERT: exactly one of M_WAITOK and M_NOWAIT; and
+    // M_WAITOK (g_alloc_event's malloc) may sleep.
+    let (nowait, waitok) = (k::M_NOWAIT as c_int, k::M_WAITOK as c_int);
+    if flag != nowait && flag != waitok {
+        plat.violation(
+            rule::CLASS,
+            format!("g_post_event with flag {flag:#x}: exactly one of M_WAITOK and M_NOWAIT"),
+        );
+    }
+    // A bad flag is forced to M_WAITOK, as INVARIANTS' malloc does.
+    if flag != nowait {
+        for (r, m) in kk
+            .kern
+            .locks
+            .check_may_sleep("g_post_event(M_WAITOK)", None)
+        {
+            plat.violation(r, m);
+        }
+    } else if ko::kern::should_fail_nowait_at("g_post_event") {
         return crate::ENOMEM;
     }
     let arg = arg as usize;
