@@ -27,8 +27,10 @@
 
 mod ctl;
 pub mod entry;
+mod events;
 mod graveyard;
 mod handles;
+mod mem;
 mod text;
 mod wq;
 
@@ -38,7 +40,6 @@ mod rt;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::alloc::Layout;
 use core::ffi::c_void;
 use core::fmt;
 use core::ptr::NonNull;
@@ -480,26 +481,7 @@ impl Platform for KernelPlatform {
     }
 
     fn post_event<F: FnOnce(&Self) + Send + 'static>(&self, f: F) -> Result<(), Errno> {
-        // The closure goes into a node of exactly its own layout, taken from
-        // malloc(9) with M_NOWAIT (malloc_nowait): out of memory is ENOMEM
-        // here, never the global allocator's panic or sleep.
-        let p = event_node_new::<F>().ok_or(ENOMEM)?;
-        // SAFETY: `p` is valid for writes and aligned for an F
-        // (event_node_new), and holds no value yet that this would leak.
-        unsafe { p.as_ptr().write(f) };
-        // SAFETY: run_event::<F> is the handler for exactly this node type;
-        // g_post_event(M_NOWAIT) never sleeps, so this is allowed in done;
-        // once queued, GEOM calls the handler with `p` exactly once (run or
-        // cancelled), and the handler takes the node over.
-        let e = unsafe { kpi::gmr_post_event(Some(run_event::<F>), p.as_ptr().cast()) };
-        if e != 0 {
-            // SAFETY: the event was not queued, so the handler will never
-            // see `p`: the node and the F written into it are still ours,
-            // taken back once here (and the closure dropped unrun).
-            drop(unsafe { event_node_take(p) });
-            return Err(e);
-        }
-        Ok(())
+        events::post(f)
     }
 
     fn new_wait_queue(&self, name: &'static str) -> Result<KernelWq, Errno> {
@@ -563,99 +545,3 @@ impl Platform for KernelPlatform {
         drop(unsafe { Arc::from_raw(raw) });
     }
 }
-
-// ---- memory ------------------------------------------------------------------
-
-/// Largest alignment plain malloc(9) is relied on for (shim.h). malloc(9)
-/// promises storage "suitably aligned for any type"; 8 is what every amd64
-/// kernel allocator path gives without question, and bigger ones go through
-/// malloc_aligned(9).
-const PLAIN_ALIGN: usize = kpi::GMR_MALLOC_ALIGN as usize;
-
-/// malloc(9) or malloc_aligned(9) of `size` bytes (at least 1) aligned to
-/// `align`, with the shim's `GMR_M_*` flags; NULL when refused (an
-/// alignment over a page) or, without `GMR_M_WAITOK`, when memory is short.
-/// Freed with `gmr_free`.
-///
-/// # Safety
-/// With `GMR_M_WAITOK`, the calling thread may sleep (not start or done).
-/// `align` is a power of two.
-unsafe fn kmalloc(size: usize, align: usize, flags: u32) -> *mut u8 {
-    let size = size.max(1);
-    let p = if align <= PLAIN_ALIGN {
-        // SAFETY: the flags suit the context (function contract).
-        unsafe { kpi::gmr_malloc(size, flags as i32) }
-    } else if align <= kpi::GMR_MALLOC_MAX_ALIGN as usize {
-        // SAFETY: as above; `align` is a power of two no larger than
-        // malloc_aligned(9) accepts.
-        unsafe { kpi::gmr_malloc_aligned(size, align, flags as i32) }
-    } else {
-        // malloc(9) cannot give more than page alignment: refuse.
-        core::ptr::null_mut()
-    };
-    p.cast()
-}
-
-/// A fallible `M_NOWAIT` allocation for `layout`, usable in start and done:
-/// NULL when memory is short, never a panic. Free it with `gmr_free`.
-fn malloc_nowait(layout: Layout) -> Option<NonNull<u8>> {
-    // SAFETY: without GMR_M_WAITOK malloc(9) never sleeps, so any context
-    // that may take a mutex may call it; Layout alignments are powers of two.
-    NonNull::new(unsafe { kmalloc(layout.size(), layout.align(), 0) })
-}
-
-// ---- events ------------------------------------------------------------------
-
-/// Allocates an uninitialised node for one event closure of type `F`, with
-/// `M_NOWAIT` (events are posted from done too); `None` when memory is
-/// short. A zero-sized `F` needs no memory: its node is a dangling,
-/// well-aligned pointer, which is all a zero-sized read or write needs.
-fn event_node_new<F>() -> Option<NonNull<F>> {
-    let layout = Layout::new::<F>();
-    if layout.size() == 0 {
-        return Some(NonNull::dangling());
-    }
-    malloc_nowait(layout).map(NonNull::cast)
-}
-
-/// Moves the closure out of its node and frees the node.
-///
-/// # Safety
-/// `p` came from [`event_node_new::<F>`], an F was written into it, and this
-/// is the one call made with it: the F is moved out and the node freed once.
-unsafe fn event_node_take<F>(p: NonNull<F>) -> F {
-    // SAFETY: per the contract, `p` holds an initialised F, read once.
-    let f = unsafe { p.as_ptr().read() };
-    if Layout::new::<F>().size() != 0 {
-        // SAFETY: `p` came from malloc_nowait (event_node_new with the same
-        // F, non-zero size); its value has been moved out and it is not
-        // used again.
-        unsafe { kpi::gmr_free(p.as_ptr().cast()) };
-    }
-    f
-}
-
-/// The event handler [`Platform::post_event`] queues for a closure of type
-/// `F` (one instance per closure type): it moves the closure out of its
-/// node, frees the node, then runs the closure, or only drops it when GEOM
-/// cancels the event. Called by GEOM's event thread, topology lock held.
-///
-/// # Safety
-/// `arg` is a node `post_event::<F>` queued, passed here once (GEOM calls an
-/// event's handler exactly once).
-unsafe extern "C" fn run_event<F: FnOnce(&KernelPlatform) + Send + 'static>(
-    arg: *mut c_void,
-    cancelled: i32,
-) {
-    let Some(p) = NonNull::new(arg.cast::<F>()) else {
-        return;
-    };
-    // SAFETY: `p` is the node post_event::<F> allocated, filled and gave to
-    // this event (function contract), which GEOM hands over once; the node
-    // is freed here, before the closure runs.
-    let f = unsafe { event_node_take(p) };
-    if cancelled == 0 {
-        f(&PLATFORM);
-    }
-}
-const _: kpi::gmr_event_fn_t = Some(run_event::<fn(&KernelPlatform)>);

@@ -24,7 +24,7 @@
 //! - start and done allocate nothing: the failed-bio queue links the bio
 //!   itself (`wq.rs`), log lines are formatted into a stack buffer, path
 //!   names are not read there, and the one node they may need (an event, to
-//!   tear down a drained path) comes from [`super::malloc_nowait`], a
+//!   tear down a drained path) comes from [`super::mem::malloc_nowait`], a
 //!   fallible `M_NOWAIT` allocation whose failure is an errno (ENOMEM) and a
 //!   console line, never a panic.
 //! - `check-ko`'s rule `io-no-sleep` walks the module's call graph
@@ -58,7 +58,7 @@ extern "C" fn gmr_rs_alloc_sleeping(size: usize, align: usize, zero: bool) -> *m
     }
     // SAFETY: M_WAITOK malloc(9) is allowed in every context that reaches
     // the global allocator (module comment; checked by check-ko).
-    unsafe { super::kmalloc(size, align, flags) }
+    unsafe { super::mem::kmalloc(size, align, flags) }
 }
 
 // SAFETY: kmalloc returns NULL or a fresh block of at least `size` bytes
