@@ -78,6 +78,14 @@ pub(crate) struct BioState {
     /// Children retired after a path failed them, not yet sent again:
     /// the next clone sent is a re-issue ([`SimPlatform::reissued`]).
     pub retry_pending: u32,
+    /// Sim time the bio was made (user bios: for its latency).
+    pub born: u64,
+    /// Sim time a path first failed a clone of this (root) bio, and the
+    /// latest such error.
+    pub first_err: Option<u64>,
+    pub last_err: u64,
+    /// A clone of this (root) bio was sent again after a path error.
+    pub reissued: bool,
     pub from: Option<ConsumerId>,
     pub to: Option<ProviderId>,
     pub done: DoneTarget,
@@ -90,6 +98,21 @@ pub(crate) struct BioTable {
     pub map: BTreeMap<BioId, BioState>,
     /// Injected `g_clone_bio` allocation failures, per mille.
     pub clone_fail_permille: u32,
+    /// Latency samples of user bios ([`crate::latency`]).
+    pub(crate) latency: crate::latency::LatencyLog,
+}
+
+impl BioTable {
+    /// The bio at the top of `id`'s parent chain.
+    fn root_of(&self, mut id: BioId) -> BioId {
+        for _ in 0..64 {
+            match self.map.get(&id).and_then(|s| s.parent) {
+                Some(p) => id = p,
+                None => break,
+            }
+        }
+        id
+    }
 }
 
 /// An owned `struct bio *`. Hand it back with `g_io_request`,
@@ -136,6 +159,11 @@ impl SimPlatform {
         lock(&self.sh.bios)
     }
 
+    /// The latency samples so far.
+    pub(crate) fn latency_log(&self) -> crate::latency::LatencyLog {
+        self.bios().latency.clone()
+    }
+
     /// Injects `g_clone_bio` allocation failures at `permille` / 1000.
     pub fn set_clone_failure(&self, permille: u32) {
         self.bios().clone_fail_permille = permille;
@@ -151,6 +179,7 @@ impl SimPlatform {
         done: DoneTarget,
     ) -> Bio {
         let id = BioId(self.next_id());
+        let now = self.now_ns();
         self.bios().map.insert(
             id,
             BioState {
@@ -166,6 +195,10 @@ impl SimPlatform {
                 children: 0,
                 inbed: 0,
                 retry_pending: 0,
+                born: now,
+                first_err: None,
+                last_err: 0,
+                reissued: false,
                 from: None,
                 to: None,
                 done,
@@ -332,6 +365,10 @@ impl SimPlatform {
                 children: 0,
                 inbed: 0,
                 retry_pending: 0,
+                born: 0,
+                first_err: None,
+                last_err: 0,
+                reissued: false,
                 from: None,
                 to: None,
                 done: DoneTarget::Class(GeomId(0)),
@@ -412,10 +449,24 @@ impl SimPlatform {
             s.phase = Phase::Down;
             // A clone sent while its parent has a failed child retired is
             // a re-issue after a path error.
+            let mut again = false;
             if let Some(p) = s.parent.and_then(|pid| t.map.get_mut(&pid)) {
                 if p.retry_pending > 0 {
                     p.retry_pending -= 1;
                     self.sh.reissued.fetch_add(1, Ordering::AcqRel);
+                    again = true;
+                }
+            }
+            if again {
+                // How long the bio waited (for the worker) since the error.
+                let now = self.now_ns();
+                let root = t.root_of(id);
+                if let Some(r) = t.map.get_mut(&root) {
+                    r.reissued = true;
+                    let wait = now.saturating_sub(r.last_err);
+                    if r.first_err.is_some() {
+                        t.latency.worker_wait.push(wait);
+                    }
                 }
             }
         }
@@ -519,7 +570,7 @@ impl SimPlatform {
     }
 
     fn deliver_id(&self, id: BioId, error: Errno, from_check: bool) {
-        let (cp, pp) = {
+        let (cp, pp, child) = {
             let mut t = self.bios();
             let Some(s) = t.map.get_mut(&id) else {
                 drop(t);
@@ -553,8 +604,18 @@ impl SimPlatform {
                 s.completed = s.length;
             }
             s.error = error;
-            (s.from, s.to)
+            (s.from, s.to, s.parent.is_some())
         };
+        if error != 0 && child {
+            // A path (or a class below) failed a clone: stamp the user bio.
+            let now = self.now_ns();
+            let mut t = self.bios();
+            let root = t.root_of(id);
+            if let Some(r) = t.map.get_mut(&root) {
+                r.first_err.get_or_insert(now);
+                r.last_err = now;
+            }
+        }
         {
             let mut t = self.topo();
             if let Some(c) = cp.and_then(|c| t.consumer.get_mut(&c)) {
@@ -633,7 +694,19 @@ impl SimPlatform {
                 c.set(r);
             }
             (DoneTarget::User(cb), Some(r)) => {
-                self.bios().map.remove(&id);
+                let now = self.now_ns();
+                let mut t = self.bios();
+                if let Some(s) = t.map.remove(&id) {
+                    let lat = now.saturating_sub(s.born);
+                    t.latency.all.push(lat);
+                    if s.reissued {
+                        t.latency.reissued.push(lat);
+                        if let (0, Some(e)) = (r.error, s.first_err) {
+                            t.latency.failover.push(now.saturating_sub(e));
+                        }
+                    }
+                }
+                drop(t);
                 self.sh
                     .user_completions
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -35,6 +35,7 @@ pub mod gmultipath;
 pub mod ids;
 pub mod ko;
 pub mod ko_summary;
+pub mod latency;
 pub mod multipath;
 pub mod passthrough;
 pub mod platform;

@@ -154,6 +154,8 @@ pub struct Summary {
     pub lost_completions: u64,
     pub duplicated_completions: u64,
     pub failovers: u64,
+    /// Per-bio latency, failover time, worker wait ([`crate::latency`]).
+    pub latency: crate::latency::LatencyStats,
     pub errors: BTreeMap<String, u64>,
     pub paths: BTreeMap<String, PathSummary>,
     pub gctl: Vec<String>,
@@ -210,6 +212,7 @@ impl Summary {
             self.duplicated_completions,
             self.failovers
         ));
+        s.push_str(&format!("{}\n", self.latency.text()));
         if !self.errors.is_empty() {
             let e: Vec<String> = self
                 .errors
@@ -620,6 +623,7 @@ impl Scenario {
             show_console(&plat, &mut shown, agg.completed, total);
         }
         let reissued = sim.reissued();
+        let latency = sim.latency();
         let fo = failovers(&plat);
         let paths = sim
             .path_counts()
@@ -655,6 +659,7 @@ impl Scenario {
             lost_completions: agg.lost,
             duplicated_completions: agg.duplicates,
             failovers: fo,
+            latency,
             errors: agg
                 .errors
                 .into_iter()
