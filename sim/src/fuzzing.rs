@@ -258,18 +258,35 @@ pub fn gctl_sim() -> Sim {
     sim
 }
 
+/// What one [`gctl`] script did (the corpus replay counts it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GctlStats {
+    /// Steps played (requests, command lines, faults).
+    pub steps: usize,
+    /// Raw requests sent, and how many of them got an error.
+    pub requests: usize,
+    pub refused: usize,
+}
+
 /// gctl requests and verb dispatch: plays the script [`parse_script`]
-/// reads from `data` on [`gctl_sim`]. Every request gets a precise error
-/// or is done; one without a well-formed `version` is refused; no GEOM
-/// rule is broken; what the device reads back is what was written; and
-/// the simulator shuts down without leaks.
-pub fn gctl(data: &[u8]) {
+/// reads from `data` on [`gctl_sim`]. Every request gets a known, precise
+/// error or is done ([`check_request`]); one without a well-formed
+/// `version` is refused; no GEOM rule is broken; what the device reads
+/// back is what was written; and the simulator shuts down without leaks.
+pub fn gctl(data: &[u8]) -> GctlStats {
     let script = parse_script(data);
+    let mut stats = GctlStats::default();
     let sim = gctl_sim();
     let mut pattern = 0u8;
     for step in &script {
+        stats.steps += 1;
         match step {
-            Action::Request(params) => request(&sim, params),
+            Action::Request(params) => {
+                stats.requests += 1;
+                if request(&sim, params) {
+                    stats.refused += 1;
+                }
+            }
             Action::Gmultipath(argv) => {
                 let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
                 match sim.gmultipath(&argv) {
@@ -295,15 +312,28 @@ pub fn gctl(data: &[u8]) {
     user_io(&sim, "multipath/mp", 0xa5);
     let rep = sim.finish();
     assert!(rep.violations.is_empty(), "{:?}", rep.violations);
+    stats
 }
 
-fn request(sim: &Sim, params: &[(String, Vec<u8>, bool)]) {
+fn request(sim: &Sim, params: &[(String, Vec<u8>, bool)]) -> bool {
     let mut r = SimCtlReq::new();
     for (name, value, writable) in params {
         r.add_raw(name, value, *writable);
     }
     r.add_str("class", "MULTIPATH");
     let out = sim.plat().gctl(r);
+    check_request(params, &out);
+    out.error_text().is_some()
+}
+
+/// What [`gctl`] asserts of one raw request (`params`, before the
+/// `class=MULTIPATH` it appends) and what came back (`out`): panics on a
+/// request without a well-formed `version` (or for another class) that was
+/// accepted, an error that is not one of [`GCTL_ERRORS`] or does not name
+/// what it quotes from the request ([`gctl_error_names_request`]), a
+/// parameter added, lost, resized or renamed, a read-only one written, and
+/// a written one without a NUL.
+pub fn check_request(params: &[(String, Vec<u8>, bool)], out: &SimCtlReq) {
     let first = |n: &str| params.iter().find(|(p, _, _)| p == n);
     let well_formed_version = first("version").is_some_and(|(_, v, _)| v.len() == 4);
     let class_ok = first("class").is_none_or(|(_, v, _)| v.as_slice() == b"MULTIPATH\0");
@@ -311,12 +341,12 @@ fn request(sim: &Sim, params: &[(String, Vec<u8>, bool)]) {
         assert!(out.error_text().is_some(), "{params:?} was accepted");
     }
     if let Some(e) = out.error_text() {
-        // Messages quote what was sent ("Unknown verb X"); geom_ctl.c cuts
-        // them to the caller's buffer. Invalid UTF-8 shows as U+FFFD.
-        let sent: usize = params.iter().map(|(n, v, _)| n.len() + v.len()).sum();
+        let Some((template, holes)) = known_gctl_error(e) else {
+            panic!("error text {e:?} is none of the known ones (for {params:?})");
+        };
         assert!(
-            !e.is_empty() && e.len() < 256 + 3 * sent,
-            "error text {e:?}"
+            gctl_error_names_request(template, &holes, params),
+            "error {e:?} quotes what was not sent ({params:?})"
         );
     }
     // Parameters keep their order and size; only writable ones change, and
@@ -336,6 +366,119 @@ fn request(sim: &Sim, params: &[(String, Vec<u8>, bool)]) {
             assert!(p.value.contains(&0), "{name} not NUL-terminated");
         }
     }
+}
+
+/// Every error text a gctl request to MULTIPATH can get, `{}` standing for
+/// a quoted value: the class's (`src/ctl.rs`) and those of the request
+/// plumbing (`sim/src/ctl.rs`: geom_ctl's class and verb look-up, the
+/// `output` parameter). The unit test `gctl_errors_match_the_sources`
+/// keeps the list equal to the texts in those files.
+pub const GCTL_ERRORS: &[&str] = &[
+    // src/ctl.rs
+    "Parameter {} is not a NUL-terminated UTF-8 string",
+    "No '{}' argument",
+    "Wrong length {} argument",
+    "No 'version' argument",
+    "Userland and kernel parts are out of sync",
+    "Unknown verb {}",
+    "Device {} is invalid",
+    "Device {} not found",
+    "No 'nargs' argument",
+    "wrong number of arguments.",
+    "Invalid name {}: {}",
+    "Device {} already exist",
+    "Provider {} is invalid",
+    "provider {} is already there",
+    "Providers size mismatch {} != {}",
+    "Providers sectorsize mismatch {} != {}",
+    "Provider addition error: {}",
+    "Malformed uuid argument",
+    "Device {} already has uuid {}",
+    "Provider {} not found",
+    "missing device",
+    "Consumer {} is invalid",
+    "Can't update metadata on {} ({})",
+    "Can't erase metadata on {} ({})",
+    "failed to {} {} (err={}): device is open ({} opens), close it first",
+    "failed to {} {} (err={})",
+    // sim/src/ctl.rs
+    "Missing {} argument",
+    "No write access {} argument",
+    "Class not found",
+    "Verb missing",
+    "the event thread did not run the request",
+];
+
+/// The templates whose first `{}` quotes a parameter's name or value from
+/// the request (a verb, a device or provider name); the others quote
+/// sizes, errnos or names the class chose.
+const QUOTES_REQUEST: &[&str] = &[
+    "Parameter {} is not a NUL-terminated UTF-8 string",
+    "Wrong length {} argument",
+    "Unknown verb {}",
+    "Device {} is invalid",
+    "Device {} not found",
+    "Invalid name {}: {}",
+    "Device {} already exist",
+    "Provider {} is invalid",
+    "provider {} is already there",
+    "Provider {} not found",
+    "No write access {} argument",
+];
+
+/// Matches `text` against a [`GCTL_ERRORS`] template: the texts standing
+/// for its `{}`s, or `None`. A hole takes the shortest text after which
+/// the rest still matches.
+pub fn match_template<'t>(template: &str, text: &'t str) -> Option<Vec<&'t str>> {
+    fn go<'t>(parts: &[&str], text: &'t str, holes: &mut Vec<&'t str>) -> bool {
+        let Some((lit, rest)) = parts.split_first() else {
+            return text.is_empty();
+        };
+        if rest.is_empty() {
+            return text == *lit;
+        }
+        let Some(after) = text.strip_prefix(lit) else {
+            return false;
+        };
+        for (i, _) in after.char_indices().chain([(after.len(), ' ')]) {
+            holes.push(&after[..i]);
+            if go(rest, &after[i..], holes) {
+                return true;
+            }
+            holes.pop();
+        }
+        false
+    }
+    let parts: Vec<&str> = template.split("{}").collect();
+    let mut holes = Vec::new();
+    go(&parts, text, &mut holes).then_some(holes)
+}
+
+/// The [`GCTL_ERRORS`] template `text` is, with its holes.
+pub fn known_gctl_error(text: &str) -> Option<(&'static str, Vec<&str>)> {
+    GCTL_ERRORS
+        .iter()
+        .find_map(|t| match_template(t, text).map(|h| (*t, h)))
+}
+
+/// Whether an error of `template` names something the request sent: for
+/// the [`QUOTES_REQUEST`] templates the first hole is (part of) a
+/// parameter's name or value; the others quote nothing from it.
+pub fn gctl_error_names_request(
+    template: &str,
+    holes: &[&str],
+    params: &[(String, Vec<u8>, bool)],
+) -> bool {
+    if !QUOTES_REQUEST.contains(&template) {
+        return true;
+    }
+    let Some(quoted) = holes.first() else {
+        return false;
+    };
+    params
+        .iter()
+        .any(|(n, v, _)| n.contains(quoted) || String::from_utf8_lossy(v).contains(quoted))
+        || "MULTIPATH".contains(quoted)
 }
 
 fn fault(sim: &Sim, op: &str, args: &[String], pattern: u8) {
@@ -424,5 +567,154 @@ mod tests {
             parse_script("$ x\n".repeat(100).as_bytes()).len(),
             MAX_ACTIONS
         );
+    }
+    fn req(params: &[(&str, &[u8], bool)]) -> Vec<(String, Vec<u8>, bool)> {
+        params
+            .iter()
+            .map(|(n, v, w)| (n.to_string(), v.to_vec(), *w))
+            .collect()
+    }
+
+    /// What the class sent back: `params` as they are after the request,
+    /// `class=MULTIPATH` appended, and the error text if any.
+    fn outcome(params: &[(String, Vec<u8>, bool)], error: Option<&str>) -> SimCtlReq {
+        use geom_multipath_rs::CtlReq;
+        let mut r = SimCtlReq::new();
+        for (n, v, w) in params {
+            r.add_raw(n, v, *w);
+        }
+        r.add_str("class", "MULTIPATH");
+        if let Some(e) = error {
+            r.error(format_args!("{e}"));
+        }
+        r
+    }
+
+    fn fires(params: &[(String, Vec<u8>, bool)], out: &SimCtlReq) -> bool {
+        std::panic::catch_unwind(|| check_request(params, out)).is_err()
+    }
+
+    /// The checks [`gctl`] makes of a request fire on planted bad answers
+    /// and pass the good ones.
+    #[test]
+    fn request_checks_fire() {
+        let ok = req(&[
+            ("verb", b"getactive\0", false),
+            ("version", &1i32.to_ne_bytes(), false),
+            ("output", &[0; 8], true),
+        ]);
+        let unversioned = req(&[("verb", b"create\0", false)]);
+        let bogus = req(&[
+            ("verb", b"zap\0", false),
+            ("version", &1i32.to_ne_bytes(), false),
+        ]);
+        // Good: done, or refused with a known text naming the verb sent.
+        assert!(!fires(&ok, &outcome(&ok, None)));
+        let good = outcome(&unversioned, Some("No 'version' argument"));
+        assert!(!fires(&unversioned, &good));
+        assert!(!fires(&bogus, &outcome(&bogus, Some("Unknown verb zap"))));
+        let mut written = outcome(&ok, None);
+        written.params[2].value = b"mp0\0\0\0\0\0".to_vec();
+        assert!(!fires(&ok, &written));
+        // Bad: accepted without a version, an unknown or empty text, a
+        // text quoting what was not sent, a read-only parameter written, a
+        // written one without a NUL, a parameter lost or resized.
+        assert!(fires(&unversioned, &outcome(&unversioned, None)));
+        assert!(fires(&ok, &outcome(&ok, Some("something broke"))));
+        assert!(fires(&ok, &outcome(&ok, Some(""))));
+        assert!(fires(
+            &bogus,
+            &outcome(&bogus, Some("Unknown verb destroy"))
+        ));
+        let mut ro = outcome(&ok, None);
+        ro.params[0].value = b"getactivX\0".to_vec();
+        assert!(fires(&ok, &ro));
+        let mut no_nul = outcome(&ok, None);
+        no_nul.params[2].value = b"12345678".to_vec();
+        assert!(fires(&ok, &no_nul));
+        let mut lost = outcome(&ok, None);
+        lost.params.remove(1);
+        assert!(fires(&ok, &lost));
+        let mut longer = outcome(&ok, None);
+        longer.params[2].value.push(0);
+        assert!(fires(&ok, &longer));
+    }
+
+    #[test]
+    fn templates() {
+        assert_eq!(
+            match_template(
+                "Providers size mismatch {} != {}",
+                "Providers size mismatch 1 != 22"
+            ),
+            Some(vec!["1", "22"])
+        );
+        assert_eq!(
+            match_template("Unknown verb {}", "Unknown verb "),
+            Some(vec![""])
+        );
+        assert_eq!(match_template("Class not found", "Class not found."), None);
+        assert_eq!(match_template("No '{}' argument", "No 'x' argument!"), None);
+        assert_eq!(
+            known_gctl_error(
+                "failed to destroy mp (err=16): device is open (1 opens), close it first"
+            )
+            .map(|(t, h)| (t, h.len())),
+            Some((GCTL_ERRORS[24], 4))
+        );
+        assert_eq!(known_gctl_error("Unknown command: x"), None);
+    }
+
+    /// [`GCTL_ERRORS`] is exactly the set of error texts in the sources:
+    /// every `format_args!` literal of `src/ctl.rs` and every
+    /// `req.error`/`self.error` text of `sim/src/ctl.rs` (with `{x}` written `{}`).
+    #[test]
+    fn gctl_errors_match_the_sources() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut found = std::collections::BTreeSet::new();
+        for (file, marker) in [
+            ("../src/ctl.rs", "format_args!("),
+            ("src/ctl.rs", "format!("),
+            ("src/ctl.rs", "error(format_args!("),
+        ] {
+            let text = std::fs::read_to_string(root.join(file)).expect("source");
+            for piece in text.split(marker).skip(1) {
+                let lit = piece.trim_start();
+                let Some(lit) = lit.strip_prefix('"') else {
+                    continue;
+                };
+                let Some(end) = lit.find('"') else { continue };
+                let mut t = String::new();
+                let mut in_hole = false;
+                for c in lit[..end].chars() {
+                    match c {
+                        '{' => in_hole = true,
+                        '}' => {
+                            in_hole = false;
+                            t.push_str("{}");
+                        }
+                        _ if in_hole => {}
+                        _ => t.push(c),
+                    }
+                }
+                // Log lines ("GEOM_MULTIPATH: ...\n") and the pass-through
+                // of a recorded text ("{e}") and parameter names ("arg{i}") are
+                // not request errors.
+                if t.contains(' ') && !t.ends_with("\\n") {
+                    found.insert(t);
+                }
+            }
+        }
+        let listed: std::collections::BTreeSet<String> =
+            GCTL_ERRORS.iter().map(|s| s.to_string()).collect();
+        let missing: Vec<_> = found.difference(&listed).collect();
+        let stale: Vec<_> = listed.difference(&found).collect();
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "GCTL_ERRORS: add {missing:?}, remove {stale:?}"
+        );
+        for t in QUOTES_REQUEST {
+            assert!(GCTL_ERRORS.contains(t), "{t}");
+        }
     }
 }
