@@ -183,6 +183,37 @@ fn injected_nowait_failure_fails_exactly_the_nth() {
     assert!(sim.violations().is_empty(), "{:?}", sim.violations());
 }
 
+/// Flags without exactly one of M_WAITOK and M_NOWAIT are reported and,
+/// as INVARIANTS' malloc forces them, taken as M_WAITOK: such an
+/// allocation sleeps rather than fail, even while every M_NOWAIT one does.
+#[test]
+fn bad_malloc_flags_are_reported_and_forced_to_waitok() {
+    let sim = Sim::deterministic(1);
+    let plan = kern::FailNowait::Window {
+        first: 1,
+        len: u64::MAX,
+    };
+    let k = Arc::new(KoKernel::with_faults(&sim.plat(), Some(plan)));
+    let mut t = malloc_type(c"gmr_test");
+    let mtp: *mut c_void = (&mut *t as *mut malloc_type).cast();
+    let (malloc, free) = (kpi::<MallocFn>("malloc"), kpi::<FreeFn>("free"));
+    let (bad, nowait) = ko::enter(&k, &sim.plat(), || {
+        // SAFETY: emulated KPI calls with a registered type.
+        unsafe {
+            kpi::<TypeFn>("malloc_init")(mtp);
+            let bad = malloc(16, mtp, kern::M_ZERO);
+            let nowait = malloc(16, mtp, kern::M_NOWAIT);
+            let r = (!bad.is_null(), nowait.is_null());
+            free(bad, mtp);
+            kpi::<TypeFn>("malloc_uninit")(mtp);
+            r
+        }
+    });
+    assert_eq!((bad, nowait), (true, true));
+    assert_eq!(rules(&sim), vec!["malloc"]);
+    assert_eq!(k.nowait_log().waitok, 1);
+}
+
 #[test]
 fn witness_m_waitok_with_a_mutex_held() {
     let (sim, k) = instance(1, None);

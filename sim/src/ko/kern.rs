@@ -118,14 +118,18 @@ pub fn kmalloc(k: &KoKernel, size: usize, mtp: usize, flags: c_int) -> *mut c_vo
     alloc_checked(k, size, 16, mtp, flags, "malloc")
 }
 
-fn check_flags(flags: c_int, what: &str) {
+/// Reports flags without exactly one of M_WAITOK and M_NOWAIT and, as
+/// INVARIANTS' `malloc_dbg` does, goes on with M_WAITOK in their place.
+fn check_flags(flags: c_int, what: &str) -> c_int {
     let how = flags & (M_NOWAIT | M_WAITOK);
     if how != M_NOWAIT && how != M_WAITOK {
         report(
             rule::MALLOC,
             format!("{what}: bad malloc flags {flags:#x}: exactly one of M_WAITOK and M_NOWAIT"),
         );
+        return (flags & !M_NOWAIT) | M_WAITOK;
     }
+    flags
 }
 
 fn alloc_checked(
@@ -136,7 +140,7 @@ fn alloc_checked(
     flags: c_int,
     what: &'static str,
 ) -> *mut c_void {
-    check_flags(flags, what);
+    let flags = check_flags(flags, what);
     if flags & M_WAITOK != 0 {
         report_all(k.kern.locks.check_may_sleep("malloc(M_WAITOK)", None));
     }
