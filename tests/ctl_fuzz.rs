@@ -5,6 +5,7 @@
 mod common;
 
 use common::{list, san};
+use geom_sim::fuzzing::{gctl_error_names_request, known_gctl_error};
 use geom_sim::{Access, Mode, SimCtlReq};
 use proptest::prelude::*;
 
@@ -101,7 +102,20 @@ proptest! {
                 prop_assert!(out.error_text().is_some(), "{verb} {params:?} was accepted");
             }
             if let Some(e) = out.error_text() {
-                prop_assert!(!e.is_empty() && e.len() < 200, "error text {e:?}");
+                // One of the class's texts, quoting only what was sent.
+                let Some((template, holes)) = known_gctl_error(e) else {
+                    return Err(TestCaseError::fail(format!("{verb} {params:?}: unknown error text {e:?}")));
+                };
+                let mut sent: Vec<(String, Vec<u8>, bool)> = params
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.clone(), n == "output"))
+                    .collect();
+                sent.push(("verb".into(), format!("{verb}\0").into_bytes(), false));
+                prop_assert!(
+                    gctl_error_names_request(template, &holes, &sent),
+                    "{verb} {params:?}: error {e:?} quotes what was not sent"
+                );
+                prop_assert!(e.len() < 200, "error text {e:?}");
             }
             sim.run_until_idle();
         }

@@ -1,4 +1,6 @@
 //! libFuzzer target: see geom_sim::fuzzing::label.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| geom_sim::fuzzing::label(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    geom_sim::fuzzing::label(data);
+});

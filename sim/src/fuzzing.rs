@@ -26,9 +26,12 @@ use crate::sim::{Sim, SimConfig};
 
 /// Label decoder: never panics; anything it accepts re-encodes to the same
 /// [`LABEL_LEN`] bytes, decodes again to the same label, and fits the
-/// provider it was written for.
-pub fn label(data: &[u8]) {
-    if let Ok(md) = Metadata::decode(data) {
+/// provider it was written for. Returns whether the strict decoder took
+/// the bytes as a label (the corpus replay counts both kinds).
+pub fn label(data: &[u8]) -> bool {
+    let decoded = Metadata::decode(data);
+    let accepted = decoded.is_ok();
+    if let Ok(md) = decoded {
         let mut again = vec![0x5a; data.len()];
         if let Err(e) = md.encode_sector(&mut again) {
             panic!("accepted label {md:?} does not re-encode: {e}");
@@ -64,6 +67,7 @@ pub fn label(data: &[u8]) {
             Err(_) => assert!(!s.is_empty() && validate_uuid(s).is_err()),
         }
     }
+    accepted
 }
 
 /// Taste's lenient reading ([`taste_label`]) of `data` as the last sector
@@ -102,17 +106,22 @@ fn taste(data: &[u8]) {
 }
 
 /// Scenario parser: any bytes give a scenario or an error, never a panic.
-pub fn scenario(data: &[u8]) {
+/// Returns whether they parsed as a scenario.
+pub fn scenario(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else {
-        return;
+        return false;
     };
     if let Ok(s) = Scenario::parse(text) {
         assert!(!s.disks.is_empty(), "a scenario without disks was accepted");
         for e in &s.events {
             let _ = describe(e);
         }
-    } else if text.len() <= 32 {
-        let _ = parse_size(text);
+        true
+    } else {
+        if text.len() <= 32 {
+            let _ = parse_size(text);
+        }
+        false
     }
 }
 
