@@ -40,7 +40,7 @@ impl ScaleConfig {
 }
 
 /// What a scale run measured. Times in seconds, memory in bytes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ScaleResult {
     pub luns: usize,
     pub paths: usize,
@@ -62,6 +62,9 @@ pub struct ScaleResult {
     /// the platform calls it makes, such as listing the class's geoms).
     pub taste_s: f64,
     pub tastes: u64,
+    /// Time in the class's taste during the workload (closing a device
+    /// opened for writing retastes it).
+    pub workload_taste_s: f64,
 }
 
 impl ScaleResult {
@@ -79,7 +82,7 @@ impl ScaleResult {
     }
     pub fn text(&self) -> String {
         format!(
-            "{:>5} LUNs x {} paths {:>13}: arrive {:>7.2}s  assemble {:>7.2}s  per LUN {:>7.0}us (simulator {:>4.0}us)  workload {:>6.2}s ({} bios, {:.0}us/LUN)  memory/LUN {:>6.1} KiB  OS threads {}  class taste {:.0}% of assembly",
+            "{:>5} LUNs x {} paths {:>13}: arrive {:>7.2}s  assemble {:>7.2}s  per LUN {:>7.0}us (simulator {:>4.0}us)  workload {:>6.2}s ({} bios, {:.0}us/LUN, class taste {:.0}%)  memory/LUN {:>6.1} KiB  OS threads {}  class taste {:.0}% of assembly",
             self.luns,
             self.paths,
             self.mode,
@@ -90,30 +93,14 @@ impl ScaleResult {
             self.workload_s,
             self.workload_bios,
             self.workload_s * 1e6 / self.luns.max(1) as f64,
+            self.workload_taste_s * 100.0 / self.workload_s.max(1e-9),
             self.mem_per_lun() as f64 / 1024.0,
             self.os_threads,
             self.taste_s * 100.0 / self.assemble_s.max(1e-9),
         )
     }
     pub fn json(&self) -> String {
-        format!(
-            "{{\"luns\":{},\"paths\":{},\"mode\":\"{}\",\"arrive_s\":{:.6},\"assemble_s\":{:.6},\"per_lun_us\":{:.3},\"sim_per_lun_us\":{:.3},\"workload_s\":{:.6},\"workload_bios\":{},\"rss_delta\":{},\"mem_per_lun\":{},\"os_threads\":{},\"devices\":{},\"tastes\":{},\"taste_s\":{:.6}}}",
-            self.luns,
-            self.paths,
-            self.mode,
-            self.arrive_s,
-            self.assemble_s,
-            self.per_lun_us(),
-            self.sim_per_lun_us(),
-            self.workload_s,
-            self.workload_bios,
-            self.rss_delta,
-            self.mem_per_lun(),
-            self.os_threads,
-            self.devices,
-            self.tastes,
-            self.taste_s
-        )
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -223,6 +210,7 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleResult, String> {
             .map_err(|e| format!("close {name}: error {e}"))?;
     }
     let workload_s = t2.elapsed().as_secs_f64();
+    let workload_taste_s = sim.taste_time("MULTIPATH").1 - taste_s;
     drop(luns);
     let rep = sim.finish();
     if !rep.violations.is_empty() {
@@ -244,19 +232,23 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleResult, String> {
         devices,
         taste_s,
         tastes,
+        workload_taste_s,
     })
 }
 
 /// `mpsim scale` options: `--luns N[,N...]` (default 256,1024,4096),
 /// `--paths P` (4), `--threads`, `--deterministic` or `--both` (default),
-/// `--bios-per-lun N` (8), `--json`. Prints one line per run; the exit
-/// status is 0, 1 when a run failed, 2 on a usage error.
+/// `--bios-per-lun N` (8), `--json`. Each run is a process of its own
+/// (`--one`: this process runs the first configuration and prints its
+/// JSON). Prints one line per run; the exit status is 0, 1 when a run
+/// failed, 2 on a usage error.
 pub fn main(args: &[String]) -> u8 {
     let mut luns: Vec<usize> = vec![256, 1024, 4096];
     let mut paths = 4usize;
     let mut modes = vec![Mode::Deterministic, Mode::Threaded];
     let mut bios = 8u64;
     let mut json = false;
+    let mut one = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -280,6 +272,7 @@ pub fn main(args: &[String]) -> u8 {
                 "--deterministic" => modes = vec![Mode::Deterministic],
                 "--both" => modes = vec![Mode::Deterministic, Mode::Threaded],
                 "--json" => json = true,
+                "--one" => one = true,
                 s => return Err(format!("unknown option {s}")),
             }
             Ok(())
@@ -289,25 +282,62 @@ pub fn main(args: &[String]) -> u8 {
             return 2;
         }
     }
+    if one {
+        // One configuration, in this process (what the loop below runs).
+        let (Some(&n), Some(&mode)) = (luns.first(), modes.first()) else {
+            return 2;
+        };
+        let mut cfg = ScaleConfig::new(n, paths, mode);
+        cfg.bios_per_lun = bios;
+        return match run(&cfg) {
+            Ok(r) => {
+                println!("{}", r.json());
+                0
+            }
+            Err(e) => {
+                eprintln!("mpsim scale: {n} LUNs x {paths} paths, {mode:?}: {e}");
+                1
+            }
+        };
+    }
+    // Each configuration in a process of its own, so that its memory
+    // figure is not skewed by what an earlier run freed.
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("mpsim scale: cannot find this program to run it again: {e}");
+            return 1;
+        }
+    };
     let mut status = 0;
     for &mode in &modes {
         let mut first: Option<(f64, f64)> = None;
         for &n in &luns {
-            let mut cfg = ScaleConfig::new(n, paths, mode);
-            cfg.bios_per_lun = bios;
-            match run(&cfg) {
+            let flag = match mode {
+                Mode::Threaded => "--threads",
+                Mode::Deterministic => "--deterministic",
+            };
+            let out = std::process::Command::new(&exe)
+                .args(["scale", "--one", flag, "--luns", &n.to_string()])
+                .args(["--paths", &paths.to_string()])
+                .args(["--bios-per-lun", &bios.to_string()])
+                .stderr(std::process::Stdio::inherit())
+                .output();
+            let r: Result<ScaleResult, String> = match out {
+                Err(e) => Err(format!("cannot run {}: {e}", exe.display())),
+                Ok(o) if !o.status.success() => Err(format!("exited with {}", o.status)),
+                Ok(o) => serde_json::from_slice(&o.stdout).map_err(|e| format!("its output: {e}")),
+            };
+            match r {
+                Ok(r) if json => println!("{}", r.json()),
                 Ok(r) => {
-                    if json {
-                        println!("{}", r.json());
-                    } else {
-                        let base = *first.get_or_insert((r.per_lun_us(), r.sim_per_lun_us()));
-                        println!(
-                            "{}  (per LUN x{:.2} of the first; simulator x{:.2})",
-                            r.text(),
-                            r.per_lun_us() / base.0,
-                            r.sim_per_lun_us() / base.1.max(1e-9)
-                        );
-                    }
+                    let base = *first.get_or_insert((r.per_lun_us(), r.sim_per_lun_us()));
+                    println!(
+                        "{}  (per LUN x{:.2} of the first; simulator x{:.2})",
+                        r.text(),
+                        r.per_lun_us() / base.0,
+                        r.sim_per_lun_us() / base.1.max(1e-9)
+                    );
                 }
                 Err(e) => {
                     eprintln!("mpsim scale: {n} LUNs x {paths} paths, {mode:?}: {e}");
