@@ -486,27 +486,14 @@ impl Metadata {
     /// checks every field (see the module documentation for why strictly).
     /// Bytes past [`LABEL_LEN`] are ignored, as FreeBSD ignores them.
     pub fn decode(sector: &[u8]) -> Result<Metadata, MetadataError> {
-        let short = MetadataError::BufferTooShort {
-            len: sector.len(),
-            need: LABEL_LEN,
-        };
-        let mut r = Reader(sector);
-        let magic = r.take::<MAGIC_LEN>().ok_or(short)?;
-        let uuid = r.take::<UUID_FIELD_LEN>().ok_or(short)?;
-        let name = r.take::<NAME_FIELD_LEN>().ok_or(short)?;
-        let version = r.take::<4>().ok_or(short)?;
-        let sectorsize = r.take::<4>().ok_or(short)?;
-        let size = r.take::<8>().ok_or(short)?;
-        let [mode] = r.take::<1>().ok_or(short)?;
-
-        if magic != MAGIC {
-            return Err(MetadataError::BadMagic);
-        }
-        let version = u32::from_le_bytes(version);
-        if version != VERSION {
-            return Err(MetadataError::BadVersion(version));
-        }
-        let sectorsize = u32::from_le_bytes(sectorsize);
+        // The same bytes as taste's reader, and the same first checks.
+        let LabelFields {
+            uuid,
+            name,
+            sectorsize,
+            size,
+            mode,
+        } = LabelFields::parse(sector)?;
         validate_sectorsize(sectorsize)?;
         let need = usize::try_from(sectorsize).unwrap_or(usize::MAX);
         if sector.len() < need {
@@ -515,7 +502,6 @@ impl Metadata {
                 need,
             });
         }
-        let size = u64::from_le_bytes(size);
         validate_size(size, sectorsize)?;
 
         let name = c_string(&name).ok_or(MetadataError::NameUnterminated)?;
