@@ -305,6 +305,14 @@ impl<P: Platform> Softc<P> {
         P::consumer_from_raw(self.paths.consumer_raw(slot))
     }
 
+    /// Whether one of the paths is attached to `pp`.
+    pub(crate) fn has_path_to(&self, plat: &P, pp: P::Provider) -> bool {
+        self.paths
+            .newest_first()
+            .into_iter()
+            .any(|i| plat.consumer_provider(self.consumer(i)) == Some(pp))
+    }
+
     /// The paths, read-only: state, names, counts.
     pub fn paths(&self) -> &PathTable {
         &self.paths
@@ -329,12 +337,7 @@ impl<P: Platform> Softc<P> {
         plat.topology_assert();
         let gp = self.geom().ok_or(ENXIO)?;
         let pname = plat.provider_name(pp);
-        let taken = self
-            .paths
-            .newest_first()
-            .into_iter()
-            .any(|i| plat.consumer_provider(self.consumer(i)) == Some(pp));
-        if taken {
+        if self.has_path_to(plat, pp) {
             mp_log!(plat, "provider {} already attached to {}", pname, self.name);
             return Err(EEXIST);
         }

@@ -249,12 +249,7 @@ impl<P: Platform> Class<P> {
         let Some(pp) = plat.provider_by_name(pname) else {
             return fail(req, format_args!("Provider {} is invalid", pname));
         };
-        let there = sc
-            .paths
-            .newest_first()
-            .into_iter()
-            .any(|i| plat.consumer_provider(sc.consumer(i)) == Some(pp));
-        if there {
+        if sc.has_path_to(plat, pp) {
             return fail(req, format_args!("provider {} is already there", pname));
         }
         let expect = sc.provider_size()
