@@ -220,42 +220,63 @@ impl Dev {
         Ok(id)
     }
 
-    /// `pread(2)`: sleeps until done.
+    /// `pread(2)`: sleeps until done; the bytes transferred. Out-of-range
+    /// requests follow `g_io_check`, which the simulator applies on the
+    /// way down (`SimPlatform::io_check`): an offset past the end is EIO,
+    /// a request running past the end is cut at it, and one starting at
+    /// the end moves nothing. So, as pread(2) on a disk device, a read
+    /// running past the end returns the part before it (a short read) and
+    /// one at the end returns nothing.
     pub fn read(&self, offset: u64, length: usize) -> Result<Vec<u8>, Errno> {
         if !self.alive() {
             return Err(ENXIO);
         }
         let unmapped = self.unmapped_for(BioCmd::Read);
-        self.plat
-            .sync_io_full(
-                "read",
-                self.cp,
-                BioCmd::Read,
-                None,
-                unmapped,
-                offset,
-                vec![0; length],
-            )
-            .map(|r| r.data)
+        let r = self.plat.sync_io_full(
+            "read",
+            self.cp,
+            BioCmd::Read,
+            None,
+            unmapped,
+            offset,
+            vec![0; length],
+        )?;
+        let mut data = r.data;
+        data.truncate(usize::try_from(r.completed).unwrap_or(usize::MAX));
+        Ok(data)
     }
 
-    /// `pwrite(2)`: sleeps until done.
-    pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+    /// `pwrite(2)`: sleeps until done; the bytes written, fewer than
+    /// `data` when the request runs past the end of the device (cut there
+    /// by `g_io_check`, see [`Dev::read`]).
+    pub fn pwrite(&self, offset: u64, data: &[u8]) -> Result<usize, Errno> {
         if !self.alive() {
             return Err(ENXIO);
         }
         let unmapped = self.unmapped_for(BioCmd::Write);
-        self.plat
-            .sync_io_full(
-                "write",
-                self.cp,
-                BioCmd::Write,
-                None,
-                unmapped,
-                offset,
-                data.to_vec(),
-            )
-            .map(|_| ())
+        let r = self.plat.sync_io_full(
+            "write",
+            self.cp,
+            BioCmd::Write,
+            None,
+            unmapped,
+            offset,
+            data.to_vec(),
+        )?;
+        Ok(usize::try_from(r.completed)
+            .unwrap_or(usize::MAX)
+            .min(data.len()))
+    }
+
+    /// Writes all of `data` at `offset` ([`Dev::pwrite`]) or fails. A write
+    /// the end of the device cuts short fails with EIO: the kernel would
+    /// return the short count, which [`Dev::pwrite`] gives; a caller of
+    /// this one asked for every byte.
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), Errno> {
+        match self.pwrite(offset, data)? {
+            n if n == data.len() => Ok(()),
+            _ => Err(geom_multipath_rs::platform::EIO),
+        }
     }
 
     /// A BIO_GETATTR for `attr` with a buffer of `len` bytes, as

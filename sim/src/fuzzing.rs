@@ -521,9 +521,9 @@ fn user_io(sim: &Sim, dev: &str, pattern: u8) {
     let Ok(d) = sim.open(dev, Access::new(1, 1, 0)) else {
         return;
     };
-    // Inside the device: a resized path may have shrunk it, and past its
-    // end a transfer is cut to nothing (g_io_check), which Dev::read does
-    // not show as a short read.
+    // Inside the device: a resized path may have shrunk it, and at or past
+    // its end a transfer is cut short or refused (g_io_check; Dev::read
+    // returns what was transferred), which says nothing of the data.
     let Some((mediasize, ss)) = d.size() else {
         let _ = d.close();
         return;
