@@ -18,6 +18,8 @@
 #                        proptest campaigns (scripts/fuzz.sh)
 #   make fuzz-long       each libFuzzer target until FUZZ_RUNS (10^7) executions
 #   make bench           multipath against the pass-through baseline (ratios)
+#   make scale           assemble 256/1,024/4,096 labelled LUNs x 4 paths in
+#                        both scheduler modes: time and memory per LUN
 #   make vm              boot FREEBSD_IMAGE under bhyve/QEMU and run the ATF
 #                        suite there (tests/vm/; skipped without an image)
 #   make load | unload   kldload/kldunload (FreeBSD only)
@@ -27,7 +29,7 @@
 # instead of the FreeBSD headers of the ziglang wheel.
 
 .PHONY: all kmod test check-ko check-ko-selftest check-bindings bindings kstructs \
-	toolchain demo soak fuzz fuzz-long bench vm load unload clean
+	toolchain demo soak fuzz fuzz-long bench scale vm load unload clean
 
 all: kmod
 
@@ -67,6 +69,10 @@ soak:
 
 bench:
 	cargo run --release -p geom-sim --bin mpsim -- bench
+
+scale:
+	cargo build --release -p geom-sim --bin mpsim
+	nice -n 10 target/release/mpsim scale --luns 256,1024,4096 --paths 4 --both
 
 fuzz:
 	bash scripts/fuzz.sh short
