@@ -304,6 +304,26 @@ impl fmt::Display for Mode {
     }
 }
 
+/// The geometry check both label readers share: a recorded size or sector
+/// size (`label`: size, sector size) must be the provider's; a zero is not
+/// compared.
+fn check_geometry(label: (u64, u32), mediasize: u64, sectorsize: u32) -> Result<(), MetadataError> {
+    let (size, secsize) = label;
+    if size != 0 && size != mediasize {
+        return Err(MetadataError::SizeMismatch {
+            label: size,
+            provider: mediasize,
+        });
+    }
+    if secsize != 0 && secsize != sectorsize {
+        return Err(MetadataError::SectorSizeMismatch {
+            label: secsize,
+            provider: sectorsize,
+        });
+    }
+    Ok(())
+}
+
 /// Byte offset of the label on a provider of `mediasize` bytes with
 /// `sectorsize`-byte sectors: the start of the last sector. `None` when the
 /// sector size is 0 or the provider is smaller than one sector.
@@ -420,19 +440,7 @@ impl Metadata {
     /// recorded" and is not compared, as in FreeBSD (only in-memory manual
     /// metadata has zeros; [`decode`](Self::decode) rejects them).
     pub fn check_provider(&self, mediasize: u64, sectorsize: u32) -> Result<(), MetadataError> {
-        if self.size != 0 && self.size != mediasize {
-            return Err(MetadataError::SizeMismatch {
-                label: self.size,
-                provider: mediasize,
-            });
-        }
-        if self.sectorsize != 0 && self.sectorsize != sectorsize {
-            return Err(MetadataError::SectorSizeMismatch {
-                label: self.sectorsize,
-                provider: sectorsize,
-            });
-        }
-        Ok(())
+        check_geometry((self.size, self.sectorsize), mediasize, sectorsize)
     }
 
     /// Writes the label into `sector`, the whole last sector of the path,
@@ -744,19 +752,7 @@ impl LabelFields {
     /// FreeBSD's geometry check: a recorded size or sector size must be the
     /// provider's; a zero is not compared.
     pub fn check_provider(&self, mediasize: u64, sectorsize: u32) -> Result<(), MetadataError> {
-        if self.size != 0 && self.size != mediasize {
-            return Err(MetadataError::SizeMismatch {
-                label: self.size,
-                provider: mediasize,
-            });
-        }
-        if self.sectorsize != 0 && self.sectorsize != sectorsize {
-            return Err(MetadataError::SectorSizeMismatch {
-                label: self.sectorsize,
-                provider: sectorsize,
-            });
-        }
-        Ok(())
+        check_geometry((self.size, self.sectorsize), mediasize, sectorsize)
     }
 
     /// What the fields stand for, as FreeBSD's taste reads them: name and
