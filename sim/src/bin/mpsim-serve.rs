@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! mpsim-serve --socket PATH --dev DIR [--lun IDENT] [--seed N] [--threads] [--log FILE]
+//!             [--ko [PATH]]
 //! gmultipath ARGS...      (a link to mpsim-serve named after the command)
 //! mpsim REQUEST ARGS...   (a link named mpsim: internal requests)
 //! ```
@@ -29,19 +30,38 @@
 //! * `--lun IDENT`: the disks of a VM made by tests/vm/run.sh: vtbd0, vtbd1
 //!   and vtbd2 (two paths to one 64 MiB LUN with ident IDENT, its bytes in
 //!   `DIR/.data-lun0`), vtbd3.
+//! * The class: without `--ko`, `kldload .../geom_multipath_rs.ko` (any
+//!   file of that name, a stand-in will do) loads the multipath core linked
+//!   into this program, and `kldstat` says so. With `--ko [PATH]` (or
+//!   `GMR_CLASS=ko`, the module at `GMR_KO`), `kldload FILE.ko` links the
+//!   bytes of FILE, the shipped kernel module, with the in-process loader
+//!   ([`geom_sim::ko::load`]): its SYSINITs register MULTIPATH and every
+//!   `gmultipath` verb reaches the module's ctlreq as a `struct gctl_req`
+//!   laid out as geom(8) builds it. PATH (default: the module `make`
+//!   builds) is what a bare `kldload geom_multipath_rs` finds, as the
+//!   kernel's module path would. `kldstat` then shows the module's real
+//!   mapping and the modules it declared, and says that it was linked in
+//!   this process, not by a FreeBSD kernel; `kldunload` unloads it
+//!   (`MOD_QUIESCE`/`MOD_UNLOAD` may refuse), and `sysctl` reads and writes
+//!   its integer sysctls. `mpsim-stop` unloads it before the shutdown
+//!   checks: a refused unload, a leak at `malloc_uninit`, a `panic(9)` or
+//!   a kproc left in its code fails the stop, whose last line is the
+//!   module's summary (`ko: loaded ... leaks 0`).
 //!
 //! Protocol: one request per connection, a JSON line
 //! `{"argv": [...], "cwd": "..."}`; the answer is one JSON object
 //! `{"rc": N, "out": "...", "err": "..."}`. Internal requests:
 //! `mpsim-state` (what is left: md disks, gnop providers, multipath geoms),
 //! `mpsim-violations` (GEOM rule violations so far) and `mpsim-stop` (tears
-//! the simulation down, checks it for leaks and rule violations, exits).
+//! the simulation down, checks it for leaks and rule violations, exits;
+//! with `--ko` it also unloads the module and checks what its unload saw).
 //!
 //! `MPSIM_BREAK` makes one thing misbehave on purpose, for the self-test's
 //! negative cases only: `rotate-twice` (gmultipath rotate sends the verb
 //! twice), `getactive-reversed` (getactive prints its paths in reverse),
 //! `restore-noop` (gmultipath restore does nothing), `gnop-no-faults` (gnop
-//! configure -r/-w is ignored).
+//! configure -r/-w is ignored), `ko-keep-geoms` (with `--ko`, `mpsim-stop`
+//! unloads the module without stopping its geoms first).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -52,6 +72,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use geom_sim::ids::{ConsumerId, GeomId, ProviderId};
+use geom_sim::ko::{KoKernel, KoOptions};
 use geom_sim::{
     Access, Bio, BioCmd, Dev, Errno, Lun, LunConfig, Sim, SimClass, SimConfig, SimPlatform,
     StoreKind, EBUSY, EFAULT, EIO, ENOMEM, ENXIO, PHYSPATH,
@@ -198,6 +219,11 @@ struct Machine {
     nodes: BTreeMap<String, std::time::SystemTime>,
     /// The module file `kldload` loaded MULTIPATH for.
     loaded: Option<String>,
+    /// `--ko`: the class comes from the module's bytes; a bare
+    /// `kldload geom_multipath_rs` finds this file.
+    ko: Option<PathBuf>,
+    /// `--ko`: the module instance `kldload` linked, and its file.
+    kk: Option<(Arc<KoKernel>, PathBuf)>,
     notaste: bool,
 }
 
@@ -208,14 +234,22 @@ fn strerror(e: Errno) -> &'static str {
         5 => "Input/output error",
         6 => "Device not configured",
         12 => "Cannot allocate memory",
+        8 => "Exec format error",
         16 => "Device busy",
+        17 => "File exists",
         22 => "Invalid argument",
         _ => "Unknown error",
     }
 }
 
 impl Machine {
-    fn new(dev: PathBuf, seed: u64, threads: bool, lun: Option<&str>) -> Result<Machine, String> {
+    fn new(
+        dev: PathBuf,
+        seed: u64,
+        threads: bool,
+        lun: Option<&str>,
+        ko: Option<PathBuf>,
+    ) -> Result<Machine, String> {
         let mode = if threads {
             geom_sim::Mode::Threaded
         } else {
@@ -242,6 +276,8 @@ impl Machine {
             vtbd: Vec::new(),
             nodes: BTreeMap::new(),
             loaded: None,
+            ko,
+            kk: None,
             notaste: false,
         };
         if let Some(ident) = lun {
@@ -361,10 +397,7 @@ impl Machine {
             Some("dd") => self.dd(&args, cwd),
             Some("sysctl") => self.sysctl(&args),
             Some("kldload") => self.kldload(&args, cwd),
-            Some("kldunload") => fail(format!(
-                "kldunload: can't find file {}",
-                args.last().unwrap_or(&"")
-            )),
+            Some("kldunload") => self.kldunload(&args),
             Some("kldstat") => self.kldstat(&args),
             Some("dmesg") => ok(self
                 .sim
@@ -777,16 +810,49 @@ impl Machine {
                     self.sim.set_notaste(self.notaste);
                     out.push_str(&format!("{name}: {old} -> {}\n", u8::from(self.notaste)));
                 }
-                _ => return fail(format!("sysctl: unknown oid '{name}'")),
+                _ => match self.ko_sysctl(name, set) {
+                    Some(Ok(v)) => out.push_str(&line(v)),
+                    Some(Err(e)) => return fail(e),
+                    None => return fail(format!("sysctl: unknown oid '{name}'")),
+                },
             }
         }
         ok(out)
+    }
+
+    /// `--ko`: an integer sysctl of the loaded module, read or written
+    /// through its own handler; None when the module has no such oid.
+    fn ko_sysctl(&self, name: &str, set: Option<&str>) -> Option<Result<String, String>> {
+        let (kk, _) = self.ko_loaded()?;
+        if !kk.sysctl_names().iter().any(|n| n == name) {
+            return None;
+        }
+        let old = match kk.sysctl_get(name) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(format!("sysctl: {name}: {}", strerror(e)))),
+        };
+        Some(match set {
+            None => Ok(old.to_string()),
+            Some(v) => match v.parse::<i64>() {
+                Err(_) => Err(format!("sysctl: invalid integer '{v}'")),
+                Ok(n) => match kk.sysctl_set(name, n) {
+                    Ok(()) => Ok(format!("{old} -> {n}")),
+                    Err(e) => Err(format!("sysctl: {name}={v}: {}", strerror(e))),
+                },
+            },
+        })
     }
 
     fn kldload(&mut self, args: &[&str], cwd: &Path) -> Reply {
         let Some(&target) = args.iter().rev().find(|a| !a.starts_with('-')) else {
             return fail("usage: kldload file");
         };
+        if target == "geom_nop" {
+            return ok("");
+        }
+        if self.ko.is_some() {
+            return self.kldload_ko(target, cwd);
+        }
         if target.ends_with("geom_multipath_rs.ko") {
             if !cwd.join(target).is_file() {
                 return fail(format!(
@@ -798,8 +864,12 @@ impl Machine {
                     "kldload: can't load {target}: module already loaded or in kernel"
                 ));
             }
-            // The class comes from the core linked into this program.
-            return match self.sim.load_multipath() {
+            // The class comes from the core linked into this program (the
+            // file is not read: a stand-in will do).
+            return match self
+                .sim
+                .load_class(Arc::new(geom_sim::MultipathClass::new()))
+            {
                 Ok(_) => {
                     self.loaded = Some(target.to_string());
                     ok("")
@@ -807,12 +877,92 @@ impl Machine {
                 Err(e) => fail(format!("kldload: can't load {target}: {}", strerror(e))),
             };
         }
-        if target == "geom_nop" {
-            return ok("");
-        }
         fail(format!(
             "kldload: can't load {target}: No such file or directory"
         ))
+    }
+
+    /// `--ko`: `kldload FILE.ko` links FILE with the in-process loader.
+    fn kldload_ko(&mut self, target: &str, cwd: &Path) -> Reply {
+        let named = cwd.join(target);
+        let path = if named.is_file() {
+            named
+        } else if !target.contains('/')
+            && matches!(target, "geom_multipath_rs" | "geom_multipath_rs.ko")
+        {
+            // A bare name: found on the module path.
+            self.ko.clone().unwrap_or_default()
+        } else {
+            return fail(format!(
+                "kldload: can't load {target}: No such file or directory"
+            ));
+        };
+        if !path.is_file() {
+            return fail(format!(
+                "kldload: can't load {target}: No such file or directory ({} is missing: build it with make)",
+                path.display()
+            ));
+        }
+        let same_file = |p: &Path| p.file_name() == path.file_name();
+        if self
+            .kk
+            .as_ref()
+            .is_some_and(|(k, p)| k.is_loaded() && same_file(p))
+            || self.sim.class_by_name("MULTIPATH").is_some()
+        {
+            return fail(format!(
+                "kldload: can't load {target}: module already loaded or in kernel"
+            ));
+        }
+        let before = self.sim.ko_kernels().len();
+        if let Err(e) = self.sim.load_multipath_ko_with(&KoOptions::at(&path)) {
+            return fail(format!(
+                "kldload: can't load {target}: {} (the in-process loader's message is in mpsim-serve's output)",
+                strerror(e)
+            ));
+        }
+        let kks = self.sim.ko_kernels();
+        let Some(kk) = kks.get(before).cloned() else {
+            return fail(format!(
+                "kldload: can't load {target}: the loader kept no module instance"
+            ));
+        };
+        self.kk = Some((kk, path));
+        self.loaded = Some(target.to_string());
+        ok("")
+    }
+
+    /// `kldunload`: with `--ko`, unloads the module (which may refuse, as
+    /// its `MOD_QUIESCE`/`MOD_UNLOAD` says); the core cannot be unloaded.
+    fn kldunload(&mut self, args: &[&str]) -> Reply {
+        let target = args
+            .iter()
+            .rev()
+            .find(|a| !a.starts_with('-'))
+            .copied()
+            .unwrap_or("");
+        let name = Path::new(target).file_name().unwrap_or_default();
+        let Some((kk, _)) = self.kk.as_ref().filter(|(k, p)| {
+            k.is_loaded() && (p.file_name() == Some(name) || p.file_stem() == Some(name))
+        }) else {
+            return fail(format!("kldunload: can't find file {target}"));
+        };
+        match geom_sim::ko::unload(kk) {
+            Ok(_) => {
+                self.sim.run_until_idle();
+                self.loaded = None;
+                ok("")
+            }
+            Err(e) => fail(format!(
+                "kldunload: can't unload file: {} ({e})",
+                strerror(e.errno())
+            )),
+        }
+    }
+
+    /// `--ko`: the loaded module instance, while it is loaded.
+    fn ko_loaded(&self) -> Option<&(Arc<KoKernel>, PathBuf)> {
+        self.kk.as_ref().filter(|(k, _)| k.is_loaded())
     }
 
     fn kldstat(&self, args: &[&str]) -> Reply {
@@ -821,27 +971,30 @@ impl Machine {
                 .position(|a| *a == flag)
                 .and_then(|i| args.get(i + 1).copied())
         };
+        let quiet = args.contains(&"-q");
+        let not_found = |what: &str, name: &str| {
+            fail(if quiet {
+                String::new()
+            } else {
+                format!("kldstat: can't find {what} {name}: No such file or directory")
+            })
+        };
+        if self.ko.is_some() {
+            return self.kldstat_ko(args, opt("-n"), opt("-m"), not_found);
+        }
         let ours = self.loaded.is_some() && self.sim.class_by_name("MULTIPATH").is_some();
         if let Some(f) = opt("-n") {
             return if f == "geom_multipath_rs.ko" && ours {
                 ok("")
             } else {
-                fail(if args.contains(&"-q") {
-                    String::new()
-                } else {
-                    format!("kldstat: can't find file {f}: No such file or directory")
-                })
+                not_found("file", f)
             };
         }
         if let Some(m) = opt("-m") {
             return if m == "g_nop" || (m == "g_multipath" && ours) {
                 ok("")
             } else {
-                fail(if args.contains(&"-q") {
-                    String::new()
-                } else {
-                    format!("kldstat: can't find module {m}: No such file or directory")
-                })
+                not_found("module", m)
             };
         }
         let mut o = String::from("Id Refs Address                Size Name\n");
@@ -855,6 +1008,112 @@ impl Machine {
             }
         }
         ok(o)
+    }
+
+    /// `kldstat` with `--ko`: what the in-process loader holds. The file
+    /// is the module's, its address and size are the loader's mapping, and
+    /// its modules are the ones the module's metadata declared.
+    fn kldstat_ko(
+        &self,
+        args: &[&str],
+        file: Option<&str>,
+        module: Option<&str>,
+        not_found: impl Fn(&str, &str) -> Reply,
+    ) -> Reply {
+        let loaded = self.ko_loaded();
+        let modules: Vec<String> = loaded.map_or_else(Vec::new, |(k, _)| {
+            k.kern.modules.all().into_iter().map(|m| m.name).collect()
+        });
+        if let Some(f) = file {
+            let hit = loaded.is_some_and(|(_, p)| {
+                let n = Some(std::ffi::OsStr::new(f));
+                p.file_name() == n || p.file_stem() == n
+            });
+            return if hit { ok("") } else { not_found("file", f) };
+        }
+        if let Some(m) = module {
+            return if m == "g_nop" || modules.iter().any(|n| n == m) {
+                ok("")
+            } else {
+                not_found("module", m)
+            };
+        }
+        let mut o = String::from("Id Refs Address                Size Name\n");
+        o.push_str(
+            " 1    3 0xffffffff80200000  1f3e2d0 kernel (simulator: mpsim-serve; no FreeBSD kernel runs here)\n",
+        );
+        if let Some((k, p)) = loaded {
+            let (start, end) = k.range().unwrap_or((0, 0));
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            o.push_str(&format!(
+                " 5    1 {start:#018x} {:>8x} {name} ({}; linked into mpsim-serve by its in-process loader, geom_sim::ko: not by a FreeBSD kernel)\n",
+                end.saturating_sub(start),
+                p.display()
+            ));
+            if args.contains(&"-v") {
+                o.push_str("\tContains modules:\n\t\t Id Name\n");
+                for (i, m) in modules.iter().enumerate() {
+                    o.push_str(&format!("\t\t{:3} {m}\n", 530 + i));
+                }
+            }
+        }
+        ok(o)
+    }
+
+    /// `--ko`: the module's end at `mpsim-stop`: its geoms stopped, then
+    /// `ko::unload` (unless `kldunload` did it); Err lists what is wrong
+    /// (a refused unload, leaks, panics, kprocs left in its code).
+    fn unload_ko(&mut self) -> Result<String, String> {
+        let mut out = String::new();
+        let mut bad = Vec::new();
+        for kk in self.sim.ko_kernels() {
+            if kk.is_loaded() {
+                // ko-keep-geoms: the module is asked to unload with its
+                // geoms still there (it must refuse, failing the stop).
+                let stop_geoms = !self.breaks.has("ko-keep-geoms");
+                if let (true, (_, Some(c))) = (stop_geoms, kk.geom.class()) {
+                    if self.sim.class_name(c).is_some() {
+                        self.sim.destroy_class_geoms(c);
+                        self.sim.run_until_idle();
+                    }
+                }
+                if let Err(e) = geom_sim::ko::unload(&kk) {
+                    bad.push(format!("kldunload at teardown: {e}"));
+                    continue;
+                }
+                self.sim.run_until_idle();
+            }
+            let r = kk.report();
+            out.push_str(&format!(
+                "kldunload: allocations {}, frees {}, leaks {} ({} bytes), panics {}, kprocs in module code {}\n",
+                r.allocations,
+                r.frees,
+                r.live_at_unload,
+                r.live_bytes_at_unload,
+                r.panics,
+                r.kprocs_in_module_at_unload
+            ));
+            if r.live_at_unload > 0 {
+                bad.push(format!(
+                    "{} allocation(s) ({} bytes) still live at malloc_uninit",
+                    r.live_at_unload, r.live_bytes_at_unload
+                ));
+            }
+            if r.panics > 0 {
+                bad.push(format!("the module called panic(9) {} time(s)", r.panics));
+            }
+            if r.kprocs_in_module_at_unload > 0 {
+                bad.push(format!(
+                    "{} kproc(s) still in module code at kldunload",
+                    r.kprocs_in_module_at_unload
+                ));
+            }
+        }
+        if bad.is_empty() {
+            Ok(out)
+        } else {
+            Err(format!("{out}module teardown failed: {}\n", bad.join("; ")))
+        }
     }
 
     /// What is left: live md disks, gnop providers, multipath geoms.
@@ -1017,6 +1276,68 @@ fn parse_dd_num(s: &str) -> Option<u64> {
 
 // ------------------------------------------------------------------ server
 
+/// `mpsim-stop`: with `--ko` the module is unloaded first (its report
+/// checked), then the simulation is torn down and checked for leaks and
+/// rule violations; with `--ko` the module's summary line comes last.
+/// `summary` is the file the simulator appends the module's summary to,
+/// and the caller's `GMR_KO_SUMMARY` file.
+fn stop(mut m: Machine, summary: Option<&(PathBuf, Option<std::ffi::OsString>)>) -> Reply {
+    let ko = m.ko.is_some().then(|| m.unload_ko());
+    let kks = m.sim.ko_kernels();
+    let faults = m.sim.path_errors();
+    let report = m.sim.finish();
+    let text: String = report.violations.iter().map(|v| format!("{v}\n")).collect();
+    let mut r = Reply {
+        rc: i32::from(!report.violations.is_empty()),
+        out: format!("{} GEOM rule violation(s)\n{text}", report.violations.len()),
+        err: String::new(),
+    };
+    let Some(ko) = ko else {
+        return r;
+    };
+    match ko {
+        Ok(t) => r.out.push_str(&t),
+        Err(t) => {
+            r.out.push_str(&t);
+            r.rc = 1;
+        }
+    }
+    if kks.is_empty() {
+        r.out
+            .push_str("ko: the module was never loaded (no kldload)\n");
+        return r;
+    }
+    // The simulator's own record of the unload (with the bios it saw go
+    // through the module's start), or the instance's counters without it.
+    let recorded = summary.and_then(|(mine, caller)| {
+        let text = std::fs::read_to_string(mine).ok()?;
+        let _ = std::fs::remove_file(mine);
+        if let Some(c) = caller {
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(c)
+                .and_then(|mut f| f.write_all(text.as_bytes()));
+            if let Err(e) = appended {
+                r.err.push_str(&format!("{}: {e}\n", c.to_string_lossy()));
+            }
+        }
+        geom_sim::ko_summary::total(&text).ok()
+    });
+    let line = match recorded {
+        Some(s) => s.line(),
+        None => {
+            let mut t = geom_sim::ko::KoSummary::default();
+            for k in &kks {
+                t.add(&k.summary_data(0, faults));
+            }
+            format!("{} (bios not counted)", t.line())
+        }
+    };
+    r.out.push_str(&format!("{line}\n"));
+    r
+}
+
 fn json_reply(r: &Reply) -> String {
     serde_json::json!({"rc": r.rc, "out": r.out, "err": r.err}).to_string()
 }
@@ -1046,6 +1367,8 @@ struct Opts {
     seed: u64,
     threads: bool,
     log: Option<PathBuf>,
+    /// `--ko [PATH]`: the class from the module's bytes.
+    ko: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -1056,9 +1379,16 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         seed: 1,
         threads: false,
         log: None,
+        ko: None,
     };
-    let mut it = args.iter();
+    let mut it = args.iter().peekable();
     while let Some(a) = it.next() {
+        if a == "--ko" {
+            // The path is optional: taken when the next word names a .ko.
+            let path = it.next_if(|p| p.ends_with(".ko"));
+            o.ko = Some(path.map_or_else(geom_sim::ko::default_ko_path, Into::into));
+            continue;
+        }
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
         match a.as_str() {
             "--socket" => o.socket = val()?.into(),
@@ -1078,11 +1408,24 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     if o.socket.as_os_str().is_empty() || o.dev.as_os_str().is_empty() {
         return Err("--socket and --dev are required".into());
     }
+    if o.ko.is_none() {
+        // GMR_CLASS=ko without --ko: the module too.
+        if let geom_sim::ClassChoice::Ko(p) = geom_sim::ClassChoice::from_env()? {
+            o.ko = Some(p);
+        }
+    }
+    if let Some(p) = &o.ko {
+        if !p.is_file() {
+            return Err(format!(
+                "--ko: the module {} is missing: build it with `make` (scripts/kbuild.sh)",
+                p.display()
+            ));
+        }
+    }
     Ok(o)
 }
 
-const USAGE: &str =
-    "usage: mpsim-serve --socket PATH --dev DIR [--lun IDENT] [--seed N] [--threads] [--log FILE]";
+const USAGE: &str = "usage: mpsim-serve --socket PATH --dev DIR [--lun IDENT] [--seed N] [--threads] [--log FILE] [--ko [PATH]]";
 
 /// The commands a link named after them sends to the server.
 const COMMANDS: &[&str] = &[
@@ -1170,7 +1513,24 @@ fn main() -> ExitCode {
         eprintln!("mpsim-serve: {}: {e}", o.dev.display());
         return ExitCode::from(2);
     }
-    let mut m = match Machine::new(o.dev.clone(), o.seed, o.threads, o.lun.as_deref()) {
+    // The simulator appends the module's summary to the GMR_KO_SUMMARY
+    // file when it unloads it: point it at a file of this run (set before
+    // any thread starts), read back at the stop; the caller's file, if
+    // any, gets the line too.
+    let summary = o.ko.as_ref().map(|_| {
+        let mine = o.socket.with_extension("ko-summary");
+        let _ = std::fs::remove_file(&mine);
+        let caller = std::env::var_os(geom_sim::ko_summary::ENV);
+        std::env::set_var(geom_sim::ko_summary::ENV, &mine);
+        (mine, caller)
+    });
+    let mut m = match Machine::new(
+        o.dev.clone(),
+        o.seed,
+        o.threads,
+        o.lun.as_deref(),
+        o.ko.clone(),
+    ) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("mpsim-serve: {e}");
@@ -1193,13 +1553,10 @@ fn main() -> ExitCode {
             continue;
         };
         if argv.first().map(String::as_str) == Some("mpsim-stop") {
-            let report = m.sim.finish();
-            let text: String = report.violations.iter().map(|v| format!("{v}\n")).collect();
-            let r = Reply {
-                rc: i32::from(!report.violations.is_empty()),
-                out: format!("{} GEOM rule violation(s)\n{text}", report.violations.len()),
-                err: String::new(),
-            };
+            let r = stop(m, summary.as_ref());
+            if let Some(f) = log.as_mut() {
+                let _ = writeln!(f, "$ mpsim-stop\n{}{}[rc {}]", r.out, r.err, r.rc);
+            }
             let _ = s.write_all(json_reply(&r).as_bytes());
             let _ = std::fs::remove_file(&o.socket);
             return ExitCode::SUCCESS;
