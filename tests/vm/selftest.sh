@@ -10,7 +10,12 @@
 # Installs nothing: shellcheck, mtools, dosfstools, atf-sh, kyua and python3
 # come from scripts/toolchain.sh vmtest (make test runs it first); a case
 # whose tool is missing fails and says so.
-# Ends with "N passed, M failed"; exit status 1 if any failed.
+# The ATF and guest dry runs run twice: on the core linked into mpsim-serve,
+# and through the shipped module (geom_multipath_rs/geom_multipath_rs.ko,
+# which make test builds first), linked by mpsim-serve's in-process loader.
+# Without that .ko the second runs are skipped (a "SKIPPED" line), unless
+# GMR_REQUIRE_KO=1 (make test sets it): then its absence is a failure.
+# Ends with "N passed, M failed, K skipped"; exit status 1 if any failed.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,6 +27,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 passed=0
 failed=0
+skipped=0
 
 ok()
 {
@@ -77,9 +83,54 @@ bg_status()
 	cat "$tmp/$1.rc" 2>/dev/null || echo none
 }
 
+# ko_teardown_check: the module's own refusal and the teardown's checks, on
+# mpsim-serve --ko with a multipath geom left in place. kldunload must be
+# refused (the module's MOD_UNLOAD says EBUSY); mpsim-stop stops the geom
+# and unloads it cleanly; with MPSIM_BREAK=ko-keep-geoms (the stop skips
+# stopping the geom) the refused unload must fail the stop. Prints one
+# "ko-teardown: CHECK  ->  RESULT" line per check.
+ko_teardown_check()
+{
+	local brk d st
+	for brk in "" ko-keep-geoms; do
+		d=$tmp/ko-teardown${brk:+-$brk}
+		(
+			SIM_PID=""
+			trap '[ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null' EXIT
+			MPSIM_BREAK=$brk
+			export MPSIM_BREAK
+			sim_start "$d" --ko "$built_ko" || exit 2
+			cp "$built_ko" "$d/geom_multipath_rs.ko"
+			kldload "$d/geom_multipath_rs.ko" || exit 2
+			gmultipath create mpk "$(mdconfig -a -s 1m)" "$(mdconfig -a -s 1m)" || exit 2
+			if [ -n "$brk" ]; then
+				:
+			elif kldunload geom_multipath_rs.ko 2> "$d/unload.err"; then
+				echo "ko-teardown: kldunload_busy  ->  failed: unloaded with geom mpk in place"
+			elif grep -q 'Device busy' "$d/unload.err"; then
+				echo "ko-teardown: kldunload_busy  ->  passed"
+			else
+				echo "ko-teardown: kldunload_busy  ->  failed: $(cat "$d/unload.err")"
+			fi
+			st=0
+			sim_stop > "$d/stop.out" 2>&1 || st=$?
+			SIM_PID=""
+			if [ -z "$brk" ] && [ "$st" = 0 ] && grep -q '^ko: loaded .*, leaks 0$' "$d/stop.out"; then
+				echo "ko-teardown: stop  ->  passed"
+			elif [ -n "$brk" ] && [ "$st" != 0 ] &&
+			    grep -q 'kldunload at teardown: .*refused' "$d/stop.out"; then
+				echo "ko-teardown: refused_unload_fails  ->  passed"
+			else
+				echo "ko-teardown: stop${brk:+ with $brk}  ->  failed: exit $st: $(tr '\n' ' ' < "$d/stop.out")"
+			fi
+		)
+	done
+}
+
 : > "$tmp/image.raw"
 printf 'not a real module\n' > "$tmp/dummy.ko"
-ko=$here/../../geom_multipath_rs/geom_multipath_rs.ko
+built_ko=$(cd "$here/../.." && pwd)/geom_multipath_rs/geom_multipath_rs.ko
+ko=$built_ko
 [ -f "$ko" ] || ko=$tmp/dummy.ko
 
 # fake_start MODE [ENV=VALUE...]: a whole run.sh run against the fake console.
@@ -114,6 +165,15 @@ gnop-no-faults:misc.sh:fail_on_error"
 while IFS=: read -r brk id; do
 	bg "break-$brk" bash "$here/dryrun/run-atf.sh" -m "$brk" "$id"
 done <<< "$breaks"
+# The same dry runs through the shipped module: mpsim-serve --ko links the
+# .ko's bytes with its in-process loader (no FreeBSD kernel runs here).
+ko_run=0
+if [ -f "$built_ko" ]; then
+	ko_run=1
+	bg atf-dryrun-ko bash "$here/dryrun/run-atf.sh" --ko "$built_ko"
+	bg guest-dryrun-ko bash "$here/dryrun/run-guest.sh" --ko "$built_ko"
+	bg ko-teardown ko_teardown_check
+fi
 
 # ------------------------------------------------------------------ lint
 shell_scripts=("$here"/run.sh "$here"/selftest.sh "$here"/parse-results.sh
@@ -344,5 +404,50 @@ while IFS=: read -r brk id; do
 	fi
 done <<< "$breaks"
 
-echo "$passed passed, $failed failed"
+# ------------------------------------------------------------------ through the .ko
+# The ATF dry run again, and the guest dry run, with class MULTIPATH from
+# the shipped module's bytes (mpsim-serve --ko: the in-process loader,
+# geom_sim::ko): every case must pass, nothing may be left behind, and the
+# module's unload at the teardown must be clean (no refusal, no leak, no
+# panic). guest:module_load checks the in-process load (class registered,
+# kldstat lists the file and its module) and says no FreeBSD kernel ran it.
+if [ "$ko_run" = 0 ]; then
+	if [ "${GMR_REQUIRE_KO:-}" = 1 ]; then
+		not_ok "dry runs through the .ko: $built_ko is missing (GMR_REQUIRE_KO=1; build it with make)"
+	else
+		skipped=$((skipped + 1))
+		echo "SKIPPED - dry runs through the .ko: $built_ko is missing (build it with make)"
+	fi
+else
+	st=$(bg_status atf-dryrun-ko)
+	want="atf-dryrun(ko): 12 passed, 0 failed, 0 skipped"
+	if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/atf-dryrun-ko.out")" = "$want" ] &&
+	    grep -q '^ko: loaded .*, leaks 0$' "$tmp/atf-dryrun-ko.out"; then
+		ok "ATF cases one by one through the .ko (in-process loader): '$want', clean unload"
+		sed -n 's/^\([^ ]*:[^ ]*\)  ->  \([a-z]*\).*/    \2 \1/p' "$tmp/atf-dryrun-ko.out"
+	else
+		not_ok "ATF cases one by one through the .ko: want '$want' and a clean unload (exit $st)" "$tmp/atf-dryrun-ko.out"
+	fi
+	sed -n 's/^\(ko: loaded .*\)/    \1/p' "$tmp/atf-dryrun-ko.out"
+	st=$(bg_status guest-dryrun-ko)
+	want="guest-dryrun(ko): 16 passed, 0 failed, 0 skipped"
+	if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/guest-dryrun-ko.out")" = "$want" ] &&
+	    grep -q "^  PASS guest:module_load (passed: dry run: mpsim-serve's in-process loader .*; no FreeBSD kernel ran it)\$" "$tmp/guest-dryrun-ko.out" &&
+	    grep -q '^ko: loaded .*, leaks 0$' "$tmp/guest-dryrun-ko.out"; then
+		ok "guest dry run through the .ko: '$want' (module_load: the in-process loader, not a FreeBSD kernel), clean unload"
+		sed -n 's/^  \(PASS\|FAIL\|SKIP\) /    \1 /p' "$tmp/guest-dryrun-ko.out"
+	else
+		not_ok "guest dry run through the .ko: want '$want' and a clean unload (exit $st)" "$tmp/guest-dryrun-ko.out"
+	fi
+	sed -n 's/^\(ko: loaded .*\)/    \1/p' "$tmp/guest-dryrun-ko.out"
+	for c in kldunload_busy stop refused_unload_fails; do
+		if grep -q "^ko-teardown: $c  ->  passed\$" "$tmp/ko-teardown.out"; then
+			ok "ko teardown: $c"
+		else
+			not_ok "ko teardown: $c (exit $(bg_status ko-teardown))" "$tmp/ko-teardown.out"
+		fi
+	done
+fi
+
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ]

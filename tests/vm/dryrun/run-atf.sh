@@ -7,9 +7,17 @@
 # simulator's front end: the stock command line as gctl requests on the
 # core, `list` from the core's confxml. Nothing is modelled in a script.
 #
-#   run-atf.sh [-m BREAK] [PROGRAM:CASE...]
-#   run-atf.sh --kyua
+#   run-atf.sh [--ko KO] [-m BREAK] [PROGRAM:CASE...]
+#   run-atf.sh [--ko KO] --kyua
 #
+# --ko KO runs the suite through the shipped kernel module instead of the
+# core linked into the simulator: KO (geom_multipath_rs.ko as make builds
+# it) is the file the cases kldload, and mpsim-serve --ko links its bytes
+# with the in-process loader (geom_sim::ko), so every gmultipath verb
+# reaches the module's ctlreq as a gctl request laid out as geom(8) builds
+# it. At the end the module is unloaded: a refused unload, a leak at its
+# malloc_uninit or a panic(9) fails the run, and the module's summary line
+# ("ko: loaded ...") is printed. No FreeBSD kernel runs anything here.
 # -m sets MPSIM_BREAK: the server breaks one behaviour on purpose (see
 # sim/src/bin/mpsim-serve.rs); the cases named must then fail. Without case
 # names, every case of misc.sh and failloop.sh runs, each program case by
@@ -19,8 +27,9 @@
 # interpreter line pointed at this host's atf-sh. At the end the simulation
 # is torn down and must show no GEOM rule violation and no leak.
 # Prints "<program>:<case>  ->  <result>" per case, then
-# "atf-dryrun(simulator): N passed, M failed, K skipped". Exit status 0 when
-# nothing failed. A case the simulator cannot run says so (skipped).
+# "atf-dryrun(simulator): N passed, M failed, K skipped" ("atf-dryrun(ko)"
+# with --ko). Exit status 0 when nothing failed. A case the simulator
+# cannot run says so (skipped).
 # Needs Debian's atf-sh (and kyua for --kyua) and cargo.
 set -eu
 
@@ -32,13 +41,32 @@ atf=$here/../atf
 . "$here/sim.sh"
 
 use_kyua=0
-if [ "${1:-}" = -m ]; then
-	MPSIM_BREAK=$2
-	export MPSIM_BREAK
-	shift 2
-elif [ "${1:-}" = --kyua ]; then
-	use_kyua=1
-	shift
+ko=""
+label=simulator
+while [ "$#" -gt 0 ]; do
+	case "$1" in
+	--ko)
+		[ "$#" -ge 2 ] || { echo "--ko needs the module's path" >&2; exit 2; }
+		ko=$2
+		label=ko
+		shift 2
+		;;
+	-m)
+		[ "$#" -ge 2 ] || { echo "-m needs a BREAK" >&2; exit 2; }
+		MPSIM_BREAK=$2
+		export MPSIM_BREAK
+		shift 2
+		;;
+	--kyua)
+		use_kyua=1
+		shift
+		;;
+	*) break ;;
+	esac
+done
+if [ -n "$ko" ] && [ ! -f "$ko" ]; then
+	echo "--ko $ko: no such module (build it with make)" >&2
+	exit 2
 fi
 vm_need atf-sh atf-sh || exit 2
 [ "$use_kyua" = 0 ] || vm_need kyua kyua || exit 2
@@ -47,8 +75,15 @@ sim_build || exit 2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/gmprs-atf-dryrun.XXXXXX")
 SIM_PID=""
 trap '[ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null; [ -n "${DRYRUN_KEEP:-}" ] || rm -rf "$tmp"' EXIT
-sim_start "$tmp" || exit 2
-: > "$tmp/geom_multipath_rs.ko"
+if [ -n "$ko" ]; then
+	# The cases kldload this copy: the module's own bytes.
+	cp "$ko" "$tmp/geom_multipath_rs.ko"
+	sim_start "$tmp" --ko "$tmp/geom_multipath_rs.ko" || exit 2
+else
+	# A stand-in: the server loads the core linked into it.
+	: > "$tmp/geom_multipath_rs.ko"
+	sim_start "$tmp" || exit 2
+fi
 
 passed=0
 failed=0
@@ -63,11 +98,12 @@ count()
 	esac
 }
 
-# finish: tear the simulation down (it must be clean), print the summary.
+# finish: tear the simulation down (it must be clean; with --ko the module's
+# unload too), print the summary (with --ko the module's line before it).
 finish()
 {
 	if ! sim_stop > "$tmp/stop.out" 2>&1; then
-		echo "simulator:teardown  ->  failed: $(head -n 1 "$tmp/stop.out")"
+		echo "simulator:teardown  ->  failed: $(grep -m 1 -e 'teardown failed' -e 'violation' "$tmp/stop.out" || head -n 1 "$tmp/stop.out")"
 		sed 's/^/    | /' "$tmp/stop.out"
 		failed=$((failed + 1))
 	fi
@@ -75,7 +111,11 @@ finish()
 	if [ -n "${DRYRUN_VERBOSE:-}" ]; then
 		sed 's/^/    sim| /' "$tmp/sim.log"
 	fi
-	echo "atf-dryrun(simulator): $passed passed, $failed failed, $skipped skipped"
+	if [ -n "$ko" ]; then
+		grep -e '^kldunload: ' -e '^ko: ' "$tmp/stop.out" ||
+		    { echo "ko:summary  ->  failed: no module summary at the teardown"; failed=$((failed + 1)); }
+	fi
+	echo "atf-dryrun($label): $passed passed, $failed failed, $skipped skipped"
 	[ "$failed" = 0 ]
 }
 

@@ -15,10 +15,21 @@
 #      the simulation down: a GEOM rule violation or a leak fails the run.
 #
 #   run-guest.sh [KO]
+#   run-guest.sh --ko KO
+#
+# With --ko the class is the shipped module itself: the .ko that went
+# through the carrier is what guest.sh kldloads, and mpsim-serve --ko links
+# its bytes with its in-process loader (geom_sim::ko). guest:module_load
+# then checks what can be checked here (the loader linked it, its
+# SYSINITs registered class MULTIPATH, kldstat lists the file and its
+# module g_multipath) and says in its result that no FreeBSD kernel ran it.
+# The teardown unloads the module: a refused unload, a leak at its
+# malloc_uninit or a panic(9) fails the run; its summary line ("ko: loaded
+# ...") is printed before the last line.
 #
 # Prints parse-results.sh's lines, and then, last,
-# "guest-dryrun(simulator): N passed, M failed, K skipped". Exit status 0
-# when nothing failed.
+# "guest-dryrun(simulator): N passed, M failed, K skipped"
+# ("guest-dryrun(ko)" with --ko). Exit status 0 when nothing failed.
 # Needs Debian's kyua, atf-sh and mtools, and cargo.
 set -eu
 
@@ -39,6 +50,12 @@ SIM_PID=""
 trap '[ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null; [ -n "${DRYRUN_KEEP:-}" ] || rm -rf "$tmp"' EXIT
 mkdir "$tmp/carrier"
 
+label=simulator
+if [ "${1:-}" = --ko ]; then
+	label=ko
+	[ -f "${2:-}" ] || { echo "--ko ${2:-}: no such module (build it with make)" >&2; exit 2; }
+	shift
+fi
 ko=${1:-}
 if [ -z "$ko" ]; then
 	ko=$tmp/geom_multipath_rs.ko
@@ -61,12 +78,17 @@ if [ ! -x /usr/libexec/atf-sh ]; then
 fi
 
 host_path=$PATH
-sim_start "$tmp" --lun GMPLUN0 || exit 2
+if [ "$label" = ko ]; then
+	sim_start "$tmp" --lun GMPLUN0 --ko "$ko" || exit 2
+	how=(GMPRS_LOADER="dry run: mpsim-serve's in-process loader (geom_sim::ko) linked the carrier's .ko, its SYSINITs registered class MULTIPATH, kldstat lists it and its module g_multipath; no FreeBSD kernel ran it")
+else
+	sim_start "$tmp" --lun GMPLUN0 || exit 2
+	how=(GMPRS_SIMULATED="simulator dry run: class MULTIPATH is the core linked into mpsim-serve; no kernel loaded the .ko")
+fi
 guest=$(find "$tmp/carrier" -maxdepth 1 -iname guest.sh)
 st=0
 env HOME="$tmp" GMPRS_WORK="$tmp/work" GMPRS_DEV="$tmp/dev" GMPRS_KYUA_PARALLELISM=2 \
-    GMPRS_SIMULATED="simulator dry run: class MULTIPATH is the core linked into mpsim-serve; no kernel loaded the .ko" \
-    sh "$guest" > "$tmp/console.log" 2>&1 || st=$?
+    "${how[@]}" sh "$guest" > "$tmp/console.log" 2>&1 || st=$?
 
 expect=$(sed -n '/^EXPECT="/,/"$/p' "$vm/run.sh" | tr -d '"' | sed 's/^EXPECT=//')
 # The host reads the LUN's bytes with its own dd, not the simulator's.
@@ -80,15 +102,21 @@ if [ "$st" != 0 ]; then
 	extra+=(--extra "dryrun:guest_exit  ->  failed: guest.sh exited $st")
 fi
 if ! sim_stop > "$tmp/stop.out" 2>&1; then
-	extra+=(--extra "simulator:teardown  ->  failed: $(head -n 1 "$tmp/stop.out")")
+	extra+=(--extra "simulator:teardown  ->  failed: $(grep -m 1 -e 'teardown failed' -e 'violation' "$tmp/stop.out" || head -n 1 "$tmp/stop.out")")
+fi
+if [ "$label" = ko ] && ! grep -q '^ko: loaded ' "$tmp/stop.out"; then
+	extra+=(--extra "ko:summary  ->  failed: no module summary at the teardown")
 fi
 SIM_PID=""
 prc=0
 bash "$vm/parse-results.sh" --expect "$expect" "${extra[@]}" "$tmp/console.log" \
     > "$tmp/summary" || prc=$?
 if [ "$prc" != 0 ] && [ -n "${DRYRUN_VERBOSE:-}" ]; then
-	sed 's/^/    | /' "$tmp/console.log"
+	sed 's/^/    | /' "$tmp/console.log" "$tmp/stop.out"
 fi
 sed '$d' "$tmp/summary"
-tail -n 1 "$tmp/summary" | sed 's/^vm: /guest-dryrun(simulator): /'
+if [ "$label" = ko ]; then
+	grep -e '^kldunload: ' -e '^ko: ' "$tmp/stop.out" || true
+fi
+tail -n 1 "$tmp/summary" | sed "s/^vm: /guest-dryrun($label): /"
 exit "$prc"

@@ -19,11 +19,14 @@
 set -u
 
 SRC=$(cd "$(dirname "$0")" && pwd)
-# GMPRS_WORK, GMPRS_DEV, GMPRS_KYUA_PARALLELISM and GMPRS_SIMULATED exist for
-# tests/vm/dryrun/run-guest.sh, which runs this script on a Linux host with
-# the FreeBSD commands sent to the GEOM simulator; in the guest they are
-# unset. GMPRS_SIMULATED says why the module load is not a kernel's: that
-# result is then reported as skipped.
+# GMPRS_WORK, GMPRS_DEV, GMPRS_KYUA_PARALLELISM, GMPRS_SIMULATED and
+# GMPRS_LOADER exist for tests/vm/dryrun/run-guest.sh, which runs this script
+# on a Linux host with the FreeBSD commands sent to the GEOM simulator; in
+# the guest they are unset. GMPRS_SIMULATED says why the module load is not
+# a kernel's (the class is the simulator's core): that result is then
+# reported as skipped. GMPRS_LOADER says what loaded the .ko instead of a
+# kernel (the simulator's in-process loader): the load's checks still run
+# and must pass, and the result says what did the loading.
 WORK=${GMPRS_WORK:-/var/tmp/gmprs}
 DEV=${GMPRS_DEV:-/dev}
 KO=$WORK/geom_multipath_rs.ko
@@ -99,6 +102,8 @@ load_module()
 	class_present || { echo "no class MULTIPATH after kldload"; return 1; }
 	kldstat -v | grep -q geom_multipath_rs.ko ||
 	    { echo "kldstat -v does not list geom_multipath_rs.ko"; return 1; }
+	kldstat -q -m g_multipath ||
+	    { echo "kldstat -m g_multipath: the module's g_multipath is not registered"; return 1; }
 	return 0
 }
 
@@ -308,6 +313,8 @@ if setup_files > "$WORK.setup" 2>&1; then
 	if load_module > "$WORK/load.out" 2>&1; then
 		if [ -n "${GMPRS_SIMULATED:-}" ]; then
 			result guest:module_load "skipped: $GMPRS_SIMULATED"
+		elif [ -n "${GMPRS_LOADER:-}" ]; then
+			result guest:module_load "passed: $GMPRS_LOADER"
 		else
 			result guest:module_load passed
 		fi
