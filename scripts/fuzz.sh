@@ -23,7 +23,8 @@
 #                             (default 10000000), or FUZZ_LONG_SECONDS if set
 #   FUZZ_TARGETS="label gctl" picks targets.
 #
-# New inputs go to fuzz/work/TARGET (not checked in); the checked-in seeds
+# New inputs go to fuzz/work/TARGET (not checked in; the log to
+# fuzz/work/TARGET.log, or TARGET.long.log for a long run); the checked-in seeds
 # in fuzz/corpus/TARGET are read only. A crash stops that target, its input
 # is saved in fuzz/artifacts/TARGET/ and the script exits 1 after the
 # summary; replay one with `fuzz/target/TRIPLE/release/TARGET FILE`.
@@ -67,7 +68,9 @@ for t in "${targets[@]}"; do
 	bin=fuzz/target/$triple/release/$t
 	[ -x "$bin" ] || gmr_die "no fuzz target named $t"
 	mkdir -p "fuzz/work/$t" "fuzz/artifacts/$t"
+	# A long run keeps its own log: a later short run does not overwrite it.
 	log=fuzz/work/$t.log
+	[ "$how" = long ] && log=fuzz/work/$t.long.log
 	if [ "$how" = long ]; then
 		limit=(-runs="$runs" -max_total_time="$long_seconds")
 		gmr_step "fuzz: $t until $runs executions${FUZZ_LONG_SECONDS:+ or $long_seconds s}"
