@@ -173,6 +173,8 @@ if [ -f "$built_ko" ]; then
 	bg atf-dryrun-ko bash "$here/dryrun/run-atf.sh" --ko "$built_ko"
 	bg guest-dryrun-ko bash "$here/dryrun/run-guest.sh" --ko "$built_ko"
 	bg ko-teardown ko_teardown_check
+	# One break through the module too: its results come from the run.
+	bg break-ko-rotate-twice bash "$here/dryrun/run-atf.sh" --ko "$built_ko" -m rotate-twice misc.sh:rotate
 fi
 
 # ------------------------------------------------------------------ lint
@@ -440,6 +442,12 @@ else
 		not_ok "guest dry run through the .ko: want '$want' and a clean unload (exit $st)" "$tmp/guest-dryrun-ko.out"
 	fi
 	sed -n 's/^\(ko: loaded .*\)/    \1/p' "$tmp/guest-dryrun-ko.out"
+	st=$(bg_status break-ko-rotate-twice)
+	if [ "$st" = 1 ] && grep -q '^misc.sh:rotate  ->  failed: ' "$tmp/break-ko-rotate-twice.out"; then
+		ok "ATF through the .ko on a broken front end: misc.sh:rotate fails with MPSIM_BREAK=rotate-twice"
+	else
+		not_ok "ATF through the .ko: misc.sh:rotate did not fail with MPSIM_BREAK=rotate-twice (exit $st)" "$tmp/break-ko-rotate-twice.out"
+	fi
 	for c in kldunload_busy stop refused_unload_fails; do
 		if grep -q "^ko-teardown: $c  ->  passed\$" "$tmp/ko-teardown.out"; then
 			ok "ko teardown: $c"
