@@ -1,5 +1,6 @@
-//! mpsim-serve: one simulated FreeBSD machine, running the multipath core,
-//! that shell commands talk to over a unix socket. The VM harness's dry run
+//! mpsim-serve: one simulated FreeBSD machine, running the multipath core
+//! (or with `--ko` the shipped kernel module, linked in-process), that
+//! shell commands talk to over a unix socket. The VM harness's dry run
 //! (tests/vm/dryrun) points `gmultipath`, `mdconfig`, `gnop`, `diskinfo`,
 //! `dd`, `sysctl`, `kldload`, `kldstat`, `dmesg`, `geom` and `dtrace` at
 //! it, so the ATF scripts written for a FreeBSD guest run against our class.

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 #
 # Helpers of the dry runs (run-atf.sh, run-guest.sh): start mpsim-serve, the
-# simulated FreeBSD machine that runs the multipath core, and put links named
+# simulated FreeBSD machine that runs the multipath core (or, started with
+# --ko, the shipped kernel module through its in-process loader), and put links named
 # after the FreeBSD commands on PATH: run under those names, mpsim-serve is
 # the client that sends its command line to the server. Sourced, never run.
 #
@@ -42,7 +43,9 @@ sim_start()
 	mkdir -p "$dir/bin" "$dir/dev"
 	MPSIM_SOCK=$dir/sim.sock
 	export MPSIM_SOCK
-	"$MPSIM_SERVE" --socket "$MPSIM_SOCK" --dev "$dir/dev" --log "$dir/sim.log" "$@" \
+	# The class is chosen here (--ko or not), never by GMR_CLASS.
+	env -u GMR_CLASS -u GMR_KO \
+	    "$MPSIM_SERVE" --socket "$MPSIM_SOCK" --dev "$dir/dev" --log "$dir/sim.log" "$@" \
 	    > "$dir/serve.out" 2>&1 &
 	SIM_PID=$!
 	for c in $SIM_COMMANDS; do
