@@ -348,6 +348,20 @@ impl SimWaitQueue {
         }
     }
 
+    /// Wakes OS threads waiting on the condition variable: threaded mode
+    /// only. In deterministic mode no thread ever waits on it (a sleeper
+    /// runs the scheduler instead), and a notify is a futex system call
+    /// each time: `Worker::has_work` locks and unlocks on every poll.
+    fn notify(&self) {
+        let threaded = self
+            .sh
+            .upgrade()
+            .is_none_or(|sh| sh.sched.mode == Mode::Threaded);
+        if threaded {
+            self.cv.notify_all();
+        }
+    }
+
     fn plat(&self) -> Option<SimPlatform> {
         self.sh
             .upgrade()
@@ -386,7 +400,7 @@ impl WaitQueue for SimWaitQueue {
         if st.owner == Some(tid) {
             st.owner = None;
             drop(st);
-            self.cv.notify_all();
+            self.notify();
         } else if st.refused > 0 {
             st.refused -= 1;
         } else {
@@ -450,7 +464,7 @@ impl WaitQueue for SimWaitQueue {
         let mut st = lock(&self.st);
         st.generation += 1;
         drop(st);
-        self.cv.notify_all();
+        self.notify();
     }
 }
 

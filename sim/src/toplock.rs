@@ -69,7 +69,11 @@ impl SimPlatform {
             *g = None;
             self.sh.sched.topo_held.store(false, Ordering::Release);
             drop(g);
-            tl.cv.notify_one();
+            // Only threaded mode has OS threads waiting (in deterministic
+            // mode a notify is just a futex system call).
+            if self.sh.sched.mode == Mode::Threaded {
+                tl.cv.notify_one();
+            }
             return;
         }
         drop(g);
