@@ -134,10 +134,21 @@ step "check-ko-selftest: the audit rejects broken modules" scripts/check-ko-self
 step "check-bindings: sys-bindings/src/bindings.rs matches shim.h" scripts/bindings.sh --check
 step "check-kstructs: sim/src/ko/kstructs/layouts.rs matches the FreeBSD headers" scripts/kstructs.sh --check
 step "shellcheck" run_shellcheck
-step "tests/vm self-test: the VM harness, parser, carrier disk, ATF dry run" bash tests/vm/selftest.sh
+step "tests/vm self-test: the VM harness, parser, carrier disk, ATF dry run" \
+	env GMR_KO_SUMMARY="$ko_summary" bash tests/vm/selftest.sh
 step "tests/vm/run.sh: FreeBSD VM run (skipped, and says so, without FREEBSD_IMAGE)" bash tests/vm/run.sh
 
 echo
+echo "make test: the module, over the ko suite, the ko soak and the ATF dry run (mpsim ko-total):"
+if [ -s "$ko_summary" ]; then
+	# ko-total fails on a leak or a module panic in any run: so does make test.
+	if ! cargo run -q -p geom-sim --bin mpsim -- ko-total "$ko_summary" | sed 's/^/    /'; then
+		failed+=("mpsim ko-total: a run through the module leaked or panicked")
+	fi
+else
+	echo "    nothing ran through the module"
+	failed+=("mpsim ko-total: nothing ran through the module")
+fi
 echo "make test: passed steps:"
 printf '    %s\n' "${passed[@]}"
 if [ ${#skipped[@]} -gt 0 ]; then
@@ -147,12 +158,6 @@ fi
 if [ ${#failed[@]} -gt 0 ]; then
 	echo "make test: failed steps:"
 	printf '    %s\n' "${failed[@]}"
-fi
-echo "make test: the module, over the ko suite and the ko soak (mpsim ko-total):"
-if [ -s "$ko_summary" ]; then
-	cargo run -q -p geom-sim --bin mpsim -- ko-total "$ko_summary" | sed 's/^/    /'
-else
-	echo "    nothing ran through the module"
 fi
 echo "steps: ${#passed[@]} passed, ${#failed[@]} failed, ${#skipped[@]} skipped"
 [ ${#failed[@]} -eq 0 ]
