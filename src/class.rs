@@ -32,6 +32,8 @@ pub struct Class<P: Platform> {
     pub exclusive: AtomicBool,
     /// `kern.geom.multipath.debug`.
     pub debug: AtomicU32,
+    /// The softcs by name and uuid (`crate::taste::SoftcIndex`).
+    pub(crate) index: crate::taste::SoftcIndex<P>,
 }
 
 /// One multipath geom's state (`gp->softc`).
@@ -91,6 +93,7 @@ impl<P: Platform> Class<P> {
             worker: spin::Mutex::new(None),
             exclusive: AtomicBool::new(true),
             debug: AtomicU32::new(0),
+            index: crate::taste::SoftcIndex::new(),
         }
     }
 
@@ -132,10 +135,9 @@ impl<P: Platform> Class<P> {
     }
 
     /// A live geom by exact name (stopping geoms are invisible).
+    /// Topology held; looked up in the class's index, not by a walk.
     pub fn find_geom(&self, plat: &P, name: &str) -> Option<Arc<Softc<P>>> {
-        self.live_softcs(plat)
-            .into_iter()
-            .find(|sc| sc.name == name)
+        self.index.live_by_name(plat, name)
     }
 
     /// Softcs of live (not stopping) geoms, in the class list order.
@@ -180,7 +182,10 @@ impl<P: Platform> Class<P> {
         let mut pname = String::from("multipath/");
         pname.push_str(name);
         match plat.new_provider(gp, &pname, sc.provider_size(), sectorsize) {
-            Ok(pp) => *sc.provider.lock() = Some(pp),
+            Ok(pp) => {
+                *sc.provider.lock() = Some(pp);
+                self.index.insert(plat, &sc);
+            }
             Err(e) => {
                 plat.wither_geom(gp, ENXIO);
                 return Err(e);

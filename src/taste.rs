@@ -5,8 +5,9 @@
 //! written for a provider of exactly this size, the provider joins the geom
 //! of the same uuid, or founds it.
 
+use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::fmt::Write;
 use core::sync::atomic::Ordering;
@@ -162,11 +163,7 @@ impl<P: Platform> Class<P> {
                 md.uuid.as_str()
             ));
         }
-        let sc = match self
-            .live_softcs(plat)
-            .into_iter()
-            .find(|sc| sc.uuid == md.uuid.as_str())
-        {
+        let sc = match self.index.live_by_uuid(plat, md.uuid.as_str()) {
             Some(sc) => sc,
             None => self.found_geom(plat, &md)?,
         };
@@ -185,23 +182,23 @@ impl<P: Platform> Class<P> {
         sc.geom()
     }
 
-    /// Whether `pp` is the provider of one of our own geoms.
+    /// Whether `pp` is the provider of one of our own geoms (stopping
+    /// ones included): our providers are all named `multipath/NAME`, so
+    /// the index by name finds its owner without walking the class.
     fn is_own_provider(&self, plat: &P, pp: P::Provider) -> bool {
-        plat.class_geoms()
-            .into_iter()
-            .filter_map(|gp| plat.geom_softc(gp))
-            .any(|sc| sc.provider() == Some(pp))
+        let pname = plat.provider_name(pp);
+        let Some(name) = pname.strip_prefix("multipath/") else {
+            return false;
+        };
+        self.index
+            .any_named(plat, name, |sc| sc.provider() == Some(pp))
     }
 
     /// Creates the geom for a newly seen uuid, renaming it when another
     /// device already has its name.
     fn found_geom(&self, plat: &P, md: &Metadata) -> Option<Arc<Softc<P>>> {
         let mut name = String::from(md.name.as_str());
-        if let Some(other) = self
-            .live_softcs(plat)
-            .into_iter()
-            .find(|sc| sc.name == name)
-        {
+        if let Some(other) = self.find_geom(plat, &name) {
             let mut tmp = String::new();
             let _ = write!(tmp, "{}-{}", name, plat.random());
             truncate_to(&mut tmp, NAME_MAX);
@@ -226,6 +223,134 @@ impl<P: Platform> Class<P> {
                 None
             }
         }
+    }
+}
+
+/// The class's index of its softcs by name and by uuid, so taste and
+/// create find a device without walking every geom of the class (which
+/// made assembling N devices quadratic in N).
+///
+/// Entries are added by [`Class::create_geom`] (the one place a softc is
+/// made) and hold weak references: a destroyed device is invisible to the
+/// lookups at once (they skip stopping softcs, as the class walk did) and
+/// its entry goes when the softc is freed, at the next prune. Devices are
+/// never renamed (`Softc::name` is fixed at creation), so create and destroy
+/// are the only changes.
+///
+/// Read and changed only with the topology lock held. The spin lock only
+/// makes the class `Sync`: it is held to move the maps out and back (a
+/// pointer copy), never across an allocation or a free, which happen on
+/// the maps while they are out, the topology lock keeping everyone else
+/// away.
+pub struct SoftcIndex<P: Platform> {
+    maps: spin::Mutex<Maps<P>>,
+}
+
+struct Maps<P: Platform> {
+    by_name: BTreeMap<String, Vec<Weak<Softc<P>>>>,
+    by_uuid: BTreeMap<String, Vec<Weak<Softc<P>>>>,
+    /// Entries (weak references) held, and how many there were after the
+    /// last prune: pruning when they double keeps it O(1) per insert.
+    entries: usize,
+    pruned_at: usize,
+}
+
+impl<P: Platform> Maps<P> {
+    const fn new() -> Self {
+        Maps {
+            by_name: BTreeMap::new(),
+            by_uuid: BTreeMap::new(),
+            entries: 0,
+            pruned_at: 0,
+        }
+    }
+}
+
+impl<P: Platform> Default for SoftcIndex<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: Platform> SoftcIndex<P> {
+    pub const fn new() -> Self {
+        SoftcIndex {
+            maps: spin::Mutex::new(Maps::new()),
+        }
+    }
+
+    /// Runs `f` on the maps, moved out of the spin lock (see the type).
+    fn with<R>(&self, plat: &P, f: impl FnOnce(&mut Maps<P>) -> R) -> R {
+        plat.topology_assert();
+        let mut maps = core::mem::replace(&mut *self.maps.lock(), Maps::new());
+        let r = f(&mut maps);
+        let empty = core::mem::replace(&mut *self.maps.lock(), maps);
+        drop(empty);
+        r
+    }
+
+    /// Adds a new softc (topology held).
+    pub(crate) fn insert(&self, plat: &P, sc: &Arc<Softc<P>>) {
+        self.with(plat, |m| {
+            let w = Arc::downgrade(sc);
+            m.by_name
+                .entry(String::from(sc.name()))
+                .or_default()
+                .push(w.clone());
+            m.entries += 1;
+            if sc.is_automatic() {
+                m.by_uuid
+                    .entry(String::from(sc.uuid()))
+                    .or_default()
+                    .push(w);
+                m.entries += 1;
+            }
+            if m.entries > 64 && m.entries >= 2 * m.pruned_at {
+                let mut left = 0;
+                for map in [&mut m.by_name, &mut m.by_uuid] {
+                    map.retain(|_, v| {
+                        v.retain(|w| w.strong_count() > 0);
+                        left += v.len();
+                        !v.is_empty()
+                    });
+                }
+                m.entries = left;
+                m.pruned_at = left;
+            }
+        });
+    }
+
+    /// The live (not stopping) softc of `key` in `map`, newest first.
+    fn live(map: &BTreeMap<String, Vec<Weak<Softc<P>>>>, key: &str) -> Option<Arc<Softc<P>>> {
+        map.get(key)?
+            .iter()
+            .rev()
+            .filter_map(Weak::upgrade)
+            .find(|sc| !sc.is_stopping())
+    }
+
+    /// The live device named `name` (topology held).
+    pub fn live_by_name(&self, plat: &P, name: &str) -> Option<Arc<Softc<P>>> {
+        self.with(plat, |m| Self::live(&m.by_name, name))
+    }
+
+    /// The live device of uuid `uuid` (topology held).
+    pub fn live_by_uuid(&self, plat: &P, uuid: &str) -> Option<Arc<Softc<P>>> {
+        self.with(plat, |m| Self::live(&m.by_uuid, uuid))
+    }
+
+    /// Whether a device named `name`, stopping ones included, passes `f`.
+    fn any_named(&self, plat: &P, name: &str, f: impl Fn(&Softc<P>) -> bool) -> bool {
+        self.with(plat, |m| {
+            m.by_name
+                .get(name)
+                .is_some_and(|v| v.iter().filter_map(Weak::upgrade).any(|sc| f(&sc)))
+        })
+    }
+
+    /// Weak references held (for tests: pruning keeps this bounded).
+    pub fn entries(&self, plat: &P) -> usize {
+        self.with(plat, |m| m.entries)
     }
 }
 
