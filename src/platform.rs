@@ -194,6 +194,15 @@ pub trait Platform: Send + Sync + Sized + 'static {
     fn log(&self, args: fmt::Arguments<'_>);
     /// A random number (`arc4random`), for temporary geom names.
     fn random(&self) -> u32;
+    /// Which CPU the caller runs on (`curcpu`), or any small number that
+    /// differs between threads issuing I/O at once: start spreads its
+    /// per-path counters over a few cache lines by it, so bios issued on
+    /// different CPUs do not write one line. Called from start, so it
+    /// must be cheap and must not sleep; 0 (the default) is always correct,
+    /// merely shared.
+    fn cpu_hint(&self) -> usize {
+        0
+    }
 
     // ---- geoms and providers (topology) ----------------------------------
     /// `g_new_geomf(class, name)`; `softc` becomes `gp->softc` and is what
