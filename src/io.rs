@@ -14,7 +14,7 @@ use core::sync::atomic::Ordering;
 use crate::class::Softc;
 use crate::metadata::Mode;
 use crate::mp_log;
-use crate::path::{st, Cookie, MAX_PATHS};
+use crate::path::{st, Cookie, Taken, MAX_PATHS};
 use crate::platform::{BioCmd, Platform, EIO, ENOMEM, ENXIO};
 
 /// The GETATTR attribute that names where a device sits physically
@@ -27,9 +27,10 @@ pub const PHYSPATH_SUFFIX: &str = "/mp";
 impl<P: Platform> Softc<P> {
     /// `g_start_t`: a bio for `multipath/NAME`. Takes no lock.
     pub fn start(self: &Arc<Self>, plat: &P, bp: P::Bio) {
-        // One try per attached path. Counted from the slot table rather
-        // than ndisks: a path being lost right now still holds its slot, so
-        // a bio that raced onto it keeps a try for the path that remains.
+        // One try per attached path. Counted from the occupied slots (one
+        // load) rather than ndisks: a path being lost right now still holds
+        // its slot, so a bio that raced onto it keeps a try for the path
+        // that remains.
         let attached = self.paths.attached();
         let budget = attached.clamp(1, MAX_PATHS) as u8;
         self.dispatch(plat, bp, 0, budget);
@@ -38,14 +39,19 @@ impl<P: Platform> Softc<P> {
     /// Picks a path, clones the parent onto it and sends the clone down.
     fn dispatch(self: &Arc<Self>, plat: &P, parent: P::Bio, attempt: u8, budget: u8) {
         let cmd = plat.bio_cmd(&parent);
-        let Some((slot, raw)) = self.pick(plat, cmd) else {
+        let Some(Taken {
+            slot,
+            consumer,
+            lane,
+        }) = self.pick(plat, cmd)
+        else {
             plat.io_deliver(parent, ENXIO);
             return;
         };
         let mut child = match plat.clone_bio(parent) {
             Ok(c) => c,
             Err(parent) => {
-                self.put_path(plat, slot);
+                self.put_path(plat, slot, lane);
                 plat.io_deliver(parent, ENOMEM);
                 return;
             }
@@ -56,29 +62,31 @@ impl<P: Platform> Softc<P> {
                 slot,
                 attempt,
                 budget,
+                // LANES is 4: the lane fits the cookie's byte.
+                lane: lane as u8,
             }
             .encode(),
         );
-        self.paths.count_io(slot);
-        plat.io_request(child, P::consumer_from_raw(raw));
+        plat.io_request(child, P::consumer_from_raw(consumer));
     }
 
     /// Chooses a path for `cmd` and takes an in-flight reference on it:
     /// the paths take turns in active/active (and for reads in
     /// active/read), the active path carries the rest.
-    fn pick(self: &Arc<Self>, plat: &P, cmd: BioCmd) -> Option<(usize, usize)> {
+    fn pick(self: &Arc<Self>, plat: &P, cmd: BioCmd) -> Option<Taken> {
         let balanced = match self.mode() {
             Mode::ActiveActive => true,
             Mode::ActiveRead => cmd == BioCmd::Read,
             Mode::ActivePassive => false,
         };
-        self.paths
-            .acquire(balanced, |slot| self.post_teardown(plat, slot))
+        self.paths.acquire(balanced, plat.cpu_hint(), |slot| {
+            self.post_teardown(plat, slot)
+        })
     }
 
     /// Drops a path reference; a drained LOST path is torn down by event.
-    fn put_path(self: &Arc<Self>, plat: &P, slot: usize) {
-        if self.paths.put(slot) {
+    fn put_path(self: &Arc<Self>, plat: &P, slot: usize, lane: usize) {
+        if self.paths.put_on(slot, lane) {
             self.post_teardown(plat, slot);
         }
     }
@@ -96,7 +104,7 @@ impl<P: Platform> Softc<P> {
         let mut child = child;
         let cookie = Cookie::decode(plat.bio_cookie(&child));
         if cookie.slot < MAX_PATHS {
-            self.put_path(plat, cookie.slot);
+            self.put_path(plat, cookie.slot, usize::from(cookie.lane));
         }
         if err == 0
             && plat.bio_cmd(&child) == BioCmd::GetAttr
@@ -115,7 +123,6 @@ impl<P: Platform> Softc<P> {
         let cookie = Cookie::decode(plat.bio_cookie(&child));
         let slot = cookie.slot.min(MAX_PATHS - 1);
         plat.topology_lock();
-        self.paths.count_error(slot);
         // FreeBSD logs and faults on the first error whatever else the
         // path is, LOST (removed or disconnected, still draining) included.
         if !self.paths.is_free(slot) && !self.paths.has(slot, st::FAIL) {
@@ -128,7 +135,7 @@ impl<P: Platform> Softc<P> {
             );
             self.fault(plat, slot, st::FAIL);
         }
-        if self.paths.put(slot) {
+        if self.paths.put_on(slot, usize::from(cookie.lane)) {
             // Detach on the event thread, like every other teardown: a verb
             // running there may have dropped the topology lock around a
             // label write, and must not find a consumer gone under it.

@@ -25,14 +25,27 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Paths per geom. Real SANs have 2 to 8; the table is fixed so the start
+/// Paths per geom. Real SANs have 2 to 8. The table reserves a pointer
+/// per possible path and allocates a path's slot when a path first needs
+/// it; a slot is reused, never freed, until the table goes, so the start
 /// path never follows a pointer that could be freed under it.
 pub const MAX_PATHS: usize = 32;
 
 /// Slot index meaning "no path".
 pub const NONE: usize = usize::MAX;
+
+/// In-flight counters are kept per *lane*: each lane is a cache line of
+/// its own, and a bio counts itself in the lane of the CPU that started
+/// it (`Platform::cpu_hint` modulo `LANES`), and uncounts itself there
+/// on completion (the lane travels in its [`Cookie`]). Bios started on
+/// different CPUs thus write different lines, whichever path they take.
+pub const LANES: usize = 4;
+
+/// Paths whose counters live in the table's own lanes; the others' in
+/// [`MoreLane`]s allocated when the first of them is added.
+const INLINE: usize = 15;
 
 /// State bits of a slot. A slot is *good* when none of FREE, NEW, FAIL and
 /// LOST is set.
@@ -54,20 +67,16 @@ pub mod st {
 }
 
 /// One path of a multipath geom: a slot of the [`PathTable`], which alone
-/// reads and writes it.
+/// reads and writes it. One cache line, written only by the topology
+/// side: the I/O path reads its state and consumer and writes nothing
+/// here (its counters are in the lanes).
+#[repr(align(64))]
 pub struct PathSlot {
     state: AtomicU32,
     /// The consumer (`Platform::consumer_to_raw`); meaningful unless FREE.
     consumer: AtomicUsize,
-    /// Child bios sent on this path and not yet back.
-    inflight: AtomicU32,
-    /// Load-balancing idle counter: grows while the path is passed over.
-    idle: AtomicU32,
     /// Order of addition; the kernel's consumer list is newest first.
     seq: AtomicU64,
-    /// Counters for status and the simulator's summary.
-    ios: AtomicU64,
-    errors: AtomicU64,
     /// The path provider's name. Written by [`PathSlot::occupy`] and read
     /// by [`PathSlot::name`], both only with the topology lock held (the
     /// I/O path never reads it), so this spin lock is never contended: it
@@ -82,11 +91,7 @@ impl PathSlot {
         PathSlot {
             state: AtomicU32::new(st::FREE),
             consumer: AtomicUsize::new(0),
-            inflight: AtomicU32::new(0),
-            idle: AtomicU32::new(0),
             seq: AtomicU64::new(0),
-            ios: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
             name: spin::Mutex::new(None),
         }
     }
@@ -94,14 +99,8 @@ impl PathSlot {
     fn state(&self) -> u32 {
         self.state.load(Ordering::SeqCst)
     }
-    fn is_free(&self) -> bool {
-        self.state() & st::FREE != 0
-    }
     fn is_good(&self) -> bool {
         self.state() & st::BAD == 0
-    }
-    fn has(&self, bits: u32) -> bool {
-        self.state() & bits != 0
     }
     fn set(&self, bits: u32) -> u32 {
         self.state.fetch_or(bits, Ordering::SeqCst)
@@ -135,132 +134,224 @@ impl PathSlot {
         drop(old);
         self.consumer.store(consumer, Ordering::SeqCst);
         self.seq.store(seq, Ordering::Relaxed);
-        self.idle.store(0, Ordering::Relaxed);
-        self.ios.store(0, Ordering::Relaxed);
-        self.errors.store(0, Ordering::Relaxed);
         self.state.store(st::NEW, Ordering::SeqCst);
     }
+}
 
-    fn inflight(&self) -> u32 {
-        self.inflight.load(Ordering::SeqCst)
-    }
-    /// Takes a reference for a bio about to be sent. Returns the consumer
-    /// when the path is still good after the increment; otherwise undoes it.
-    /// Returns `Err(true)` when the undo drained a lost path whose teardown
-    /// the caller now owns.
-    fn try_get(&self) -> Result<usize, bool> {
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        // Increment first, then check: a concurrent lose/fail either sees
-        // our count (and waits for us) or we see its state bit.
-        if self.is_good() {
-            Ok(self.consumer_raw())
-        } else {
-            Err(self.put())
+/// One CPU lane of the table: the in-flight counters of paths
+/// `0..INLINE` and the lane's active/active cursor, on one cache line
+/// (the line the lane's bios write, and no other).
+#[repr(align(64))]
+struct Lane {
+    /// The path this lane's last balanced bio took: the next one starts
+    /// looking after it, so equal paths take turns.
+    cursor: AtomicU32,
+    inflight: [AtomicU32; INLINE],
+}
+
+impl Lane {
+    const fn new() -> Self {
+        Lane {
+            cursor: AtomicU32::new(MAX_PATHS as u32 - 1),
+            inflight: [const { AtomicU32::new(0) }; INLINE],
         }
     }
-    /// Drops a bio reference. Returns true when this drained a LOST path and
-    /// the caller has claimed its teardown.
-    fn put(&self) -> bool {
-        let before = self.inflight.fetch_sub(1, Ordering::SeqCst);
-        before == 1 && self.has(st::LOST) && self.claim_teardown()
-    }
-
-    fn idle(&self) -> u32 {
-        self.idle.load(Ordering::Relaxed)
-    }
 }
 
-/// What [`PathTable::fault`] changed, for the caller to report.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Faulted {
-    /// FAIL paths restored because no good one would have remained, in
-    /// list order (newest first).
-    pub restored: Vec<usize>,
-    /// The path was the only one and is kept (restored) instead of failed:
-    /// nothing else changed.
-    pub kept: bool,
-    /// The faulted path was the active one: the new active path, or `None`
-    /// when no good path remains.
-    pub moved: Option<Option<usize>>,
+/// A lane's counters of paths `INLINE..MAX_PATHS`.
+#[repr(align(64))]
+struct MoreLane {
+    inflight: [AtomicU32; MAX_PATHS - INLINE],
 }
 
-/// One geom's paths: the slots, the active path and the counts.
-pub struct PathTable {
-    /// On the heap by itself (2.5 KB): a softc built by value moves through
-    /// the stack of `create_geom`, and the kernel stack (16 KB on amd64,
-    /// shared by the whole taste or gctl chain) has no room for such
-    /// frames. `check-ko` bounds every frame.
-    slots: Box<[PathSlot; MAX_PATHS]>,
+/// The table proper, on the heap by itself: a softc built by value moves
+/// through the stack of `create_geom`, and the kernel stack (16 KB on
+/// amd64, shared by the whole taste or gctl chain) has no room for big
+/// frames. `check-ko` bounds every frame.
+struct Inner {
+    lanes: [Lane; LANES],
+    /// The path slots, allocated when first occupied (topology held) and
+    /// freed only when the table is dropped.
+    slots: [AtomicPtr<PathSlot>; MAX_PATHS],
+    /// Counters of paths from `INLINE` on, allocated with the first one.
+    more: spin::Once<Box<[MoreLane; LANES]>>,
+    /// Bit i set when slot i is good: set after a slot becomes good and
+    /// cleared after it goes bad (topology held), so it is a hint that
+    /// the choice re-checks (see [`PathTable::acquire`]).
+    good: AtomicU32,
     /// Slot of the active path (A/P, and writes in A/R), or [`NONE`].
     active: AtomicUsize,
     /// Attached paths that are not LOST.
     ndisks: AtomicU32,
+    /// Occupied slots (LOST ones still draining included).
+    occupied: AtomicU32,
     next_seq: AtomicU64,
 }
 
-/// The slots, built in place on the heap (never as a whole on the stack):
-/// one by one into a vector of the final size, whose buffer becomes the box.
-fn new_slots() -> Box<[PathSlot; MAX_PATHS]> {
-    let mut v = Vec::with_capacity(MAX_PATHS);
-    v.resize_with(MAX_PATHS, PathSlot::new);
-    match v.into_boxed_slice().try_into() {
-        Ok(b) => b,
-        // The vector holds exactly MAX_PATHS slots (resize_with above).
-        Err(_) => unreachable!("path table of the wrong length"),
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for p in &self.slots {
+            let p = p.swap(core::ptr::null_mut(), Ordering::SeqCst);
+            if !p.is_null() {
+                // SAFETY: a non-null slot pointer came from Box::into_raw
+                // in `PathTable::slot_or_new` and is released only here,
+                // once (swapped out); `&mut self` means no one else holds
+                // the table, so nothing reads the slot any more.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
+/// One geom's paths: the slots, the active path and the counts.
+pub struct PathTable {
+    inner: Box<Inner>,
+}
+
+/// A path taken for a bio by [`PathTable::acquire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    pub slot: usize,
+    /// Its consumer (`Platform::consumer_to_raw`).
+    pub consumer: usize,
+    /// The lane the bio is counted in: give it back to [`PathTable::put_on`].
+    pub lane: usize,
+}
+
+impl Default for PathTable {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl PathTable {
     pub(crate) fn new() -> Self {
         PathTable {
-            slots: new_slots(),
-            active: AtomicUsize::new(NONE),
-            ndisks: AtomicU32::new(0),
-            next_seq: AtomicU64::new(1),
+            inner: Box::new(Inner {
+                lanes: [const { Lane::new() }; LANES],
+                slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_PATHS],
+                more: spin::Once::new(),
+                good: AtomicU32::new(0),
+                active: AtomicUsize::new(NONE),
+                ndisks: AtomicU32::new(0),
+                occupied: AtomicU32::new(0),
+                next_seq: AtomicU64::new(1),
+            }),
         }
     }
 
-    /// Bytes this table holds on the heap (its slots).
+    /// Bytes this table holds on the heap: the table, its slots and the
+    /// counters of paths past the first `INLINE` (path names not counted).
     pub fn heap_bytes(&self) -> usize {
-        core::mem::size_of_val(&*self.slots)
+        let slots = (0..MAX_PATHS).filter(|&i| self.slot(i).is_some()).count();
+        core::mem::size_of::<Inner>()
+            + slots * core::mem::size_of::<PathSlot>()
+            + self
+                .inner
+                .more
+                .get()
+                .map_or(0, |_| core::mem::size_of::<[MoreLane; LANES]>())
+    }
+
+    /// Heap bytes per path slot, and of the table without slots.
+    pub const SLOT_BYTES: usize = core::mem::size_of::<PathSlot>();
+    pub const TABLE_BYTES: usize = core::mem::size_of::<Inner>();
+    /// Heap bytes of the counters of paths `INLINE..`, allocated once.
+    pub const MORE_BYTES: usize = core::mem::size_of::<[MoreLane; LANES]>();
+    /// Paths whose counters live in the table itself.
+    pub const INLINE_PATHS: usize = INLINE;
+
+    /// Slot `i`, if it was ever allocated.
+    fn slot(&self, i: usize) -> Option<&PathSlot> {
+        let p = self.inner.slots.get(i)?.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer here came from Box::into_raw in
+        // `slot_or_new` (published with Release after the slot was built)
+        // and is freed only by `Inner::drop`, which needs the table to
+        // itself; so the slot lives at least as long as `&self`.
+        unsafe { p.as_ref() }
+    }
+
+    /// Slot `i`, allocated if it never was (topology held; may sleep
+    /// for memory, as the topology side may).
+    fn slot_or_new(&self, i: usize) -> &PathSlot {
+        let cell = &self.inner.slots[i];
+        if cell.load(Ordering::Acquire).is_null() {
+            let p = Box::into_raw(Box::new(PathSlot::new()));
+            // Only the topology side stores here, one at a time.
+            cell.store(p, Ordering::Release);
+        }
+        if i >= INLINE {
+            self.inner.more.call_once(|| {
+                Box::new(
+                    [const {
+                        MoreLane {
+                            inflight: [const { AtomicU32::new(0) }; MAX_PATHS - INLINE],
+                        }
+                    }; LANES],
+                )
+            });
+        }
+        match self.slot(i) {
+            Some(s) => s,
+            // Stored just above, never removed while the table lives.
+            None => unreachable!("path slot {i} vanished"),
+        }
+    }
+
+    /// The in-flight counter of `slot` in `lane`.
+    fn counter(&self, lane: usize, slot: usize) -> Option<&AtomicU32> {
+        let lane = lane % LANES;
+        if slot < INLINE {
+            Some(&self.inner.lanes[lane].inflight[slot])
+        } else {
+            self.inner.more.get()?[lane].inflight.get(slot - INLINE)
+        }
+    }
+
+    /// Re-derives bit `slot` of the good mask from its state (topology).
+    fn sync_good(&self, slot: usize) {
+        let bit = 1u32 << slot;
+        if self.is_good(slot) {
+            self.inner.good.fetch_or(bit, Ordering::SeqCst);
+        } else {
+            self.inner.good.fetch_and(!bit, Ordering::SeqCst);
+        }
     }
 
     // ---- Reading a path (any context; names with the topology held) ----
 
     /// The state bits of `slot` (see [`st`]).
     pub fn state(&self, slot: usize) -> u32 {
-        self.slots[slot].state()
+        self.slot(slot).map_or(st::FREE, PathSlot::state)
     }
     /// Whether `slot` has any of `bits`.
     pub fn has(&self, slot: usize, bits: u32) -> bool {
-        self.slots[slot].has(bits)
+        self.state(slot) & bits != 0
     }
     pub fn is_free(&self, slot: usize) -> bool {
-        self.slots[slot].is_free()
+        self.has(slot, st::FREE)
     }
     /// Usable for I/O: attached, published, neither failed nor lost.
     pub fn is_good(&self, slot: usize) -> bool {
-        self.slots[slot].is_good()
+        self.state(slot) & st::BAD == 0
     }
     /// The path provider's name (topology held).
     pub fn name(&self, slot: usize) -> String {
-        self.slots[slot].name()
+        self.slot(slot).map_or_else(String::new, PathSlot::name)
     }
     /// The consumer of an occupied slot (`Platform::consumer_to_raw`).
     pub fn consumer_raw(&self, slot: usize) -> usize {
-        self.slots[slot].consumer_raw()
+        self.slot(slot).map_or(0, PathSlot::consumer_raw)
     }
-    /// Bios in flight on `slot`.
+    fn seq(&self, slot: usize) -> u64 {
+        self.slot(slot).map_or(0, PathSlot::seq)
+    }
+    /// Bios in flight on `slot`: the sum over the lanes.
     pub fn inflight(&self, slot: usize) -> u32 {
-        self.slots[slot].inflight()
-    }
-    /// Bios sent on `slot`, and errors it returned, since it was added.
-    pub fn io_counts(&self, slot: usize) -> (u64, u64) {
-        let s = &self.slots[slot];
-        (
-            s.ios.load(Ordering::Relaxed),
-            s.errors.load(Ordering::Relaxed),
-        )
+        (0..LANES)
+            .filter_map(|l| self.counter(l, slot))
+            .map(|c| c.load(Ordering::SeqCst))
+            .fold(0, u32::wrapping_add)
     }
 
     // ---- The whole table ----
@@ -270,24 +361,25 @@ impl PathTable {
     pub fn newest_first(&self) -> Vec<usize> {
         let mut v: Vec<usize> = (0..MAX_PATHS).filter(|&i| !self.is_free(i)).collect();
         // Unstable is enough (every occupied slot has its own seq), and it
-        // sorts in place: the stable sort keeps a 4 KB scratch buffer on the
+        // sorts in place: the stable sort keeps a scratch buffer on the
         // stack.
-        v.sort_unstable_by(|&a, &b| self.slots[b].seq().cmp(&self.slots[a].seq()));
+        v.sort_unstable_by_key(|&i| core::cmp::Reverse(self.seq(i)));
         v
     }
-    /// Occupied slots, LOST ones still draining included.
+    /// Occupied slots, LOST ones still draining included. One load: the
+    /// start path reads it for every bio.
     pub fn attached(&self) -> usize {
-        self.slots.iter().filter(|s| !s.is_free()).count()
+        self.inner.occupied.load(Ordering::SeqCst) as usize
     }
     pub fn all_free(&self) -> bool {
-        self.slots.iter().all(PathSlot::is_free)
+        self.attached() == 0
     }
     pub fn good_count(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_good()).count()
+        (0..MAX_PATHS).filter(|&i| self.is_good(i)).count()
     }
     /// Attached paths that are not LOST.
     pub fn ndisks(&self) -> usize {
-        self.ndisks.load(Ordering::SeqCst) as usize
+        self.inner.ndisks.load(Ordering::SeqCst) as usize
     }
     /// The slot holding consumer `raw`.
     pub fn find_consumer(&self, raw: usize) -> Option<usize> {
@@ -301,46 +393,86 @@ impl PathTable {
             .find(|&i| (lost_too || !self.has(i, st::LOST)) && self.name(i) == name)
     }
     /// The first good path in kernel list order (newest first).
-    /// Allocation-free: `start` uses it too (seqs are unique, so the
+    /// Allocation-free: `start` falls back on it (seqs are unique, so the
     /// newest good path is the one with the largest seq).
     pub fn first_good(&self) -> Option<usize> {
         (0..MAX_PATHS)
             .filter(|&i| self.is_good(i))
-            .max_by_key(|&i| self.slots[i].seq())
+            .max_by_key(|&i| self.seq(i))
     }
     /// The active path, if any.
     pub fn active(&self) -> Option<usize> {
-        let a = self.active.load(Ordering::SeqCst);
+        let a = self.inner.active.load(Ordering::SeqCst);
         (a < MAX_PATHS).then_some(a)
     }
 
     // ---- The I/O path: no lock, no allocation ----
 
-    /// Chooses a path for a bio and takes an in-flight reference on it:
-    /// `balanced` spreads bios over every good path (active/active, reads
-    /// in active/read), otherwise the active path carries them. Returns
-    /// the slot and its consumer. A path that went bad under the choice
-    /// is given up and another chosen; when that undo drained a LOST path,
-    /// `drained` is called with its slot and owns its teardown.
+    /// Chooses a path for a bio and takes an in-flight reference on it,
+    /// counted in the lane of `cpu` (`Platform::cpu_hint`): `balanced`
+    /// spreads bios over every good path (active/active, reads in
+    /// active/read), otherwise the active path carries them. A path that
+    /// went bad under the choice is given up and another chosen, from the
+    /// paths' states rather than the hints; when that undo drained a LOST
+    /// path, `drained` is called with its slot and owns its teardown.
+    ///
+    /// What a bio writes: its path's counter in its own lane and, when
+    /// balanced, that lane's cursor: one cache line, the lane's. It reads
+    /// the active slot or the good mask, and its path's state and consumer,
+    /// all written only by the topology side.
     pub(crate) fn acquire(
         &self,
         balanced: bool,
+        cpu: usize,
         mut drained: impl FnMut(usize),
-    ) -> Option<(usize, usize)> {
+    ) -> Option<Taken> {
+        let lane = cpu % LANES;
         // A few tries: a path can go bad between choosing and taking it.
-        for _ in 0..MAX_PATHS {
-            let slot = if balanced {
-                self.least_busy()
-            } else {
-                self.active_or_first_good()
+        for attempt in 0..MAX_PATHS {
+            let slot = match (balanced, attempt) {
+                (true, 0) => self.least_busy(lane, self.inner.good.load(Ordering::SeqCst)),
+                (true, _) => self.least_busy(lane, self.good_now()),
+                (false, 0) => self.active().or_else(|| self.first_good()),
+                (false, _) => self.active_or_first_good(),
             }?;
-            match self.slots[slot].try_get() {
-                Ok(raw) => return Some((slot, raw)),
+            match self.try_get(slot, lane) {
+                Ok(consumer) => {
+                    return Some(Taken {
+                        slot,
+                        consumer,
+                        lane,
+                    })
+                }
                 Err(true) => drained(slot),
                 Err(false) => {}
             }
         }
         None
+    }
+
+    /// Takes a reference on `slot` in `lane`. Returns the consumer when
+    /// the path is still good after the increment; otherwise undoes it.
+    /// Returns `Err(true)` when the undo drained a lost path whose
+    /// teardown the caller now owns.
+    fn try_get(&self, slot: usize, lane: usize) -> Result<usize, bool> {
+        let (Some(s), Some(c)) = (self.slot(slot), self.counter(lane, slot)) else {
+            return Err(false);
+        };
+        c.fetch_add(1, Ordering::SeqCst);
+        // Increment first, then check: a concurrent lose/fail either sees
+        // our count (and waits for us) or we see its state bit.
+        if s.is_good() {
+            Ok(s.consumer_raw())
+        } else {
+            Err(self.put_on(slot, lane))
+        }
+    }
+
+    /// The good mask from the slots' states (not the hint).
+    fn good_now(&self) -> u32 {
+        (0..MAX_PATHS)
+            .filter(|&i| self.is_good(i))
+            .fold(0, |m, i| m | 1 << i)
     }
 
     /// The active path; if it just went bad, the first good one (the worker
@@ -352,79 +484,121 @@ impl PathTable {
         }
     }
 
-    /// Active/active choice: fewest bios in flight; among equals the one
-    /// passed over longest, so equal paths take turns.
-    fn least_busy(&self) -> Option<usize> {
-        let mut best: Option<usize> = None;
-        for (i, s) in self.slots.iter().enumerate() {
-            if !s.is_good() {
-                continue;
-            }
-            s.idle.fetch_add(1, Ordering::Relaxed);
-            best = match best {
-                None => Some(i),
-                Some(b) => {
-                    let sb = &self.slots[b];
-                    if (s.inflight(), core::cmp::Reverse(s.idle()))
-                        < (sb.inflight(), core::cmp::Reverse(sb.idle()))
-                    {
-                        Some(i)
-                    } else {
-                        Some(b)
-                    }
+    /// Active/active choice among the paths of `mask`: the fewest bios in
+    /// flight from this lane; among equals the next after the lane's last
+    /// choice, so equal paths take turns. Reads and writes only the lane's
+    /// own line (and the overflow counters past `INLINE` paths).
+    fn least_busy(&self, lane: usize, mask: u32) -> Option<usize> {
+        if mask == 0 {
+            return None;
+        }
+        let cursor = &self.inner.lanes[lane].cursor;
+        let last = cursor.load(Ordering::Relaxed) as usize % MAX_PATHS;
+        let from = (last + 1) % MAX_PATHS;
+        // Bit k of `order` is slot (from + k) % MAX_PATHS.
+        let mut order = mask.rotate_right(from as u32);
+        let mut best: Option<(u32, usize)> = None;
+        while order != 0 {
+            let k = order.trailing_zeros() as usize;
+            order &= order - 1;
+            let slot = (from + k) % MAX_PATHS;
+            let n = self
+                .counter(lane, slot)
+                .map_or(u32::MAX, |c| c.load(Ordering::Relaxed));
+            if best.is_none_or(|(b, _)| n < b) {
+                best = Some((n, slot));
+                if n == 0 {
+                    break;
                 }
-            };
+            }
         }
-        if let Some(b) = best {
-            self.slots[b].idle.store(0, Ordering::Relaxed);
+        let (_, slot) = best?;
+        if slot != last {
+            cursor.store(slot as u32, Ordering::Relaxed);
         }
-        best
-    }
-
-    /// Counts a bio sent on `slot` (after [`PathTable::acquire`]).
-    pub(crate) fn count_io(&self, slot: usize) {
-        self.slots[slot].ios.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Counts an error returned by `slot`.
-    pub(crate) fn count_error(&self, slot: usize) {
-        self.slots[slot].errors.fetch_add(1, Ordering::Relaxed);
+        Some(slot)
     }
 
     /// Takes a reference for synchronous I/O of the class's own (a label
     /// read or write) whatever the path's state: its consumer is not
-    /// detached before the matching [`PathTable::put`].
+    /// detached before the matching [`PathTable::put`]. Counted in lane 0.
     pub(crate) fn hold(&self, slot: usize) {
-        self.slots[slot].inflight.fetch_add(1, Ordering::SeqCst);
+        if let Some(c) = self.counter(0, slot) {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
     }
-    /// Drops a reference taken by [`PathTable::acquire`] or
-    /// [`PathTable::hold`]. Returns true when this drained a LOST path: the
-    /// caller has claimed its teardown.
+    /// Drops a reference taken by [`PathTable::hold`]. Returns true when
+    /// this drained a LOST path: the caller has claimed its teardown.
     pub(crate) fn put(&self, slot: usize) -> bool {
-        self.slots[slot].put()
+        self.put_on(slot, 0)
+    }
+    /// Drops a reference a bio took in `lane` ([`Taken::lane`]). Returns
+    /// true when this drained a LOST path: the caller has claimed its
+    /// teardown.
+    ///
+    /// Each lane's count only moves up then down by one bio's reference,
+    /// so no lane is ever below zero; a lane reaching zero on a LOST path
+    /// adds up every lane, and the put that makes the sum zero (the last
+    /// one, in the order of these atomics) sees it so. A sum cannot read
+    /// zero while a bio holds the path: that bio's increment came before
+    /// its check saw the path good, hence before LOST, hence before the
+    /// sum, and its lane stays above zero until its own put.
+    pub(crate) fn put_on(&self, slot: usize, lane: usize) -> bool {
+        let Some(c) = self.counter(lane, slot) else {
+            return false;
+        };
+        let before = c.fetch_sub(1, Ordering::SeqCst);
+        before == 1
+            && self.has(slot, st::LOST)
+            && self.inflight(slot) == 0
+            && self.slot(slot).is_some_and(PathSlot::claim_teardown)
     }
 
     // ---- Changes: topology held ----
 
-    /// A free slot for a new path, if the table has one.
+    /// A free slot for a new path, if the table has one: the lowest, so
+    /// paths keep to the table's own counters while they can.
     pub(crate) fn free_slot(&self) -> Option<usize> {
-        self.slots.iter().position(PathSlot::is_free)
+        (0..MAX_PATHS).find(|&i| self.is_free(i))
     }
     /// Takes the free `slot` for consumer `raw` named `name`. It stays NEW,
-    /// invisible to I/O, until [`PathTable::publish`].
+    /// invisible to I/O, until [`PathTable::publish`]. Allocates the slot
+    /// the first time it is used (topology side; may sleep for memory).
     pub(crate) fn occupy(&self, slot: usize, raw: usize, name: &str) {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        self.slots[slot].occupy(raw, name, seq);
+        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        let s = self.slot_or_new(slot);
+        s.occupy(raw, name, seq);
+        self.inner.occupied.fetch_add(1, Ordering::SeqCst);
+        self.sync_good(slot);
     }
     /// Makes an occupied slot usable for I/O and counts it. It becomes the
     /// active path when there was none; returns whether it did.
     pub(crate) fn publish(&self, slot: usize) -> bool {
-        self.slots[slot].clear(st::NEW);
-        self.ndisks.fetch_add(1, Ordering::SeqCst);
+        if let Some(s) = self.slot(slot) {
+            s.clear(st::NEW);
+        }
+        self.sync_good(slot);
+        self.inner.ndisks.fetch_add(1, Ordering::SeqCst);
         if self.active().is_some() {
             return false;
         }
-        self.active.store(slot, Ordering::SeqCst);
+        self.inner.active.store(slot, Ordering::SeqCst);
         true
+    }
+
+    /// Sets state bits on an allocated slot and updates the good mask.
+    fn set_bits(&self, slot: usize, bits: u32) {
+        if let Some(s) = self.slot(slot) {
+            s.set(bits);
+        }
+        self.sync_good(slot);
+    }
+    /// Clears state bits on an allocated slot and updates the good mask.
+    fn clear_bits(&self, slot: usize, bits: u32) {
+        if let Some(s) = self.slot(slot) {
+            s.clear(bits);
+        }
+        self.sync_good(slot);
     }
 
     /// Marks `slot` FAIL or LOST (`cause`; `g_multipath_fault`). When no
@@ -434,17 +608,16 @@ impl PathTable {
     /// good one.
     pub(crate) fn fault(&self, slot: usize, cause: u32) -> Faulted {
         let mut out = Faulted::default();
-        let ndisks = self.ndisks.load(Ordering::SeqCst);
+        let ndisks = self.inner.ndisks.load(Ordering::SeqCst);
         let others_good = (0..MAX_PATHS).any(|i| i != slot && self.is_good(i));
         if !others_good && ndisks > 0 {
             // Every path has now failed: give the others another chance
             // (FreeBSD's automatic restore). The path that just failed is
             // left out unless it is the only one, which then restores itself.
             for i in self.newest_first() {
-                let s = &self.slots[i];
-                if i != slot && s.has(st::FAIL) && !s.has(st::LOST | st::NEW) {
+                if i != slot && self.has(i, st::FAIL) && !self.has(i, st::LOST | st::NEW) {
                     out.restored.push(i);
-                    s.clear(st::FAIL);
+                    self.clear_bits(i, st::FAIL);
                 }
             }
             // FreeBSD's restore loop skips LOST and NEW paths, the one
@@ -454,10 +627,12 @@ impl PathTable {
                 return out;
             }
         }
-        self.slots[slot].set(cause);
+        self.set_bits(slot, cause);
         if self.active() == Some(slot) {
             let next = self.first_good();
-            self.active.store(next.unwrap_or(NONE), Ordering::SeqCst);
+            self.inner
+                .active
+                .store(next.unwrap_or(NONE), Ordering::SeqCst);
             out.moved = Some(next);
         }
         out
@@ -467,9 +642,9 @@ impl PathTable {
     /// unless there was none (or it is bad): then I/O would fail with a
     /// good path present, and `slot` becomes active. Returns whether it did.
     pub(crate) fn restore(&self, slot: usize) -> bool {
-        self.slots[slot].clear(st::FAIL);
+        self.clear_bits(slot, st::FAIL);
         if self.active().is_none_or(|a| !self.is_good(a)) {
-            self.active.store(slot, Ordering::SeqCst);
+            self.inner.active.store(slot, Ordering::SeqCst);
             return true;
         }
         false
@@ -477,7 +652,7 @@ impl PathTable {
 
     /// Makes `slot` the active path (`prefer`).
     pub(crate) fn prefer(&self, slot: usize) {
-        self.active.store(slot, Ordering::SeqCst);
+        self.inner.active.store(slot, Ordering::SeqCst);
     }
 
     /// Moves the active path to the next good one in list order
@@ -496,7 +671,7 @@ impl PathTable {
             .find(|&i| self.is_good(i));
         match next {
             Some(n) if next != cur => {
-                self.active.store(n, Ordering::SeqCst);
+                self.inner.active.store(n, Ordering::SeqCst);
                 Some(n)
             }
             _ => None,
@@ -507,64 +682,88 @@ impl PathTable {
     /// an active path is replaced as by [`PathTable::fault`]. Its teardown
     /// waits for its I/O: see [`PathTable::claim_idle`].
     pub(crate) fn lose(&self, slot: usize) -> Faulted {
-        self.ndisks.fetch_sub(1, Ordering::SeqCst);
+        self.inner.ndisks.fetch_sub(1, Ordering::SeqCst);
         self.fault(slot, st::LOST)
     }
 
     /// Claims the teardown of a LOST path with no I/O in flight. False
-    /// when I/O is still out (its last [`PathTable::put`] claims it) or
+    /// when I/O is still out (its last [`PathTable::put_on`] claims it) or
     /// the teardown is already someone's.
     pub(crate) fn claim_idle(&self, slot: usize) -> bool {
-        let s = &self.slots[slot];
-        s.inflight() == 0 && s.claim_teardown()
+        self.inflight(slot) == 0 && self.slot(slot).is_some_and(PathSlot::claim_teardown)
     }
 
     /// Destroy: no path is active any more.
     pub(crate) fn deactivate(&self) {
-        self.active.store(NONE, Ordering::SeqCst);
+        self.inner.active.store(NONE, Ordering::SeqCst);
     }
 
     /// Destroy: marks `slot` LOST if it is not yet, then claims its
     /// teardown as [`PathTable::claim_idle`] does.
     pub(crate) fn retire(&self, slot: usize) -> bool {
-        let s = &self.slots[slot];
-        if !s.has(st::LOST) {
-            s.set(st::LOST);
-            self.ndisks.fetch_sub(1, Ordering::SeqCst);
+        if !self.has(slot, st::LOST) {
+            self.set_bits(slot, st::LOST);
+            self.inner.ndisks.fetch_sub(1, Ordering::SeqCst);
         }
         self.claim_idle(slot)
     }
 
     /// Teardown: access dropped, detach deferred to a later event.
     pub(crate) fn mark_withering(&self, slot: usize) {
-        self.slots[slot].set(st::WITHER);
+        self.set_bits(slot, st::WITHER);
     }
 
     /// Returns `slot` to the free pool once its consumer is destroyed.
+    /// The slot's memory stays with the table for the next path.
     pub(crate) fn release(&self, slot: usize) {
-        self.slots[slot].state.store(st::FREE, Ordering::SeqCst);
+        if let Some(s) = self.slot(slot) {
+            if s.state.swap(st::FREE, Ordering::SeqCst) & st::FREE == 0 {
+                self.inner.occupied.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.sync_good(slot);
     }
 }
 
-/// The cookie on a child bio: which slot it went to, which try this is and
-/// how many tries the parent may have (FreeBSD keeps the budget in the
-/// parent; the child's own word serves here, as the worker re-clones).
+/// What [`PathTable::fault`] changed, for the caller to report.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Faulted {
+    /// FAIL paths restored because no good one would have remained, in
+    /// list order (newest first).
+    pub restored: Vec<usize>,
+    /// The path was the only one and is kept (restored) instead of failed:
+    /// nothing else changed.
+    pub kept: bool,
+    /// The faulted path was the active one: the new active path, or `None`
+    /// when no good path remains.
+    pub moved: Option<Option<usize>>,
+}
+
+/// The cookie on a child bio: which slot it went to and in which lane it
+/// is counted, which try this is and how many tries the parent may have
+/// (FreeBSD keeps the budget in the parent; the child's own word serves
+/// here, as the worker re-clones).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cookie {
     pub slot: usize,
     pub attempt: u8,
     pub budget: u8,
+    pub lane: u8,
 }
 
 impl Cookie {
     pub fn encode(self) -> usize {
-        (self.slot & 0xff) | (usize::from(self.attempt) << 8) | (usize::from(self.budget) << 16)
+        (self.slot & 0xff)
+            | (usize::from(self.attempt) << 8)
+            | (usize::from(self.budget) << 16)
+            | (usize::from(self.lane) << 24)
     }
     pub fn decode(word: usize) -> Cookie {
         Cookie {
             slot: word & 0xff,
             attempt: ((word >> 8) & 0xff) as u8,
             budget: ((word >> 16) & 0xff) as u8,
+            lane: ((word >> 24) & 0xff) as u8,
         }
     }
 }

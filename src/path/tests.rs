@@ -23,12 +23,21 @@ fn no_drain(slot: usize) {
     panic!("nothing should drain here (slot {slot})");
 }
 
+impl PathTable {
+    /// `acquire` from CPU 0, as (slot, consumer).
+    fn acquire0(&self, balanced: bool, drained: impl FnMut(usize)) -> Option<(usize, usize)> {
+        self.acquire(balanced, 0, drained)
+            .map(|t| (t.slot, t.consumer))
+    }
+}
+
 #[test]
 fn cookie_round_trip() {
     let c = Cookie {
         slot: 31,
         attempt: 3,
         budget: 4,
+        lane: 3,
     };
     assert_eq!(Cookie::decode(c.encode()), c);
 }
@@ -36,8 +45,8 @@ fn cookie_round_trip() {
 #[test]
 fn empty_table_refuses_io() {
     let t = PathTable::new();
-    assert_eq!(t.acquire(false, no_drain), None);
-    assert_eq!(t.acquire(true, no_drain), None);
+    assert_eq!(t.acquire0(false, no_drain), None);
+    assert_eq!(t.acquire0(true, no_drain), None);
     assert_eq!(t.active(), None);
     assert_eq!((t.attached(), t.ndisks(), t.good_count()), (0, 0, 0));
     assert!(t.all_free());
@@ -48,10 +57,10 @@ fn new_path_is_invisible_until_published() {
     let t = PathTable::new();
     t.occupy(0, 7, "da0");
     assert!(t.has(0, st::NEW) && !t.is_good(0));
-    assert_eq!(t.acquire(false, no_drain), None);
-    assert_eq!(t.acquire(true, no_drain), None);
+    assert_eq!(t.acquire0(false, no_drain), None);
+    assert_eq!(t.acquire0(true, no_drain), None);
     assert!(t.publish(0), "the first path becomes active");
-    assert_eq!(t.acquire(false, no_drain), Some((0, 7)));
+    assert_eq!(t.acquire0(false, no_drain), Some((0, 7)));
     assert_eq!(t.inflight(0), 1);
     assert!(!t.put(0));
     assert_eq!(t.inflight(0), 0);
@@ -77,8 +86,8 @@ fn lookups_follow_the_kernel_list_order() {
 #[test]
 fn last_put_on_lost_path_claims_teardown_once() {
     let t = table(2);
-    assert_eq!(t.acquire(false, no_drain), Some((0, 100)));
-    assert_eq!(t.acquire(false, no_drain), Some((0, 100)));
+    assert_eq!(t.acquire0(false, no_drain), Some((0, 100)));
+    assert_eq!(t.acquire0(false, no_drain), Some((0, 100)));
     let f = t.lose(0);
     assert_eq!(f.moved, Some(Some(1)), "the active path moves on");
     assert!(!t.claim_idle(0), "bios are out: no teardown yet");
@@ -93,10 +102,10 @@ fn last_put_on_lost_path_claims_teardown_once() {
 #[test]
 fn get_on_lost_path_undoes_and_may_own_teardown() {
     let t = table(1);
-    t.slots[0].set(st::LOST);
-    assert_eq!(t.slots[0].try_get(), Err(true));
+    t.set_bits(0, st::LOST);
+    assert_eq!(t.try_get(0, 1), Err(true));
     assert_eq!(t.inflight(0), 0);
-    assert_eq!(t.slots[0].try_get(), Err(false));
+    assert_eq!(t.try_get(0, 2), Err(false));
     assert_eq!(t.inflight(0), 0);
 }
 
@@ -155,7 +164,7 @@ fn the_only_path_is_kept_not_failed() {
     let f = t.lose(0);
     assert_eq!(f.moved, Some(None));
     assert_eq!(t.active(), None);
-    assert_eq!(t.acquire(false, no_drain), None);
+    assert_eq!(t.acquire0(false, no_drain), None);
 }
 
 #[test]
@@ -193,16 +202,16 @@ fn balanced_choice_takes_turns_and_prefers_the_idle() {
     let t = table(2);
     let mut seen = std::vec::Vec::new();
     for _ in 0..4 {
-        let (slot, _) = t.acquire(true, no_drain).expect("a path");
+        let (slot, _) = t.acquire0(true, no_drain).expect("a path");
         seen.push(slot);
         assert!(!t.put(slot));
     }
     assert_eq!(seen, [0, 1, 0, 1]);
     // A busy path is passed over.
-    let (busy, _) = t.acquire(true, no_drain).expect("a path");
-    let (other, _) = t.acquire(true, no_drain).expect("a path");
+    let (busy, _) = t.acquire0(true, no_drain).expect("a path");
+    let (other, _) = t.acquire0(true, no_drain).expect("a path");
     assert_ne!(busy, other);
-    assert_eq!(t.acquire(false, no_drain).map(|(s, _)| s), Some(0));
+    assert_eq!(t.acquire0(false, no_drain).map(|(s, _)| s), Some(0));
 }
 
 #[test]
@@ -228,17 +237,19 @@ fn race_lose_against_io_claims_teardown_exactly_once() {
         let claims = AtomicU32::new(0);
         let lost = AtomicBool::new(false);
         thread::scope(|s| {
-            for _ in 0..3 {
-                s.spawn(|| {
+            for cpu in 0..3 {
+                let (t, claims, lost) = (&t, &claims, &lost);
+                s.spawn(move || {
                     for _ in 0..500 {
                         let was_lost = lost.load(Ordering::SeqCst);
-                        let got = t.acquire(round % 2 == 0, |slot| {
+                        // Each thread its own lane (CPU), as on a machine.
+                        let got = t.acquire(round % 2 == 0, cpu + round, |slot| {
                             assert_eq!(slot, 0);
                             claims.fetch_add(1, Ordering::SeqCst);
                         });
-                        let (slot, _) = got.expect("path 1 stays good");
+                        let Taken { slot, lane, .. } = got.expect("path 1 stays good");
                         assert!(!(was_lost && slot == 0), "took a path already lost");
-                        if t.put(slot) {
+                        if t.put_on(slot, lane) {
                             assert_eq!(slot, 0);
                             claims.fetch_add(1, Ordering::SeqCst);
                         }
@@ -277,7 +288,7 @@ fn race_fault_and_restore_never_leave_io_without_a_path() {
             let (t, stop, missed) = (&t, &stop, &missed);
             s.spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    match t.acquire(balanced, no_drain) {
+                    match t.acquire0(balanced, no_drain) {
                         Some((slot, _)) => assert!(!t.put(slot)),
                         None => {
                             missed.fetch_add(1, Ordering::SeqCst);
@@ -299,4 +310,130 @@ fn race_fault_and_restore_never_leave_io_without_a_path() {
     assert_eq!(missed.load(Ordering::SeqCst), 0);
     assert_eq!(t.good_count(), 3);
     assert_eq!((0..3).map(|i| t.inflight(i)).sum::<u32>(), 0);
+}
+
+/// Bios from different CPUs are counted in different lanes, each on a
+/// cache line of its own; the in-flight figure is their sum, and a lost
+/// path drains only when every lane has.
+#[test]
+fn lanes_count_apart_and_drain_together() {
+    let t = table(2);
+    let a = t.acquire(false, 1, no_drain).expect("a path");
+    let b = t.acquire(false, 2, no_drain).expect("a path");
+    assert_eq!((a.slot, b.slot), (0, 0));
+    assert_eq!((a.lane, b.lane), (1, 2));
+    assert_eq!(t.inflight(0), 2);
+    let w = t.acquire(false, LANES + 1, no_drain).expect("a path");
+    assert_eq!(w.lane, 1, "CPUs beyond the lanes share them");
+    assert!(!t.put_on(0, w.lane));
+    let _ = t.lose(0);
+    assert!(!t.claim_idle(0));
+    assert!(!t.put_on(0, a.lane), "lane 2 still holds a bio");
+    assert!(t.put_on(0, b.lane), "the last lane to drain claims");
+    assert!(!t.claim_idle(0));
+    // Every lane's counters are on lines no other lane writes.
+    let line = |lane: usize, slot: usize| {
+        let c = t.counter(lane, slot).expect("a counter") as *const AtomicU32 as usize;
+        c / 64
+    };
+    for slot in [0, INLINE - 1] {
+        for l in 0..LANES {
+            for m in 0..LANES {
+                assert_eq!(
+                    line(l, slot) == line(m, slot),
+                    l == m,
+                    "slot {slot} lanes {l} {m}"
+                );
+            }
+        }
+    }
+}
+
+/// Paths past the table's own counters get theirs from the overflow
+/// lanes, allocated with the first of them; all 32 slots work.
+#[test]
+fn every_slot_up_to_the_limit_carries_io() {
+    let t = table(MAX_PATHS);
+    assert_eq!(t.free_slot(), None);
+    for slot in 0..MAX_PATHS {
+        t.prefer(slot);
+        for cpu in 0..LANES {
+            let got = t.acquire(false, cpu, no_drain).expect("a path");
+            assert_eq!((got.slot, got.consumer), (slot, 100 + slot));
+        }
+        assert_eq!(t.inflight(slot), LANES as u32);
+        for lane in 0..LANES {
+            assert!(!t.put_on(slot, lane));
+        }
+    }
+    let mut seen = [0u32; MAX_PATHS];
+    for _ in 0..MAX_PATHS * 2 {
+        let got = t.acquire(true, 3, no_drain).expect("a path");
+        seen[got.slot] += 1;
+        assert!(!t.put_on(got.slot, got.lane));
+    }
+    assert_eq!(seen, [2; MAX_PATHS], "equal paths take turns over all 32");
+}
+
+/// The good mask is a hint: a slot gone bad that it still shows (its
+/// bit is cleared just after the state) costs a retry, never a failure.
+#[test]
+fn a_stale_good_mask_falls_back_to_the_states() {
+    let t = table(2);
+    // Fail slot 0 behind the mask's back.
+    t.slot(0).expect("slot 0").set(st::FAIL);
+    assert_ne!(t.inner.good.load(Ordering::SeqCst) & 1, 0);
+    for _ in 0..4 {
+        let got = t.acquire(true, 0, no_drain).expect("slot 1 is good");
+        assert_eq!(got.slot, 1);
+        assert!(!t.put_on(1, got.lane));
+    }
+    // The active path, bad behind its back, is passed over too.
+    let got = t.acquire(false, 0, no_drain).expect("slot 1 is good");
+    assert_eq!(got.slot, 1);
+    assert!(!t.put_on(1, got.lane));
+}
+
+/// A released slot is reused (lowest first) and its memory kept; the
+/// table's heap figure grows only with the paths it ever held at once.
+#[test]
+fn slots_are_allocated_on_first_use_and_reused() {
+    let t = PathTable::new();
+    assert_eq!(t.heap_bytes(), PathTable::TABLE_BYTES);
+    let t = table(2);
+    let two = t.heap_bytes();
+    assert_eq!(two, PathTable::TABLE_BYTES + 2 * PathTable::SLOT_BYTES);
+    let _ = t.lose(0);
+    assert!(t.claim_idle(0));
+    t.release(0);
+    assert_eq!(t.attached(), 1);
+    assert_eq!(t.free_slot(), Some(0));
+    t.occupy(0, 200, "da9");
+    t.publish(0);
+    assert_eq!(t.heap_bytes(), two, "slot 0 reused, nothing allocated");
+    assert_eq!(t.consumer_raw(0), 200);
+    assert_eq!(t.find_name("da9", false), Some(0));
+    // Past the inline counters: one overflow block, once.
+    let t = table(INLINE + 2);
+    assert_eq!(
+        t.heap_bytes(),
+        PathTable::TABLE_BYTES + (INLINE + 2) * PathTable::SLOT_BYTES + PathTable::MORE_BYTES
+    );
+}
+
+/// The memory bounds of issue 12, for the path table's share: a slot
+/// (one cache line) plus a short name well within 256 bytes a path, the
+/// overflow counters under 64 bytes a path they serve, and the table
+/// small enough to leave the rest of a 1 KiB device to the softc.
+#[test]
+fn path_memory_stays_within_its_bounds() {
+    let empty = PathTable::new().heap_bytes();
+    assert!(empty <= 640, "table {empty} bytes");
+    for n in [1, 2, 4, 8, INLINE, INLINE + 1, MAX_PATHS] {
+        let per_path = (table(n).heap_bytes() - empty) / n;
+        // The name's Arc<str>: two counts and the bytes ("da31").
+        let name = 2 * core::mem::size_of::<usize>() + 4;
+        assert!(per_path + name <= 256, "{n} paths: {per_path} bytes a path");
+    }
+    assert!(core::mem::size_of::<PathTable>() <= 8);
 }
