@@ -143,19 +143,10 @@ impl PathSlot {
 /// (the line the lane's bios write, and no other).
 #[repr(align(64))]
 struct Lane {
-    /// The path this lane's last balanced bio took: the next one starts
-    /// looking after it, so equal paths take turns.
+    /// Where this lane's next balanced bio starts looking: after the
+    /// path the last one took, so equal paths take turns.
     cursor: AtomicU32,
     inflight: [AtomicU32; INLINE],
-}
-
-impl Lane {
-    const fn new() -> Self {
-        Lane {
-            cursor: AtomicU32::new(MAX_PATHS as u32 - 1),
-            inflight: [const { AtomicU32::new(0) }; INLINE],
-        }
-    }
 }
 
 /// A lane's counters of paths `INLINE..MAX_PATHS`.
@@ -164,22 +155,25 @@ struct MoreLane {
     inflight: [AtomicU32; MAX_PATHS - INLINE],
 }
 
-/// The table proper, on the heap by itself: a softc built by value moves
-/// through the stack of `create_geom`, and the kernel stack (16 KB on
-/// amd64, shared by the whole taste or gctl chain) has no room for big
-/// frames. `check-ko` bounds every frame.
+/// The table proper, on the heap by itself and made there zeroed (every
+/// field is valid as zero bytes): a softc built by value moves through
+/// the stack of `create_geom`, and the kernel stack (16 KB on amd64,
+/// shared by the whole taste or gctl chain) has no room for big frames.
+/// `check-ko` bounds every frame.
 struct Inner {
     lanes: [Lane; LANES],
     /// The path slots, allocated when first occupied (topology held) and
     /// freed only when the table is dropped.
     slots: [AtomicPtr<PathSlot>; MAX_PATHS],
-    /// Counters of paths from `INLINE` on, allocated with the first one.
-    more: spin::Once<Box<[MoreLane; LANES]>>,
+    /// Counters of paths from `INLINE` on, allocated with the first one
+    /// (topology held), freed with the table.
+    more: AtomicPtr<[MoreLane; LANES]>,
     /// Bit i set when slot i is good: set after a slot becomes good and
     /// cleared after it goes bad (topology held), so it is a hint that
     /// the choice re-checks (see [`PathTable::acquire`]).
     good: AtomicU32,
-    /// Slot of the active path (A/P, and writes in A/R), or [`NONE`].
+    /// Slot of the active path (A/P, and writes in A/R) plus one; 0 for
+    /// none.
     active: AtomicUsize,
     /// Attached paths that are not LOST.
     ndisks: AtomicU32,
@@ -199,6 +193,12 @@ impl Drop for Inner {
                 // the table, so nothing reads the slot any more.
                 drop(unsafe { Box::from_raw(p) });
             }
+        }
+        let more = self.more.swap(core::ptr::null_mut(), Ordering::SeqCst);
+        if !more.is_null() {
+            // SAFETY: as for the slots: made by Box::into_raw in
+            // `slot_or_new`, released here once, with no reader left.
+            drop(unsafe { Box::from_raw(more) });
         }
     }
 }
@@ -226,17 +226,13 @@ impl Default for PathTable {
 
 impl PathTable {
     pub(crate) fn new() -> Self {
+        let zeroed = Box::<Inner>::new_zeroed();
+        // SAFETY: every field of Inner is an atomic integer, an atomic
+        // pointer or an array of them, for which zero bytes are a valid
+        // value (0, or null); and zero is each field's starting value
+        // (no path, no counts, cursors at slot 0, no active path).
         PathTable {
-            inner: Box::new(Inner {
-                lanes: [const { Lane::new() }; LANES],
-                slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_PATHS],
-                more: spin::Once::new(),
-                good: AtomicU32::new(0),
-                active: AtomicUsize::new(NONE),
-                ndisks: AtomicU32::new(0),
-                occupied: AtomicU32::new(0),
-                next_seq: AtomicU64::new(1),
-            }),
+            inner: unsafe { zeroed.assume_init() },
         }
     }
 
@@ -246,11 +242,11 @@ impl PathTable {
         let slots = (0..MAX_PATHS).filter(|&i| self.slot(i).is_some()).count();
         core::mem::size_of::<Inner>()
             + slots * core::mem::size_of::<PathSlot>()
-            + self
-                .inner
-                .more
-                .get()
-                .map_or(0, |_| core::mem::size_of::<[MoreLane; LANES]>())
+            + if self.more().is_some() {
+                core::mem::size_of::<[MoreLane; LANES]>()
+            } else {
+                0
+            }
     }
 
     /// Heap bytes per path slot, and of the table without slots.
@@ -280,16 +276,18 @@ impl PathTable {
             // Only the topology side stores here, one at a time.
             cell.store(p, Ordering::Release);
         }
-        if i >= INLINE {
-            self.inner.more.call_once(|| {
-                Box::new(
-                    [const {
-                        MoreLane {
-                            inflight: [const { AtomicU32::new(0) }; MAX_PATHS - INLINE],
-                        }
-                    }; LANES],
-                )
-            });
+        if i >= INLINE && self.more().is_none() {
+            let more = Box::new(
+                [const {
+                    MoreLane {
+                        inflight: [const { AtomicU32::new(0) }; MAX_PATHS - INLINE],
+                    }
+                }; LANES],
+            );
+            // Only the topology side stores here, one at a time.
+            self.inner
+                .more
+                .store(Box::into_raw(more), Ordering::Release);
         }
         match self.slot(i) {
             Some(s) => s,
@@ -304,8 +302,17 @@ impl PathTable {
         if slot < INLINE {
             Some(&self.inner.lanes[lane].inflight[slot])
         } else {
-            self.inner.more.get()?[lane].inflight.get(slot - INLINE)
+            self.more()?[lane].inflight.get(slot - INLINE)
         }
+    }
+
+    /// The counters of paths past `INLINE`, once allocated.
+    fn more(&self) -> Option<&[MoreLane; LANES]> {
+        let p = self.inner.more.load(Ordering::Acquire);
+        // SAFETY: non-null only once `slot_or_new` stored a Box::into_raw
+        // pointer (Release, after the counters were built), freed only by
+        // `Inner::drop`, which needs the table to itself.
+        unsafe { p.as_ref() }
     }
 
     /// Re-derives bit `slot` of the good mask from its state (topology).
@@ -400,10 +407,15 @@ impl PathTable {
             .filter(|&i| self.is_good(i))
             .max_by_key(|&i| self.seq(i))
     }
+    /// Sets the active path (topology held).
+    fn set_active(&self, slot: Option<usize>) {
+        let v = slot.filter(|&s| s < MAX_PATHS).map_or(0, |s| s + 1);
+        self.inner.active.store(v, Ordering::SeqCst);
+    }
     /// The active path, if any.
     pub fn active(&self) -> Option<usize> {
         let a = self.inner.active.load(Ordering::SeqCst);
-        (a < MAX_PATHS).then_some(a)
+        a.checked_sub(1).filter(|&a| a < MAX_PATHS)
     }
 
     // ---- The I/O path: no lock, no allocation ----
@@ -493,8 +505,7 @@ impl PathTable {
             return None;
         }
         let cursor = &self.inner.lanes[lane].cursor;
-        let last = cursor.load(Ordering::Relaxed) as usize % MAX_PATHS;
-        let from = (last + 1) % MAX_PATHS;
+        let from = cursor.load(Ordering::Relaxed) as usize % MAX_PATHS;
         // Bit k of `order` is slot (from + k) % MAX_PATHS.
         let mut order = mask.rotate_right(from as u32);
         let mut best: Option<(u32, usize)> = None;
@@ -513,8 +524,9 @@ impl PathTable {
             }
         }
         let (_, slot) = best?;
-        if slot != last {
-            cursor.store(slot as u32, Ordering::Relaxed);
+        let next = (slot + 1) % MAX_PATHS;
+        if next != from {
+            cursor.store(next as u32, Ordering::Relaxed);
         }
         Some(slot)
     }
@@ -582,7 +594,7 @@ impl PathTable {
         if self.active().is_some() {
             return false;
         }
-        self.inner.active.store(slot, Ordering::SeqCst);
+        self.set_active(Some(slot));
         true
     }
 
@@ -630,9 +642,7 @@ impl PathTable {
         self.set_bits(slot, cause);
         if self.active() == Some(slot) {
             let next = self.first_good();
-            self.inner
-                .active
-                .store(next.unwrap_or(NONE), Ordering::SeqCst);
+            self.set_active(next);
             out.moved = Some(next);
         }
         out
@@ -644,7 +654,7 @@ impl PathTable {
     pub(crate) fn restore(&self, slot: usize) -> bool {
         self.clear_bits(slot, st::FAIL);
         if self.active().is_none_or(|a| !self.is_good(a)) {
-            self.inner.active.store(slot, Ordering::SeqCst);
+            self.set_active(Some(slot));
             return true;
         }
         false
@@ -652,7 +662,7 @@ impl PathTable {
 
     /// Makes `slot` the active path (`prefer`).
     pub(crate) fn prefer(&self, slot: usize) {
-        self.inner.active.store(slot, Ordering::SeqCst);
+        self.set_active(Some(slot));
     }
 
     /// Moves the active path to the next good one in list order
@@ -671,7 +681,7 @@ impl PathTable {
             .find(|&i| self.is_good(i));
         match next {
             Some(n) if next != cur => {
-                self.inner.active.store(n, Ordering::SeqCst);
+                self.set_active(Some(n));
                 Some(n)
             }
             _ => None,
@@ -695,7 +705,7 @@ impl PathTable {
 
     /// Destroy: no path is active any more.
     pub(crate) fn deactivate(&self) {
-        self.inner.active.store(NONE, Ordering::SeqCst);
+        self.set_active(None);
     }
 
     /// Destroy: marks `slot` LOST if it is not yet, then claims its
