@@ -115,6 +115,8 @@ impl<P: Platform> Class<P> {
     /// first, and a device is only closed once all its bios, retries
     /// included, have completed.
     pub fn fini(&self, plat: &P) {
+        // Every geom is gone by now: the index's weak references go too.
+        self.index.clear(plat);
         let w = self.worker.lock().take();
         if let Some(w) = w {
             w.request_stop();

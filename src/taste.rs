@@ -348,6 +348,12 @@ impl<P: Platform> SoftcIndex<P> {
         })
     }
 
+    /// Empties the index (class fini, topology held), freeing its maps.
+    pub(crate) fn clear(&self, plat: &P) {
+        let old = self.with(plat, |m| core::mem::replace(m, Maps::new()));
+        drop(old);
+    }
+
     /// Weak references held (for tests: pruning keeps this bounded).
     pub fn entries(&self, plat: &P) -> usize {
         self.with(plat, |m| m.entries)
