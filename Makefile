@@ -18,6 +18,8 @@
 #                        proptest campaigns (scripts/fuzz.sh)
 #   make fuzz-long       each libFuzzer target until FUZZ_RUNS (10^7) executions
 #   make bench           multipath against the pass-through baseline (ratios)
+#   make bench-class     the class alone (start and done, no simulator): ns
+#                        per bio, ratios and 2-thread scaling, memory
 #   make scale           assemble 256/1,024/4,096 labelled LUNs x 4 paths in
 #                        both scheduler modes: time and memory per LUN
 #   make vm              boot FREEBSD_IMAGE under bhyve/QEMU and run the ATF
@@ -29,7 +31,7 @@
 # instead of the FreeBSD headers of the ziglang wheel.
 
 .PHONY: all kmod test check-ko check-ko-selftest check-bindings bindings kstructs \
-	toolchain demo soak fuzz fuzz-long bench scale vm load unload clean
+	toolchain demo soak fuzz fuzz-long bench bench-class scale vm load unload clean
 
 all: kmod
 
@@ -69,6 +71,9 @@ soak:
 
 bench:
 	cargo run --release -p geom-sim --bin mpsim -- bench
+
+bench-class:
+	cargo run --release -p geom-sim --bin mpsim -- bench-class
 
 scale:
 	cargo build --release -p geom-sim --bin mpsim

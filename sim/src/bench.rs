@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use geom_multipath_rs::path::{PathSlot, MAX_PATHS};
+use geom_multipath_rs::path::PathTable;
 use geom_multipath_rs::Softc;
 
 use crate::disk::LunConfig;
@@ -482,15 +482,14 @@ pub fn run(cfg: &BenchConfig) -> Result<String, String> {
             line("wall", Spread::of(&ratios(samples, i, Clock::Wall)));
         }
     }
-    // The softc holds its table of path slots in a box (src/class.rs).
-    let (softc, slot) = (
-        std::mem::size_of::<Softc<SimPlatform>>(),
-        std::mem::size_of::<PathSlot>(),
-    );
+    // The softc holds its path table in a box, and each path's slot in
+    // one more (src/path.rs).
+    let softc = std::mem::size_of::<Softc<SimPlatform>>();
     out.push_str(&format!(
-        "\n  per-geom state: Softc {softc} bytes + its path slot table on the heap \
-         ({MAX_PATHS} slots x {slot} bytes) = {} bytes\n",
-        softc + MAX_PATHS * slot
+        "\n  per-geom state: Softc {softc} bytes + its path table on the heap ({} bytes) \
+         + {} bytes a path slot (`mpsim bench-class` gives the whole figure)\n",
+        PathTable::TABLE_BYTES,
+        PathTable::SLOT_BYTES,
     ));
     Ok(out)
 }

@@ -25,6 +25,7 @@
 pub mod bench;
 pub mod bio;
 pub mod class;
+pub mod classbench;
 pub mod confxml;
 pub mod ctl;
 pub mod dev;

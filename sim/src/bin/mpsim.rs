@@ -5,6 +5,7 @@
 //! mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH] [--fail-nowait N]]
 //! mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH] [--fail-nowait N]]
 //! mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
+//! mpsim bench-class [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
 //! mpsim scale [--luns N[,N...]] [--paths P] [--threads|--deterministic|--both] [--bios-per-lun N] [--json]
 //! mpsim ko-total FILE
 //! ```
@@ -35,6 +36,7 @@ const USAGE: &str = "usage:
   mpsim demo [--json] [--seed N] [--threads|--deterministic] [--ko [PATH] [--fail-nowait N]]
   mpsim soak [--seeds N] [--bios N] [--class multipath|passthrough] [--threads] [--ko [PATH] [--fail-nowait N]]
   mpsim bench [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
+  mpsim bench-class [--seeds ROUNDS] [--bios N] [--seed ORDER_SEED]
   mpsim scale [--luns N[,N...]] [--paths P] [--threads|--deterministic|--both] [--bios-per-lun N] [--json]
   mpsim ko-total FILE";
 
@@ -522,6 +524,34 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("mpsim bench: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        "bench-class" => {
+            // The class alone on a platform that costs nearly nothing
+            // (geom_sim::classbench): 21 rounds of 1M bios a thread.
+            let cfg = geom_sim::classbench::ClassBenchConfig {
+                rounds: if o.seeds_given {
+                    o.seeds.max(1) as usize
+                } else {
+                    21
+                },
+                warmup: 2,
+                bios: if o.bios_given {
+                    o.bios.max(1)
+                } else {
+                    1_000_000
+                },
+                order_seed: o.seed.unwrap_or(1),
+            };
+            match geom_sim::classbench::run(&cfg) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("mpsim bench-class: {e}");
                     ExitCode::from(1)
                 }
             }
