@@ -82,6 +82,9 @@ pub struct SimShared {
     pub(crate) ko_starts: AtomicU64,
     /// Whether `ko` ever held a module (spares g_down the lookup).
     pub(crate) ko_loaded: AtomicBool,
+    /// How many of the core's next `M_NOWAIT` event posts fail with
+    /// ENOMEM (`SimPlatform::fail_nowait_posts`).
+    pub(crate) fail_nowait_posts: AtomicU64,
 }
 
 /// A cheap, cloneable handle onto the simulator: what classes receive and
@@ -472,6 +475,7 @@ impl Sim {
             ko: Mutex::new(Vec::new()),
             ko_starts: AtomicU64::new(0),
             ko_loaded: AtomicBool::new(false),
+            fail_nowait_posts: AtomicU64::new(0),
         });
         let sim = Sim {
             plat: SimPlatform::from_shared(sh, None),
