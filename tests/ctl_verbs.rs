@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{check_state, getactive, list, list_all, logged, modes, san, MpList};
+use common::{check_state, for_each_mode, getactive, gm, list, list_all, logged, san, MpList};
 use geom_sim::{Access, Lun, LunConfig, Mode, Sim, SimCtlReq, EIO, EPERM};
 
 const SIZE: u64 = 1 << 20;
@@ -55,16 +55,6 @@ fn ok(sim: &Sim, verb: &str, set: &[&str], args: &[&str]) -> String {
     sim.run_until_idle();
     assert_eq!(r.error_text(), None, "{verb} {set:?} {args:?}");
     r.text("output").unwrap_or_default()
-}
-
-/// `gmultipath ARGV...` that must succeed.
-#[track_caller]
-fn gm(sim: &Sim, argv: &[&str]) -> String {
-    let out = sim
-        .gmultipath(argv)
-        .unwrap_or_else(|e| panic!("gmultipath {argv:?}: {e}"));
-    sim.run_until_idle();
-    out
 }
 
 /// Everything a refused request must leave alone.
@@ -196,7 +186,7 @@ fn two_path(m: Mode, seed: u64) -> (Sim, Lun) {
 
 #[test]
 fn every_verb_without_arg0_is_refused() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 101);
         for verb in KERNEL_VERBS {
             // create looks at nargs first, as FreeBSD does.
@@ -207,14 +197,14 @@ fn every_verb_without_arg0_is_refused() {
             };
             refused_stock(&sim, &[&lun], verb, &[], text);
         }
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// add/remove/fail/restore say "not found", the others "is invalid".
 #[test]
 fn every_verb_on_an_unknown_geom_is_refused() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 102);
         for verb in ["add", "remove", "fail", "restore"] {
             refused_stock(
@@ -243,13 +233,13 @@ fn every_verb_on_an_unknown_geom_is_refused() {
             &["da0"],
             "Device da0 is invalid",
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn verbs_needing_a_provider_refuse_a_missing_arg1() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 103);
         for verb in ["add", "remove", "fail", "restore"] {
             refused_stock(&sim, &[&lun], verb, &["mp"], "No 'arg1' argument");
@@ -262,14 +252,14 @@ fn verbs_needing_a_provider_refuse_a_missing_arg1() {
             .add_int("nargs", 2)
             .add_str("arg0", "mp");
         refused(&sim, &[&lun], r, "No 'arg1' argument");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A request without `version`, with a wrong one or a malformed one.
 #[test]
 fn version_is_checked_before_anything() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 104, &DA, SIZE);
         let build = |version: Option<&[u8]>, verb: &str| {
             let mut r = SimCtlReq::new();
@@ -324,14 +314,14 @@ fn version_is_checked_before_anything() {
         let r = sim.gctl(build(Some(&1u32.to_ne_bytes()), "create"));
         assert_eq!(r.error_text(), None);
         check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Unknown verbs, and label/clear, which only the userland knows.
 #[test]
 fn unknown_verbs_are_refused() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 105);
         refused_stock(
             &sim,
@@ -362,14 +352,14 @@ fn unknown_verbs_are_refused() {
             Err("Unknown command: frobnicate.".to_string())
         );
         sim2.finish().assert_clean();
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// String parameters must be NUL-terminated text.
 #[test]
 fn unterminated_string_parameters_are_refused() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 107);
         let bad = |verb: &str, arg0: &[u8], arg1: Option<&[u8]>| {
             let mut r = SimCtlReq::new();
@@ -415,15 +405,15 @@ fn unterminated_string_parameters_are_refused() {
             c,
             "Parameter arg2 is not a NUL-terminated UTF-8 string",
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Boolean options travel as 4-byte ints; another length is refused before
 /// anything is done (FreeBSD would record the error and act anyway).
 #[test]
 fn bool_options_with_a_wrong_length_are_refused() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 108);
         let mut c = SimCtlReq::new();
         c.add_str("class", "MULTIPATH")
@@ -458,15 +448,15 @@ fn bool_options_with_a_wrong_length_are_refused() {
             refused(&sim, &[&lun], r, &format!("Wrong length {opt} argument"));
         }
         assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Passive");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Without the option parameters, create and configure simply act as if
 /// none was set, and record no error (FreeBSD records one and acts).
 #[test]
 fn missing_bool_options_mean_unset() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 109, &DA, SIZE);
         let mut c = SimCtlReq::new();
         c.add_str("class", "MULTIPATH")
@@ -487,15 +477,15 @@ fn missing_bool_options_mean_unset() {
             .add_str("arg0", "mp");
         assert_eq!(sim.gctl(r).error_text(), None);
         assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Read");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// `nargs` missing or malformed never crashes (FreeBSD's create
 /// dereferences it unchecked), and create/prefer check its value.
 #[test]
 fn nargs_missing_or_malformed() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 110);
         let create = |nargs: Option<&[u8]>, args: &[&str]| {
             let mut r = SimCtlReq::new();
@@ -573,15 +563,15 @@ fn nargs_missing_or_malformed() {
             "OPTIMAL",
             &["ACTIVE", "PASSIVE", "PASSIVE"],
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- create ----------------------------------------------------------------
 
 #[test]
 fn create_makes_a_manual_device() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 111, &DA, SIZE);
         let from = sim.log_lines().len();
         assert_eq!(ok(&sim, "create", &[], &["mp", "da0", "/dev/da1"]), "");
@@ -618,13 +608,13 @@ fn create_makes_a_manual_device() {
             &["fifteen_chars_x", "da2"],
         );
         assert_eq!(getactive(&sim, "fifteen_chars_x"), "da2");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn create_refuses_bad_input() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 112, &DA, SIZE);
         let big = other_lun(&sim, &["db0"], 2 * SIZE, 512);
         let wide = other_lun(&sim, &["dc0"], SIZE, 4096);
@@ -664,15 +654,15 @@ fn create_refuses_bad_input() {
         // The name is taken.
         ok(&sim, "create", &[], &["mp", "da0", "da1"]);
         cr(&["mp", "da2"], "Device mp already exist");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A path another device holds exclusively cannot be added: the half-made
 /// device is taken down again and the other one is untouched.
 #[test]
 fn create_with_a_busy_path_leaves_nothing() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = two_path(m, 113);
         let data = write_data(&sim, "mp", 3);
         let r = sim.gctl(stock("create", &[], &["mp2", "da2", "da0"]));
@@ -687,15 +677,15 @@ fn create_with_a_busy_path_leaves_nothing() {
         assert_readable(&sim, "mp", &data);
         // da2 was let go again.
         retaste(&sim, "da2");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// The 2007 form `create NAME PROV0 PROV1 UUID`: a device with that uuid
 /// whose provider hides the last sector, though nothing is written.
 #[test]
 fn create_original_form_with_uuid() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 114, &DA, SIZE);
         refused_stock(
             &sim,
@@ -720,15 +710,15 @@ fn create_original_form_with_uuid() {
         assert!(last_sector(&lun).iter().all(|&b| b == 0), "nothing written");
         let data = write_data(&sim, "mp", 4);
         assert_readable(&sim, "mp", &data);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- add -------------------------------------------------------------------
 
 #[test]
 fn add_a_path() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 115);
         let data = write_data(&sim, "mp", 5);
         let from = sim.log_lines().len();
@@ -753,13 +743,13 @@ fn add_a_path() {
             lun.path(2).unwrap().counts().completed > before,
             "read via da2"
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn add_refuses_bad_input() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 116);
         let big = other_lun(&sim, &["db0"], 2 * SIZE, 512);
         let wide = other_lun(&sim, &["dc0"], SIZE, 4096);
@@ -782,14 +772,14 @@ fn add_refuses_bad_input() {
             r.error_text()
         );
         check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// add works on a labelled device too; its size rule counts the label.
 #[test]
 fn add_to_a_labelled_device() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 117, &DA, SIZE);
         let short = other_lun(&sim, &["db0"], SIZE - 512, 512);
         gm(&sim, &["label", "mp", "da0"]);
@@ -806,15 +796,15 @@ fn add_to_a_labelled_device() {
         ok(&sim, "add", &[], &["mp", "da1"]);
         check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
         assert_eq!(list(&sim, "mp").unwrap().kind, "AUTOMATIC");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- remove ----------------------------------------------------------------
 
 #[test]
 fn remove_a_path() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 118, &DA, SIZE);
         ok(&sim, "create", &[], &["mp", "da0", "da1", "da2"]);
         let data = write_data(&sim, "mp", 6);
@@ -852,14 +842,14 @@ fn remove_a_path() {
             &["nope", "da1"],
             "Device nope not found",
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Removing the last path destroys the device.
 #[test]
 fn remove_last_path_destroys_the_geom() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = two_path(m, 119);
         ok(&sim, "remove", &[], &["mp", "da1"]);
         check_state(&sim, "mp", "da0", "DEGRADED", &["ACTIVE"]);
@@ -873,15 +863,15 @@ fn remove_last_path_destroys_the_geom() {
         retaste(&sim, "da1");
         ok(&sim, "create", &[], &["mp", "da1", "da0"]);
         check_state(&sim, "mp", "da1", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- fail / restore ----------------------------------------------------------
 
 #[test]
 fn fail_and_restore_accept_dev_prefix() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 120);
         let data = write_data(&sim, "mp", 7);
         let from = sim.log_lines().len();
@@ -925,15 +915,15 @@ fn fail_and_restore_accept_dev_prefix() {
             );
         }
         assert_readable(&sim, "mp", &data);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Failing the last good path brings the others back (FreeBSD's automatic
 /// restore); a single path cannot be failed at all.
 #[test]
 fn fail_of_the_last_good_path_restores_the_others() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = two_path(m, 121);
         let data = write_data(&sim, "mp", 8);
         ok(&sim, "fail", &[], &["mp", "da0"]);
@@ -955,15 +945,15 @@ fn fail_of_the_last_good_path_restores_the_others() {
         ));
         check_state(&sim, "mp", "da0", "DEGRADED", &["ACTIVE"]);
         assert_readable(&sim, "mp", &data);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- prefer ------------------------------------------------------------------
 
 #[test]
 fn prefer_a_path() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 122, &DA, SIZE);
         ok(&sim, "create", &[], &["mp", "da0", "da1", "da2"]);
         let data = write_data(&sim, "mp", 9);
@@ -1031,15 +1021,15 @@ fn prefer_a_path() {
             "DEGRADED",
             &["FAIL", "ACTIVE", "PASSIVE"],
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// prefer says nothing outside Active/Passive; in Active/Read it picks the
 /// write path, in Active/Active getactive still lists every path.
 #[test]
 fn prefer_in_other_modes() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 123, &DA, SIZE);
         ok(&sim, "create", &["active_read"], &["mp", "da0", "da1"]);
         let from = sim.log_lines().len();
@@ -1053,8 +1043,8 @@ fn prefer_in_other_modes() {
         // Back to Active/Read: the preferred path is the write path.
         ok(&sim, "configure", &["active_read"], &["mp"]);
         check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "READ"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- configure -----------------------------------------------------------------
@@ -1062,7 +1052,7 @@ fn prefer_in_other_modes() {
 /// P beats R beats A; no flag leaves the mode alone.
 #[test]
 fn configure_precedence() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 124);
         // A manual device exposes its last sector: configure leaves it alone.
         let dev = sim
@@ -1104,15 +1094,15 @@ fn configure_precedence() {
             sim.gmultipath(&["configure", "-X", "mp"]),
             Err("Invalid option -X.".to_string())
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// On a labelled device configure rewrites the label's mode byte (and
 /// nothing else of it); taste then honours the new mode.
 #[test]
 fn configure_rewrites_the_label() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 125, &DA, SIZE);
         gm(&sim, &["label", "mp", "da0", "da1"]);
         check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
@@ -1151,14 +1141,14 @@ fn configure_rewrites_the_label() {
             &["nope"],
             "Device nope is invalid",
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A label that cannot be rewritten: an error, and the mode is unchanged.
 #[test]
 fn configure_write_failure_changes_nothing() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 126, &DA, SIZE);
         gm(&sim, &["label", "mp", "da0", "da1"]);
         lun.path(0).unwrap().fail_rate(EIO, 1000);
@@ -1172,15 +1162,15 @@ fn configure_write_failure_changes_nothing() {
         lun.path(0).unwrap().heal();
         ok(&sim, "configure", &["active_active"], &["mp"]);
         assert_eq!(last_sector(&lun)[88], 1);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- rotate / getactive ----------------------------------------------------------
 
 #[test]
 fn rotate_and_getactive_outputs() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 127, &DA, SIZE);
         ok(&sim, "create", &[], &["mp", "da0", "da1", "da2"]);
         let data = write_data(&sim, "mp", 14);
@@ -1215,14 +1205,14 @@ fn rotate_and_getactive_outputs() {
         assert_eq!(ok(&sim, "getactive", &[], &["mp"]), "da0\n");
         assert_readable(&sim, "mp", &data);
         refused_stock(&sim, &[&lun], "rotate", &["nope"], "Device nope is invalid");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// getactive needs a writable output buffer big enough for the answer.
 #[test]
 fn getactive_output_buffer_problems() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 128);
         let req = |output: Option<(usize, bool)>| {
             let mut r = SimCtlReq::geom_cmd("MULTIPATH", "getactive", &[], &["mp"], false);
@@ -1255,8 +1245,8 @@ fn getactive_output_buffer_problems() {
             (r.error_text(), r.text("output")),
             (None, Some("da0\n".into()))
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- stop / destroy ----------------------------------------------------------------
@@ -1265,7 +1255,7 @@ fn getactive_output_buffer_problems() {
 /// choice: FreeBSD withers it and finishes at the last close).
 #[test]
 fn stop_and_destroy_of_an_open_device_fail_with_ebusy() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 129, &DA, SIZE);
         gm(&sim, &["label", "mp", "da0", "da1"]);
         let data = write_data(&sim, "mp", 10);
@@ -1295,14 +1285,14 @@ fn stop_and_destroy_of_an_open_device_fail_with_ebusy() {
         sim.run_until_idle();
         ok(&sim, "destroy", &[], &["mp"]);
         assert!(list(&sim, "mp").is_none());
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// destroy wipes the label: nothing comes back on retaste.
 #[test]
 fn destroy_wipes_the_label() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 130, &DA, SIZE);
         gm(&sim, &["label", "mp", "da0", "da1"]);
         assert_eq!(&last_sector(&lun)[..16], b"GEOM::MULTIPATH\0");
@@ -1323,8 +1313,8 @@ fn destroy_wipes_the_label() {
         retaste(&sim, "da1");
         assert!(list_all(&sim).is_empty());
         refused_stock(&sim, &[&lun], "destroy", &["mp"], "Device mp is invalid");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// stop keeps the label: the device is not tasted straight back, but it
@@ -1332,7 +1322,7 @@ fn destroy_wipes_the_label() {
 /// the other is written to and closed).
 #[test]
 fn stop_keeps_the_label() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 131, &DA, SIZE);
         gm(&sim, &["label", "-A", "mp", "da0", "da1"]);
         let data = write_data(&sim, "mp", 11);
@@ -1360,14 +1350,14 @@ fn stop_keeps_the_label() {
         retaste(&sim, "da1");
         check_state(&sim, "mp", "da1 da0", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
         assert_readable(&sim, "mp", &data);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A manual device: stop and destroy both just take it apart.
 #[test]
 fn stop_and_destroy_a_manual_device() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 132);
         let dev = sim
             .open("multipath/mp", Access::new(1, 1, 0))
@@ -1385,14 +1375,14 @@ fn stop_and_destroy_a_manual_device() {
         retaste(&sim, "da1");
         assert!(list_all(&sim).is_empty());
         refused_stock(&sim, &[&lun], "stop", &["mp"], "Device mp is invalid");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A label that cannot be wiped: an error, and the device stays.
 #[test]
 fn destroy_wipe_failure_keeps_the_device() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 133, &DA, SIZE);
         gm(&sim, &["label", "mp", "da0", "da1"]);
         lun.path(0).unwrap().fail_rate(EIO, 1000);
@@ -1406,15 +1396,15 @@ fn destroy_wipe_failure_keeps_the_device() {
         lun.path(0).unwrap().heal();
         ok(&sim, "destroy", &[], &["mp"]);
         assert!(last_sector(&lun).iter().all(|&b| b == 0));
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A path removed from a labelled device is not tasted straight back in
 /// (its last writer closing makes GEOM retaste it while still attached).
 #[test]
 fn remove_from_a_labelled_device_sticks() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 134, &DA, SIZE);
         gm(&sim, &["label", "mp", "da0", "da1"]);
         let label = last_sector(&lun);
@@ -1424,15 +1414,15 @@ fn remove_from_a_labelled_device_sticks() {
         // Tasted again on purpose, it comes back.
         retaste(&sim, "da1");
         check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Paths added to and removed from an open device take over its opens,
 /// and give them back: the access counts stay consistent (finish checks).
 #[test]
 fn add_and_remove_while_open() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = two_path(m, 135);
         let data = write_data(&sim, "mp", 12);
         let dev = sim
@@ -1455,15 +1445,15 @@ fn add_and_remove_while_open() {
         retaste(&sim, "da0");
         ok(&sim, "destroy", &[], &["mp"]);
         retaste(&sim, "da2");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Removing the last path of an open device: the device is withered at
 /// once (its opener sees ENXIO) and goes at the last close.
 #[test]
 fn remove_last_path_of_an_open_device() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = two_path(m, 136);
         let data = write_data(&sim, "mp", 15);
         let dev = sim
@@ -1480,8 +1470,8 @@ fn remove_last_path_of_an_open_device() {
         assert!(sim.g_provider_by_name("multipath/mp").is_none());
         ok(&sim, "create", &[], &["mp", "da0", "da1"]);
         assert_readable(&sim, "mp", &data);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// The uuid form of create writes no label (src/ctl.rs: "a device without
@@ -1490,7 +1480,7 @@ fn remove_last_path_of_an_open_device() {
 #[test]
 
 fn destroy_of_a_uuid_form_device_keeps_the_last_sector() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 137, &DA, SIZE);
         lun.write_raw(SIZE - 512, &[0x42; 512]).unwrap();
         ok(&sim, "create", &[], &["mp", "da0", "da1", UUID]);
@@ -1502,8 +1492,8 @@ fn destroy_of_a_uuid_form_device_keeps_the_last_sector() {
             vec![0x42; 512],
             "destroy wiped a non-label"
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Likewise configure must not write a label over the last sector of a
@@ -1511,7 +1501,7 @@ fn destroy_of_a_uuid_form_device_keeps_the_last_sector() {
 #[test]
 
 fn configure_of_a_uuid_form_device_writes_no_label() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 138, &DA, SIZE);
         lun.write_raw(SIZE - 512, &[0x42; 512]).unwrap();
         ok(&sim, "create", &[], &["mp", "da0", "da1", UUID]);
@@ -1522,8 +1512,8 @@ fn configure_of_a_uuid_form_device_writes_no_label() {
             vec![0x42; 512],
             "configure wrote a label"
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A uuid is a device's identity: taste adds every path whose label has
@@ -1533,7 +1523,7 @@ fn configure_of_a_uuid_form_device_writes_no_label() {
 #[test]
 
 fn create_refuses_a_uuid_in_use() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 139, &DA, SIZE);
         let other = other_lun(&sim, &["db0"], SIZE, 512);
         gm(&sim, &["label", "lp", "da0", "da1"]);
@@ -1553,6 +1543,6 @@ fn create_refuses_a_uuid_in_use() {
             );
         }
         assert_eq!(before, after);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{getactive, list, modes, san};
+use common::{for_each_mode, getactive, gm, list, modes, san};
 use geom_sim::{Access, BioCmd, BioResult, Lun, LunConfig, Sim, EIO, ENXIO};
 
 const SIZE: u64 = 1 << 20;
@@ -137,13 +137,6 @@ fn assert_paths(x: &GeomXml, want: &[(&str, &str)]) {
     assert_eq!(got, want);
 }
 
-fn gm(sim: &Sim, argv: &[&str]) {
-    if let Err(e) = sim.gmultipath(argv) {
-        panic!("gmultipath {argv:?}: {e}");
-    }
-    sim.run_until_idle();
-}
-
 fn xml(sim: &Sim, name: &str) -> GeomXml {
     sim.run_until_idle();
     geom_xml(sim, name).unwrap_or_else(|| panic!("no geom {name} in the confxml"))
@@ -159,7 +152,7 @@ fn label_uuid(lun: &Lun) -> String {
 
 #[test]
 fn path_states_in_each_mode() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 301, &DA, SIZE);
         gm(&sim, &["create", "mp", "da0", "da1", "da2"]);
         let x = xml(&sim, "mp");
@@ -195,15 +188,15 @@ fn path_states_in_each_mode() {
             &x,
             &[("da0", "PASSIVE"), ("da1", "PASSIVE"), ("da2", "ACTIVE")],
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// OPTIMAL with every path good, DEGRADED with one failed and always with
 /// a single path.
 #[test]
 fn geom_state_optimal_and_degraded() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 302, &DA, SIZE);
         gm(&sim, &["create", "mp", "da0", "da1"]);
         assert_geom(&xml(&sim, "mp"), "", "OPTIMAL", "Active/Passive", "MANUAL");
@@ -233,15 +226,15 @@ fn geom_state_optimal_and_degraded() {
             "Active/Passive",
             "MANUAL",
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// BROKEN cannot be reached by failing paths: failing the last good one
 /// (by the verb or by I/O errors) restores the others first.
 #[test]
 fn failing_every_path_never_shows_broken() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 303, &DA, SIZE);
         gm(&sim, &["create", "mp", "da0", "da1"]);
         gm(&sim, &["fail", "mp", "da0"]);
@@ -266,8 +259,8 @@ fn failing_every_path_never_shows_broken() {
         );
         lun.path(0).unwrap().heal();
         lun.path(1).unwrap().heal();
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A path that goes away while bios are in flight on it stays, LOST, until
@@ -344,7 +337,7 @@ fn lost_paths_drain_and_broken() {
 /// path and no uuid; labelled ones the label's uuid and one sector less.
 #[test]
 fn uuid_type_and_mediasize() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 306, &DA[..2], SIZE);
         let mut cfg = LunConfig::new(&["dk0", "dk1"], SIZE);
         cfg.sectorsize = 4096;
@@ -392,20 +385,20 @@ fn uuid_type_and_mediasize() {
             "AUTOMATIC",
         );
         assert_eq!(label_uuid(&wide), uuid_k);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// The original create form: a uuid, so AUTOMATIC and one sector less.
 #[test]
 fn create_with_uuid_is_automatic() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 307, &DA[..2], SIZE);
         let uuid = "A1B2C3D4-0000-4000-8000-00000000ABCD";
         gm(&sim, &["create", "mp", "da0", "da1", uuid]);
         let x = xml(&sim, "mp");
         assert_geom(&x, uuid, "OPTIMAL", "Active/Passive", "AUTOMATIC");
         assert_eq!(x.providers[0].1, SIZE - 512);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{list_all, modes, san};
+use common::{for_each_mode, list_all, san};
 use geom_sim::{Access, LunConfig, Sim, SimCtlReq};
 
 const SIZE: u64 = 1 << 20;
@@ -73,7 +73,7 @@ fn refused(sim: &Sim, req: SimCtlReq, text: &str) {
 
 #[test]
 fn every_kernel_error_text_is_freebsds() {
-    for m in modes() {
+    for_each_mode(|m| {
         let sim = fixture(m, 301);
         let no_version = raw("add", &[], None, &[("arg0", "mp"), ("arg1", "da2")]);
         refused(&sim, no_version, "No 'version' argument");
@@ -180,14 +180,14 @@ fn every_kernel_error_text_is_freebsds() {
         assert_eq!(before, list_all(&sim));
         drop(holder);
         sim.run_until_idle();
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// The userland verbs, as `gmultipath` prints their errors.
 #[test]
 fn every_userland_error_text_is_freebsds() {
-    for m in modes() {
+    for_each_mode(|m| {
         let sim = fixture(m, 302);
         let table: &[(&[&str], &str)] = &[
             (&["label", "mp3"], "wrong number of arguments."),
@@ -220,6 +220,6 @@ fn every_userland_error_text_is_freebsds() {
             sim.run_until_idle();
             assert_eq!(before, list_all(&sim));
         }
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }

@@ -5,22 +5,15 @@
 
 mod common;
 
-use common::{check_state, list, logged, modes, san};
+use common::{check_state, for_each_mode, gm, list, logged, san};
 use geom_sim::{Access, EIO};
 
 const MD: [&str; 3] = ["md0", "md1", "md2"];
 const SIZE: u64 = 1 << 20;
 
-fn gm(sim: &geom_sim::Sim, argv: &[&str]) {
-    if let Err(e) = sim.gmultipath(argv) {
-        panic!("gmultipath {argv:?}: {e}");
-    }
-    sim.run_until_idle();
-}
-
 #[test]
 fn add() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 1, &MD, SIZE);
         gm(&sim, &["create", "mp", "md0", "md1"]);
         check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
@@ -32,36 +25,36 @@ fn add() {
             "OPTIMAL",
             &["ACTIVE", "PASSIVE", "PASSIVE"],
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn create_a() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 2, &MD[..2], SIZE);
         gm(&sim, &["create", "-A", "mp", "md0", "md1"]);
         // Active/active lists every good path, newest first.
         check_state(&sim, "mp", "md1 md0", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn create_r() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 3, &MD[..2], SIZE);
         gm(&sim, &["create", "-R", "mp", "md0", "md1"]);
         check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "READ"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A labelled path that departs is removed from the device by itself; when
 /// it arrives again, taste puts it back.
 #[test]
 fn depart_and_arrive() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 4, &MD[..2], SIZE);
         gm(&sim, &["label", "mp", "md0", "md1"]);
         let count = |sim: &geom_sim::Sim| list(sim, "mp").map(|g| g.paths.len()).unwrap_or(0);
@@ -73,24 +66,24 @@ fn depart_and_arrive() {
         sim.run_until_idle();
         assert_eq!(count(&sim), 2);
         assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn fail() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 5, &MD[..2], SIZE);
         gm(&sim, &["create", "mp", "md0", "md1"]);
         gm(&sim, &["fail", "mp", "md0"]);
         check_state(&sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn fail_on_error() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 6, &MD[..2], SIZE);
         gm(&sim, &["create", "mp", "md0", "md1"]);
         lun.path(0).unwrap().fail_rate(EIO, 1000);
@@ -102,13 +95,13 @@ fn fail_on_error() {
         );
         drop(dev);
         check_state(&sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn prefer() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 7, &MD, SIZE);
         gm(&sim, &["create", "mp", "md0", "md1", "md2"]);
         gm(&sim, &["prefer", "mp", "md2"]);
@@ -119,13 +112,13 @@ fn prefer() {
             "OPTIMAL",
             &["PASSIVE", "PASSIVE", "ACTIVE"],
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn restore() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 8, &MD[..2], SIZE);
         gm(&sim, &["create", "mp", "md0", "md1"]);
         gm(&sim, &["fail", "mp", "md0"]);
@@ -133,13 +126,13 @@ fn restore() {
         gm(&sim, &["restore", "mp", "md0"]);
         // No failback: the restored path waits as a spare.
         check_state(&sim, "mp", "md1", "OPTIMAL", &["PASSIVE", "ACTIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn restore_on_error() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 9, &MD[..2], SIZE);
         gm(&sim, &["create", "mp", "md0", "md1"]);
         gm(&sim, &["fail", "mp", "md0"]);
@@ -149,13 +142,13 @@ fn restore_on_error() {
         assert_eq!(dev.write(0, &[0u8; 4096]), Ok(()));
         drop(dev);
         check_state(&sim, "mp", "md0", "DEGRADED", &["ACTIVE", "FAIL"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn rotate() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 10, &MD, SIZE);
         gm(&sim, &["create", "mp", "md0", "md1", "md2"]);
         gm(&sim, &["rotate", "mp"]);
@@ -182,15 +175,15 @@ fn rotate() {
             "OPTIMAL",
             &["ACTIVE", "PASSIVE", "PASSIVE"],
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// FreeBSD PR 178473: a persistent failure of every path must end the I/O
 /// with an error, not loop, and restore paths at most twice.
 #[test]
 fn failloop() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 11, &MD[..2], SIZE);
         gm(&sim, &["create", "mp", "md0", "md1"]);
         sim.set_notaste(true);
@@ -218,6 +211,6 @@ fn failloop() {
         // failed: it is active again, md1 stays FAIL. (getactive prints
         // "none" when nothing is active, so it is never empty.)
         check_state(&sim, "mp", "md0", "DEGRADED", &["ACTIVE", "FAIL"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }

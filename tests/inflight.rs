@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fill, getactive, list, modes, san, submit_writes};
+use common::{fill, for_each_mode, getactive, list, san, submit_writes};
 use geom_sim::{Access, Sim};
 
 const N: usize = 32;
@@ -18,7 +18,7 @@ fn with_io_in_flight(
     verb: &[&str],
     check: impl Fn(&Sim),
 ) {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, seed, paths, 1 << 20);
         sim.gmultipath(setup).unwrap();
         sim.run_until_idle();
@@ -42,8 +42,8 @@ fn with_io_in_flight(
         }
         check(&sim);
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn fail_lets_in_flight_io_finish_and_moves_new_io() {
 
 #[test]
 fn restore_during_io() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 82, &["da0", "da1"], 1 << 20);
         sim.gmultipath(&["create", "mp", "da0", "da1"]).unwrap();
         sim.gmultipath(&["fail", "mp", "da0"]).unwrap();
@@ -76,8 +76,8 @@ fn restore_during_io() {
         assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
         assert_eq!(getactive(&sim, "mp"), "da1", "no failback");
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn add_and_configure_during_io() {
 /// stop and destroy refuse an open device; in-flight I/O is untouched.
 #[test]
 fn stop_and_destroy_refuse_while_io_is_in_flight() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 88, &["da0", "da1"], 1 << 20);
         sim.gmultipath(&["create", "mp", "da0", "da1"]).unwrap();
         sim.run_until_idle();
@@ -161,6 +161,6 @@ fn stop_and_destroy_refuse_while_io_is_in_flight() {
         assert!(w.all_ok());
         assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }

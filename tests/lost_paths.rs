@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{getactive, list, logged, modes, san, submit_writes};
+use common::{for_each_mode, getactive, list, logged, san, submit_writes};
 use geom_sim::Access;
 
 const N: usize = 32;
@@ -17,7 +17,7 @@ const N: usize = 32;
 /// once, and the bios go on to da1.
 #[test]
 fn an_error_on_a_lost_path_is_logged_and_faults_it() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 501, &["da0", "da1"], 1 << 20);
         sim.gmultipath(&["create", "mp", "da0", "da1"]).unwrap();
         sim.run_until_idle();
@@ -51,8 +51,8 @@ fn an_error_on_a_lost_path_is_logged_and_faults_it() {
         assert_eq!(getactive(&sim, "mp"), "da1");
         assert_eq!(list(&sim, "mp").unwrap().paths.len(), 1);
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// `gmultipath remove` of every path of a labelled device while writes are
@@ -61,7 +61,7 @@ fn an_error_on_a_lost_path_is_logged_and_faults_it() {
 /// device goes with its last path. The writes already sent complete.
 #[test]
 fn removing_every_path_under_load_removes_the_device() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 502, &["da0", "da1"], 1 << 20);
         sim.gmultipath(&["label", "-A", "mp", "da0", "da1"])
             .unwrap();
@@ -93,6 +93,6 @@ fn removing_every_path_under_load_removes_the_device() {
             lines.iter().any(|l| l == "GEOM_MULTIPATH: mp destroyed"),
             "{lines:?}"
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }

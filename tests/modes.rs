@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{check_state, list, modes, san};
+use common::{check_state, for_each_mode, gm, list, modes, san};
 use geom_sim::workload::{run_workload, WorkloadConfig, WorkloadStats};
 use geom_sim::{Access, Lun, Mode, Sim};
 
@@ -18,13 +18,6 @@ const DA: [&str; 3] = ["da0", "da1", "da2"];
 const BIOS: u64 = 2000;
 const SHORT: u64 = 500;
 const SPAN: u64 = 256 * 1024;
-
-fn gm(sim: &Sim, argv: &[&str]) {
-    if let Err(e) = sim.gmultipath(argv) {
-        panic!("gmultipath {argv:?}: {e}");
-    }
-    sim.run_until_idle();
-}
 
 /// Bios started on each path of `lun` so far.
 fn started(lun: &Lun) -> Vec<u64> {
@@ -159,7 +152,7 @@ fn write_then_read_back(sim: &Sim, lun: &Lun, seed: u8) {
 
 #[test]
 fn active_passive_puts_all_io_on_the_active_path() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 201, &DA[..2], SIZE);
         equal_latency(&lun);
         gm(&sim, &["create", "mp", "da0", "da1"]);
@@ -174,13 +167,13 @@ fn active_passive_puts_all_io_on_the_active_path() {
         let (_, d) = workload(&sim, &lun, 100, SHORT, 3);
         assert_eq!(d, [SHORT, 0], "all on da0 after rotate");
         write_then_read_back(&sim, &lun, 1);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn active_active_spreads_reads_and_writes() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 202, &DA[..2], SIZE);
         equal_latency(&lun);
         gm(&sim, &["create", "-A", "mp", "da0", "da1"]);
@@ -198,13 +191,13 @@ fn active_active_spreads_reads_and_writes() {
         assert_eq!(d.iter().sum::<u64>(), 20);
         assert!(d.iter().all(|&n| n > 0), "flushes {d:?}");
         write_then_read_back(&sim, &lun, 2);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn active_active_gives_a_failed_path_nothing() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 203, &DA, SIZE);
         equal_latency(&lun);
         gm(&sim, &["create", "-A", "mp", "da0", "da1", "da2"]);
@@ -225,13 +218,13 @@ fn active_active_gives_a_failed_path_nothing() {
         let (_, d) = workload(&sim, &lun, 50, BIOS, 9);
         assert_spread(&sim, &d, &[0, 1, 2], "restored");
         write_then_read_back(&sim, &lun, 3);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn active_read_spreads_reads_and_keeps_writes_on_the_active_path() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 204, &DA[..2], SIZE);
         equal_latency(&lun);
         gm(&sim, &["create", "-R", "mp", "da0", "da1"]);
@@ -250,8 +243,8 @@ fn active_read_spreads_reads_and_keeps_writes_on_the_active_path() {
         // Mixed: every write on da1, the reads shared.
         assert!(d[0] > 0 && d[0] < st.reads_ok, "{d:?} {st:?}");
         write_then_read_back(&sim, &lun, 4);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// The last sector of the LUN (the label).
@@ -307,7 +300,7 @@ fn mode_from_the_label() {
 /// configure switches a live device's behaviour at once.
 #[test]
 fn mode_from_configure() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 209, &DA[..2], SIZE);
         equal_latency(&lun);
         gm(&sim, &["create", "mp", "da0", "da1"]);
@@ -325,14 +318,14 @@ fn mode_from_configure() {
         let (_, d) = workload(&sim, &lun, 100, SHORT, 20);
         assert_eq!(d, [SHORT, 0], "configure -P reads");
         write_then_read_back(&sim, &lun, 6);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A labelled device configured to another mode keeps it across a retaste.
 #[test]
 fn configured_mode_survives_a_retaste() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 210, &DA[..2], SIZE);
         equal_latency(&lun);
         gm(&sim, &["label", "mp", "da0", "da1"]);
@@ -349,6 +342,6 @@ fn configured_mode_survives_a_retaste() {
         assert_eq!(d, [SHORT, 0]);
         let (_, d) = workload(&sim, &lun, 100, BIOS, 22);
         assert_spread(&sim, &d, &[0, 1], "reads after retaste");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }

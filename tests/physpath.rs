@@ -7,21 +7,14 @@
 
 mod common;
 
-use common::{check_state, modes, san};
-use geom_sim::{Access, Dev, Sim, EIO, EOPNOTSUPP, PHYSPATH};
+use common::{check_state, for_each_mode, gm, modes, san};
+use geom_sim::{Access, Dev, EIO, EOPNOTSUPP, PHYSPATH};
 
 const MD: [&str; 2] = ["md0", "md1"];
 const SIZE: u64 = 1 << 20;
 const PP: &str = "some/physical/path";
 /// MAXPATHLEN: the buffer DIOCGPHYSPATH hands to g_io_getattr.
 const MAXPATHLEN: usize = 1024;
-
-fn gm(sim: &Sim, argv: &[&str]) {
-    if let Err(e) = sim.gmultipath(argv) {
-        panic!("gmultipath {argv:?}: {e}");
-    }
-    sim.run_until_idle();
-}
 
 /// `diskinfo -p multipath/mp` as a string, or the errno.
 fn diskinfo_p(dev: &Dev, len: usize) -> Result<String, i32> {
@@ -76,7 +69,7 @@ fn physpath() {
 /// truncated suffix) and the request still succeeds; no path is failed.
 #[test]
 fn short_buffer_keeps_the_paths_answer() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 50, &MD, SIZE);
         for p in 0..2 {
             lun.path(p).unwrap().set_physpath(Some(PP));
@@ -96,15 +89,15 @@ fn short_buffer_keeps_the_paths_answer() {
         assert_eq!(diskinfo_p(&dev, n), Err(geom_sim::EFAULT));
         drop(dev);
         check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Other attributes come back exactly as the path answered them, successes
 /// and errors alike, and an error other than EIO/ENXIO fails no path.
 #[test]
 fn other_attributes_pass_unchanged() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 60, &MD, SIZE);
         for p in 0..2 {
             let h = lun.path(p).unwrap();
@@ -121,8 +114,8 @@ fn other_attributes_pass_unchanged() {
         assert_eq!(dev.getattr("GEOM::candelete", 64), Err(EOPNOTSUPP));
         drop(dev);
         check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A physpath request that fails on the active path is retried on the
@@ -130,7 +123,7 @@ fn other_attributes_pass_unchanged() {
 /// succeeded.
 #[test]
 fn physpath_after_failover() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 70, &MD, SIZE);
         for p in 0..2 {
             lun.path(p).unwrap().set_physpath(Some(PP));
@@ -144,6 +137,6 @@ fn physpath_after_failover() {
         );
         drop(dev);
         check_state(&sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }

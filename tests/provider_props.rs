@@ -11,18 +11,11 @@
 
 mod common;
 
-use common::{modes, san};
+use common::{for_each_mode, gm, san};
 use geom_sim::{rule, Access, LunConfig, Mode, Sim, SimConfig};
 
 const MD: [&str; 3] = ["md0", "md1", "md2"];
 const SIZE: u64 = 1 << 20;
-
-fn gm(sim: &Sim, argv: &[&str]) {
-    if let Err(e) = sim.gmultipath(argv) {
-        panic!("gmultipath {argv:?}: {e}");
-    }
-    sim.run_until_idle();
-}
 
 /// (stripesize, stripeoffset) of `multipath/NAME`.
 fn stripe(sim: &Sim, name: &str) -> (u64, u64) {
@@ -46,7 +39,7 @@ fn unmapped(sim: &Sim, name: &str) -> bool {
 /// added later, or the giver leaving, does not change it.
 #[test]
 fn stripe_comes_from_the_first_path_that_has_one() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 1, &MD, SIZE);
         lun.path(1).unwrap().set_stripe(4096, 0);
         lun.path(2).unwrap().set_stripe(8192, 512);
@@ -69,15 +62,15 @@ fn stripe_comes_from_the_first_path_that_has_one() {
         lun.path(2).unwrap().set_stripe(4096, 0);
         gm(&sim, &["create", "mp", "md0", "md1", "md2"]);
         assert_eq!(stripe(&sim, "mp"), (8192, 512));
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A labelled 512e LUN (512-byte logical, 4 KiB physical sectors): the
 /// device shows the 4 KiB stripe of its paths.
 #[test]
 fn labelled_512e_lun_shows_its_physical_sector() {
-    for m in modes() {
+    for_each_mode(|m| {
         let sim = Sim::new(SimConfig::new(m, 3));
         let cfg = LunConfig {
             stripesize: 4096,
@@ -97,8 +90,8 @@ fn labelled_512e_lun_shows_its_physical_sector() {
         lun.path(0).unwrap().revive();
         sim.run_until_idle();
         assert_eq!(stripe(&sim, "mp"), (4096, 0));
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// The flag is the AND of the paths that can carry I/O, recomputed on
@@ -106,7 +99,7 @@ fn labelled_512e_lun_shows_its_physical_sector() {
 /// restored and then carry I/O).
 #[test]
 fn unmapped_flag_is_and_of_the_paths() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 4, &MD, SIZE);
         let md2 = lun.path(2).unwrap();
         md2.set_accepts_unmapped(false);
@@ -140,8 +133,8 @@ fn unmapped_flag_is_and_of_the_paths() {
         assert!(unmapped(&sim, "mp"), "only da0 left");
         lun.path(1).unwrap().revive();
         assert!(!unmapped(&sim, "mp"), "da1 tasted back in");
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Unmapped I/O through the device while every path takes it, in
@@ -150,7 +143,7 @@ fn unmapped_flag_is_and_of_the_paths() {
 /// mapped bios, which every path takes.
 #[test]
 fn unmapped_io_flows_while_every_path_takes_it() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 6, &MD, SIZE);
         lun.path(2).unwrap().set_accepts_unmapped(false);
         gm(&sim, &["create", "-A", "mp", "md0", "md1"]);
@@ -174,8 +167,8 @@ fn unmapped_io_flows_while_every_path_takes_it() {
         }
         assert!(lun.path(2).unwrap().counts().completed > 0);
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// The rule the AND keeps: an unmapped bio sent to a provider without

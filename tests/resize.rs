@@ -13,20 +13,13 @@
 
 mod common;
 
-use common::{check_state, fill, list, logged, modes, san, submit_writes};
+use common::{check_state, fill, for_each_mode, gm, list, logged, modes, san, submit_writes};
 use geom_multipath_rs::metadata::{Metadata, Mode as MpMode, Name, Uuid};
 use geom_sim::{Access, Lun, Sim, EIO, ENXIO};
 
 const SIZE: u64 = 1 << 20;
 const BIG: u64 = 2 << 20;
 const SMALL: u64 = 512 << 10;
-
-fn gm(sim: &Sim, argv: &[&str]) {
-    if let Err(e) = sim.gmultipath(argv) {
-        panic!("gmultipath {argv:?}: {e}");
-    }
-    sim.run_until_idle();
-}
 
 /// mediasize of `multipath/NAME` as `geom list` shows it.
 fn mp_size(sim: &Sim, name: &str) -> u64 {
@@ -54,7 +47,7 @@ fn count_logged(sim: &Sim, needle: &str) -> usize {
 /// The data stays, and the new space is usable.
 #[test]
 fn grown_labelled_lun() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 1, &["da0", "da1"], SIZE);
         gm(&sim, &["label", "-A", "mp", "da0", "da1"]);
         assert_eq!(mp_size(&sim, "mp"), SIZE - 512);
@@ -108,15 +101,15 @@ fn grown_labelled_lun() {
         let dev = sim.open("multipath/mp", Access::new(1, 0, 0)).unwrap();
         assert_eq!(dev.read(BIG - 4096, 3584).unwrap(), vec![3; 3584]);
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A manual device shrinks as soon as one path does (the others follow
 /// without a second change); an open device keeps working at its new size.
 #[test]
 fn shrunk_manual_device() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 2, &["md0", "md1"], SIZE);
         gm(&sim, &["create", "mp", "md0", "md1"]);
         assert_eq!(mp_size(&sim, "mp"), SIZE);
@@ -133,8 +126,8 @@ fn shrunk_manual_device() {
         assert_eq!(dev.read(SMALL + 512, 512), Err(EIO));
         check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// A labelled device shrinks but its label is not at the new end: the
@@ -183,7 +176,7 @@ fn shrunk_labelled_device_without_its_label_is_destroyed() {
 /// there), the shrunk labelled device lives on at the new size.
 #[test]
 fn shrunk_labelled_device_with_its_label_shrinks() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 4, &["da0", "da1"], SIZE);
         gm(&sim, &["label", "mp", "da0", "da1"]);
         let uuid = list(&sim, "mp").unwrap().uuid;
@@ -204,15 +197,15 @@ fn shrunk_labelled_device_with_its_label_shrinks() {
         assert!(!logged(&sim, "destroying"));
         assert_eq!(label_at(&lun, SMALL), Some(md));
         check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// The label cannot be written at the new end: the device still grows and
 /// the console says so ("Can't update metadata on P (E)").
 #[test]
 fn label_write_failure_is_reported() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 5, &["da0", "da1"], SIZE);
         gm(&sim, &["label", "mp", "da0", "da1"]);
         for i in 0..2 {
@@ -234,8 +227,8 @@ fn label_write_failure_is_reported() {
         for i in 0..2 {
             lun.path(i).unwrap().heal();
         }
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 /// Writes in flight on slow paths while the LUN grows (labelled, label

@@ -6,7 +6,9 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use common::{fill, getactive, list, list_all, logged, modes, san, submit_writes};
+use common::{
+    fill, for_each_mode, getactive, gm, list, list_all, logged, modes, san, submit_writes,
+};
 use geom_multipath_rs::metadata::{Metadata, Mode as MpMode, Name, Uuid};
 use geom_sim::workload::{run_workload, WorkloadConfig};
 use geom_sim::{
@@ -81,18 +83,11 @@ fn provider_mode(sim: &Sim, name: &str) -> String {
         .to_string()
 }
 
-fn gm(sim: &Sim, argv: &[&str]) {
-    if let Err(e) = sim.gmultipath(argv) {
-        panic!("gmultipath {argv:?}: {e}");
-    }
-    sim.run_until_idle();
-}
-
 // ---- taste -----------------------------------------------------------------
 
 #[test]
 fn taste_assembles_labelled_paths_into_one_device() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 21, &["da0", "da1"], SIZE);
         gm(&sim, &["label", "mp", "da0", "da1"]);
         let g = list(&sim, "mp").expect("tasted into a geom");
@@ -102,25 +97,25 @@ fn taste_assembles_labelled_paths_into_one_device() {
         assert_eq!(g.sectorsize, 512);
         assert_eq!(list_all(&sim).len(), 1, "one device, not one per path");
         assert!(logged(&sim, "da0 added to mp") && logged(&sim, "da1 added to mp"));
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn taste_ignores_a_disk_without_label_and_leaves_no_access() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 22, &["da0", "da1"], SIZE);
         assert!(list_all(&sim).is_empty());
         assert_eq!(provider_mode(&sim, "da0"), "r0w0e0");
         assert_eq!(provider_mode(&sim, "da1"), "r0w0e0");
         assert!(!sim.log_lines().iter().any(|l| l.contains("GEOM_MULTIPATH")));
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn taste_rejects_another_version_with_a_log_line() {
-    for m in modes() {
+    for_each_mode(|m| {
         let sim = Sim::new(SimConfig::new(m, 23));
         let lun = sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
         let mut s = label_sector("mp", UUID_A, SIZE);
@@ -130,13 +125,13 @@ fn taste_rejects_another_version_with_a_log_line() {
         sim.run_until_idle();
         assert!(list_all(&sim).is_empty());
         assert!(logged(&sim, "da0 has version 2"), "{:?}", sim.log_lines());
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn taste_silently_rejects_a_label_written_for_another_size() {
-    for m in modes() {
+    for_each_mode(|m| {
         let sim = Sim::new(SimConfig::new(m, 24));
         let lun = sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
         lun.write_raw(SIZE - 512, &label_sector("mp", UUID_A, SIZE * 2))
@@ -145,13 +140,13 @@ fn taste_silently_rejects_a_label_written_for_another_size() {
         sim.run_until_idle();
         assert!(list_all(&sim).is_empty());
         assert!(!sim.log_lines().iter().any(|l| l.contains("GEOM_MULTIPATH")));
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn taste_gives_a_clashing_name_a_temporary_one() {
-    for m in modes() {
+    for_each_mode(|m| {
         let sim = Sim::new(SimConfig::new(m, 25));
         let a = sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
         let b = sim.add_lun(LunConfig::new(&["da2", "da3"], SIZE)).unwrap();
@@ -176,8 +171,8 @@ fn taste_gives_a_clashing_name_a_temporary_one() {
         );
         assert!(logged(&sim, "exists already"));
         assert!(logged(&sim, "will be (temporarily) mp-"));
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- I/O ---------------------------------------------------------------------
@@ -188,7 +183,7 @@ fn taste_gives_a_clashing_name_a_temporary_one() {
 /// failing, GEOM itself would retry forever, so the rate stays below 100%.)
 #[test]
 fn a_failed_clone_delivers_enomem_and_geom_retries() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 31, &["da0", "da1"], SIZE);
         gm(&sim, &["create", "mp", "da0", "da1"]);
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
@@ -202,13 +197,13 @@ fn a_failed_clone_delivers_enomem_and_geom_retries() {
         assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
         assert_eq!(sim.plat().reissued(), 0);
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn enxio_fails_over_and_logs_which_path_is_active() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 32, &["da0", "da1"], SIZE);
         gm(&sim, &["create", "mp", "da0", "da1"]);
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
@@ -224,13 +219,13 @@ fn enxio_fails_over_and_logs_which_path_is_active() {
         assert_eq!(getactive(&sim, "mp"), "da1");
         assert!(sim.plat().reissued() >= 1, "the worker re-issued it");
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn other_errors_are_delivered_as_they_are() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 33, &["da0", "da1"], SIZE);
         gm(&sim, &["create", "mp", "da0", "da1"]);
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
@@ -240,13 +235,13 @@ fn other_errors_are_delivered_as_they_are() {
         assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
         assert_eq!(sim.plat().reissued(), 0);
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn no_path_left_completes_every_bio_with_an_error() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 34, &["da0", "da1"], SIZE);
         gm(&sim, &["create", "mp", "da0", "da1"]);
         for i in 0..2 {
@@ -283,15 +278,15 @@ fn no_path_left_completes_every_bio_with_an_error() {
             list(&sim, "mp").is_none(),
             "the device went with its last path"
         );
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- orphan --------------------------------------------------------------------
 
 #[test]
 fn a_dying_path_is_detached_after_its_io_drained_and_io_goes_on() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 41, &["da0", "da1"], SIZE);
         gm(&sim, &["create", "mp", "da0", "da1"]);
         lun.path(0).unwrap().set_latency(3000, 500);
@@ -310,8 +305,8 @@ fn a_dying_path_is_detached_after_its_io_drained_and_io_goes_on() {
         assert!(logged(&sim, "da0 in mp was disconnected"));
         assert!(logged(&sim, "da0 removed from mp"));
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- access --------------------------------------------------------------------
@@ -364,7 +359,7 @@ fn opening_the_device_opens_every_path_alike() {
 
 #[test]
 fn a_path_added_to_an_open_device_gets_the_same_counts() {
-    for m in modes() {
+    for_each_mode(|m| {
         let sim = Sim::new(SimConfig::new(m, 52));
         sim.add_lun(LunConfig::new(&["da0", "da1", "da2"], SIZE))
             .unwrap();
@@ -376,13 +371,13 @@ fn a_path_added_to_an_open_device_gets_the_same_counts() {
         drop(dev);
         sim.run_until_idle();
         assert_eq!(path_modes(&sim, "mp"), vec!["r0w0e0"; 3]);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn a_refused_open_part_way_undoes_what_was_granted() {
-    for m in modes() {
+    for_each_mode(|m| {
         let sim = Sim::new(SimConfig::new(m, 53));
         sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
         load(&sim, false);
@@ -401,15 +396,15 @@ fn a_refused_open_part_way_undoes_what_was_granted() {
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
         assert_eq!(path_modes(&sim, "mp"), vec!["r1w1e0"; 2]);
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- worker --------------------------------------------------------------------
 
 #[test]
 fn the_worker_runs_from_load_to_unload_and_drains_its_queue() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, lun) = san(m, 61, &["da0", "da1"], SIZE);
         gm(&sim, &["create", "mp", "da0", "da1"]);
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
@@ -431,8 +426,8 @@ fn the_worker_runs_from_load_to_unload_and_drains_its_queue() {
             let cid = sim.plat().class_by_name("MULTIPATH").unwrap();
             assert_eq!(sim.plat().unload_class(cid), Ok(()));
         }
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 // ---- stress --------------------------------------------------------------------
@@ -545,7 +540,7 @@ fn stress_every_path_dies_with_clean_errors() {
 /// (FreeBSD would stack multipath on itself and hold it exclusively).
 #[test]
 fn a_manual_device_over_a_labelled_disk_is_not_tasted_into_another() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, _lun) = san(m, 71, &["da0", "da1"], SIZE);
         gm(&sim, &["label", "mp", "da0", "da1"]);
         gm(&sim, &["stop", "mp"]);
@@ -556,6 +551,6 @@ fn a_manual_device_over_a_labelled_disk_is_not_tasted_into_another() {
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
         dev.write(0, &[4u8; 512]).unwrap();
         drop(dev);
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{list, logged, modes, san};
+use common::{for_each_mode, list, logged, san};
 use geom_sim::{
     Access, Bio, ConsumerId, GeomId, Lun, LunConfig, Sim, SimClass, SimPlatform, ENXIO,
 };
@@ -79,7 +79,7 @@ fn withered_but_open(sim: &Sim, lun: &Lun) -> Mount {
 
 #[test]
 fn create_and_label_can_reuse_the_name_of_a_stopping_device() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, a) = san(m, 401, &["da0", "da1"], SIZE);
         sim.add_lun(LunConfig::new(&["db0", "db1"], SIZE)).unwrap();
         sim.add_lun(LunConfig::new(&["dc0", "dc1"], SIZE)).unwrap();
@@ -107,13 +107,13 @@ fn create_and_label_can_reuse_the_name_of_a_stopping_device() {
         w.write(0, &[7u8; 512]).expect("write through the new mp");
         drop(w);
         sim.run_until_idle();
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }
 
 #[test]
 fn a_label_of_the_same_name_assembles_while_the_old_device_is_stopping() {
-    for m in modes() {
+    for_each_mode(|m| {
         let (sim, a) = san(m, 402, &["da0", "da1"], SIZE);
         sim.add_lun(LunConfig::new(&["dc0", "dc1"], SIZE)).unwrap();
         sim.run_until_idle();
@@ -132,6 +132,6 @@ fn a_label_of_the_same_name_assembles_while_the_old_device_is_stopping() {
         unmount(&sim, dev);
         assert!(logged(&sim, "GEOM_MULTIPATH: mp destroyed"));
         assert!(list(&sim, "mp").is_some());
-        sim.finish().assert_clean();
-    }
+        sim
+    });
 }

@@ -59,6 +59,26 @@ pub fn modes() -> [Mode; 2] {
     [Mode::Deterministic, Mode::Threaded]
 }
 
+/// Runs `body` once under each scheduler (see [`modes`]); the simulator it
+/// returns is finished and must be clean (no leak, no stuck bio, no
+/// panic). Values the body does not return are dropped before the check.
+pub fn for_each_mode(mut body: impl FnMut(Mode) -> Sim) {
+    for m in modes() {
+        body(m).finish().assert_clean();
+    }
+}
+
+/// `gmultipath ARGV...` that must succeed, then the simulator run until
+/// idle; returns what the command printed.
+#[track_caller]
+pub fn gm(sim: &Sim, argv: &[&str]) -> String {
+    let out = sim
+        .gmultipath(argv)
+        .unwrap_or_else(|e| panic!("gmultipath {argv:?}: {e}"));
+    sim.run_until_idle();
+    out
+}
+
 /// A simulator with one LUN reachable through `paths`, MULTIPATH loaded.
 pub fn san(mode: Mode, seed: u64, paths: &[&str], size: u64) -> (Sim, Lun) {
     let sim = Sim::new(SimConfig::new(mode, seed));
