@@ -783,6 +783,18 @@ pub fn run(cfg: &ClassBenchConfig) -> Result<String, String> {
             .collect();
         out.push_str(&format!("  {:<26} {}\n", var.name(), show(&Spread::of(&s))));
     }
+    out.push_str(
+        "\n  CPU time per bio on 2 threads over 1 thread's (per round; above 1 when the \
+         threads write shared cache lines, and only when they really ran on two cores at once)\n",
+    );
+    for (v, var) in Variant::ALL.iter().enumerate() {
+        let s: Vec<f64> = runs[1][v]
+            .iter()
+            .zip(&runs[0][v])
+            .map(|(two, one)| two.ns_per_bio(2) / one.ns_per_bio(1).max(1e-12))
+            .collect();
+        out.push_str(&format!("  {:<26} {}\n", var.name(), show(&Spread::of(&s))));
+    }
     out.push_str(&memory().2);
     Ok(out)
 }
