@@ -587,6 +587,12 @@ gmr_post_event(gmr_event_fn_t *fn, void *arg)
 	return (g_post_event(fn, arg, M_NOWAIT, NULL));
 }
 
+int32_t
+gmr_post_event_sleeping(gmr_event_fn_t *fn, void *arg)
+{
+	return (g_post_event(fn, arg, M_WAITOK, NULL));
+}
+
 struct gmr_wq {
 	struct mtx mtx;
 	char name[32];

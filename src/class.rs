@@ -56,6 +56,11 @@ pub struct Softc<P: Platform> {
     pub(crate) paths: PathTable,
     /// Sum of the access deltas granted on our provider.
     opened: AtomicI64,
+    /// Paths (one bit per slot) whose teardown is claimed (POSTED) but
+    /// could not be posted: start and done post with `M_NOWAIT`, which
+    /// can fail. Such a path stays attached, LOST, until destroy tears it
+    /// down (see [`Softc::strand`]).
+    stranded: AtomicU32,
     stopping: AtomicBool,
     /// Withered: nothing more to do.
     gone: AtomicBool,
@@ -218,6 +223,7 @@ impl<P: Platform> Softc<P> {
             sectorsize: AtomicU32::new(sectorsize),
             paths: PathTable::new(),
             opened: AtomicI64::new(0),
+            stranded: AtomicU32::new(0),
             stopping: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             labelled: AtomicBool::new(false),
@@ -521,7 +527,9 @@ impl<P: Platform> Softc<P> {
         }
     }
 
-    /// Posts the teardown of a drained LOST path (from done or the worker).
+    /// Posts the teardown of a drained LOST path from start or done, where
+    /// sleeping is forbidden: `M_NOWAIT`, which can fail for want of
+    /// memory (then see [`Softc::strand`]).
     pub(crate) fn post_teardown(self: &Arc<Self>, plat: &P, slot: usize) {
         let sc = self.clone();
         // Guarded as FreeBSD's g_mpd always is: a path held open for
@@ -531,17 +539,54 @@ impl<P: Platform> Softc<P> {
         // gone, so the guard only delays its detach by one event.
         let posted = plat.post_event(move |plat: &P| sc.teardown(plat, slot, true));
         if let Err(e) = posted {
-            // Called from start and done too: no allocation here, so the
-            // path is named by its slot, not by its name (which is only read
-            // with the topology lock held).
-            mp_log!(
-                plat,
-                "cannot post teardown of path {} in {} (error {}): it stays attached",
-                slot,
-                self.name,
-                e
-            );
+            self.strand(plat, slot, e);
         }
+    }
+
+    /// [`Softc::post_teardown`] where sleeping is allowed (the worker): the
+    /// post waits for memory, so in the kernel it does not fail.
+    pub(crate) fn post_teardown_sleeping(self: &Arc<Self>, plat: &P, slot: usize) {
+        let sc = self.clone();
+        let posted = plat.post_event_sleeping(move |plat: &P| sc.teardown(plat, slot, true));
+        if let Err(e) = posted {
+            self.strand(plat, slot, e);
+        }
+    }
+
+    /// The teardown of `slot` was claimed (POSTED) but its event could not
+    /// be posted: the path stays as it is, LOST (no I/O uses it), and
+    /// destroy, which finds it here, tears it down. As in FreeBSD, where a
+    /// failed `M_NOWAIT` post of `g_mpd` leaves the consumer to
+    /// `g_multipath_destroy`. Called from start and done too: no allocation
+    /// here, so the path is named by its slot, not by its name (which is
+    /// only read with the topology lock held).
+    ///
+    /// One window is left: a destroy whose walk of the paths runs on
+    /// another CPU between this path's claim and its failed post finds it
+    /// neither free nor stranded, and ends in EINPROGRESS; the path then
+    /// goes at the next destroy (class unload). Destroy runs with the
+    /// device closed, so only I/O a closed device still has in flight can
+    /// meet that window.
+    fn strand(&self, plat: &P, slot: usize, e: Errno) {
+        if let Some(bit) = u32::try_from(slot).ok().and_then(|s| 1u32.checked_shl(s)) {
+            self.stranded.fetch_or(bit, Ordering::SeqCst);
+        }
+        mp_log!(
+            plat,
+            "cannot post teardown of path {} in {} (error {}): it stays attached until {} is destroyed",
+            slot,
+            self.name,
+            e,
+            self.name
+        );
+    }
+
+    /// Takes over a stranded path's teardown (topology held).
+    fn take_stranded(&self, slot: usize) -> bool {
+        let Some(bit) = u32::try_from(slot).ok().and_then(|s| 1u32.checked_shl(s)) else {
+            return false;
+        };
+        self.stranded.fetch_and(!bit, Ordering::SeqCst) & bit != 0
     }
 
     /// Detaches and destroys a path's consumer (topology held; `g_mpd`);
@@ -579,12 +624,18 @@ impl<P: Platform> Softc<P> {
             if held.w > 0 && guard_retaste {
                 self.paths.mark_withering(slot);
                 let sc = self.clone();
-                if plat
-                    .post_event(move |plat: &P| sc.teardown(plat, slot, false))
-                    .is_ok()
-                {
-                    return false;
+                // Every caller runs where sleeping is allowed (ctlreq,
+                // orphan, events, destroy), as FreeBSD's g_mpd posts
+                // itself with M_WAITOK: this does not fail in the kernel.
+                let posted =
+                    plat.post_event_sleeping(move |plat: &P| sc.teardown(plat, slot, false));
+                if let Err(e) = posted {
+                    // Detaching now would let the retaste this close caused
+                    // add the path straight back: it stays attached,
+                    // closed, until destroy.
+                    self.strand(plat, slot, e);
                 }
+                return false;
             }
         }
         mp_log!(plat, "{} removed from {}", self.paths.name(slot), self.name);
@@ -624,7 +675,8 @@ impl<P: Platform> Softc<P> {
         }
         self.paths.deactivate();
         for i in self.paths.newest_first() {
-            if self.paths.retire(i) {
+            // A path whose teardown could not be posted is destroy's too.
+            if self.paths.retire(i) || self.take_stranded(i) {
                 self.teardown_one(plat, i, true);
             }
         }
@@ -673,11 +725,21 @@ impl<P: Platform> Softc<P> {
             + i64::from(delta.r + delta.w + delta.e);
         if now == 0 && self.is_stopping() {
             // The device was withered while open: finish the destroy at the
-            // last close, after GEOM has applied this close.
+            // last close, after GEOM has applied this close. Access runs
+            // where sleeping is allowed (g_access callers, topology held),
+            // so the post waits for memory: it does not fail in the kernel.
             let sc = self.clone();
-            let _ = plat.post_event(move |plat: &P| {
+            let posted = plat.post_event_sleeping(move |plat: &P| {
                 let _ = sc.destroy(plat, DestroyHow::Forced);
             });
+            if let Err(e) = posted {
+                mp_log!(
+                    plat,
+                    "cannot post the end of destroying {} (error {}): it ends when the class is unloaded",
+                    self.name,
+                    e
+                );
+            }
         }
         Ok(())
     }

@@ -139,7 +139,8 @@ impl<P: Platform> Softc<P> {
             // Detach on the event thread, like every other teardown: a verb
             // running there may have dropped the topology lock around a
             // label write, and must not find a consumer gone under it.
-            self.post_teardown(plat, slot);
+            // The worker may sleep: the post waits for memory.
+            self.post_teardown_sleeping(plat, slot);
         }
         plat.topology_unlock();
 

@@ -49,7 +49,9 @@
 //!   the worker must take it with [`Platform::topology_lock`]).
 //! - "nosleep": [`Platform::read_data`], [`Platform::write_data`] and
 //!   [`WaitQueue::sleep`] may sleep, so they are never called from `start` or
-//!   `done` and never with the topology lock held.
+//!   `done` and never with the topology lock held;
+//!   [`Platform::post_event_sleeping`] may sleep for memory, so it is never
+//!   called from `start` or `done` (the topology lock may be held).
 //! - "once": a bio handle is completed exactly once. [`Platform::Bio`] is a
 //!   move-only handle so the type system already forbids most double
 //!   completions; the simulator catches the rest.
@@ -329,6 +331,19 @@ pub trait Platform: Send + Sync + Sized + 'static {
     /// `Err(ENOMEM)`, and `f` is dropped without running, as it is on any
     /// other error.
     fn post_event<F: FnOnce(&Self) + Send + 'static>(&self, f: F) -> Result<(), Errno>;
+    /// `g_post_event(func, arg, M_WAITOK)`: as [`Platform::post_event`],
+    /// but waits for memory instead of failing, so in the kernel it always
+    /// queues `f`. It may sleep: call it only where sleeping is allowed
+    /// (ctlreq, orphan, access, events, the worker: the topology lock, an
+    /// sx, may be held), never from start or done and never with a mutex
+    /// held. An error (none in the kernel) drops `f` unrun, as
+    /// [`Platform::post_event`] does.
+    ///
+    /// The default is [`Platform::post_event`], right for a platform whose
+    /// posts never fail for want of memory.
+    fn post_event_sleeping<F: FnOnce(&Self) + Send + 'static>(&self, f: F) -> Result<(), Errno> {
+        self.post_event(f)
+    }
     /// A mutex with a sleep channel (`mtx_init`).
     fn new_wait_queue(&self, name: &'static str) -> Result<Self::Wq, Errno>;
     /// Starts the failover worker (`kproc_create`): it must call

@@ -180,6 +180,9 @@ typedef void gmr_event_fn_t(void *arg, int32_t cancelled);
 /* g_post_event(fn, arg, M_NOWAIT). Returns an errno; on error `fn` is never
  * called and `arg` is still the caller's. */
 int32_t gmr_post_event(gmr_event_fn_t *fn, void *arg);
+/* g_post_event(fn, arg, M_WAITOK): sleeps for memory rather than failing,
+ * so it returns 0. Never from start or done, nor with a mutex held. */
+int32_t gmr_post_event_sleeping(gmr_event_fn_t *fn, void *arg);
 /* mtx_init()ed mutex + channel; `name` is copied. Allocates with M_WAITOK:
  * call it where sleeping is allowed (class init). */
 struct gmr_wq *gmr_wq_new(const char *name, size_t namelen);

@@ -2,12 +2,15 @@
 //! GEOM, mapped onto the simulator's checked operations.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use std::collections::VecDeque;
 
-use geom_multipath_rs::platform::{Access, BioCmd, BioQueue, Errno, Platform, WaitQueue, ENXIO};
+use geom_multipath_rs::platform::{
+    Access, BioCmd, BioQueue, Errno, Platform, WaitQueue, ENOMEM, ENXIO,
+};
 use geom_multipath_rs::worker::Worker;
 use geom_multipath_rs::Softc;
 
@@ -212,8 +215,33 @@ impl Platform for SimPlatform {
     }
 
     fn post_event<F: FnOnce(&Self) + Send + 'static>(&self, f: F) -> Result<(), Errno> {
+        // g_post_event(M_NOWAIT) may fail: as many as a test asked for do
+        // (fail_nowait_posts), and `f` is dropped unrun.
+        let take = |n: u64| n.checked_sub(1);
+        if self
+            .sh
+            .fail_nowait_posts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take)
+            .is_ok()
+        {
+            return Err(ENOMEM);
+        }
         // Userland: the event queue boxes it (an allocation failure aborts
         // the simulator, which is fine there).
+        self.g_post_event(f);
+        Ok(())
+    }
+    fn post_event_sleeping<F: FnOnce(&Self) + Send + 'static>(&self, f: F) -> Result<(), Errno> {
+        // g_post_event(M_WAITOK): may sleep for memory, so never from
+        // start or done (the topology lock, an sx, may be held). It waits
+        // rather than fails, so injected failures do not reach it.
+        let (_, ctx) = current();
+        if ctx.is_io() {
+            self.violation(
+                rule::NOSLEEP,
+                format!("g_post_event(M_WAITOK) from {ctx:?} context, which must not sleep"),
+            );
+        }
         self.g_post_event(f);
         Ok(())
     }
@@ -291,6 +319,15 @@ impl WorkerRef {
 }
 
 impl SimPlatform {
+    /// Makes the core's next `n` `M_NOWAIT` event posts
+    /// ([`Platform::post_event`], which start and done use) fail with
+    /// ENOMEM, as `g_post_event(M_NOWAIT)` does when memory is short;
+    /// `M_WAITOK` posts ([`Platform::post_event_sleeping`]) wait instead
+    /// and still succeed. 0 stops it. Returns how many were still due.
+    pub fn fail_nowait_posts(&self, n: u64) -> u64 {
+        self.sh.fail_nowait_posts.swap(n, Ordering::SeqCst)
+    }
+
     /// Bios handled by every class worker so far (re-issues after failures).
     pub fn worker_handled(&self) -> usize {
         lock(&self.sh.workers).iter().map(|w| w.handled()).sum()

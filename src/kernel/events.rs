@@ -1,13 +1,24 @@
 //! Events: a closure of the core's, posted to GEOM's event thread
 //! (`g_post_event`). The closure travels in a node of its own exact
-//! layout, allocated without sleeping; the handler GEOM calls once moves
-//! it out, frees the node, and runs it (or only drops it when cancelled).
+//! layout; the handler GEOM calls once moves it out, frees the node, and
+//! runs it (or only drops it when cancelled).
+//!
+//! Two ways to post, as FreeBSD's classes post with either flag:
+//! - [`post`], `M_NOWAIT` throughout (node and `g_post_event`): for start
+//!   and done, where sleeping is forbidden; out of memory is ENOMEM.
+//! - [`post_sleeping`], `M_WAITOK` throughout: the node comes from the
+//!   global allocator (`gmr_rs_alloc_sleeping`) and the event from
+//!   `gmr_post_event_sleeping`; it waits for memory and does not fail, and
+//!   is only for contexts that may sleep. `check-ko`'s `io-no-sleep` rule
+//!   proves start and done reach neither.
 
 use core::alloc::Layout;
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
 use freebsd_kpi as kpi;
+
+use alloc::boxed::Box;
 
 use super::mem::malloc_nowait;
 use super::{KernelPlatform, PLATFORM};
@@ -34,6 +45,30 @@ pub(super) fn post<F: FnOnce(&KernelPlatform) + Send + 'static>(f: F) -> Result<
         // see `p`: the node and the F written into it are still ours,
         // taken back once here (and the closure dropped unrun).
         drop(unsafe { event_node_take(p) });
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Queues `f` as [`post`] does, but with `M_WAITOK`
+/// ([`crate::platform::Platform::post_event_sleeping`]): it may sleep for
+/// memory, and then does not fail. Never from start or done, never with a
+/// mutex held.
+pub(super) fn post_sleeping<F: FnOnce(&KernelPlatform) + Send + 'static>(
+    f: F,
+) -> Result<(), Errno> {
+    // The global allocator: malloc(9) with M_WAITOK (rt.rs), never NULL.
+    let p = Box::into_raw(Box::new(f));
+    // SAFETY: run_boxed_event::<F> is the handler for exactly this node
+    // type; g_post_event(M_WAITOK) may sleep, which every caller allows
+    // (function contract); once queued, GEOM calls the handler with `p`
+    // exactly once (run or cancelled), and the handler takes the box over.
+    let e = unsafe { kpi::gmr_post_event_sleeping(Some(run_boxed_event::<F>), p.cast()) };
+    if e != 0 {
+        // SAFETY: the event was not queued, so the handler will never see
+        // `p`: the box is still ours, taken back once here (and the closure
+        // dropped unrun).
+        drop(unsafe { Box::from_raw(p) });
         return Err(e);
     }
     Ok(())
@@ -92,3 +127,26 @@ unsafe extern "C" fn run_event<F: FnOnce(&KernelPlatform) + Send + 'static>(
     }
 }
 const _: kpi::gmr_event_fn_t = Some(run_event::<fn(&KernelPlatform)>);
+
+/// The event handler [`post_sleeping`] queues for a closure of type `F`:
+/// as [`run_event`], for a node that is a `Box<F>`.
+///
+/// # Safety
+/// `arg` is a `Box<F>` that `post_sleeping::<F>` leaked and queued, passed
+/// here once (GEOM calls an event's handler exactly once).
+unsafe extern "C" fn run_boxed_event<F: FnOnce(&KernelPlatform) + Send + 'static>(
+    arg: *mut c_void,
+    cancelled: i32,
+) {
+    if arg.is_null() {
+        return;
+    }
+    // SAFETY: `arg` is the box post_sleeping::<F> leaked and gave to this
+    // event (function contract), handed over once; it is freed here, before
+    // the closure runs.
+    let f = *unsafe { Box::from_raw(arg.cast::<F>()) };
+    if cancelled == 0 {
+        f(&PLATFORM);
+    }
+}
+const _: kpi::gmr_event_fn_t = Some(run_boxed_event::<fn(&KernelPlatform)>);

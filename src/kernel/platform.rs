@@ -446,6 +446,9 @@ impl Platform for KernelPlatform {
     fn post_event<F: FnOnce(&Self) + Send + 'static>(&self, f: F) -> Result<(), Errno> {
         events::post(f)
     }
+    fn post_event_sleeping<F: FnOnce(&Self) + Send + 'static>(&self, f: F) -> Result<(), Errno> {
+        events::post_sleeping(f)
+    }
 
     fn new_wait_queue(&self, name: &'static str) -> Result<KernelWq, Errno> {
         KernelWq::new(name)

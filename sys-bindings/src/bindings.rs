@@ -191,6 +191,10 @@ unsafe extern "C" {
     pub fn gmr_bio_std_done(bp: *mut bio);
     pub fn gmr_bio_retire(child: *mut bio) -> *mut bio;
     pub fn gmr_post_event(fn_: gmr_event_fn_t, arg: *mut ::core::ffi::c_void) -> i32;
+    pub fn gmr_post_event_sleeping(
+        fn_: gmr_event_fn_t,
+        arg: *mut ::core::ffi::c_void,
+    ) -> i32;
     pub fn gmr_wq_new(name: *const ::core::ffi::c_char, namelen: usize) -> *mut gmr_wq;
     pub fn gmr_wq_destroy(wq: *mut gmr_wq);
     pub fn gmr_wq_lock(wq: *mut gmr_wq);
