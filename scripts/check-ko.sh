@@ -51,7 +51,8 @@
 #                      disassembly and its relocations) from the start and
 #                      done trampolines (g_mp_start, g_mp_child_done) reaches
 #                      neither gmr_rs_alloc_sleeping (the global allocator's
-#                      M_WAITOK malloc) nor a KPI function that sleeps
+#                      M_WAITOK malloc), gmr_post_event_sleeping (the shim's
+#                      g_post_event with M_WAITOK) nor a KPI function that sleeps
 #                      (_sleep, _sx_xlock, _sx_slock, g_read_data,
 #                      g_write_data, g_waitfor_event, kproc_create,
 #                      kproc_exit, pause_sbt): GEOM runs start and done where
@@ -322,7 +323,7 @@ else
 			pending = 0; direct = ""
 		}' "$tmp/disr" | sort -u >"$tmp/edges"
 	roots="g_mp_start g_mp_child_done"
-	forbidden="gmr_rs_alloc_sleeping _sleep _sx_xlock _sx_slock g_read_data g_write_data g_waitfor_event kproc_create kproc_exit pause_sbt"
+	forbidden="gmr_rs_alloc_sleeping gmr_post_event_sleeping _sleep _sx_xlock _sx_slock g_read_data g_write_data g_waitfor_event kproc_create kproc_exit pause_sbt"
 	if ! grep -qE '^(g_mp_start|g_mp_child_done) ' "$tmp/edges"; then
 		pass io-no-sleep "no start/done trampoline (g_mp_start, g_mp_child_done) calls anything: nothing to check"
 	else
