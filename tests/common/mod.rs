@@ -3,6 +3,8 @@
 //! FreeBSD's test suite reads them.
 #![allow(dead_code)]
 
+pub mod ctl;
+
 use geom_sim::{Lun, LunConfig, Mode, Sim, SimConfig};
 
 /// Whether the class under test is the built module (`GMR_CLASS=ko`)

@@ -1,0 +1,177 @@
+//! Helpers of the gctl verb tests (tests/ctl_*.rs): the request geom(8)
+//! builds for a verb, a request that must succeed or be refused changing
+//! nothing, and the label sector and data read back.
+
+use super::{getactive, list_all, san, MpList};
+use geom_sim::{Access, Lun, LunConfig, Mode, Sim, SimCtlReq};
+
+pub const SIZE: u64 = 1 << 20;
+pub const DA: [&str; 3] = ["da0", "da1", "da2"];
+pub const UUID: &str = "0f1e2d3c-4b5a-4697-8877-665544332211";
+pub const KERNEL_VERBS: [&str; 11] = [
+    "add",
+    "prefer",
+    "create",
+    "configure",
+    "stop",
+    "destroy",
+    "fail",
+    "restore",
+    "remove",
+    "rotate",
+    "getactive",
+];
+
+/// The boolean options geom(8) always sends for `verb` (gmultipath's table).
+pub fn stock_bools(verb: &str) -> &'static [&'static str] {
+    match verb {
+        "create" | "label" => &["active_active", "active_read"],
+        "configure" => &["active_active", "active_passive", "active_read"],
+        _ => &[],
+    }
+}
+
+/// The request geom(8) sends for `gmultipath VERB [-flags] ARGS`: every bool
+/// option (set or not), nargs, argN, and an `output` buffer unless the
+/// command has a userland handler (prefer).
+pub fn stock(verb: &str, set: &[&str], args: &[&str]) -> SimCtlReq {
+    let bools: Vec<(&str, bool)> = stock_bools(verb)
+        .iter()
+        .map(|&n| (n, set.contains(&n)))
+        .collect();
+    SimCtlReq::geom_cmd("MULTIPATH", verb, &bools, args, verb != "prefer")
+}
+
+/// Runs a stock request and expects success; returns `output`.
+#[track_caller]
+pub fn ok(sim: &Sim, verb: &str, set: &[&str], args: &[&str]) -> String {
+    let r = sim.gctl(stock(verb, set, args));
+    sim.run_until_idle();
+    assert_eq!(r.error_text(), None, "{verb} {set:?} {args:?}");
+    r.text("output").unwrap_or_default()
+}
+
+/// Everything a refused request must leave alone.
+#[derive(Debug, PartialEq)]
+pub struct World {
+    geoms: Vec<MpList>,
+    active: Vec<String>,
+    last_sectors: Vec<Vec<u8>>,
+    providers: Vec<bool>,
+}
+
+pub fn world(sim: &Sim, luns: &[&Lun]) -> World {
+    sim.run_until_idle();
+    let geoms = list_all(sim);
+    let active = geoms.iter().map(|g| getactive(sim, &g.name)).collect();
+    let mut providers = Vec::new();
+    for name in ["multipath/mp", "multipath/mp2", "multipath/nope"] {
+        providers.push(sim.g_provider_by_name(name).is_some());
+    }
+    World {
+        geoms,
+        active,
+        last_sectors: luns.iter().map(|l| last_sector(l)).collect(),
+        providers,
+    }
+}
+
+/// Sends `req`, expects exactly `text` as the error, and no change: same
+/// geoms, paths, states, active paths, labels, and not one console line.
+#[track_caller]
+pub fn refused(sim: &Sim, luns: &[&Lun], req: SimCtlReq, text: &str) {
+    let before = world(sim, luns);
+    let lines = sim.log_lines().len();
+    let had_output = req.text("output").is_some();
+    let r = sim.gctl(req);
+    sim.run_until_idle();
+    assert_eq!(r.error_text(), Some(text));
+    if had_output {
+        assert_eq!(r.text("output").as_deref(), Some(""), "output on error");
+    }
+    let new: Vec<String> = sim.log_lines()[lines..].to_vec();
+    assert!(new.is_empty(), "a refused request logged {new:?}");
+    assert_eq!(before, world(sim, luns), "a refused request changed things");
+}
+
+/// A stock request that must be refused with `text`, changing nothing.
+#[track_caller]
+pub fn refused_stock(sim: &Sim, luns: &[&Lun], verb: &str, args: &[&str], text: &str) {
+    refused(sim, luns, stock(verb, &[], args), text);
+}
+
+/// The console lines logged since `from`.
+pub fn lines_since(sim: &Sim, from: usize) -> Vec<String> {
+    sim.log_lines()[from..].to_vec()
+}
+
+pub fn last_sector(lun: &Lun) -> Vec<u8> {
+    let ss = lun.sectorsize() as u64;
+    lun.read_raw(lun.mediasize() - ss, ss as usize)
+        .expect("read last sector")
+}
+
+/// A NUL-terminated text field of the label sector.
+pub fn field(sector: &[u8], at: usize, len: usize) -> String {
+    let f = &sector[at..at + len];
+    let end = f.iter().position(|&b| b == 0).unwrap_or(len);
+    String::from_utf8_lossy(&f[..end]).into_owned()
+}
+
+/// A second LUN with other geometry.
+pub fn other_lun(sim: &Sim, names: &[&str], size: u64, sectorsize: u32) -> Lun {
+    let mut cfg = LunConfig::new(names, size);
+    cfg.sectorsize = sectorsize;
+    let lun = sim.add_lun(cfg).expect("second lun");
+    sim.run_until_idle();
+    lun
+}
+
+pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Writes a recognisable pattern through `/dev/multipath/NAME`.
+#[track_caller]
+pub fn write_data(sim: &Sim, name: &str, seed: u8) -> Vec<u8> {
+    let data = pattern(seed, 8192);
+    let dev = sim
+        .open(&format!("multipath/{name}"), Access::new(0, 1, 0))
+        .expect("open for write");
+    dev.write(65536, &data).expect("write");
+    drop(dev);
+    sim.run_until_idle();
+    data
+}
+
+/// Reads the pattern back through `/dev/multipath/NAME`.
+#[track_caller]
+pub fn assert_readable(sim: &Sim, name: &str, data: &[u8]) {
+    let dev = sim
+        .open(&format!("multipath/{name}"), Access::new(1, 0, 0))
+        .expect("open for read");
+    assert_eq!(dev.read(65536, data.len()).expect("read"), data);
+    drop(dev);
+    sim.run_until_idle();
+}
+
+/// Makes GEOM retaste `prov` (the last writer closing).
+pub fn retaste(sim: &Sim, prov: &str) {
+    let dev = sim
+        .open(prov, Access::new(0, 1, 0))
+        .unwrap_or_else(|e| panic!("open {prov} for write: {e}"));
+    drop(dev);
+    sim.run_until_idle();
+}
+
+pub fn paths_of(g: &MpList) -> Vec<&str> {
+    g.paths.iter().map(|(p, _)| p.as_str()).collect()
+}
+
+pub fn two_path(m: Mode, seed: u64) -> (Sim, Lun) {
+    let (sim, lun) = san(m, seed, &DA, SIZE);
+    ok(&sim, "create", &[], &["mp", "da0", "da1"]);
+    (sim, lun)
+}
