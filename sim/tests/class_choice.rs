@@ -5,23 +5,12 @@
 //! The module half prints "SKIPPED" without the `.ko`, and fails with
 //! `GMR_REQUIRE_KO=1`.
 
+mod common;
+
+use common::ko::built_ko;
 use std::ffi::OsStr;
-use std::path::PathBuf;
 
 use geom_sim::{Access, ClassChoice, LunConfig, Mode, Sim, SimConfig, ENOENT};
-
-fn module() -> Option<PathBuf> {
-    let p = geom_sim::ko::default_ko_path();
-    if p.exists() {
-        return Some(p);
-    }
-    let msg = format!("{} is missing (run `make`)", p.display());
-    if std::env::var("GMR_REQUIRE_KO").as_deref() == Ok("1") {
-        panic!("GMR_REQUIRE_KO=1: {msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
 
 fn sim() -> Sim {
     let sim = Sim::new(SimConfig::new(Mode::Deterministic, 4));
@@ -61,7 +50,9 @@ fn a_missing_module_fails_the_load() {
 
 #[test]
 fn finish_unloads_the_module_it_loaded() {
-    let Some(path) = module() else { return };
+    let Some(path) = built_ko().map(|o| o.path) else {
+        return;
+    };
     let sim = sim();
     sim.load_multipath_ko(&path).expect("kldload");
     sim.run_until_idle();
@@ -86,7 +77,9 @@ fn finish_unloads_the_module_it_loaded() {
 
 #[test]
 fn dropping_the_simulator_unloads_the_module() {
-    let Some(path) = module() else { return };
+    let Some(path) = built_ko().map(|o| o.path) else {
+        return;
+    };
     let sim = sim();
     sim.load_multipath_ko(&path).expect("kldload");
     sim.run_until_idle();

@@ -7,6 +7,9 @@
 //! Without the `.ko` (not built yet: `make`) each test prints "SKIPPED"
 //! and returns; with `GMR_REQUIRE_KO=1` it fails instead.
 
+mod common;
+
+use common::ko::built_ko;
 use std::sync::Arc;
 
 use geom_sim::ko::{self, KoKernel, KoOptions, KoReport};
@@ -15,15 +18,7 @@ use geom_sim::{Access, Lun, LunConfig, Mode, Sim, SimConfig, Violation, EBUSY, E
 /// Loads the module into `sim`, or None (after saying so) when the file
 /// is missing.
 fn load_ko(sim: &Sim) -> Option<Arc<KoKernel>> {
-    let opts = KoOptions::default();
-    if !opts.path.exists() {
-        let msg = format!("{} is missing (run `make`)", opts.path.display());
-        if std::env::var("GMR_REQUIRE_KO").as_deref() == Ok("1") {
-            panic!("GMR_REQUIRE_KO=1: {msg}");
-        }
-        eprintln!("SKIPPED: {msg}");
-        return None;
-    }
+    let opts = built_ko()?;
     match ko::load(&sim.plat(), &opts) {
         Ok(k) => Some(k),
         Err(e) => panic!("loading {}: {e}", opts.path.display()),

@@ -8,6 +8,9 @@
 //! Tests that need the built module print SKIPPED when it is missing (and
 //! fail when GMR_REQUIRE_KO=1).
 
+mod common;
+
+use common::ko::built_ko;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -620,25 +623,9 @@ fn unknown_printf_conversion_is_reported() {
 
 // ---- with the built module ------------------------------------------------------
 
-/// The built module, or None (SKIPPED printed; a failure with
-/// GMR_REQUIRE_KO=1).
-fn built_ko(test: &str) -> Option<ko::KoOptions> {
-    let o = ko::KoOptions::default();
-    if o.path.exists() {
-        return Some(o);
-    }
-    assert!(
-        std::env::var_os("GMR_REQUIRE_KO").is_none_or(|v| v != "1"),
-        "{test}: {} is missing and GMR_REQUIRE_KO=1",
-        o.path.display()
-    );
-    eprintln!("SKIPPED {test}: {} not built (make ko)", o.path.display());
-    None
-}
-
 #[test]
 fn module_sysctls_read_and_write_through_their_handlers() {
-    let Some(o) = built_ko("module_sysctls_read_and_write_through_their_handlers") else {
+    let Some(o) = built_ko() else {
         return;
     };
     let sim = Sim::deterministic(1);
@@ -662,7 +649,7 @@ fn module_sysctls_read_and_write_through_their_handlers() {
 
 #[test]
 fn unload_unmaps_the_module() {
-    let Some(o) = built_ko("unload_unmaps_the_module") else {
+    let Some(o) = built_ko() else {
         return;
     };
     let sim = Sim::deterministic(1);
@@ -685,7 +672,7 @@ fn unload_unmaps_the_module() {
 #[test]
 fn module_code_run_after_unload_faults() {
     const CHILD: &str = "GMR_KO_TEST_CHILD";
-    let Some(o) = built_ko("module_code_run_after_unload_faults") else {
+    let Some(o) = built_ko() else {
         return;
     };
     if std::env::var_os(CHILD).is_some() {
@@ -726,7 +713,7 @@ fn module_code_run_after_unload_faults() {
 
 #[test]
 fn module_loads_with_nowait_failures_injected_without_killing_the_process() {
-    let Some(mut o) = built_ko("module_loads_with_nowait_failures_injected") else {
+    let Some(mut o) = built_ko() else {
         return;
     };
     // Each early M_NOWAIT allocation fails in turn: whatever the module
@@ -761,7 +748,7 @@ fn module_loads_with_nowait_failures_injected_without_killing_the_process() {
 /// number order, names resolved through the tree; unload unlinks them.
 #[test]
 fn module_sysctls_are_linked_into_the_tree() {
-    let Some(o) = built_ko("module_sysctls_are_linked_into_the_tree") else {
+    let Some(o) = built_ko() else {
         return;
     };
     let sim = Sim::deterministic(1);
@@ -803,7 +790,7 @@ fn module_sysctls_are_linked_into_the_tree() {
 
 #[test]
 fn module_tunables_come_from_the_kernel_environment() {
-    let Some(mut o) = built_ko("module_tunables_come_from_the_kernel_environment") else {
+    let Some(mut o) = built_ko() else {
         return;
     };
     o.tunables = vec![
@@ -824,7 +811,7 @@ fn module_tunables_come_from_the_kernel_environment() {
 #[test]
 fn module_scenario_runs_are_deterministic() {
     use geom_sim::scenario::{ClassSource, Overrides, Scenario};
-    let Some(o) = built_ko("module_scenario_runs_are_deterministic") else {
+    let Some(o) = built_ko() else {
         return;
     };
     let path =
@@ -860,7 +847,7 @@ fn module_scenario_runs_are_deterministic() {
 
 #[test]
 fn unload_refused_while_the_class_is_busy_changes_nothing() {
-    let Some(o) = built_ko("unload_refused_while_the_class_is_busy_changes_nothing") else {
+    let Some(o) = built_ko() else {
         return;
     };
     let sim = Sim::deterministic(1);

@@ -7,7 +7,9 @@
 //! Without the `.ko` the module half prints "SKIPPED" and returns; with
 //! `GMR_REQUIRE_KO=1` it fails instead.
 
-use geom_sim::ko::KoOptions;
+mod common;
+
+use common::ko::built_ko;
 use geom_sim::scenario::{ClassSource, Overrides, Scenario};
 use geom_sim::{Access, LunConfig, Mode, Sim, SimConfig, EIO};
 
@@ -44,20 +46,6 @@ fn ov() -> Overrides {
     }
 }
 
-/// The module, or None (after saying so) when it is not built.
-fn ko() -> Option<KoOptions> {
-    let opts = KoOptions::default();
-    if opts.path.exists() {
-        return Some(opts);
-    }
-    let msg = format!("{} is missing (run `make`)", opts.path.display());
-    if std::env::var("GMR_REQUIRE_KO").as_deref() == Ok("1") {
-        panic!("GMR_REQUIRE_KO=1: {msg}");
-    }
-    eprintln!("SKIPPED: {msg}");
-    None
-}
-
 #[test]
 fn reissued_counts_the_same_through_core_and_module() {
     let sc = Scenario::parse(TWO_FAILURES).expect("scenario");
@@ -66,7 +54,7 @@ fn reissued_counts_the_same_through_core_and_module() {
     assert_eq!(core.bios_failed, 0, "{}", core.text());
     assert_eq!(core.reissued, 2, "{}", core.text());
     assert!(core.text().contains("re-issued 2"), "{}", core.text());
-    let Some(opts) = ko() else { return };
+    let Some(opts) = built_ko() else { return };
     let m = sc.run_with(&ov(), &ClassSource::Ko(opts)).expect("ko run");
     assert!(!m.is_bad(), "{}", m.text());
     assert!(m.ko_summary.is_some(), "the module ran: {}", m.text());

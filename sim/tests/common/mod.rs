@@ -2,6 +2,8 @@
 //! only counts, and a taster that grabs what it tastes.
 #![allow(dead_code)]
 
+pub mod ko;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
