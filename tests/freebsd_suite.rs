@@ -6,86 +6,90 @@
 mod common;
 
 use common::{check_state, for_each_mode, gm, list, logged, san};
-use geom_sim::{Access, EIO};
+use geom_sim::{Access, Lun, Sim, EIO};
 
 const MD: [&str; 3] = ["md0", "md1", "md2"];
 const SIZE: u64 = 1 << 20;
 
+/// Runs `case` under both schedulers on a LUN reached through `disks`,
+/// after `gmultipath CREATE...` (create or label) made the device.
+fn with_device(seed: u64, disks: &[&str], create: &[&str], case: impl Fn(&Sim, &Lun)) {
+    for_each_mode(|m| {
+        let (sim, lun) = san(m, seed, disks, SIZE);
+        gm(&sim, create);
+        case(&sim, &lun);
+        sim
+    });
+}
+
 #[test]
 fn add() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 1, &MD, SIZE);
-        gm(&sim, &["create", "mp", "md0", "md1"]);
-        check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        gm(&sim, &["add", "mp", "md2"]);
+    with_device(1, &MD, &["create", "mp", "md0", "md1"], |sim, _lun| {
+        check_state(sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
+        gm(sim, &["add", "mp", "md2"]);
         check_state(
-            &sim,
+            sim,
             "mp",
             "md0",
             "OPTIMAL",
             &["ACTIVE", "PASSIVE", "PASSIVE"],
         );
-        sim
     });
 }
 
 #[test]
 fn create_a() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 2, &MD[..2], SIZE);
-        gm(&sim, &["create", "-A", "mp", "md0", "md1"]);
-        // Active/active lists every good path, newest first.
-        check_state(&sim, "mp", "md1 md0", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
-        sim
-    });
+    with_device(
+        2,
+        &MD[..2],
+        &["create", "-A", "mp", "md0", "md1"],
+        |sim, _lun| {
+            // Active/active lists every good path, newest first.
+            check_state(sim, "mp", "md1 md0", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
+        },
+    );
 }
 
 #[test]
 fn create_r() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 3, &MD[..2], SIZE);
-        gm(&sim, &["create", "-R", "mp", "md0", "md1"]);
-        check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "READ"]);
-        sim
-    });
+    with_device(
+        3,
+        &MD[..2],
+        &["create", "-R", "mp", "md0", "md1"],
+        |sim, _lun| {
+            check_state(sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "READ"]);
+        },
+    );
 }
 
 /// A labelled path that departs is removed from the device by itself; when
 /// it arrives again, taste puts it back.
 #[test]
 fn depart_and_arrive() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 4, &MD[..2], SIZE);
-        gm(&sim, &["label", "mp", "md0", "md1"]);
-        let count = |sim: &geom_sim::Sim| list(sim, "mp").map(|g| g.paths.len()).unwrap_or(0);
-        assert_eq!(count(&sim), 2, "{:?}", list(&sim, "mp"));
+    with_device(4, &MD[..2], &["label", "mp", "md0", "md1"], |sim, lun| {
+        let count = |sim: &Sim| list(sim, "mp").map(|g| g.paths.len()).unwrap_or(0);
+        assert_eq!(count(sim), 2, "{:?}", list(sim, "mp"));
         lun.path(0).unwrap().die();
         sim.run_until_idle();
-        assert_eq!(count(&sim), 1);
+        assert_eq!(count(sim), 1);
         lun.path(0).unwrap().revive();
         sim.run_until_idle();
-        assert_eq!(count(&sim), 2);
-        assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
-        sim
+        assert_eq!(count(sim), 2);
+        assert_eq!(list(sim, "mp").unwrap().state, "OPTIMAL");
     });
 }
 
 #[test]
 fn fail() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 5, &MD[..2], SIZE);
-        gm(&sim, &["create", "mp", "md0", "md1"]);
-        gm(&sim, &["fail", "mp", "md0"]);
-        check_state(&sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
-        sim
+    with_device(5, &MD[..2], &["create", "mp", "md0", "md1"], |sim, _lun| {
+        gm(sim, &["fail", "mp", "md0"]);
+        check_state(sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
     });
 }
 
 #[test]
 fn fail_on_error() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 6, &MD[..2], SIZE);
-        gm(&sim, &["create", "mp", "md0", "md1"]);
+    with_device(6, &MD[..2], &["create", "mp", "md0", "md1"], |sim, lun| {
         lun.path(0).unwrap().fail_rate(EIO, 1000);
         let dev = sim.open("multipath/mp", Access::new(0, 1, 0)).unwrap();
         assert_eq!(
@@ -94,98 +98,93 @@ fn fail_on_error() {
             "failover and retry succeed"
         );
         drop(dev);
-        check_state(&sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
-        sim
+        check_state(sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
     });
 }
 
 #[test]
 fn prefer() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 7, &MD, SIZE);
-        gm(&sim, &["create", "mp", "md0", "md1", "md2"]);
-        gm(&sim, &["prefer", "mp", "md2"]);
-        check_state(
-            &sim,
-            "mp",
-            "md2",
-            "OPTIMAL",
-            &["PASSIVE", "PASSIVE", "ACTIVE"],
-        );
-        sim
-    });
+    with_device(
+        7,
+        &MD,
+        &["create", "mp", "md0", "md1", "md2"],
+        |sim, _lun| {
+            gm(sim, &["prefer", "mp", "md2"]);
+            check_state(
+                sim,
+                "mp",
+                "md2",
+                "OPTIMAL",
+                &["PASSIVE", "PASSIVE", "ACTIVE"],
+            );
+        },
+    );
 }
 
 #[test]
 fn restore() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 8, &MD[..2], SIZE);
-        gm(&sim, &["create", "mp", "md0", "md1"]);
-        gm(&sim, &["fail", "mp", "md0"]);
-        check_state(&sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
-        gm(&sim, &["restore", "mp", "md0"]);
+    with_device(8, &MD[..2], &["create", "mp", "md0", "md1"], |sim, _lun| {
+        gm(sim, &["fail", "mp", "md0"]);
+        check_state(sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
+        gm(sim, &["restore", "mp", "md0"]);
         // No failback: the restored path waits as a spare.
-        check_state(&sim, "mp", "md1", "OPTIMAL", &["PASSIVE", "ACTIVE"]);
-        sim
+        check_state(sim, "mp", "md1", "OPTIMAL", &["PASSIVE", "ACTIVE"]);
     });
 }
 
 #[test]
 fn restore_on_error() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 9, &MD[..2], SIZE);
-        gm(&sim, &["create", "mp", "md0", "md1"]);
-        gm(&sim, &["fail", "mp", "md0"]);
+    with_device(9, &MD[..2], &["create", "mp", "md0", "md1"], |sim, lun| {
+        gm(sim, &["fail", "mp", "md0"]);
         lun.path(1).unwrap().fail_rate(EIO, 1000);
         let dev = sim.open("multipath/mp", Access::new(0, 1, 0)).unwrap();
         // md1's error restores md0 automatically and the retry succeeds.
         assert_eq!(dev.write(0, &[0u8; 4096]), Ok(()));
         drop(dev);
-        check_state(&sim, "mp", "md0", "DEGRADED", &["ACTIVE", "FAIL"]);
-        sim
+        check_state(sim, "mp", "md0", "DEGRADED", &["ACTIVE", "FAIL"]);
     });
 }
 
 #[test]
 fn rotate() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 10, &MD, SIZE);
-        gm(&sim, &["create", "mp", "md0", "md1", "md2"]);
-        gm(&sim, &["rotate", "mp"]);
-        check_state(
-            &sim,
-            "mp",
-            "md2",
-            "OPTIMAL",
-            &["PASSIVE", "PASSIVE", "ACTIVE"],
-        );
-        gm(&sim, &["rotate", "mp"]);
-        check_state(
-            &sim,
-            "mp",
-            "md1",
-            "OPTIMAL",
-            &["PASSIVE", "ACTIVE", "PASSIVE"],
-        );
-        gm(&sim, &["rotate", "mp"]);
-        check_state(
-            &sim,
-            "mp",
-            "md0",
-            "OPTIMAL",
-            &["ACTIVE", "PASSIVE", "PASSIVE"],
-        );
-        sim
-    });
+    with_device(
+        10,
+        &MD,
+        &["create", "mp", "md0", "md1", "md2"],
+        |sim, _lun| {
+            gm(sim, &["rotate", "mp"]);
+            check_state(
+                sim,
+                "mp",
+                "md2",
+                "OPTIMAL",
+                &["PASSIVE", "PASSIVE", "ACTIVE"],
+            );
+            gm(sim, &["rotate", "mp"]);
+            check_state(
+                sim,
+                "mp",
+                "md1",
+                "OPTIMAL",
+                &["PASSIVE", "ACTIVE", "PASSIVE"],
+            );
+            gm(sim, &["rotate", "mp"]);
+            check_state(
+                sim,
+                "mp",
+                "md0",
+                "OPTIMAL",
+                &["ACTIVE", "PASSIVE", "PASSIVE"],
+            );
+        },
+    );
 }
 
 /// FreeBSD PR 178473: a persistent failure of every path must end the I/O
 /// with an error, not loop, and restore paths at most twice.
 #[test]
 fn failloop() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 11, &MD[..2], SIZE);
-        gm(&sim, &["create", "mp", "md0", "md1"]);
+    with_device(11, &MD[..2], &["create", "mp", "md0", "md1"], |sim, lun| {
         sim.set_notaste(true);
         lun.path(0).unwrap().fail_rate(EIO, 1000);
         lun.path(1).unwrap().fail_rate(EIO, 1000);
@@ -205,12 +204,11 @@ fn failloop() {
         // One automatic restore when the last good path fails (FreeBSD's
         // test allows two), and none after the write gave up.
         assert!((1..=2).contains(&restores), "{restores} restores");
-        assert!(logged(&sim, "Error 5, md0 in mp marked FAIL"));
-        assert!(logged(&sim, "Error 5, md1 in mp marked FAIL"));
+        assert!(logged(sim, "Error 5, md0 in mp marked FAIL"));
+        assert!(logged(sim, "Error 5, md1 in mp marked FAIL"));
         // md0 failed first and was restored when md1, the last good path,
         // failed: it is active again, md1 stays FAIL. (getactive prints
         // "none" when nothing is active, so it is never empty.)
-        check_state(&sim, "mp", "md0", "DEGRADED", &["ACTIVE", "FAIL"]);
-        sim
+        check_state(sim, "mp", "md0", "DEGRADED", &["ACTIVE", "FAIL"]);
     });
 }
