@@ -371,14 +371,15 @@ fn every_nowait_site_fails_cleanly() {
     assert!(hard.is_empty(), "{} problems: {hard:#?}", hard.len());
 }
 
-/// Fails today: when posting the detach of a path fails (ENOMEM), the
-/// module either leaves the path attached for good (then the geom's
-/// destroy never completes and kldunload is refused) or detaches it at
-/// once without a word (then GEOM's retaste adds it straight back). The
-/// stock class posts that event with `M_WAITOK` (it runs where sleeping
-/// is allowed). Run with `--ignored`.
+/// Every injected failure is reported (an errno or a `GEOM_MULTIPATH:`
+/// console line) and undone: the final destroy still tears every path
+/// down and kldunload succeeds. The teardown posts that once failed here
+/// (a path's deferred detach, the worker's post, the end of a destroy at
+/// the last close) now use `M_WAITOK`, as the stock class does where
+/// sleeping is allowed, so they no longer appear among the `M_NOWAIT`
+/// allocations; the one left (from done) strands the path with a console
+/// line, and destroy tears it down.
 #[test]
-#[ignore = "fails today: a failed teardown post leaves a path attached or retasted back"]
 fn every_nowait_failure_is_reported_and_undone() {
     let Some(o) = built_ko("every_nowait_failure_is_reported_and_undone") else {
         return;
