@@ -1,0 +1,227 @@
+//! Consumers: `g_new_consumer`, `g_attach`, `g_detach`,
+//! `g_destroy_consumer`, and what a class reads of them.
+
+use geom_multipath_rs::platform::{Access, EEXIST, ENXIO, EPERM};
+
+use super::{ConsumerRec, Topology};
+use crate::ids::{ConsumerId, GeomId, ProviderId};
+use crate::sim::{Res, SimPlatform};
+use crate::violation::rule;
+
+impl SimPlatform {
+    /// `g_new_consumer`.
+    pub fn g_new_consumer(&self, gp: GeomId) -> Res<ConsumerId> {
+        if !self.g_topology_assert("g_new_consumer") {
+            return Err(EPERM);
+        }
+        let id = ConsumerId(self.next_id());
+        let mut t = self.topo();
+        let Some(g) = t.geom.get_mut(&gp) else {
+            drop(t);
+            self.stale("g_new_consumer", gp);
+            return Err(ENXIO);
+        };
+        if g.wither {
+            let msg = format!("g_new_consumer on WITHERing geom({})", g.name);
+            drop(t);
+            self.violation(rule::DESTROY, msg);
+            return Err(ENXIO);
+        }
+        g.consumers.insert(0, id);
+        t.consumer.insert(
+            id,
+            ConsumerRec {
+                geom: gp,
+                provider: None,
+                acc: Access::NONE,
+                orphan: false,
+                nstart: 0,
+                nend: 0,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Whether geom `below` is `above` or (transitively) under it.
+    fn reaches(t: &Topology, from: GeomId, target: GeomId) -> bool {
+        let mut stack = vec![from];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(g) = stack.pop() {
+            if g == target {
+                return true;
+            }
+            if !seen.insert(g) {
+                continue;
+            }
+            if let Some(gr) = t.geom.get(&g) {
+                for c in &gr.consumers {
+                    if let Some(p) = t.consumer.get(c).and_then(|c| c.provider) {
+                        if let Some(pr) = t.provider.get(&p) {
+                            stack.push(pr.geom);
+                        }
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// `g_attach`: ELOOP when it would close a loop in the mesh.
+    pub fn g_attach(&self, cp: ConsumerId, pp: ProviderId) -> Res<()> {
+        if !self.g_topology_assert("g_attach") {
+            return Err(EPERM);
+        }
+        let mut t = self.topo();
+        let Some(c) = t.consumer.get(&cp) else {
+            drop(t);
+            self.stale("g_attach consumer", cp);
+            return Err(ENXIO);
+        };
+        if c.provider.is_some() {
+            drop(t);
+            self.violation(
+                rule::ATTACH,
+                format!("g_attach({cp:?}): attach but attached"),
+            );
+            return Err(EEXIST);
+        }
+        let cgeom = c.geom;
+        let Some(p) = t.provider.get(&pp) else {
+            drop(t);
+            self.stale("g_attach provider", pp);
+            return Err(ENXIO);
+        };
+        if Self::reaches(&t, p.geom, cgeom) {
+            return Err(40); // ELOOP
+        }
+        let prank = t.geom.get(&p.geom).map_or(1, |g| g.rank);
+        if let Some(p) = t.provider.get_mut(&pp) {
+            p.consumers.insert(0, cp);
+        }
+        if let Some(c) = t.consumer.get_mut(&cp) {
+            c.provider = Some(pp);
+        }
+        if let Some(g) = t.geom.get_mut(&cgeom) {
+            g.rank = g.rank.max(prank + 1);
+        }
+        Ok(())
+    }
+
+    /// `g_detach`: no access counts, no I/O in flight.
+    pub fn g_detach(&self, cp: ConsumerId) {
+        if !self.g_topology_assert("g_detach") {
+            return;
+        }
+        let wither = {
+            let mut t = self.topo();
+            let Some(c) = t.consumer.get(&cp) else {
+                drop(t);
+                return self.stale("g_detach", cp);
+            };
+            let Some(pp) = c.provider else {
+                drop(t);
+                return self.violation(
+                    rule::ATTACH,
+                    format!("g_detach({cp:?}): detach but not attached"),
+                );
+            };
+            if c.acc.is_open() {
+                let msg = format!("g_detach({cp:?}): detach but nonzero access {:?}", c.acc);
+                drop(t);
+                return self.violation(rule::ATTACH, msg);
+            }
+            if c.nstart != c.nend {
+                let msg = format!(
+                    "g_detach({cp:?}): detach with active requests ({} in flight)",
+                    c.nstart - c.nend
+                );
+                drop(t);
+                return self.violation(rule::ATTACH, msg);
+            }
+            let cgeom = c.geom;
+            if let Some(c) = t.consumer.get_mut(&cp) {
+                c.provider = None;
+            }
+            let mut wither = t.geom.get(&cgeom).is_some_and(|g| g.wither);
+            if let Some(p) = t.provider.get_mut(&pp) {
+                p.consumers.retain(|&x| x != cp);
+                wither |= p.wither;
+                let pg = p.geom;
+                wither |= t.geom.get(&pg).is_some_and(|g| g.wither);
+            }
+            wither
+        };
+        if wither {
+            self.g_do_wither();
+        }
+    }
+
+    /// `g_destroy_consumer`: detached, no access.
+    pub fn g_destroy_consumer(&self, cp: ConsumerId) {
+        if !self.g_topology_assert("g_destroy_consumer") {
+            return;
+        }
+        let wither = {
+            let mut t = self.topo();
+            let Some(c) = t.consumer.get(&cp) else {
+                drop(t);
+                return self.stale("g_destroy_consumer", cp);
+            };
+            if c.provider.is_some() {
+                drop(t);
+                return self.violation(
+                    rule::DESTROY,
+                    format!("g_destroy_consumer({cp:?}) but attached"),
+                );
+            }
+            if c.acc.is_open() {
+                let msg = format!(
+                    "g_destroy_consumer({cp:?}) with access {:?} (leaked access count)",
+                    c.acc
+                );
+                drop(t);
+                return self.violation(rule::ACCESS, msg);
+            }
+            let gp = c.geom;
+            t.consumer.remove(&cp);
+            match t.geom.get_mut(&gp) {
+                Some(g) => {
+                    g.consumers.retain(|&x| x != cp);
+                    g.wither
+                }
+                None => false,
+            }
+        };
+        if wither {
+            self.g_do_wither();
+        }
+    }
+
+    pub fn consumer_exists(&self, cp: ConsumerId) -> bool {
+        self.topo().consumer.contains_key(&cp)
+    }
+
+    pub fn consumer_geom(&self, cp: ConsumerId) -> Option<GeomId> {
+        self.topo().consumer.get(&cp).map(|c| c.geom)
+    }
+
+    pub fn consumer_attached_to(&self, cp: ConsumerId) -> Option<ProviderId> {
+        self.topo().consumer.get(&cp).and_then(|c| c.provider)
+    }
+
+    pub fn consumer_acc(&self, cp: ConsumerId) -> Option<Access> {
+        self.topo().consumer.get(&cp).map(|c| c.acc)
+    }
+
+    /// I/O requested through `cp` and not yet delivered.
+    pub fn consumer_inflight(&self, cp: ConsumerId) -> u64 {
+        self.topo()
+            .consumer
+            .get(&cp)
+            .map_or(0, |c| c.nstart - c.nend)
+    }
+
+    pub fn consumer_orphaned(&self, cp: ConsumerId) -> bool {
+        self.topo().consumer.get(&cp).is_some_and(|c| c.orphan)
+    }
+}
