@@ -6,9 +6,9 @@ mod common;
 
 use common::ctl::{
     assert_readable, last_sector, lines_since, ok, other_lun, paths_of, refused_stock, retaste,
-    stock, two_path, write_data, DA, SIZE,
+    stock, two_path, write_data, DA,
 };
-use common::{check_state, for_each_mode, gm, list, logged, san};
+use common::{check_state, for_each_mode, gm, list, logged, san, with_device, SIZE};
 use geom_sim::Access;
 
 #[test]
@@ -164,17 +164,14 @@ fn remove_last_path_destroys_the_geom() {
 /// (its last writer closing makes GEOM retaste it while still attached).
 #[test]
 fn remove_from_a_labelled_device_sticks() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 134, &DA, SIZE);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
+    with_device(134, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
         let label = last_sector(&lun);
-        ok(&sim, "remove", &[], &["mp", "da1"]);
-        check_state(&sim, "mp", "da0", "DEGRADED", &["ACTIVE"]);
+        ok(sim, "remove", &[], &["mp", "da1"]);
+        check_state(sim, "mp", "da0", "DEGRADED", &["ACTIVE"]);
         assert_eq!(last_sector(&lun), label, "remove keeps the label");
         // Tasted again on purpose, it comes back.
-        retaste(&sim, "da1");
-        check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        sim
+        retaste(sim, "da1");
+        check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
     });
 }
 

@@ -6,9 +6,9 @@ mod common;
 
 use common::ctl::{
     assert_readable, last_sector, lines_since, ok, refused, refused_stock, retaste, stock,
-    two_path, write_data, DA, SIZE, UUID,
+    two_path, write_data, DA, UUID,
 };
-use common::{check_state, for_each_mode, gm, list, san};
+use common::{check_state, for_each_mode, gm, list, san, with_device, SIZE};
 use geom_sim::{Access, EIO};
 
 /// P beats R beats A; no flag leaves the mode alone.
@@ -64,10 +64,8 @@ fn configure_precedence() {
 /// nothing else of it); taste then honours the new mode.
 #[test]
 fn configure_rewrites_the_label() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 125, &DA, SIZE);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
-        check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
+    with_device(125, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
+        check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
         let label = last_sector(&lun);
         assert_eq!(label[88], 0);
         for (flags, byte, mode) in [
@@ -80,8 +78,8 @@ fn configure_rewrites_the_label() {
             ),
             (&["active_read", "active_active"][..], 2, "Active/Read"),
         ] {
-            ok(&sim, "configure", flags, &["mp"]);
-            assert_eq!(list(&sim, "mp").unwrap().mode, mode);
+            ok(sim, "configure", flags, &["mp"]);
+            assert_eq!(list(sim, "mp").unwrap().mode, mode);
             let now = last_sector(&lun);
             let mut expect = label.clone();
             expect[88] = byte;
@@ -91,40 +89,36 @@ fn configure_rewrites_the_label() {
             );
         }
         // Stopped and tasted again, it comes back in Active/Read.
-        ok(&sim, "stop", &[], &["mp"]);
-        assert!(list(&sim, "mp").is_none());
-        retaste(&sim, "da0");
-        retaste(&sim, "da1");
-        check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "READ"]);
+        ok(sim, "stop", &[], &["mp"]);
+        assert!(list(sim, "mp").is_none());
+        retaste(sim, "da0");
+        retaste(sim, "da1");
+        check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "READ"]);
         refused_stock(
-            &sim,
+            sim,
             &[&lun],
             "configure",
             &["nope"],
             "Device nope is invalid",
         );
-        sim
     });
 }
 
 /// A label that cannot be rewritten: an error, and the mode is unchanged.
 #[test]
 fn configure_write_failure_changes_nothing() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 126, &DA, SIZE);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
+    with_device(126, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
         lun.path(0).unwrap().fail_rate(EIO, 1000);
         refused(
-            &sim,
+            sim,
             &[&lun],
             stock("configure", &["active_active"], &["mp"]),
             &format!("Can't update metadata on da0 ({EIO})"),
         );
-        assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Passive");
+        assert_eq!(list(sim, "mp").unwrap().mode, "Active/Passive");
         lun.path(0).unwrap().heal();
-        ok(&sim, "configure", &["active_active"], &["mp"]);
+        ok(sim, "configure", &["active_active"], &["mp"]);
         assert_eq!(last_sector(&lun)[88], 1);
-        sim
     });
 }
 

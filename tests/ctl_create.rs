@@ -6,9 +6,9 @@ mod common;
 
 use common::ctl::{
     assert_readable, field, last_sector, lines_since, ok, other_lun, paths_of, refused_stock,
-    retaste, stock, two_path, world, write_data, DA, SIZE, UUID,
+    retaste, stock, two_path, world, write_data, DA, UUID,
 };
-use common::{check_state, for_each_mode, getactive, gm, list, san};
+use common::{check_state, for_each_mode, getactive, gm, list, san, SIZE};
 use geom_sim::{Access, EPERM};
 
 #[test]

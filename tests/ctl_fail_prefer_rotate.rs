@@ -5,9 +5,9 @@
 mod common;
 
 use common::ctl::{
-    assert_readable, lines_since, ok, refused, refused_stock, two_path, write_data, DA, SIZE,
+    assert_readable, lines_since, ok, refused, refused_stock, two_path, write_data, DA,
 };
-use common::{check_state, for_each_mode, gm, logged, san};
+use common::{check_state, for_each_mode, gm, logged, san, SIZE};
 use geom_sim::SimCtlReq;
 
 #[test]

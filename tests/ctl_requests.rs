@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::ctl::{last_sector, refused, refused_stock, two_path, DA, KERNEL_VERBS, SIZE};
-use common::{check_state, for_each_mode, gm, list, san};
+use common::ctl::{last_sector, refused, refused_stock, two_path, DA, KERNEL_VERBS};
+use common::{check_state, for_each_mode, gm, list, san, SIZE};
 use geom_sim::SimCtlReq;
 
 #[test]

@@ -6,26 +6,24 @@ mod common;
 
 use common::ctl::{
     assert_readable, field, last_sector, lines_since, ok, paths_of, refused_stock, retaste,
-    two_path, write_data, DA, SIZE, UUID,
+    two_path, write_data, DA, UUID,
 };
-use common::{check_state, for_each_mode, gm, list, list_all, logged, san};
+use common::{check_state, for_each_mode, gm, list, list_all, logged, san, with_device, SIZE};
 use geom_sim::{Access, EIO};
 
 /// An open device is neither stopped nor destroyed (EBUSY, our deliberate
 /// choice: FreeBSD withers it and finishes at the last close).
 #[test]
 fn stop_and_destroy_of_an_open_device_fail_with_ebusy() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 129, &DA, SIZE);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
-        let data = write_data(&sim, "mp", 10);
+    with_device(129, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
+        let data = write_data(sim, "mp", 10);
         let label = last_sector(&lun);
         let dev = sim
             .open("multipath/mp", Access::new(1, 0, 0))
             .expect("open");
         for verb in ["stop", "destroy"] {
             refused_stock(
-                &sim,
+                sim,
                 &[&lun],
                 verb,
                 &["mp"],
@@ -40,25 +38,22 @@ fn stop_and_destroy_of_an_open_device_fail_with_ebusy() {
         }
         assert_eq!(dev.read(65536, data.len()).unwrap(), data);
         assert_eq!(last_sector(&lun), label, "the label is intact");
-        check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
+        check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
         drop(dev);
         sim.run_until_idle();
-        ok(&sim, "destroy", &[], &["mp"]);
-        assert!(list(&sim, "mp").is_none());
-        sim
+        ok(sim, "destroy", &[], &["mp"]);
+        assert!(list(sim, "mp").is_none());
     });
 }
 
 /// destroy wipes the label: nothing comes back on retaste.
 #[test]
 fn destroy_wipes_the_label() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 130, &DA, SIZE);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
+    with_device(130, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
         assert_eq!(&last_sector(&lun)[..16], b"GEOM::MULTIPATH\0");
         let from = sim.log_lines().len();
-        assert_eq!(gm(&sim, &["destroy", "-v", "mp"]), "Done.\n");
-        let lines = lines_since(&sim, from);
+        assert_eq!(gm(sim, &["destroy", "-v", "mp"]), "Done.\n");
+        let lines = lines_since(sim, from);
         assert!(
             lines.contains(&"GEOM_MULTIPATH: destroying mp".to_string()),
             "{lines:?}"
@@ -67,13 +62,12 @@ fn destroy_wipes_the_label() {
             lines.contains(&"GEOM_MULTIPATH: mp destroyed".to_string()),
             "{lines:?}"
         );
-        assert!(list(&sim, "mp").is_none());
+        assert!(list(sim, "mp").is_none());
         assert!(last_sector(&lun).iter().all(|&b| b == 0), "label wiped");
-        retaste(&sim, "da0");
-        retaste(&sim, "da1");
-        assert!(list_all(&sim).is_empty());
-        refused_stock(&sim, &[&lun], "destroy", &["mp"], "Device mp is invalid");
-        sim
+        retaste(sim, "da0");
+        retaste(sim, "da1");
+        assert!(list_all(sim).is_empty());
+        refused_stock(sim, &[&lun], "destroy", &["mp"], "Device mp is invalid");
     });
 }
 
@@ -82,36 +76,38 @@ fn destroy_wipes_the_label() {
 /// the other is written to and closed).
 #[test]
 fn stop_keeps_the_label() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 131, &DA, SIZE);
-        gm(&sim, &["label", "-A", "mp", "da0", "da1"]);
-        let data = write_data(&sim, "mp", 11);
-        let label = last_sector(&lun);
-        let uuid = field(&label, 16, 40);
-        let from = sim.log_lines().len();
-        assert_eq!(ok(&sim, "stop", &[], &["mp"]), "");
-        assert!(logged(&sim, "GEOM_MULTIPATH: mp destroyed"));
-        assert!(list(&sim, "mp").is_none(), "not tasted straight back");
-        assert_eq!(last_sector(&lun), label, "label kept");
-        assert!(lines_since(&sim, from)
-            .iter()
-            .all(|l| !l.contains("created")));
-        let p0 = lun.path(0).unwrap();
-        p0.die();
-        sim.run_until_idle();
-        p0.revive();
-        sim.run_until_idle();
-        let g = list(&sim, "mp").expect("back on retaste");
-        assert_eq!(
-            (g.uuid.as_str(), g.mode.as_str()),
-            (uuid.as_str(), "Active/Active")
-        );
-        assert_eq!(paths_of(&g), ["da0"]);
-        retaste(&sim, "da1");
-        check_state(&sim, "mp", "da1 da0", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
-        assert_readable(&sim, "mp", &data);
-        sim
-    });
+    with_device(
+        131,
+        &DA,
+        &["label", "-A", "mp", "da0", "da1"],
+        |sim, lun| {
+            let data = write_data(sim, "mp", 11);
+            let label = last_sector(&lun);
+            let uuid = field(&label, 16, 40);
+            let from = sim.log_lines().len();
+            assert_eq!(ok(sim, "stop", &[], &["mp"]), "");
+            assert!(logged(sim, "GEOM_MULTIPATH: mp destroyed"));
+            assert!(list(sim, "mp").is_none(), "not tasted straight back");
+            assert_eq!(last_sector(&lun), label, "label kept");
+            assert!(lines_since(sim, from)
+                .iter()
+                .all(|l| !l.contains("created")));
+            let p0 = lun.path(0).unwrap();
+            p0.die();
+            sim.run_until_idle();
+            p0.revive();
+            sim.run_until_idle();
+            let g = list(sim, "mp").expect("back on retaste");
+            assert_eq!(
+                (g.uuid.as_str(), g.mode.as_str()),
+                (uuid.as_str(), "Active/Active")
+            );
+            assert_eq!(paths_of(&g), ["da0"]);
+            retaste(sim, "da1");
+            check_state(sim, "mp", "da1 da0", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
+            assert_readable(sim, "mp", &data);
+        },
+    );
 }
 
 /// A manual device: stop and destroy both just take it apart.
@@ -142,21 +138,18 @@ fn stop_and_destroy_a_manual_device() {
 /// A label that cannot be wiped: an error, and the device stays.
 #[test]
 fn destroy_wipe_failure_keeps_the_device() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 133, &DA, SIZE);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
+    with_device(133, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
         lun.path(0).unwrap().fail_rate(EIO, 1000);
         refused_stock(
-            &sim,
+            sim,
             &[&lun],
             "destroy",
             &["mp"],
             &format!("Can't erase metadata on da0 ({EIO})"),
         );
         lun.path(0).unwrap().heal();
-        ok(&sim, "destroy", &[], &["mp"]);
+        ok(sim, "destroy", &[], &["mp"]);
         assert!(last_sector(&lun).iter().all(|&b| b == 0));
-        sim
     });
 }
 

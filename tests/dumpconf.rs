@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{for_each_mode, getactive, gm, list, modes, san};
+use common::{for_each_mode, getactive, gm, list, modes, san, with_device};
 use geom_sim::{Access, BioCmd, BioResult, Lun, LunConfig, Sim, EIO, ENXIO};
 
 const SIZE: u64 = 1 << 20;
@@ -152,81 +152,74 @@ fn label_uuid(lun: &Lun) -> String {
 
 #[test]
 fn path_states_in_each_mode() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 301, &DA, SIZE);
-        gm(&sim, &["create", "mp", "da0", "da1", "da2"]);
-        let x = xml(&sim, "mp");
-        assert_geom(&x, "", "OPTIMAL", "Active/Passive", "MANUAL");
-        assert_paths(
-            &x,
-            &[("da0", "ACTIVE"), ("da1", "PASSIVE"), ("da2", "PASSIVE")],
-        );
-        gm(&sim, &["configure", "-A", "mp"]);
-        let x = xml(&sim, "mp");
-        assert_geom(&x, "", "OPTIMAL", "Active/Active", "MANUAL");
-        assert_paths(
-            &x,
-            &[("da0", "ACTIVE"), ("da1", "ACTIVE"), ("da2", "ACTIVE")],
-        );
-        gm(&sim, &["fail", "mp", "da1"]);
-        let x = xml(&sim, "mp");
-        assert_geom(&x, "", "DEGRADED", "Active/Active", "MANUAL");
-        assert_paths(&x, &[("da0", "ACTIVE"), ("da1", "FAIL"), ("da2", "ACTIVE")]);
-        gm(&sim, &["configure", "-R", "mp"]);
-        let x = xml(&sim, "mp");
-        assert_geom(&x, "", "DEGRADED", "Active/Read", "MANUAL");
-        assert_paths(&x, &[("da0", "ACTIVE"), ("da1", "FAIL"), ("da2", "READ")]);
-        gm(&sim, &["restore", "mp", "da1"]);
-        gm(&sim, &["prefer", "mp", "da2"]);
-        let x = xml(&sim, "mp");
-        assert_geom(&x, "", "OPTIMAL", "Active/Read", "MANUAL");
-        assert_paths(&x, &[("da0", "READ"), ("da1", "READ"), ("da2", "ACTIVE")]);
-        gm(&sim, &["configure", "-P", "mp"]);
-        let x = xml(&sim, "mp");
-        assert_geom(&x, "", "OPTIMAL", "Active/Passive", "MANUAL");
-        assert_paths(
-            &x,
-            &[("da0", "PASSIVE"), ("da1", "PASSIVE"), ("da2", "ACTIVE")],
-        );
-        sim
-    });
+    with_device(
+        301,
+        &DA,
+        &["create", "mp", "da0", "da1", "da2"],
+        |sim, _lun| {
+            let x = xml(sim, "mp");
+            assert_geom(&x, "", "OPTIMAL", "Active/Passive", "MANUAL");
+            assert_paths(
+                &x,
+                &[("da0", "ACTIVE"), ("da1", "PASSIVE"), ("da2", "PASSIVE")],
+            );
+            gm(sim, &["configure", "-A", "mp"]);
+            let x = xml(sim, "mp");
+            assert_geom(&x, "", "OPTIMAL", "Active/Active", "MANUAL");
+            assert_paths(
+                &x,
+                &[("da0", "ACTIVE"), ("da1", "ACTIVE"), ("da2", "ACTIVE")],
+            );
+            gm(sim, &["fail", "mp", "da1"]);
+            let x = xml(sim, "mp");
+            assert_geom(&x, "", "DEGRADED", "Active/Active", "MANUAL");
+            assert_paths(&x, &[("da0", "ACTIVE"), ("da1", "FAIL"), ("da2", "ACTIVE")]);
+            gm(sim, &["configure", "-R", "mp"]);
+            let x = xml(sim, "mp");
+            assert_geom(&x, "", "DEGRADED", "Active/Read", "MANUAL");
+            assert_paths(&x, &[("da0", "ACTIVE"), ("da1", "FAIL"), ("da2", "READ")]);
+            gm(sim, &["restore", "mp", "da1"]);
+            gm(sim, &["prefer", "mp", "da2"]);
+            let x = xml(sim, "mp");
+            assert_geom(&x, "", "OPTIMAL", "Active/Read", "MANUAL");
+            assert_paths(&x, &[("da0", "READ"), ("da1", "READ"), ("da2", "ACTIVE")]);
+            gm(sim, &["configure", "-P", "mp"]);
+            let x = xml(sim, "mp");
+            assert_geom(&x, "", "OPTIMAL", "Active/Passive", "MANUAL");
+            assert_paths(
+                &x,
+                &[("da0", "PASSIVE"), ("da1", "PASSIVE"), ("da2", "ACTIVE")],
+            );
+        },
+    );
 }
 
 /// OPTIMAL with every path good, DEGRADED with one failed and always with
 /// a single path.
 #[test]
 fn geom_state_optimal_and_degraded() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 302, &DA, SIZE);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
-        assert_geom(&xml(&sim, "mp"), "", "OPTIMAL", "Active/Passive", "MANUAL");
-        gm(&sim, &["fail", "mp", "da0"]);
-        assert_geom(&xml(&sim, "mp"), "", "DEGRADED", "Active/Passive", "MANUAL");
-        gm(&sim, &["restore", "mp", "da0"]);
-        assert_geom(&xml(&sim, "mp"), "", "OPTIMAL", "Active/Passive", "MANUAL");
-        gm(&sim, &["remove", "mp", "da1"]);
-        let x = xml(&sim, "mp");
+    with_device(302, &DA, &["create", "mp", "da0", "da1"], |sim, _lun| {
+        assert_geom(&xml(sim, "mp"), "", "OPTIMAL", "Active/Passive", "MANUAL");
+        gm(sim, &["fail", "mp", "da0"]);
+        assert_geom(&xml(sim, "mp"), "", "DEGRADED", "Active/Passive", "MANUAL");
+        gm(sim, &["restore", "mp", "da0"]);
+        assert_geom(&xml(sim, "mp"), "", "OPTIMAL", "Active/Passive", "MANUAL");
+        gm(sim, &["remove", "mp", "da1"]);
+        let x = xml(sim, "mp");
         assert_geom(&x, "", "DEGRADED", "Active/Passive", "MANUAL");
         assert_paths(&x, &[("da0", "ACTIVE")]);
-        gm(&sim, &["add", "mp", "da1"]);
-        assert_geom(&xml(&sim, "mp"), "", "OPTIMAL", "Active/Passive", "MANUAL");
+        gm(sim, &["add", "mp", "da1"]);
+        assert_geom(&xml(sim, "mp"), "", "OPTIMAL", "Active/Passive", "MANUAL");
         // A device created with a single path, in every mode.
         for (flag, mode) in [("-A", "Active/Active"), ("-R", "Active/Read")] {
-            gm(&sim, &["create", flag, "one", "da2"]);
-            let x = xml(&sim, "one");
+            gm(sim, &["create", flag, "one", "da2"]);
+            let x = xml(sim, "one");
             assert_geom(&x, "", "DEGRADED", mode, "MANUAL");
             assert_paths(&x, &[("da2", "ACTIVE")]);
-            gm(&sim, &["destroy", "one"]);
+            gm(sim, &["destroy", "one"]);
         }
-        gm(&sim, &["create", "one", "da2"]);
-        assert_geom(
-            &xml(&sim, "one"),
-            "",
-            "DEGRADED",
-            "Active/Passive",
-            "MANUAL",
-        );
-        sim
+        gm(sim, &["create", "one", "da2"]);
+        assert_geom(&xml(sim, "one"), "", "DEGRADED", "Active/Passive", "MANUAL");
     });
 }
 
@@ -234,12 +227,10 @@ fn geom_state_optimal_and_degraded() {
 /// (by the verb or by I/O errors) restores the others first.
 #[test]
 fn failing_every_path_never_shows_broken() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 303, &DA, SIZE);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
-        gm(&sim, &["fail", "mp", "da0"]);
-        gm(&sim, &["fail", "mp", "da1"]);
-        let x = xml(&sim, "mp");
+    with_device(303, &DA, &["create", "mp", "da0", "da1"], |sim, lun| {
+        gm(sim, &["fail", "mp", "da0"]);
+        gm(sim, &["fail", "mp", "da1"]);
+        let x = xml(sim, "mp");
         assert_geom(&x, "", "DEGRADED", "Active/Passive", "MANUAL");
         assert_paths(&x, &[("da0", "ACTIVE"), ("da1", "FAIL")]);
         // Every path failing I/O: the write fails, the device is not BROKEN.
@@ -250,7 +241,7 @@ fn failing_every_path_never_shows_broken() {
             .expect("open");
         assert_eq!(dev.write(0, &[1; 512]), Err(EIO));
         drop(dev);
-        let x = xml(&sim, "mp");
+        let x = xml(sim, "mp");
         assert_eq!(x.config[0], ("State".to_string(), "DEGRADED".to_string()));
         assert_eq!(
             x.consumers.iter().filter(|(_, c)| c[0].1 == "FAIL").count(),
@@ -259,7 +250,6 @@ fn failing_every_path_never_shows_broken() {
         );
         lun.path(0).unwrap().heal();
         lun.path(1).unwrap().heal();
-        sim
     });
 }
 

@@ -5,22 +5,10 @@
 
 mod common;
 
-use common::{check_state, for_each_mode, gm, list, logged, san};
-use geom_sim::{Access, Lun, Sim, EIO};
+use common::{check_state, gm, list, logged, with_device};
+use geom_sim::{Access, Sim, EIO};
 
 const MD: [&str; 3] = ["md0", "md1", "md2"];
-const SIZE: u64 = 1 << 20;
-
-/// Runs `case` under both schedulers on a LUN reached through `disks`,
-/// after `gmultipath CREATE...` (create or label) made the device.
-fn with_device(seed: u64, disks: &[&str], create: &[&str], case: impl Fn(&Sim, &Lun)) {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, seed, disks, SIZE);
-        gm(&sim, create);
-        case(&sim, &lun);
-        sim
-    });
-}
 
 #[test]
 fn add() {

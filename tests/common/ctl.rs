@@ -2,10 +2,9 @@
 //! builds for a verb, a request that must succeed or be refused changing
 //! nothing, and the label sector and data read back.
 
-use super::{getactive, list_all, san, MpList};
+use super::{getactive, list_all, san, MpList, SIZE};
 use geom_sim::{Access, Lun, LunConfig, Mode, Sim, SimCtlReq};
 
-pub const SIZE: u64 = 1 << 20;
 pub const DA: [&str; 3] = ["da0", "da1", "da2"];
 pub const UUID: &str = "0f1e2d3c-4b5a-4697-8877-665544332211";
 pub const KERNEL_VERBS: [&str; 11] = [

@@ -61,6 +61,21 @@ pub fn modes() -> [Mode; 2] {
     [Mode::Deterministic, Mode::Threaded]
 }
 
+/// The size of the LUN [`with_device`] builds (and most tests' `san`).
+pub const SIZE: u64 = 1 << 20;
+
+/// Runs `case` under both schedulers (as [`for_each_mode`]) on a [`SIZE`]
+/// LUN reached through `paths`, after `gmultipath CREATE...` (create or
+/// label) made the device.
+pub fn with_device(seed: u64, paths: &[&str], create: &[&str], case: impl Fn(&Sim, &Lun)) {
+    for_each_mode(|m| {
+        let (sim, lun) = san(m, seed, paths, SIZE);
+        gm(&sim, create);
+        case(&sim, &lun);
+        sim
+    });
+}
+
 /// Runs `body` once under each scheduler (see [`modes`]); the simulator it
 /// returns is finished and must be clean (no leak, no stuck bio, no
 /// panic). Values the body does not return are dropped before the check.
