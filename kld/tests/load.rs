@@ -9,12 +9,9 @@ use std::sync::Mutex;
 use common::*;
 use kld::{Import, ModMetadata};
 
-const FIXTURE: &str = r#"
-#include <sys/param.h>
-#include <sys/systm.h>
-#include <sys/kernel.h>
-#include <sys/module.h>
-
+const FIXTURE: &str = concat!(
+    module_headers!(),
+    r#"
 int fixture_counter;
 int fixture_seen = 7;
 extern int kpi_value;
@@ -47,16 +44,12 @@ fixture_fini(void *arg)
 }
 SYSUNINIT(fixture_fini, SI_SUB_DRIVERS, SI_ORDER_SECOND, fixture_fini, NULL);
 
-static int
-fixture_modevent(module_t mod, int type, void *data)
-{
-	return (0);
-}
-static moduledata_t fixture_mod = { "fixture", fixture_modevent, NULL };
-DECLARE_MODULE(fixture, fixture_mod, SI_SUB_DRIVERS, SI_ORDER_FIRST);
-MODULE_VERSION(fixture, 3);
+"#,
+    fixture_module!(),
+    r#"MODULE_VERSION(fixture, 3);
 MODULE_DEPEND(fixture, other, 1, 2, 3);
-"#;
+"#
+);
 
 /// Held by every test here: a test that checks a range is unmapped must not
 /// see another test's fresh mapping land in it.

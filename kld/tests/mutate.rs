@@ -15,12 +15,9 @@ impl Resolver for Everything {
     }
 }
 
-const SRC: &str = r#"
-#include <sys/param.h>
-#include <sys/systm.h>
-#include <sys/kernel.h>
-#include <sys/module.h>
-
+const SRC: &str = concat!(
+    module_headers!(),
+    r#"
 int fixture_counter;
 void kpi_note(int);
 static void
@@ -30,15 +27,11 @@ fixture_init(void *arg)
 	kpi_note(fixture_counter);
 }
 SYSINIT(fixture, SI_SUB_DRIVERS, SI_ORDER_SECOND, fixture_init, NULL);
-static int
-fixture_modevent(module_t mod, int type, void *data)
-{
-	return (0);
-}
-static moduledata_t fixture_mod = { "fixture", fixture_modevent, NULL };
-DECLARE_MODULE(fixture, fixture_mod, SI_SUB_DRIVERS, SI_ORDER_FIRST);
-MODULE_VERSION(fixture, 1);
-"#;
+"#,
+    fixture_module!(),
+    r#"MODULE_VERSION(fixture, 1);
+"#
+);
 
 #[test]
 fn corrupted_files_fail_cleanly() {

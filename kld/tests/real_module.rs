@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::must_not_run;
+use common::{kernel_depend, must_not_run};
 use kld::{Import, LoadError, ModMetadata, Resolver};
 
 fn ko() -> Option<PathBuf> {
@@ -117,7 +117,7 @@ fn metadata_kernel_range(path: &std::path::Path) -> (i32, i32, i32) {
     );
     match r {
         Ok(m) => {
-            let d = kernel_depend(&m.metadata());
+            let d = kernel_depend(&m.metadata()).expect("an MDT_DEPEND on kernel");
             m.unmap();
             d
         }
@@ -132,23 +132,9 @@ fn metadata_kernel_range(path: &std::path::Path) -> (i32, i32, i32) {
     }
 }
 
-fn kernel_depend(md: &[ModMetadata]) -> (i32, i32, i32) {
-    md.iter()
-        .find_map(|e| match e {
-            ModMetadata::Depend {
-                module,
-                min,
-                pref,
-                max,
-            } if module == "kernel" => Some((*min, *pref, *max)),
-            _ => None,
-        })
-        .expect("an MDT_DEPEND on kernel")
-}
-
 fn check_loaded(m: &kld::Module) {
     let md = m.metadata();
-    let (min, pref, max) = kernel_depend(&md);
+    let (min, pref, max) = kernel_depend(&md).expect("an MDT_DEPEND on kernel");
     println!("depends on kernel {min}..={max}, preferred {pref}");
     assert!(
         md.iter()

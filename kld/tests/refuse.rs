@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use kld::{Import, LoadError, ModMetadata};
+use kld::{Import, LoadError};
 
 fn fail(ko: &std::path::Path, resolver: &Table, o: &kld::LoadOptions) -> LoadError {
     match kld::load(ko, resolver, o) {
@@ -180,21 +180,12 @@ fn refuses_r_x86_64_32_against_a_local_without_naming_it() {
     expect_unexpected(&e, &ko, 10, None);
 }
 
-const DECLARED: &str = r#"
-#include <sys/param.h>
-#include <sys/systm.h>
-#include <sys/kernel.h>
-#include <sys/module.h>
-
-static int
-fixture_modevent(module_t mod, int type, void *data)
-{
-	return (0);
-}
-static moduledata_t fixture_mod = { "fixture", fixture_modevent, NULL };
-DECLARE_MODULE(fixture, fixture_mod, SI_SUB_DRIVERS, SI_ORDER_FIRST);
-MODULE_VERSION(fixture, 3);
-"#;
+const DECLARED: &str = concat!(
+    module_headers!(),
+    fixture_module!(),
+    r#"MODULE_VERSION(fixture, 3);
+"#
+);
 
 fn declared_resolver() -> Table {
     Table(vec![(
@@ -204,18 +195,7 @@ fn declared_resolver() -> Table {
 }
 
 fn kernel_range(m: &kld::Module) -> (i32, i32, i32) {
-    m.metadata()
-        .iter()
-        .find_map(|e| match e {
-            ModMetadata::Depend {
-                module,
-                min,
-                pref,
-                max,
-            } if module == "kernel" => Some((*min, *pref, *max)),
-            _ => None,
-        })
-        .unwrap()
+    kernel_depend(&m.metadata()).expect("an MDT_DEPEND on kernel")
 }
 
 #[test]
@@ -280,23 +260,14 @@ fn checks_the_kernel_version_range() {
     }
 }
 
-const DEPENDS: &str = r#"
-#include <sys/param.h>
-#include <sys/systm.h>
-#include <sys/kernel.h>
-#include <sys/module.h>
-
-static int
-fixture_modevent(module_t mod, int type, void *data)
-{
-	return (0);
-}
-static moduledata_t fixture_mod = { "fixture", fixture_modevent, NULL };
-DECLARE_MODULE(fixture, fixture_mod, SI_SUB_DRIVERS, SI_ORDER_FIRST);
-MODULE_VERSION(fixture, 3);
+const DEPENDS: &str = concat!(
+    module_headers!(),
+    fixture_module!(),
+    r#"MODULE_VERSION(fixture, 3);
 MODULE_DEPEND(fixture, other, 1, 2, 4);
 MODULE_DEPEND(fixture, fixture, 7, 7, 7);
-"#;
+"#
+);
 
 #[test]
 fn checks_other_dependencies() {

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kld::{Import, LoadOptions, Resolver};
+use kld::{Import, LoadOptions, ModMetadata, Resolver};
 
 pub const CLANG: &str = "clang-14";
 pub const LD: &str = "ld.lld-14";
@@ -160,4 +160,52 @@ pub fn opts(kernel_version: i32) -> LoadOptions {
 pub extern "C" fn must_not_run() {
     eprintln!("kld test: an import that must not be called was called");
     std::process::abort();
+}
+
+/// The headers every fixture module includes (param, systm, kernel,
+/// module), as a literal for `concat!`.
+#[allow(unused_macros)]
+macro_rules! module_headers {
+    () => {
+        r#"
+#include <sys/param.h>
+#include <sys/systm.h>
+#include <sys/kernel.h>
+#include <sys/module.h>
+"#
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use module_headers;
+
+/// The C declaration of the module "fixture": an event handler accepting
+/// every event and its DECLARE_MODULE at SI_SUB_DRIVERS, first; a literal
+/// for `concat!` (the fixture adds its own MODULE_VERSION and depends).
+#[allow(unused_macros)]
+macro_rules! fixture_module {
+    () => {
+        r#"static int
+fixture_modevent(module_t mod, int type, void *data)
+{
+	return (0);
+}
+static moduledata_t fixture_mod = { "fixture", fixture_modevent, NULL };
+DECLARE_MODULE(fixture, fixture_mod, SI_SUB_DRIVERS, SI_ORDER_FIRST);
+"#
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use fixture_module;
+
+/// The (min, pref, max) of the MDT_DEPEND on kernel in `md`, if any.
+pub fn kernel_depend(md: &[ModMetadata]) -> Option<(i32, i32, i32)> {
+    md.iter().find_map(|e| match e {
+        ModMetadata::Depend {
+            module,
+            min,
+            pref,
+            max,
+        } if module == "kernel" => Some((*min, *pref, *max)),
+        _ => None,
+    })
 }
