@@ -44,6 +44,7 @@ fn stderr(o: &Output) -> String {
 
 /// Asserts a failure with `code` and a single `mplabel: ` line containing
 /// `needle`.
+#[track_caller]
 fn assert_fails(o: &Output, code: i32, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(code), "stderr: {err}");
@@ -52,6 +53,13 @@ fn assert_fails(o: &Output, code: i32, needle: &str) {
     assert!(err.contains(needle), "{needle:?} not in {err:?}");
 }
 
+/// Runs `mplabel ARGS...` and asserts it fails as [`assert_fails`] says.
+#[track_caller]
+fn refused(args: &[&str], code: i32, needle: &str) {
+    assert_fails(&mplabel(args), code, needle);
+}
+
+#[track_caller]
 fn assert_ok(o: &Output) {
     assert!(o.status.success(), "failed: {}", stderr(o));
 }
@@ -180,24 +188,16 @@ fn clear_then_dump_fails() {
     assert_ok(&mplabel(&["label", path(&img), "gone", UUID]));
     assert_ok(&mplabel(&["clear", path(&img)]));
     assert!(last_sector(img.path(), 512).iter().all(|&b| b == 0));
-    assert_fails(
-        &mplabel(&["dump", path(&img)]),
-        1,
-        "no GEOM::MULTIPATH label",
-    );
+    refused(&["dump", path(&img)], 1, "no GEOM::MULTIPATH label");
     // Nothing left to clear: refused, like `gmultipath clear`.
-    assert_fails(
-        &mplabel(&["clear", path(&img)]),
-        1,
-        "no GEOM::MULTIPATH label",
-    );
+    refused(&["clear", path(&img)], 1, "no GEOM::MULTIPATH label");
 }
 
 #[test]
 fn clear_refuses_a_sector_without_magic() {
     let img = image(1 << 16);
     let before = fs::read(img.path()).expect("read image");
-    assert_fails(&mplabel(&["clear", path(&img)]), 1, "nothing cleared");
+    refused(&["clear", path(&img)], 1, "nothing cleared");
     assert_eq!(fs::read(img.path()).expect("read image"), before);
 }
 
@@ -209,7 +209,7 @@ fn clear_removes_a_damaged_label() {
     let at = data.len() - 512 + 72;
     data[at] = 9; // version 9
     fs::write(img.path(), &data).expect("write image");
-    assert_fails(&mplabel(&["dump", path(&img)]), 1, "version 9");
+    refused(&["dump", path(&img)], 1, "version 9");
     assert_ok(&mplabel(&["clear", path(&img)]));
     assert!(last_sector(img.path(), 512).iter().all(|&b| b == 0));
 }
@@ -218,8 +218,8 @@ fn clear_removes_a_damaged_label() {
 fn dump_with_other_sector_size_finds_no_label() {
     let img = image(1 << 16);
     assert_ok(&mplabel(&["label", path(&img), "s512", UUID]));
-    assert_fails(
-        &mplabel(&["dump", path(&img), "--sectorsize", "4096"]),
+    refused(
+        &["dump", path(&img), "--sectorsize", "4096"],
         1,
         "last 4096-byte sector",
     );
@@ -248,29 +248,21 @@ fn missing_file_is_a_runtime_error() {
     let dir = tempfile::tempdir().expect("temp dir");
     let missing = dir.path().join("nope.img");
     let missing = missing.to_str().expect("utf-8");
-    assert_fails(&mplabel(&["label", missing, "x"]), 1, "cannot open");
-    assert_fails(&mplabel(&["dump", missing]), 1, "cannot open");
-    assert_fails(&mplabel(&["clear", missing]), 1, "cannot open");
+    refused(&["label", missing, "x"], 1, "cannot open");
+    refused(&["dump", missing], 1, "cannot open");
+    refused(&["clear", missing], 1, "cannot open");
     assert!(!Path::new(missing).exists(), "label must not create files");
 }
 
 #[test]
 fn image_smaller_than_two_sectors() {
     let img = image(512);
-    assert_fails(
-        &mplabel(&["label", path(&img), "x"]),
-        1,
-        "smaller than two sectors",
-    );
+    refused(&["label", path(&img), "x"], 1, "smaller than two sectors");
     let empty = image(0);
-    assert_fails(
-        &mplabel(&["dump", path(&empty)]),
-        1,
-        "smaller than two sectors",
-    );
+    refused(&["dump", path(&empty)], 1, "smaller than two sectors");
     let img = image(4096);
-    assert_fails(
-        &mplabel(&["clear", path(&img), "--sectorsize", "4096"]),
+    refused(
+        &["clear", path(&img), "--sectorsize", "4096"],
         1,
         "smaller than two sectors",
     );
@@ -279,15 +271,15 @@ fn image_smaller_than_two_sectors() {
 #[test]
 fn image_size_not_a_multiple_of_the_sector_size() {
     let img = image(1000);
-    assert_fails(&mplabel(&["label", path(&img), "x"]), 1, "not a multiple");
+    refused(&["label", path(&img), "x"], 1, "not a multiple");
     let img = image(3 * 512);
-    assert_fails(
-        &mplabel(&["label", path(&img), "x", "--sectorsize", "1024"]),
+    refused(
+        &["label", path(&img), "x", "--sectorsize", "1024"],
         1,
         "not a multiple",
     );
-    assert_fails(
-        &mplabel(&["dump", path(&img), "--sectorsize", "1024"]),
+    refused(
+        &["dump", path(&img), "--sectorsize", "1024"],
         1,
         "not a multiple",
     );
@@ -297,12 +289,12 @@ fn image_size_not_a_multiple_of_the_sector_size() {
 fn name_over_fifteen_bytes() {
     let img = image(8192);
     let before = fs::read(img.path()).expect("read image");
-    assert_fails(
-        &mplabel(&["label", path(&img), "0123456789abcdef"]),
+    refused(
+        &["label", path(&img), "0123456789abcdef"],
         2,
         "at most 15 bytes",
     );
-    assert_fails(&mplabel(&["label", path(&img), ""]), 2, "name is empty");
+    refused(&["label", path(&img), ""], 2, "name is empty");
     assert_eq!(
         fs::read(img.path()).expect("read image"),
         before,
@@ -321,11 +313,7 @@ fn malformed_uuid() {
         "0f1e2d3c04b5a-4978-8695-a4b3c2d1e0f1",
         "",
     ] {
-        assert_fails(
-            &mplabel(&["label", path(&img), "x", bad]),
-            2,
-            "malformed uuid",
-        );
+        refused(&["label", path(&img), "x", bad], 2, "malformed uuid");
     }
     let sector = last_sector(img.path(), 512);
     assert_ne!(sector[..16], MAGIC, "nothing written");
@@ -334,16 +322,12 @@ fn malformed_uuid() {
 #[test]
 fn bad_mode() {
     let img = image(8192);
-    assert_fails(
-        &mplabel(&["label", path(&img), "x", "--mode", "rw"]),
+    refused(
+        &["label", path(&img), "x", "--mode", "rw"],
         2,
         "bad mode 'rw'",
     );
-    assert_fails(
-        &mplabel(&["label", path(&img), "x", "--mode"]),
-        2,
-        "needs a value",
-    );
+    refused(&["label", path(&img), "x", "--mode"], 2, "needs a value");
 }
 
 #[test]
@@ -356,8 +340,8 @@ fn bad_sector_size() {
         ("64", "too small"),
         ("-512", "not a number"),
     ] {
-        assert_fails(
-            &mplabel(&["label", path(&img), "x", &format!("--sectorsize={bad}")]),
+        refused(
+            &["label", path(&img), "x", &format!("--sectorsize={bad}")],
             2,
             needle,
         );
@@ -367,46 +351,32 @@ fn bad_sector_size() {
 #[test]
 fn unknown_option() {
     let img = image(8192);
-    assert_fails(
-        &mplabel(&["label", path(&img), "x", "--force"]),
-        2,
-        "unknown option '--force'",
-    );
-    assert_fails(
-        &mplabel(&["dump", path(&img), "--mode", "aa"]),
-        2,
-        "unknown option '--mode'",
-    );
-    assert_fails(
-        &mplabel(&["clear", path(&img), "--json"]),
-        2,
-        "unknown option '--json'",
-    );
-    assert_fails(
-        &mplabel(&["dump", path(&img), "--json=yes"]),
-        2,
-        "takes no value",
-    );
+    for (verb, extra, option) in [
+        ("label", &["x", "--force"][..], "--force"),
+        ("dump", &["--mode", "aa"], "--mode"),
+        ("clear", &["--json"], "--json"),
+    ] {
+        let mut args = vec![verb, path(&img)];
+        args.extend_from_slice(extra);
+        refused(&args, 2, &format!("unknown option '{option}'"));
+    }
+    refused(&["dump", path(&img), "--json=yes"], 2, "takes no value");
 }
 
 #[test]
 fn bad_command_lines() {
     let img = image(8192);
-    assert_fails(&mplabel(&[]), 2, "missing subcommand");
-    assert_fails(
-        &mplabel(&["relabel", path(&img)]),
-        2,
-        "unknown subcommand 'relabel'",
-    );
-    assert_fails(&mplabel(&["label", path(&img)]), 2, "missing arguments");
-    assert_fails(&mplabel(&["dump"]), 2, "missing arguments");
-    assert_fails(
-        &mplabel(&["clear", path(&img), "extra"]),
+    refused(&[], 2, "missing subcommand");
+    refused(&["relabel", path(&img)], 2, "unknown subcommand 'relabel'");
+    refused(&["label", path(&img)], 2, "missing arguments");
+    refused(&["dump"], 2, "missing arguments");
+    refused(
+        &["clear", path(&img), "extra"],
         2,
         "unexpected argument 'extra'",
     );
-    assert_fails(
-        &mplabel(&["label", path(&img), "x", UUID, "more"]),
+    refused(
+        &["label", path(&img), "x", UUID, "more"],
         2,
         "unexpected argument 'more'",
     );
