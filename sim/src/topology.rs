@@ -17,13 +17,13 @@
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
-use geom_multipath_rs::platform::{Access, Errno};
+use geom_multipath_rs::platform::{Access, Errno, ENXIO, EPERM};
 
 use crate::class::SimClass;
 use crate::ids::{ClassId, ConsumerId, GeomId, ProviderId};
-use crate::sim::SimPlatform;
+use crate::sim::{Res, SimPlatform};
 use crate::util::lock;
 use crate::violation::rule;
 
@@ -106,9 +106,71 @@ fn add(a: Access, d: Access) -> Access {
     Access::new(a.r + d.r, a.w + d.w, a.e + d.e)
 }
 
+/// An id with a table of records in [`Topology`], so that one look-up
+/// ([`SimPlatform::rec`]) serves classes, geoms, providers and consumers.
+pub(crate) trait MeshId: Copy + Ord + std::fmt::Debug + 'static {
+    type Rec: 'static;
+    fn table(t: &mut Topology) -> &mut BTreeMap<Self, Self::Rec>;
+}
+
+macro_rules! mesh_id {
+    ($id:ty, $rec:ty, $field:ident) => {
+        impl MeshId for $id {
+            type Rec = $rec;
+            fn table(t: &mut Topology) -> &mut BTreeMap<Self, $rec> {
+                &mut t.$field
+            }
+        }
+    };
+}
+mesh_id!(ClassId, ClassRec, class);
+mesh_id!(GeomId, GeomRec, geom);
+mesh_id!(ProviderId, ProviderRec, provider);
+mesh_id!(ConsumerId, ConsumerRec, consumer);
+
 impl SimPlatform {
-    pub(crate) fn topo(&self) -> std::sync::MutexGuard<'_, Topology> {
+    pub(crate) fn topo(&self) -> MutexGuard<'_, Topology> {
         lock(&self.sh.topo)
+    }
+
+    /// The preamble of an operation that changes the mesh: the topology
+    /// lock held by the caller (else a TOPOLOGY violation naming `op`, and
+    /// EPERM), then the data.
+    fn topo_for(&self, op: &str) -> Res<MutexGuard<'_, Topology>> {
+        if !self.g_topology_assert(op) {
+            return Err(EPERM);
+        }
+        Ok(self.topo())
+    }
+
+    /// The record of `id`, or a STALE violation naming `op`, and ENXIO.
+    /// (Recording a violation takes only the violations' own lock.)
+    fn rec<'t, K: MeshId>(&self, t: &'t mut Topology, op: &str, id: K) -> Res<&'t mut K::Rec> {
+        match K::table(t).get_mut(&id) {
+            Some(r) => Ok(r),
+            None => {
+                self.stale(op, id);
+                Err(ENXIO)
+            }
+        }
+    }
+
+    /// Geom `gp`, about to get a new provider or consumer (`what`): it
+    /// exists and is not withering, else a violation and ENXIO.
+    fn growing_geom<'t>(
+        &self,
+        t: &'t mut Topology,
+        op: &str,
+        gp: GeomId,
+        what: &str,
+    ) -> Res<&'t mut GeomRec> {
+        let g = self.rec(t, op, gp)?;
+        if g.wither {
+            let msg = format!("{what} on WITHERing geom({})", g.name);
+            self.violation(rule::DESTROY, msg);
+            return Err(ENXIO);
+        }
+        Ok(g)
     }
 
     fn stale(&self, what: &str, id: impl std::fmt::Debug) {

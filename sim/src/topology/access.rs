@@ -11,31 +11,21 @@ use crate::violation::rule;
 impl SimPlatform {
     /// `g_access(cp, dr, dw, de)`.
     pub fn g_access(&self, cp: ConsumerId, d: Access) -> Res<()> {
-        if !self.g_topology_assert("g_access") {
-            return Err(EPERM);
-        }
         let (pp, pgeom, cur, pacc, perror, pwither_geom) = {
-            let t = self.topo();
-            let Some(c) = t.consumer.get(&cp) else {
-                drop(t);
-                self.stale("g_access", cp);
-                return Err(ENXIO);
-            };
+            let mut t = self.topo_for("g_access")?;
+            let c = self.rec(&mut t, "g_access", cp)?;
+            let cur = c.acc;
             let Some(pp) = c.provider else {
-                drop(t);
                 self.violation(
                     rule::ACCESS,
                     format!("g_access({cp:?}): access but not attached"),
                 );
                 return Err(ENXIO);
             };
-            let Some(p) = t.provider.get(&pp) else {
-                drop(t);
-                self.stale("g_access provider", pp);
-                return Err(ENXIO);
-            };
-            let gw = t.geom.get(&p.geom).is_some_and(|g| g.wither);
-            (pp, p.geom, c.acc, p.acc, p.error, gw)
+            let p = self.rec(&mut t, "g_access provider", pp)?;
+            let (pgeom, pacc, perror) = (p.geom, p.acc, p.error);
+            let gw = t.geom.get(&pgeom).is_some_and(|g| g.wither);
+            (pp, pgeom, cur, pacc, perror, gw)
         };
         let next = add(cur, d);
         if next.r < 0 || next.w < 0 || next.e < 0 {

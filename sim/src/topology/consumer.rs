@@ -1,7 +1,7 @@
 //! Consumers: `g_new_consumer`, `g_attach`, `g_detach`,
 //! `g_destroy_consumer`, and what a class reads of them.
 
-use geom_multipath_rs::platform::{Access, EEXIST, ENXIO, EPERM};
+use geom_multipath_rs::platform::{Access, EEXIST};
 
 use super::{ConsumerRec, Topology};
 use crate::ids::{ConsumerId, GeomId, ProviderId};
@@ -11,23 +11,11 @@ use crate::violation::rule;
 impl SimPlatform {
     /// `g_new_consumer`.
     pub fn g_new_consumer(&self, gp: GeomId) -> Res<ConsumerId> {
-        if !self.g_topology_assert("g_new_consumer") {
-            return Err(EPERM);
-        }
+        let mut t = self.topo_for("g_new_consumer")?;
         let id = ConsumerId(self.next_id());
-        let mut t = self.topo();
-        let Some(g) = t.geom.get_mut(&gp) else {
-            drop(t);
-            self.stale("g_new_consumer", gp);
-            return Err(ENXIO);
-        };
-        if g.wither {
-            let msg = format!("g_new_consumer on WITHERing geom({})", g.name);
-            drop(t);
-            self.violation(rule::DESTROY, msg);
-            return Err(ENXIO);
-        }
-        g.consumers.insert(0, id);
+        self.growing_geom(&mut t, "g_new_consumer", gp, "g_new_consumer")?
+            .consumers
+            .insert(0, id);
         t.consumer.insert(
             id,
             ConsumerRec {
@@ -42,7 +30,7 @@ impl SimPlatform {
         Ok(id)
     }
 
-    /// Whether geom `below` is `above` or (transitively) under it.
+    /// Whether geom `target` is `from` or (transitively) under it.
     fn reaches(t: &Topology, from: GeomId, target: GeomId) -> bool {
         let mut stack = vec![from];
         let mut seen = std::collections::BTreeSet::new();
@@ -68,17 +56,9 @@ impl SimPlatform {
 
     /// `g_attach`: ELOOP when it would close a loop in the mesh.
     pub fn g_attach(&self, cp: ConsumerId, pp: ProviderId) -> Res<()> {
-        if !self.g_topology_assert("g_attach") {
-            return Err(EPERM);
-        }
-        let mut t = self.topo();
-        let Some(c) = t.consumer.get(&cp) else {
-            drop(t);
-            self.stale("g_attach consumer", cp);
-            return Err(ENXIO);
-        };
+        let mut t = self.topo_for("g_attach")?;
+        let c = self.rec(&mut t, "g_attach consumer", cp)?;
         if c.provider.is_some() {
-            drop(t);
             self.violation(
                 rule::ATTACH,
                 format!("g_attach({cp:?}): attach but attached"),
@@ -86,15 +66,11 @@ impl SimPlatform {
             return Err(EEXIST);
         }
         let cgeom = c.geom;
-        let Some(p) = t.provider.get(&pp) else {
-            drop(t);
-            self.stale("g_attach provider", pp);
-            return Err(ENXIO);
-        };
-        if Self::reaches(&t, p.geom, cgeom) {
+        let pgeom = self.rec(&mut t, "g_attach provider", pp)?.geom;
+        if Self::reaches(&t, pgeom, cgeom) {
             return Err(40); // ELOOP
         }
-        let prank = t.geom.get(&p.geom).map_or(1, |g| g.rank);
+        let prank = t.geom.get(&pgeom).map_or(1, |g| g.rank);
         if let Some(p) = t.provider.get_mut(&pp) {
             p.consumers.insert(0, cp);
         }
@@ -109,17 +85,14 @@ impl SimPlatform {
 
     /// `g_detach`: no access counts, no I/O in flight.
     pub fn g_detach(&self, cp: ConsumerId) {
-        if !self.g_topology_assert("g_detach") {
-            return;
-        }
         let wither = {
-            let mut t = self.topo();
-            let Some(c) = t.consumer.get(&cp) else {
-                drop(t);
-                return self.stale("g_detach", cp);
+            let Ok(mut t) = self.topo_for("g_detach") else {
+                return;
+            };
+            let Ok(c) = self.rec(&mut t, "g_detach", cp) else {
+                return;
             };
             let Some(pp) = c.provider else {
-                drop(t);
                 return self.violation(
                     rule::ATTACH,
                     format!("g_detach({cp:?}): detach but not attached"),
@@ -127,7 +100,6 @@ impl SimPlatform {
             };
             if c.acc.is_open() {
                 let msg = format!("g_detach({cp:?}): detach but nonzero access {:?}", c.acc);
-                drop(t);
                 return self.violation(rule::ATTACH, msg);
             }
             if c.nstart != c.nend {
@@ -135,7 +107,6 @@ impl SimPlatform {
                     "g_detach({cp:?}): detach with active requests ({} in flight)",
                     c.nstart - c.nend
                 );
-                drop(t);
                 return self.violation(rule::ATTACH, msg);
             }
             let cgeom = c.geom;
@@ -158,17 +129,14 @@ impl SimPlatform {
 
     /// `g_destroy_consumer`: detached, no access.
     pub fn g_destroy_consumer(&self, cp: ConsumerId) {
-        if !self.g_topology_assert("g_destroy_consumer") {
-            return;
-        }
         let wither = {
-            let mut t = self.topo();
-            let Some(c) = t.consumer.get(&cp) else {
-                drop(t);
-                return self.stale("g_destroy_consumer", cp);
+            let Ok(mut t) = self.topo_for("g_destroy_consumer") else {
+                return;
+            };
+            let Ok(c) = self.rec(&mut t, "g_destroy_consumer", cp) else {
+                return;
             };
             if c.provider.is_some() {
-                drop(t);
                 return self.violation(
                     rule::DESTROY,
                     format!("g_destroy_consumer({cp:?}) but attached"),
@@ -179,7 +147,6 @@ impl SimPlatform {
                     "g_destroy_consumer({cp:?}) with access {:?} (leaked access count)",
                     c.acc
                 );
-                drop(t);
                 return self.violation(rule::ACCESS, msg);
             }
             let gp = c.geom;

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use geom_multipath_rs::platform::{ENXIO, EPERM};
+use geom_multipath_rs::platform::EPERM;
 
 use super::{AnySoftc, GeomRec};
 use crate::ids::{ConsumerId, GeomId, ProviderId};
@@ -14,9 +14,7 @@ use crate::violation::rule;
 impl SimPlatform {
     /// `g_new_geomf`: a geom of the bound class with softc `softc`.
     pub fn g_new_geom(&self, name: &str, softc: Option<AnySoftc>) -> Res<GeomId> {
-        if !self.g_topology_assert("g_new_geom") {
-            return Err(EPERM);
-        }
+        let mut t = self.topo_for("g_new_geom")?;
         let Some(cid) = self.class else {
             self.violation(
                 rule::CLASS,
@@ -25,13 +23,9 @@ impl SimPlatform {
             return Err(EPERM);
         };
         let id = GeomId(self.next_id());
-        let mut t = self.topo();
-        let Some(c) = t.class.get_mut(&cid) else {
-            drop(t);
-            self.stale("g_new_geom: class", cid);
-            return Err(ENXIO);
-        };
-        c.geoms.insert(0, id);
+        self.rec(&mut t, "g_new_geom: class", cid)?
+            .geoms
+            .insert(0, id);
         t.geom.insert(
             id,
             GeomRec {
@@ -49,13 +43,11 @@ impl SimPlatform {
 
     /// `g_destroy_geom`: only a geom without consumers and providers.
     pub fn g_destroy_geom(&self, gp: GeomId) {
-        if !self.g_topology_assert("g_destroy_geom") {
+        let Ok(mut t) = self.topo_for("g_destroy_geom") else {
             return;
-        }
-        let mut t = self.topo();
-        let Some(g) = t.geom.get(&gp) else {
-            drop(t);
-            return self.stale("g_destroy_geom", gp);
+        };
+        let Ok(g) = self.rec(&mut t, "g_destroy_geom", gp) else {
+            return;
         };
         if !g.consumers.is_empty() || !g.providers.is_empty() {
             let msg = format!(
@@ -64,7 +56,6 @@ impl SimPlatform {
                 g.consumers.len(),
                 g.providers.len()
             );
-            drop(t);
             return self.violation(rule::DESTROY, msg);
         }
         let Some(g) = t.geom.remove(&gp) else { return };
@@ -101,15 +92,8 @@ impl SimPlatform {
 
     /// `gp->softc`.
     pub fn geom_softc_any(&self, gp: GeomId) -> Option<AnySoftc> {
-        let t = self.topo();
-        match t.geom.get(&gp) {
-            Some(g) => g.softc.clone(),
-            None => {
-                drop(t);
-                self.stale("gp->softc", gp);
-                None
-            }
-        }
+        let mut t = self.topo();
+        self.rec(&mut t, "gp->softc", gp).ok()?.softc.clone()
     }
 
     /// `gp->softc` as the class's own type.
@@ -155,10 +139,10 @@ impl SimPlatform {
     /// Sets `gp->softc` after creation (topology held): for classes that
     /// build the softc from objects made after the geom.
     pub fn topo_set_softc(&self, gp: GeomId, softc: AnySoftc) {
-        if !self.g_topology_assert("set gp->softc") {
+        let Ok(mut t) = self.topo_for("set gp->softc") else {
             return;
-        }
-        if let Some(g) = self.topo().geom.get_mut(&gp) {
+        };
+        if let Some(g) = t.geom.get_mut(&gp) {
             g.softc = Some(softc);
         }
     }

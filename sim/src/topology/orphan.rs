@@ -13,9 +13,8 @@ impl SimPlatform {
     pub fn g_wither_provider(&self, pp: ProviderId, error: Errno) {
         let orphaned = {
             let mut t = self.topo();
-            let Some(p) = t.provider.get_mut(&pp) else {
-                drop(t);
-                return self.stale("g_wither_provider", pp);
+            let Ok(p) = self.rec(&mut t, "g_wither_provider", pp) else {
+                return;
             };
             p.wither = true;
             p.orphan
@@ -37,13 +36,11 @@ impl SimPlatform {
         }
         {
             let mut t = self.topo();
-            let Some(p) = t.provider.get_mut(&pp) else {
-                drop(t);
-                return self.stale("g_orphan_provider", pp);
+            let Ok(p) = self.rec(&mut t, "g_orphan_provider", pp) else {
+                return;
             };
             if p.orphan {
                 let msg = format!("g_orphan_provider({}) twice", p.name);
-                drop(t);
                 return self.violation(rule::DESTROY, msg);
             }
             p.error = error;

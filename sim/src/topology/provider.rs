@@ -1,7 +1,7 @@
 //! Providers: `g_new_providerf`, `g_error_provider`, their size and
 //! flags, `g_destroy_provider`, `g_provider_by_name`.
 
-use geom_multipath_rs::platform::{Access, Errno, ENXIO, EPERM};
+use geom_multipath_rs::platform::{Access, Errno, ENXIO};
 
 use super::ProviderRec;
 use crate::ids::{ConsumerId, GeomId, ProviderId};
@@ -19,23 +19,11 @@ impl SimPlatform {
         mediasize: u64,
         sectorsize: u32,
     ) -> Res<ProviderId> {
-        if !self.g_topology_assert("g_new_providerf") {
-            return Err(EPERM);
-        }
+        let mut t = self.topo_for("g_new_providerf")?;
         let id = ProviderId(self.next_id());
-        let mut t = self.topo();
-        let Some(g) = t.geom.get_mut(&gp) else {
-            drop(t);
-            self.stale("g_new_providerf", gp);
-            return Err(ENXIO);
-        };
-        if g.wither {
-            let msg = format!("new provider on WITHERing geom({})", g.name);
-            drop(t);
-            self.violation(rule::DESTROY, msg);
-            return Err(ENXIO);
-        }
-        g.providers.insert(0, id);
+        self.growing_geom(&mut t, "g_new_providerf", gp, "new provider")?
+            .providers
+            .insert(0, id);
         t.by_name.entry(name.to_string()).or_default().push(id);
         t.provider.insert(
             id,
@@ -63,13 +51,8 @@ impl SimPlatform {
 
     /// `g_error_provider(pp, error)`: 0 makes the provider usable.
     pub fn g_error_provider(&self, pp: ProviderId, error: Errno) {
-        let mut t = self.topo();
-        match t.provider.get_mut(&pp) {
-            Some(p) => p.error = error,
-            None => {
-                drop(t);
-                self.stale("g_error_provider", pp)
-            }
+        if let Ok(p) = self.rec(&mut self.topo(), "g_error_provider", pp) {
+            p.error = error;
         }
     }
 
@@ -77,12 +60,9 @@ impl SimPlatform {
     /// A driver sets them on its own provider before announcing it; a class
     /// changing a live provider does it under the topology lock.
     pub fn set_provider_stripe(&self, pp: ProviderId, stripesize: u64, stripeoffset: u64) {
-        match self.topo().provider.get_mut(&pp) {
-            Some(p) => {
-                p.stripesize = stripesize;
-                p.stripeoffset = stripeoffset;
-            }
-            None => self.stale("set stripe", pp),
+        if let Ok(p) = self.rec(&mut self.topo(), "set stripe", pp) {
+            p.stripesize = stripesize;
+            p.stripeoffset = stripeoffset;
         }
     }
 
@@ -96,9 +76,8 @@ impl SimPlatform {
 
     /// Sets or clears `G_PF_ACCEPT_UNMAPPED`.
     pub fn set_provider_accepts_unmapped(&self, pp: ProviderId, accept: bool) {
-        match self.topo().provider.get_mut(&pp) {
-            Some(p) => p.accept_unmapped = accept,
-            None => self.stale("set G_PF_ACCEPT_UNMAPPED", pp),
+        if let Ok(p) = self.rec(&mut self.topo(), "set G_PF_ACCEPT_UNMAPPED", pp) {
+            p.accept_unmapped = accept;
         }
     }
 
@@ -110,10 +89,10 @@ impl SimPlatform {
     /// Changes a provider's size fields (topology held): used by classes that
     /// size their provider from their first path.
     pub fn set_provider_size(&self, pp: ProviderId, mediasize: u64, sectorsize: u32) {
-        if !self.g_topology_assert("provider resize") {
+        let Ok(mut t) = self.topo_for("provider resize") else {
             return;
-        }
-        if let Some(p) = self.topo().provider.get_mut(&pp) {
+        };
+        if let Some(p) = t.provider.get_mut(&pp) {
             p.mediasize = mediasize;
             p.sectorsize = sectorsize;
         }
@@ -121,14 +100,12 @@ impl SimPlatform {
 
     /// `g_destroy_provider`: no consumers, no access.
     pub fn g_destroy_provider(&self, pp: ProviderId) {
-        if !self.g_topology_assert("g_destroy_provider") {
-            return;
-        }
         let gp = {
-            let mut t = self.topo();
-            let Some(p) = t.provider.get(&pp) else {
-                drop(t);
-                return self.stale("g_destroy_provider", pp);
+            let Ok(mut t) = self.topo_for("g_destroy_provider") else {
+                return;
+            };
+            let Ok(p) = self.rec(&mut t, "g_destroy_provider", pp) else {
+                return;
             };
             if !p.consumers.is_empty() || p.acc.is_open() {
                 let msg = format!(
@@ -137,7 +114,6 @@ impl SimPlatform {
                     p.consumers.len(),
                     p.acc
                 );
-                drop(t);
                 return self.violation(rule::DESTROY, msg);
             }
             let gp = p.geom;

@@ -56,14 +56,10 @@ impl SimPlatform {
     /// context that may allocate (the event is posted, not run).
     pub fn g_resize_provider(&self, pp: ProviderId, size: u64) {
         {
-            let t = self.topo();
-            match t.provider.get(&pp) {
-                None => {
-                    drop(t);
-                    return self.stale("g_resize_provider", pp);
-                }
-                Some(p) if p.wither || p.mediasize == size => return,
-                Some(_) => {}
+            match self.rec(&mut self.topo(), "g_resize_provider", pp) {
+                Err(_) => return,
+                Ok(p) if p.wither || p.mediasize == size => return,
+                Ok(_) => {}
             }
         }
         self.g_post_event(move |p| p.resize_provider_event(pp, size));

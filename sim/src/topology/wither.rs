@@ -12,14 +12,12 @@ impl SimPlatform {
     /// `g_wither_geom`: orphans the geom's providers, then the washer
     /// detaches and destroys idle consumers and frees the geom (and softc).
     pub fn g_wither_geom(&self, gp: GeomId, error: Errno) {
-        if !self.g_topology_assert("g_wither_geom") {
-            return;
-        }
         let to_orphan = {
-            let mut t = self.topo();
-            let Some(g) = t.geom.get_mut(&gp) else {
-                drop(t);
-                return self.stale("g_wither_geom", gp);
+            let Ok(mut t) = self.topo_for("g_wither_geom") else {
+                return;
+            };
+            let Ok(g) = self.rec(&mut t, "g_wither_geom", gp) else {
+                return;
             };
             if g.wither {
                 Vec::new()
