@@ -107,6 +107,15 @@ fn rules(sim: &Sim) -> Vec<&'static str> {
     sim.violations().iter().map(|v| v.rule).collect()
 }
 
+/// Exactly one violation was reported, of `rule`, its message containing
+/// `needle`.
+#[track_caller]
+fn assert_one_violation(sim: &Sim, rule: &str, needle: &str) {
+    let v = sim.violations();
+    assert_eq!(rules(sim), vec![rule], "{v:?}");
+    assert!(v[0].message.contains(needle), "{needle:?} not in {v:?}");
+}
+
 #[test]
 fn malloc_accounting_and_leak_report_at_uninit() {
     let (sim, k) = instance(1, None);
@@ -233,11 +242,11 @@ fn witness_m_waitok_with_a_mutex_held() {
         assert!(!p.is_null(), "M_WAITOK never returns NULL");
         mtx_unlock(&mut *m);
     });
-    let v = sim.violations();
-    assert_eq!(rules(&sim), vec!["witness"], "{v:?}");
-    assert!(v[0]
-        .message
-        .contains("malloc(M_WAITOK) with non-sleepable lock \"gmr_wq\" held"));
+    assert_one_violation(
+        &sim,
+        "witness",
+        "malloc(M_WAITOK) with non-sleepable lock \"gmr_wq\" held",
+    );
 }
 
 #[test]
@@ -248,8 +257,7 @@ fn witness_unlock_of_a_mutex_not_held() {
         mtx_init(&mut *m, c"gmr_wq");
         mtx_unlock(&mut *m);
     });
-    assert_eq!(rules(&sim), vec!["witness"]);
-    assert!(sim.violations()[0].message.contains("does not hold"));
+    assert_one_violation(&sim, "witness", "does not hold");
 }
 
 #[test]
@@ -269,11 +277,11 @@ fn witness_lock_order_reversal() {
         mtx_unlock(&mut *a);
         mtx_unlock(&mut *b);
     });
-    let v = sim.violations();
-    assert_eq!(rules(&sim), vec!["witness"], "{v:?}");
-    assert!(v[0]
-        .message
-        .contains("lock order reversal: 1st \"lock_b\" 2nd \"lock_a\""));
+    assert_one_violation(
+        &sim,
+        "witness",
+        "lock order reversal: 1st \"lock_b\" 2nd \"lock_a\"",
+    );
 }
 
 #[test]
@@ -293,10 +301,7 @@ fn witness_destroy_of_a_mutex_another_thread_holds() {
         // SAFETY: an emulated KPI call on an initialised mutex.
         unsafe { kpi::<MtxFn>("_mtx_destroy")(cookie(&mut *m)) };
     });
-    assert_eq!(rules(&sim), vec!["witness"]);
-    assert!(sim.violations()[0]
-        .message
-        .contains("mtx_destroy of \"gmr_wq\" held by"));
+    assert_one_violation(&sim, "witness", "mtx_destroy of \"gmr_wq\" held by");
 }
 
 #[test]
@@ -327,10 +332,11 @@ fn witness_sleeping_with_a_lock_other_than_the_interlock() {
         r
     });
     assert_eq!(r, kern::EAGAIN);
-    assert_eq!(rules(&sim), vec!["witness"]);
-    assert!(sim.violations()[0]
-        .message
-        .contains("msleep(\"t\") with non-sleepable lock \"other\" held"));
+    assert_one_violation(
+        &sim,
+        "witness",
+        "msleep(\"t\") with non-sleepable lock \"other\" held",
+    );
 }
 
 /// A class whose start calls one emulated function (as module code on
@@ -461,10 +467,7 @@ fn post_event_flag_checked_and_nowait_may_fail() {
     // The bad flag is reported (and taken as M_WAITOK, as INVARIANTS'
     // malloc forces it); the second M_NOWAIT post fails; M_WAITOK never.
     assert_eq!(r, [0, 0, 12, 0]);
-    assert_eq!(rules(&sim), vec!["class"]);
-    assert!(sim.violations()[0]
-        .message
-        .contains("exactly one of M_WAITOK and M_NOWAIT"));
+    assert_one_violation(&sim, "class", "exactly one of M_WAITOK and M_NOWAIT");
     let log = k.nowait_log();
     assert_eq!((log.sites.len(), log.failed.clone()), (2, vec![2]));
 }
