@@ -14,28 +14,7 @@ use geom_sim::scenario::{ClassSource, Overrides, Scenario};
 use geom_sim::{Access, LunConfig, Mode, Sim, SimConfig, EIO};
 
 /// Two one-bio failures on an active/passive pair: two re-issues.
-const TWO_FAILURES: &str = r#"
-mode = "deterministic"
-seed = 5
-mp_mode = "active-passive"
-setup = "label"
-[[disk]]
-paths = ["da0", "da1"]
-size = "4M"
-[workload]
-bios = 600
-queue_depth = 1
-[[event]]
-at = 100
-path = "da0"
-fault = "fail-next"
-count = 1
-[[event]]
-at = 300
-path = "da1"
-fault = "fail-next"
-count = 1
-"#;
+const TWO_FAILURES: &str = include_str!("data/two_failures.toml");
 
 fn ov() -> Overrides {
     Overrides {

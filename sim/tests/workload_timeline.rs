@@ -12,31 +12,7 @@ use geom_sim::{Access, LunConfig, Mode, Sim, SimConfig};
 /// FAIL, restore da0". Two failovers, not three.
 #[test]
 fn failovers_count_path_failures_not_automatic_restores() {
-    let sc = Scenario::parse(
-        r#"
-mode = "deterministic"
-seed = 5
-mp_mode = "active-passive"
-setup = "label"
-[[disk]]
-paths = ["da0", "da1"]
-size = "4M"
-[workload]
-bios = 600
-queue_depth = 1
-[[event]]
-at = 100
-path = "da0"
-fault = "fail-next"
-count = 1
-[[event]]
-at = 300
-path = "da1"
-fault = "fail-next"
-count = 1
-"#,
-    )
-    .unwrap();
+    let sc = Scenario::parse(include_str!("data/two_failures.toml")).unwrap();
     let s = sc
         .run(&Overrides {
             seed: None,
