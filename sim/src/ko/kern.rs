@@ -387,9 +387,41 @@ unsafe extern "C" fn kpi_sleep(
     _pr: i64,
     _flags: c_int,
 ) -> c_int {
-    let (k, plat) = (current(), current_plat());
     // SAFETY: wmesg is NULL or the caller's C string.
     let what = format!("msleep(\"{}\")", unsafe { malloc::cstr(wmesg) });
+    sleep_on(what, chan, lk, pri, sbt)
+}
+
+/// `pause_sbt(wmesg, sbt, pr, flags)` (what `pause(9)` expands to): a
+/// timed sleep on a channel nothing wakes, with `_sleep`'s checks.
+unsafe extern "C" fn kpi_pause_sbt(
+    wmesg: *const c_char,
+    sbt: i64,
+    _pr: i64,
+    _flags: c_int,
+) -> c_int {
+    // SAFETY: wmesg is NULL or the caller's C string.
+    let what = format!("pause(\"{}\")", unsafe { malloc::cstr(wmesg) });
+    if sbt < 0 {
+        report(
+            rule::CLASS,
+            format!("{what}: negative time (KASSERT in pause_sbt)"),
+        );
+    }
+    // pause_sbt sleeps at least one tick.
+    let sbt = if sbt <= 0 { TICK_SBT } else { sbt };
+    let k = current();
+    // An address of the instance no module can pass to wakeup().
+    let chan = std::ptr::addr_of!(k.kern.sleepq).cast::<c_void>();
+    sleep_on(what, chan, std::ptr::null_mut(), 0, sbt)
+}
+
+/// `tick_sbt` of a kernel with `hz` = 1000 (`SBT_1S / hz`).
+pub const TICK_SBT: i64 = (1i64 << 32) / 1000;
+
+/// `_sleep` (and `pause_sbt`) as `what`.
+fn sleep_on(what: String, chan: *const c_void, lk: *mut c_void, pri: c_int, sbt: i64) -> c_int {
+    let (k, plat) = (current(), current_plat());
     let interlock = (!lk.is_null()).then_some(lk as usize);
     let topo_il = interlock == Some(k.kern.topology_addr.load(Ordering::Acquire));
     if let Err(e) = sleep_checks(&k, &what, chan, interlock, topo_il) {
@@ -788,6 +820,7 @@ pub fn symbols() -> Vec<(&'static str, Sym)> {
         ("_sx_xlock", f(kpi_sx_xlock as *const () as usize)),
         ("_sx_xunlock", f(kpi_sx_xunlock as *const () as usize)),
         ("_sleep", f(kpi_sleep as *const () as usize)),
+        ("pause_sbt", f(kpi_pause_sbt as *const () as usize)),
         ("wakeup", f(kpi_wakeup as *const () as usize)),
         ("kproc_exit", f(kpi_kproc_exit as *const () as usize)),
         ("arc4random", f(kpi_arc4random as *const () as usize)),

@@ -184,18 +184,20 @@ fn low_object<T>(info: &mut LoadInfo) -> Result<*mut T, KoError> {
     Ok(p.cast())
 }
 
-/// `topology_lock` (an sx named "GEOM topology") and `sysctl___kern_geom`
-/// (the `kern.geom` node).
+/// `topology_lock` (an sx named "GEOM topology"), `sysctl___kern_geom`
+/// (the `kern.geom` node) and `tick_sbt`.
 fn data_objects(kk: &KoKernel, info: &mut LoadInfo) -> Result<Vec<(&'static str, Sym)>, KoError> {
     let sx: *mut k::sx = low_object(info)?;
     let node: *mut k::sysctl_oid = low_object(info)?;
-    // SAFETY: both are fresh, zeroed, aligned objects of their type.
+    let tick: *mut i64 = low_object(info)?;
+    // SAFETY: all three are fresh, zeroed, aligned objects of their type.
     unsafe {
         (*sx).lock_object.lo_name = c"GEOM topology".as_ptr();
         (*sx).lock_object.lo_flags = k::LO_INITIALIZED | k::LO_SLEEPABLE;
         (*sx).sx_lock = 1; // SX_LOCK_UNLOCKED
         (*node).oid_kind = 1 | 0xc000_0000; // CTLTYPE_NODE | CTLFLAG_RW
         (*node).oid_name = c"geom".as_ptr();
+        *tick = kern::TICK_SBT;
     }
     kk.kern
         .topology_addr
@@ -204,6 +206,7 @@ fn data_objects(kk: &KoKernel, info: &mut LoadInfo) -> Result<Vec<(&'static str,
     Ok(vec![
         ("topology_lock", Sym::Data(sx as usize)),
         ("sysctl___kern_geom", Sym::Data(node as usize)),
+        ("tick_sbt", Sym::Data(tick as usize)),
     ])
 }
 
