@@ -120,6 +120,9 @@ pub(crate) struct Mirror {
     /// C bios alive, by address.
     pub bios: HashMap<usize, BioEntry>,
     pub bio_by_id: HashMap<crate::ids::BioId, usize>,
+    /// Addresses of C bios completed (delivered, done or destroyed) and
+    /// freed, until a new bio reuses one: a second completion is named.
+    pub bios_done: HashSet<usize>,
     /// `struct sbuf`s handed to the module (dumpconf, gctl errors).
     pub sbufs: HashSet<usize>,
     /// Each provider's fields as last synced (see `refresh_provider`).
@@ -317,7 +320,7 @@ impl GeomState {
                 .topo()
                 .class
                 .get(&cid)
-                .map(|c| c.geoms.clone())
+                .map(|c| c.geoms.newest_first())
                 .unwrap_or_default();
             let mut c_list = Vec::new();
             // SAFETY: the module's class; its list links live mirrors.

@@ -69,13 +69,16 @@ pub(super) fn free_all(m: &mut Mirror) {
 impl GeomState {
     fn insert_bio(&self, bp: *mut k::bio, e: BioEntry) {
         let mut m = self.lock();
+        m.bios_done.remove(&(bp as usize));
         m.bio_by_id.insert(e.id, bp as usize);
         m.bios.insert(bp as usize, e);
     }
 
     fn take_handle(&self, bp: *mut k::bio) -> Result<Bio, &'static str> {
         let mut m = self.lock();
+        let done = m.bios_done.contains(&(bp as usize));
         match m.bios.get_mut(&(bp as usize)) {
+            None if done => Err("a bio already completed and freed (delivered, done or destroyed): completed twice"),
             None => Err("a bio this GEOM never handed out (not from start or g_clone_bio), or one already freed"),
             Some(e) => e.handle.take().ok_or("a bio in flight (requested and not yet completed)"),
         }
@@ -85,6 +88,7 @@ impl GeomState {
         let mut m = self.lock();
         let e = m.bios.remove(&(bp as usize))?;
         m.bio_by_id.remove(&e.id);
+        m.bios_done.insert(bp as usize);
         Some(e)
     }
 
