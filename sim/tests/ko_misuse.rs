@@ -400,7 +400,13 @@ fn a_negative_access_count_is_caught() {
 fn a_bio_delivered_twice_is_caught() {
     let r = run(Some("DELIVER_TWICE"), true, |_| {});
     // Once for the write, once for the read; each still completed once.
-    expect_only(&r, "DELIVER_TWICE", rule::ONCE, "g_io_deliver(", 2);
+    expect_only(
+        &r,
+        "DELIVER_TWICE",
+        rule::ONCE,
+        "a bio already completed and freed (delivered, done or destroyed): completed twice",
+        2,
+    );
     let (w, data) = r.io.clone().expect("io ran");
     assert!(w);
     assert!(data.is_some());
