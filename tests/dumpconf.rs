@@ -8,7 +8,9 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{for_each_mode, getactive, gm, list, modes, san, with_device};
+use common::{
+    child_text, for_each_mode, getactive, gm, list, modes, provider_ref, san, with_device,
+};
 use geom_sim::{Access, BioCmd, BioResult, Lun, LunConfig, Sim, EIO, ENXIO};
 
 const SIZE: u64 = 1 << 20;
@@ -44,48 +46,35 @@ fn config_of(n: roxmltree::Node) -> Config {
         .unwrap_or_default()
 }
 
-fn child<'a>(n: roxmltree::Node<'a, 'a>, tag: &str) -> Option<&'a str> {
-    n.children()
-        .find(|c| c.has_tag_name(tag))
-        .map(|c| c.text().unwrap_or(""))
-}
-
 fn geom_xml(sim: &Sim, name: &str) -> Option<GeomXml> {
     let xml = sim.confxml();
     let doc = roxmltree::Document::parse(&xml).expect("well-formed confxml");
     let prov_name = |id: &str| {
         doc.descendants()
             .find(|p| p.has_tag_name("provider") && p.attribute("id") == Some(id))
-            .and_then(|p| child(p, "name"))
+            .and_then(|p| child_text(p, "name"))
             .unwrap_or("")
             .to_string()
     };
     let class = doc
         .descendants()
-        .find(|c| c.has_tag_name("class") && child(*c, "name") == Some("MULTIPATH"))?;
+        .find(|c| c.has_tag_name("class") && child_text(*c, "name") == Some("MULTIPATH"))?;
     let g = class
         .children()
-        .find(|g| g.has_tag_name("geom") && child(*g, "name") == Some(name))?;
+        .find(|g| g.has_tag_name("geom") && child_text(*g, "name") == Some(name))?;
     let consumers = g
         .children()
         .filter(|c| c.has_tag_name("consumer"))
-        .map(|c| {
-            let pref = c
-                .children()
-                .find(|x| x.has_tag_name("provider"))
-                .and_then(|x| x.attribute("ref"))
-                .unwrap_or("");
-            (prov_name(pref), config_of(c))
-        })
+        .map(|c| (prov_name(provider_ref(c)), config_of(c)))
         .collect();
     let providers = g
         .children()
         .filter(|p| p.has_tag_name("provider"))
         .map(|p| {
             (
-                child(p, "name").unwrap_or("").to_string(),
-                child(p, "mediasize").unwrap().parse().unwrap(),
-                child(p, "sectorsize").unwrap().parse().unwrap(),
+                child_text(p, "name").unwrap_or("").to_string(),
+                child_text(p, "mediasize").unwrap().parse().unwrap(),
+                child_text(p, "sectorsize").unwrap().parse().unwrap(),
                 config_of(p),
             )
         })

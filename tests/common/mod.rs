@@ -122,10 +122,20 @@ pub struct MpList {
     pub paths: Vec<(String, String)>,
 }
 
-fn child_text<'a>(n: roxmltree::Node<'a, 'a>, tag: &str) -> Option<&'a str> {
+/// The text of `n`'s first child element `tag` ("" when it has none).
+pub fn child_text<'a>(n: roxmltree::Node<'a, 'a>, tag: &str) -> Option<&'a str> {
     n.children()
         .find(|c| c.has_tag_name(tag))
         .map(|c| c.text().unwrap_or(""))
+}
+
+/// The id of the provider a confxml `<consumer>` is attached to.
+pub fn provider_ref<'a>(consumer: roxmltree::Node<'a, 'a>) -> &'a str {
+    consumer
+        .children()
+        .find(|x| x.has_tag_name("provider"))
+        .and_then(|x| x.attribute("ref"))
+        .unwrap_or("")
 }
 
 /// Parses the MULTIPATH geoms out of the confxml, as libgeom would.
@@ -161,11 +171,7 @@ pub fn list_all(sim: &Sim) -> Vec<MpList> {
                 .children()
                 .filter(|c| c.has_tag_name("consumer"))
                 .map(|c| {
-                    let pref = c
-                        .children()
-                        .find(|x| x.has_tag_name("provider"))
-                        .and_then(|x| x.attribute("ref"))
-                        .unwrap_or("");
+                    let pref = provider_ref(c);
                     let st = c
                         .children()
                         .find(|x| x.has_tag_name("config"))
