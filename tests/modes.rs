@@ -8,11 +8,10 @@
 
 mod common;
 
-use common::{check_state, for_each_mode, gm, list, modes, san};
+use common::{check_state, for_each_mode, gm, list, modes, san, SIZE};
 use geom_sim::workload::{run_workload, WorkloadConfig, WorkloadStats};
 use geom_sim::{Access, Lun, Mode, Sim};
 
-const SIZE: u64 = 1 << 20;
 const DA: [&str; 3] = ["da0", "da1", "da2"];
 /// Bios per run where the spread is measured, and where it is not.
 const BIOS: u64 = 2000;
@@ -35,6 +34,19 @@ fn equal_latency(lun: &Lun) {
     for i in 0..lun.paths() {
         lun.path(i).unwrap().set_latency(100, 0);
     }
+}
+
+/// Runs `case` under both schedulers on a [`SIZE`] LUN reached through
+/// `paths` at [`equal_latency`], after `gmultipath CREATE...` made the
+/// device.
+fn with_equal_paths(seed: u64, paths: &[&str], create: &[&str], case: impl Fn(&Sim, &Lun)) {
+    for_each_mode(|m| {
+        let (sim, lun) = san(m, seed, paths, SIZE);
+        equal_latency(&lun);
+        gm(&sim, create);
+        case(&sim, &lun);
+        sim
+    });
 }
 
 /// Runs `bios` random bios (`read_percent` reads) at queue depth 16 on
@@ -152,99 +164,103 @@ fn write_then_read_back(sim: &Sim, lun: &Lun, seed: u8) {
 
 #[test]
 fn active_passive_puts_all_io_on_the_active_path() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 201, &DA[..2], SIZE);
-        equal_latency(&lun);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
-        assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Passive");
-        let (_, d) = workload(&sim, &lun, 50, SHORT, 1);
-        assert_eq!(d, [SHORT, 0], "all on da0");
-        assert_eq!(flushes(&sim, &lun, 10), [10, 0]);
-        gm(&sim, &["prefer", "mp", "da1"]);
-        let (_, d) = workload(&sim, &lun, 50, SHORT, 2);
-        assert_eq!(d, [0, SHORT], "all on da1 after prefer");
-        gm(&sim, &["rotate", "mp"]);
-        let (_, d) = workload(&sim, &lun, 100, SHORT, 3);
-        assert_eq!(d, [SHORT, 0], "all on da0 after rotate");
-        write_then_read_back(&sim, &lun, 1);
-        sim
-    });
+    with_equal_paths(
+        201,
+        &DA[..2],
+        &["create", "mp", "da0", "da1"],
+        |sim, lun| {
+            assert_eq!(list(sim, "mp").unwrap().mode, "Active/Passive");
+            let (_, d) = workload(sim, &lun, 50, SHORT, 1);
+            assert_eq!(d, [SHORT, 0], "all on da0");
+            assert_eq!(flushes(sim, &lun, 10), [10, 0]);
+            gm(sim, &["prefer", "mp", "da1"]);
+            let (_, d) = workload(sim, &lun, 50, SHORT, 2);
+            assert_eq!(d, [0, SHORT], "all on da1 after prefer");
+            gm(sim, &["rotate", "mp"]);
+            let (_, d) = workload(sim, &lun, 100, SHORT, 3);
+            assert_eq!(d, [SHORT, 0], "all on da0 after rotate");
+            write_then_read_back(sim, &lun, 1);
+        },
+    );
 }
 
 #[test]
 fn active_active_spreads_reads_and_writes() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 202, &DA[..2], SIZE);
-        equal_latency(&lun);
-        gm(&sim, &["create", "-A", "mp", "da0", "da1"]);
-        assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Active");
-        let (st, d) = workload(&sim, &lun, 100, BIOS, 4);
-        assert_eq!(st.reads_ok, BIOS);
-        assert_spread(&sim, &d, &[0, 1], "reads");
-        let (st, d) = workload(&sim, &lun, 0, BIOS, 5);
-        assert_eq!(st.writes_ok, BIOS);
-        assert_spread(&sim, &d, &[0, 1], "writes");
-        let (_, d) = workload(&sim, &lun, 50, BIOS, 6);
-        assert_spread(&sim, &d, &[0, 1], "mixed");
-        // Flushes are balanced too, one path each.
-        let d = flushes(&sim, &lun, 20);
-        assert_eq!(d.iter().sum::<u64>(), 20);
-        assert!(d.iter().all(|&n| n > 0), "flushes {d:?}");
-        write_then_read_back(&sim, &lun, 2);
-        sim
-    });
+    with_equal_paths(
+        202,
+        &DA[..2],
+        &["create", "-A", "mp", "da0", "da1"],
+        |sim, lun| {
+            assert_eq!(list(sim, "mp").unwrap().mode, "Active/Active");
+            let (st, d) = workload(sim, &lun, 100, BIOS, 4);
+            assert_eq!(st.reads_ok, BIOS);
+            assert_spread(sim, &d, &[0, 1], "reads");
+            let (st, d) = workload(sim, &lun, 0, BIOS, 5);
+            assert_eq!(st.writes_ok, BIOS);
+            assert_spread(sim, &d, &[0, 1], "writes");
+            let (_, d) = workload(sim, &lun, 50, BIOS, 6);
+            assert_spread(sim, &d, &[0, 1], "mixed");
+            // Flushes are balanced too, one path each.
+            let d = flushes(sim, &lun, 20);
+            assert_eq!(d.iter().sum::<u64>(), 20);
+            assert!(d.iter().all(|&n| n > 0), "flushes {d:?}");
+            write_then_read_back(sim, &lun, 2);
+        },
+    );
 }
 
 #[test]
 fn active_active_gives_a_failed_path_nothing() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 203, &DA, SIZE);
-        equal_latency(&lun);
-        gm(&sim, &["create", "-A", "mp", "da0", "da1", "da2"]);
-        let (_, d) = workload(&sim, &lun, 50, BIOS, 7);
-        assert_spread(&sim, &d, &[0, 1, 2], "three paths");
-        gm(&sim, &["fail", "mp", "da1"]);
-        check_state(
-            &sim,
-            "mp",
-            "da2 da0",
-            "DEGRADED",
-            &["ACTIVE", "FAIL", "ACTIVE"],
-        );
-        let (_, d) = workload(&sim, &lun, 50, BIOS, 8);
-        assert_eq!(d[1], 0, "the failed path got I/O: {d:?}");
-        assert_spread(&sim, &d, &[0, 2], "two good paths");
-        gm(&sim, &["restore", "mp", "da1"]);
-        let (_, d) = workload(&sim, &lun, 50, BIOS, 9);
-        assert_spread(&sim, &d, &[0, 1, 2], "restored");
-        write_then_read_back(&sim, &lun, 3);
-        sim
-    });
+    with_equal_paths(
+        203,
+        &DA,
+        &["create", "-A", "mp", "da0", "da1", "da2"],
+        |sim, lun| {
+            let (_, d) = workload(sim, &lun, 50, BIOS, 7);
+            assert_spread(sim, &d, &[0, 1, 2], "three paths");
+            gm(sim, &["fail", "mp", "da1"]);
+            check_state(
+                sim,
+                "mp",
+                "da2 da0",
+                "DEGRADED",
+                &["ACTIVE", "FAIL", "ACTIVE"],
+            );
+            let (_, d) = workload(sim, &lun, 50, BIOS, 8);
+            assert_eq!(d[1], 0, "the failed path got I/O: {d:?}");
+            assert_spread(sim, &d, &[0, 2], "two good paths");
+            gm(sim, &["restore", "mp", "da1"]);
+            let (_, d) = workload(sim, &lun, 50, BIOS, 9);
+            assert_spread(sim, &d, &[0, 1, 2], "restored");
+            write_then_read_back(sim, &lun, 3);
+        },
+    );
 }
 
 #[test]
 fn active_read_spreads_reads_and_keeps_writes_on_the_active_path() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 204, &DA[..2], SIZE);
-        equal_latency(&lun);
-        gm(&sim, &["create", "-R", "mp", "da0", "da1"]);
-        assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Read");
-        let (_, d) = workload(&sim, &lun, 100, BIOS, 10);
-        assert_spread(&sim, &d, &[0, 1], "reads");
-        let (_, d) = workload(&sim, &lun, 0, SHORT, 11);
-        assert_eq!(d, [SHORT, 0], "writes on the active path only");
-        assert_eq!(flushes(&sim, &lun, 10), [10, 0]);
-        // prefer picks the write path.
-        gm(&sim, &["prefer", "mp", "da1"]);
-        let (_, d) = workload(&sim, &lun, 0, SHORT, 12);
-        assert_eq!(d, [0, SHORT], "writes follow prefer");
-        assert_eq!(flushes(&sim, &lun, 10), [0, 10]);
-        let (st, d) = workload(&sim, &lun, 50, SHORT, 13);
-        // Mixed: every write on da1, the reads shared.
-        assert!(d[0] > 0 && d[0] < st.reads_ok, "{d:?} {st:?}");
-        write_then_read_back(&sim, &lun, 4);
-        sim
-    });
+    with_equal_paths(
+        204,
+        &DA[..2],
+        &["create", "-R", "mp", "da0", "da1"],
+        |sim, lun| {
+            assert_eq!(list(sim, "mp").unwrap().mode, "Active/Read");
+            let (_, d) = workload(sim, &lun, 100, BIOS, 10);
+            assert_spread(sim, &d, &[0, 1], "reads");
+            let (_, d) = workload(sim, &lun, 0, SHORT, 11);
+            assert_eq!(d, [SHORT, 0], "writes on the active path only");
+            assert_eq!(flushes(sim, &lun, 10), [10, 0]);
+            // prefer picks the write path.
+            gm(sim, &["prefer", "mp", "da1"]);
+            let (_, d) = workload(sim, &lun, 0, SHORT, 12);
+            assert_eq!(d, [0, SHORT], "writes follow prefer");
+            assert_eq!(flushes(sim, &lun, 10), [0, 10]);
+            let (st, d) = workload(sim, &lun, 50, SHORT, 13);
+            // Mixed: every write on da1, the reads shared.
+            assert!(d[0] > 0 && d[0] < st.reads_ok, "{d:?} {st:?}");
+            write_then_read_back(sim, &lun, 4);
+        },
+    );
 }
 
 /// The last sector of the LUN (the label).
@@ -300,48 +316,45 @@ fn mode_from_the_label() {
 /// configure switches a live device's behaviour at once.
 #[test]
 fn mode_from_configure() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 209, &DA[..2], SIZE);
-        equal_latency(&lun);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
-        let (_, d) = workload(&sim, &lun, 50, SHORT, 16);
-        assert_eq!(d, [SHORT, 0]);
-        gm(&sim, &["configure", "-A", "mp"]);
-        let (_, d) = workload(&sim, &lun, 0, BIOS, 17);
-        assert_spread(&sim, &d, &[0, 1], "configure -A writes");
-        gm(&sim, &["configure", "-R", "mp"]);
-        let (_, d) = workload(&sim, &lun, 0, SHORT, 18);
-        assert_eq!(d, [SHORT, 0], "configure -R writes");
-        let (_, d) = workload(&sim, &lun, 100, BIOS, 19);
-        assert_spread(&sim, &d, &[0, 1], "configure -R reads");
-        gm(&sim, &["configure", "-P", "mp"]);
-        let (_, d) = workload(&sim, &lun, 100, SHORT, 20);
-        assert_eq!(d, [SHORT, 0], "configure -P reads");
-        write_then_read_back(&sim, &lun, 6);
-        sim
-    });
+    with_equal_paths(
+        209,
+        &DA[..2],
+        &["create", "mp", "da0", "da1"],
+        |sim, lun| {
+            let (_, d) = workload(sim, &lun, 50, SHORT, 16);
+            assert_eq!(d, [SHORT, 0]);
+            gm(sim, &["configure", "-A", "mp"]);
+            let (_, d) = workload(sim, &lun, 0, BIOS, 17);
+            assert_spread(sim, &d, &[0, 1], "configure -A writes");
+            gm(sim, &["configure", "-R", "mp"]);
+            let (_, d) = workload(sim, &lun, 0, SHORT, 18);
+            assert_eq!(d, [SHORT, 0], "configure -R writes");
+            let (_, d) = workload(sim, &lun, 100, BIOS, 19);
+            assert_spread(sim, &d, &[0, 1], "configure -R reads");
+            gm(sim, &["configure", "-P", "mp"]);
+            let (_, d) = workload(sim, &lun, 100, SHORT, 20);
+            assert_eq!(d, [SHORT, 0], "configure -P reads");
+            write_then_read_back(sim, &lun, 6);
+        },
+    );
 }
 
 /// A labelled device configured to another mode keeps it across a retaste.
 #[test]
 fn configured_mode_survives_a_retaste() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 210, &DA[..2], SIZE);
-        equal_latency(&lun);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
-        gm(&sim, &["configure", "-R", "mp"]);
+    with_equal_paths(210, &DA[..2], &["label", "mp", "da0", "da1"], |sim, lun| {
+        gm(sim, &["configure", "-R", "mp"]);
         assert_eq!(mode_byte(&lun), 2);
-        gm(&sim, &["stop", "mp"]);
-        assert!(list(&sim, "mp").is_none());
+        gm(sim, &["stop", "mp"]);
+        assert!(list(sim, "mp").is_none());
         for p in ["da0", "da1"] {
             drop(sim.open(p, Access::new(0, 1, 0)).expect("open path"));
             sim.run_until_idle();
         }
-        check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "READ"]);
-        let (_, d) = workload(&sim, &lun, 0, SHORT, 21);
+        check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "READ"]);
+        let (_, d) = workload(sim, &lun, 0, SHORT, 21);
         assert_eq!(d, [SHORT, 0]);
-        let (_, d) = workload(&sim, &lun, 100, BIOS, 22);
-        assert_spread(&sim, &d, &[0, 1], "reads after retaste");
-        sim
+        let (_, d) = workload(sim, &lun, 100, BIOS, 22);
+        assert_spread(sim, &d, &[0, 1], "reads after retaste");
     });
 }
