@@ -7,11 +7,10 @@
 
 mod common;
 
-use common::{check_state, for_each_mode, gm, modes, san};
-use geom_sim::{Access, Dev, EIO, EOPNOTSUPP, PHYSPATH};
+use common::{check_state, for_each_mode, gm, modes, san, SIZE};
+use geom_sim::{Access, Dev, Lun, Mode, Sim, EIO, EOPNOTSUPP, PHYSPATH};
 
 const MD: [&str; 2] = ["md0", "md1"];
-const SIZE: u64 = 1 << 20;
 const PP: &str = "some/physical/path";
 /// MAXPATHLEN: the buffer DIOCGPHYSPATH hands to g_io_getattr.
 const MAXPATHLEN: usize = 1024;
@@ -19,6 +18,16 @@ const MAXPATHLEN: usize = 1024;
 /// `diskinfo -p multipath/mp` as a string, or the errno.
 fn diskinfo_p(dev: &Dev, len: usize) -> Result<String, i32> {
     dev.getattr_str(PHYSPATH, len)
+}
+
+/// A LUN on two paths that both report [`PP`] as their physical path
+/// (gnop -z), MULTIPATH loaded.
+fn san_with_physpath(m: Mode, seed: u64) -> (Sim, Lun) {
+    let (sim, lun) = san(m, seed, &MD, SIZE);
+    for p in 0..2 {
+        lun.path(p).unwrap().set_physpath(Some(PP));
+    }
+    (sim, lun)
 }
 
 /// FreeBSD's ATF `physpath`: create over two paths that report
@@ -34,10 +43,7 @@ fn physpath() {
     ];
     for m in modes() {
         for (i, argv) in forms.iter().enumerate() {
-            let (sim, lun) = san(m, 40 + i as u64, &MD, SIZE);
-            for p in 0..2 {
-                lun.path(p).unwrap().set_physpath(Some(PP));
-            }
+            let (sim, _lun) = san_with_physpath(m, 40 + i as u64);
             // Each path reports its own physical path (gnop -z).
             for p in MD {
                 let d = sim.open(p, Access::new(1, 0, 0)).unwrap();
@@ -70,10 +76,7 @@ fn physpath() {
 #[test]
 fn short_buffer_keeps_the_paths_answer() {
     for_each_mode(|m| {
-        let (sim, lun) = san(m, 50, &MD, SIZE);
-        for p in 0..2 {
-            lun.path(p).unwrap().set_physpath(Some(PP));
-        }
+        let (sim, _lun) = san_with_physpath(m, 50);
         gm(&sim, &["create", "mp", "md0", "md1"]);
         let dev = sim.open("multipath/mp", Access::new(1, 0, 0)).unwrap();
         let n = PP.len();
@@ -124,10 +127,7 @@ fn other_attributes_pass_unchanged() {
 #[test]
 fn physpath_after_failover() {
     for_each_mode(|m| {
-        let (sim, lun) = san(m, 70, &MD, SIZE);
-        for p in 0..2 {
-            lun.path(p).unwrap().set_physpath(Some(PP));
-        }
+        let (sim, lun) = san_with_physpath(m, 70);
         gm(&sim, &["create", "mp", "md0", "md1"]);
         lun.path(0).unwrap().fail_next(1, EIO);
         let dev = sim.open("multipath/mp", Access::new(1, 0, 0)).unwrap();
