@@ -32,7 +32,6 @@ const MISUSE: &str = r#"
 static MALLOC_DEFINE(M_MISUSE, "misuse_state", "misuse test class state");
 
 static void *mis_state;
-static int mis_chan;
 
 /* The class tastes only the plain disk da0. */
 static int
@@ -43,6 +42,8 @@ mis_is_da0(const char *name)
 }
 
 #if defined(SLEEP_START) || defined(SLEEP_DONE)
+static int mis_chan;
+
 static void
 mis_sleep(const char *what)
 {
