@@ -165,10 +165,10 @@ fn remove_last_path_destroys_the_geom() {
 #[test]
 fn remove_from_a_labelled_device_sticks() {
     with_device(134, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
-        let label = last_sector(&lun);
+        let label = last_sector(lun);
         ok(sim, "remove", &[], &["mp", "da1"]);
         check_state(sim, "mp", "da0", "DEGRADED", &["ACTIVE"]);
-        assert_eq!(last_sector(&lun), label, "remove keeps the label");
+        assert_eq!(last_sector(lun), label, "remove keeps the label");
         // Tasted again on purpose, it comes back.
         retaste(sim, "da1");
         check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);

@@ -66,7 +66,7 @@ fn configure_precedence() {
 fn configure_rewrites_the_label() {
     with_device(125, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
         check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        let label = last_sector(&lun);
+        let label = last_sector(lun);
         assert_eq!(label[88], 0);
         for (flags, byte, mode) in [
             (&["active_active"][..], 1u8, "Active/Active"),
@@ -80,7 +80,7 @@ fn configure_rewrites_the_label() {
         ] {
             ok(sim, "configure", flags, &["mp"]);
             assert_eq!(list(sim, "mp").unwrap().mode, mode);
-            let now = last_sector(&lun);
+            let now = last_sector(lun);
             let mut expect = label.clone();
             expect[88] = byte;
             assert_eq!(
@@ -96,7 +96,7 @@ fn configure_rewrites_the_label() {
         check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "READ"]);
         refused_stock(
             sim,
-            &[&lun],
+            &[lun],
             "configure",
             &["nope"],
             "Device nope is invalid",
@@ -111,14 +111,14 @@ fn configure_write_failure_changes_nothing() {
         lun.path(0).unwrap().fail_rate(EIO, 1000);
         refused(
             sim,
-            &[&lun],
+            &[lun],
             stock("configure", &["active_active"], &["mp"]),
             &format!("Can't update metadata on da0 ({EIO})"),
         );
         assert_eq!(list(sim, "mp").unwrap().mode, "Active/Passive");
         lun.path(0).unwrap().heal();
         ok(sim, "configure", &["active_active"], &["mp"]);
-        assert_eq!(last_sector(&lun)[88], 1);
+        assert_eq!(last_sector(lun)[88], 1);
     });
 }
 

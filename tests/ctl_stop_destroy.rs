@@ -17,14 +17,14 @@ use geom_sim::{Access, EIO};
 fn stop_and_destroy_of_an_open_device_fail_with_ebusy() {
     with_device(129, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
         let data = write_data(sim, "mp", 10);
-        let label = last_sector(&lun);
+        let label = last_sector(lun);
         let dev = sim
             .open("multipath/mp", Access::new(1, 0, 0))
             .expect("open");
         for verb in ["stop", "destroy"] {
             refused_stock(
                 sim,
-                &[&lun],
+                &[lun],
                 verb,
                 &["mp"],
                 &format!("failed to {verb} mp (err=16): device is open (1 opens), close it first"),
@@ -37,7 +37,7 @@ fn stop_and_destroy_of_an_open_device_fail_with_ebusy() {
             );
         }
         assert_eq!(dev.read(65536, data.len()).unwrap(), data);
-        assert_eq!(last_sector(&lun), label, "the label is intact");
+        assert_eq!(last_sector(lun), label, "the label is intact");
         check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
         drop(dev);
         sim.run_until_idle();
@@ -50,7 +50,7 @@ fn stop_and_destroy_of_an_open_device_fail_with_ebusy() {
 #[test]
 fn destroy_wipes_the_label() {
     with_device(130, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
-        assert_eq!(&last_sector(&lun)[..16], b"GEOM::MULTIPATH\0");
+        assert_eq!(&last_sector(lun)[..16], b"GEOM::MULTIPATH\0");
         let from = sim.log_lines().len();
         assert_eq!(gm(sim, &["destroy", "-v", "mp"]), "Done.\n");
         let lines = lines_since(sim, from);
@@ -63,11 +63,11 @@ fn destroy_wipes_the_label() {
             "{lines:?}"
         );
         assert!(list(sim, "mp").is_none());
-        assert!(last_sector(&lun).iter().all(|&b| b == 0), "label wiped");
+        assert!(last_sector(lun).iter().all(|&b| b == 0), "label wiped");
         retaste(sim, "da0");
         retaste(sim, "da1");
         assert!(list_all(sim).is_empty());
-        refused_stock(sim, &[&lun], "destroy", &["mp"], "Device mp is invalid");
+        refused_stock(sim, &[lun], "destroy", &["mp"], "Device mp is invalid");
     });
 }
 
@@ -82,13 +82,13 @@ fn stop_keeps_the_label() {
         &["label", "-A", "mp", "da0", "da1"],
         |sim, lun| {
             let data = write_data(sim, "mp", 11);
-            let label = last_sector(&lun);
+            let label = last_sector(lun);
             let uuid = field(&label, 16, 40);
             let from = sim.log_lines().len();
             assert_eq!(ok(sim, "stop", &[], &["mp"]), "");
             assert!(logged(sim, "GEOM_MULTIPATH: mp destroyed"));
             assert!(list(sim, "mp").is_none(), "not tasted straight back");
-            assert_eq!(last_sector(&lun), label, "label kept");
+            assert_eq!(last_sector(lun), label, "label kept");
             assert!(lines_since(sim, from)
                 .iter()
                 .all(|l| !l.contains("created")));
@@ -142,14 +142,14 @@ fn destroy_wipe_failure_keeps_the_device() {
         lun.path(0).unwrap().fail_rate(EIO, 1000);
         refused_stock(
             sim,
-            &[&lun],
+            &[lun],
             "destroy",
             &["mp"],
             &format!("Can't erase metadata on da0 ({EIO})"),
         );
         lun.path(0).unwrap().heal();
         ok(sim, "destroy", &[], &["mp"]);
-        assert!(last_sector(&lun).iter().all(|&b| b == 0));
+        assert!(last_sector(lun).iter().all(|&b| b == 0));
     });
 }
 

@@ -170,16 +170,16 @@ fn active_passive_puts_all_io_on_the_active_path() {
         &["create", "mp", "da0", "da1"],
         |sim, lun| {
             assert_eq!(list(sim, "mp").unwrap().mode, "Active/Passive");
-            let (_, d) = workload(sim, &lun, 50, SHORT, 1);
+            let (_, d) = workload(sim, lun, 50, SHORT, 1);
             assert_eq!(d, [SHORT, 0], "all on da0");
-            assert_eq!(flushes(sim, &lun, 10), [10, 0]);
+            assert_eq!(flushes(sim, lun, 10), [10, 0]);
             gm(sim, &["prefer", "mp", "da1"]);
-            let (_, d) = workload(sim, &lun, 50, SHORT, 2);
+            let (_, d) = workload(sim, lun, 50, SHORT, 2);
             assert_eq!(d, [0, SHORT], "all on da1 after prefer");
             gm(sim, &["rotate", "mp"]);
-            let (_, d) = workload(sim, &lun, 100, SHORT, 3);
+            let (_, d) = workload(sim, lun, 100, SHORT, 3);
             assert_eq!(d, [SHORT, 0], "all on da0 after rotate");
-            write_then_read_back(sim, &lun, 1);
+            write_then_read_back(sim, lun, 1);
         },
     );
 }
@@ -192,19 +192,19 @@ fn active_active_spreads_reads_and_writes() {
         &["create", "-A", "mp", "da0", "da1"],
         |sim, lun| {
             assert_eq!(list(sim, "mp").unwrap().mode, "Active/Active");
-            let (st, d) = workload(sim, &lun, 100, BIOS, 4);
+            let (st, d) = workload(sim, lun, 100, BIOS, 4);
             assert_eq!(st.reads_ok, BIOS);
             assert_spread(sim, &d, &[0, 1], "reads");
-            let (st, d) = workload(sim, &lun, 0, BIOS, 5);
+            let (st, d) = workload(sim, lun, 0, BIOS, 5);
             assert_eq!(st.writes_ok, BIOS);
             assert_spread(sim, &d, &[0, 1], "writes");
-            let (_, d) = workload(sim, &lun, 50, BIOS, 6);
+            let (_, d) = workload(sim, lun, 50, BIOS, 6);
             assert_spread(sim, &d, &[0, 1], "mixed");
             // Flushes are balanced too, one path each.
-            let d = flushes(sim, &lun, 20);
+            let d = flushes(sim, lun, 20);
             assert_eq!(d.iter().sum::<u64>(), 20);
             assert!(d.iter().all(|&n| n > 0), "flushes {d:?}");
-            write_then_read_back(sim, &lun, 2);
+            write_then_read_back(sim, lun, 2);
         },
     );
 }
@@ -216,7 +216,7 @@ fn active_active_gives_a_failed_path_nothing() {
         &DA,
         &["create", "-A", "mp", "da0", "da1", "da2"],
         |sim, lun| {
-            let (_, d) = workload(sim, &lun, 50, BIOS, 7);
+            let (_, d) = workload(sim, lun, 50, BIOS, 7);
             assert_spread(sim, &d, &[0, 1, 2], "three paths");
             gm(sim, &["fail", "mp", "da1"]);
             check_state(
@@ -226,13 +226,13 @@ fn active_active_gives_a_failed_path_nothing() {
                 "DEGRADED",
                 &["ACTIVE", "FAIL", "ACTIVE"],
             );
-            let (_, d) = workload(sim, &lun, 50, BIOS, 8);
+            let (_, d) = workload(sim, lun, 50, BIOS, 8);
             assert_eq!(d[1], 0, "the failed path got I/O: {d:?}");
             assert_spread(sim, &d, &[0, 2], "two good paths");
             gm(sim, &["restore", "mp", "da1"]);
-            let (_, d) = workload(sim, &lun, 50, BIOS, 9);
+            let (_, d) = workload(sim, lun, 50, BIOS, 9);
             assert_spread(sim, &d, &[0, 1, 2], "restored");
-            write_then_read_back(sim, &lun, 3);
+            write_then_read_back(sim, lun, 3);
         },
     );
 }
@@ -245,20 +245,20 @@ fn active_read_spreads_reads_and_keeps_writes_on_the_active_path() {
         &["create", "-R", "mp", "da0", "da1"],
         |sim, lun| {
             assert_eq!(list(sim, "mp").unwrap().mode, "Active/Read");
-            let (_, d) = workload(sim, &lun, 100, BIOS, 10);
+            let (_, d) = workload(sim, lun, 100, BIOS, 10);
             assert_spread(sim, &d, &[0, 1], "reads");
-            let (_, d) = workload(sim, &lun, 0, SHORT, 11);
+            let (_, d) = workload(sim, lun, 0, SHORT, 11);
             assert_eq!(d, [SHORT, 0], "writes on the active path only");
-            assert_eq!(flushes(sim, &lun, 10), [10, 0]);
+            assert_eq!(flushes(sim, lun, 10), [10, 0]);
             // prefer picks the write path.
             gm(sim, &["prefer", "mp", "da1"]);
-            let (_, d) = workload(sim, &lun, 0, SHORT, 12);
+            let (_, d) = workload(sim, lun, 0, SHORT, 12);
             assert_eq!(d, [0, SHORT], "writes follow prefer");
-            assert_eq!(flushes(sim, &lun, 10), [0, 10]);
-            let (st, d) = workload(sim, &lun, 50, SHORT, 13);
+            assert_eq!(flushes(sim, lun, 10), [0, 10]);
+            let (st, d) = workload(sim, lun, 50, SHORT, 13);
             // Mixed: every write on da1, the reads shared.
             assert!(d[0] > 0 && d[0] < st.reads_ok, "{d:?} {st:?}");
-            write_then_read_back(sim, &lun, 4);
+            write_then_read_back(sim, lun, 4);
         },
     );
 }
@@ -321,20 +321,20 @@ fn mode_from_configure() {
         &DA[..2],
         &["create", "mp", "da0", "da1"],
         |sim, lun| {
-            let (_, d) = workload(sim, &lun, 50, SHORT, 16);
+            let (_, d) = workload(sim, lun, 50, SHORT, 16);
             assert_eq!(d, [SHORT, 0]);
             gm(sim, &["configure", "-A", "mp"]);
-            let (_, d) = workload(sim, &lun, 0, BIOS, 17);
+            let (_, d) = workload(sim, lun, 0, BIOS, 17);
             assert_spread(sim, &d, &[0, 1], "configure -A writes");
             gm(sim, &["configure", "-R", "mp"]);
-            let (_, d) = workload(sim, &lun, 0, SHORT, 18);
+            let (_, d) = workload(sim, lun, 0, SHORT, 18);
             assert_eq!(d, [SHORT, 0], "configure -R writes");
-            let (_, d) = workload(sim, &lun, 100, BIOS, 19);
+            let (_, d) = workload(sim, lun, 100, BIOS, 19);
             assert_spread(sim, &d, &[0, 1], "configure -R reads");
             gm(sim, &["configure", "-P", "mp"]);
-            let (_, d) = workload(sim, &lun, 100, SHORT, 20);
+            let (_, d) = workload(sim, lun, 100, SHORT, 20);
             assert_eq!(d, [SHORT, 0], "configure -P reads");
-            write_then_read_back(sim, &lun, 6);
+            write_then_read_back(sim, lun, 6);
         },
     );
 }
@@ -344,7 +344,7 @@ fn mode_from_configure() {
 fn configured_mode_survives_a_retaste() {
     with_equal_paths(210, &DA[..2], &["label", "mp", "da0", "da1"], |sim, lun| {
         gm(sim, &["configure", "-R", "mp"]);
-        assert_eq!(mode_byte(&lun), 2);
+        assert_eq!(mode_byte(lun), 2);
         gm(sim, &["stop", "mp"]);
         assert!(list(sim, "mp").is_none());
         for p in ["da0", "da1"] {
@@ -352,9 +352,9 @@ fn configured_mode_survives_a_retaste() {
             sim.run_until_idle();
         }
         check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "READ"]);
-        let (_, d) = workload(sim, &lun, 0, SHORT, 21);
+        let (_, d) = workload(sim, lun, 0, SHORT, 21);
         assert_eq!(d, [SHORT, 0]);
-        let (_, d) = workload(sim, &lun, 100, BIOS, 22);
+        let (_, d) = workload(sim, lun, 100, BIOS, 22);
         assert_spread(sim, &d, &[0, 1], "reads after retaste");
     });
 }
