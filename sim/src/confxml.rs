@@ -49,7 +49,7 @@ impl SimPlatform {
             let (name, geoms, imp) = {
                 let t = self.topo();
                 let Some(cr) = t.class.get(&c) else { continue };
-                (cr.name.clone(), cr.geoms.clone(), cr.imp.clone())
+                (cr.name.clone(), cr.geoms.newest_first(), cr.imp.clone())
             };
             let _ = writeln!(sb, "  <class id=\"{}\">", id(c.raw()));
             let _ = writeln!(sb, "    <name>{}</name>", escape(&name));

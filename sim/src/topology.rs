@@ -43,8 +43,8 @@ pub type AnySoftc = Arc<dyn Any + Send + Sync>;
 pub(crate) struct ClassRec {
     pub name: String,
     pub imp: Arc<dyn SimClass>,
-    /// Newest first, as `LIST_INSERT_HEAD` keeps them.
-    pub geoms: Vec<GeomId>,
+    /// Read newest first, as `LIST_INSERT_HEAD` keeps them.
+    pub geoms: GeomList,
     /// Taste and ctlreq are barred once unloading starts.
     pub unloading: bool,
 }
@@ -85,6 +85,33 @@ pub(crate) struct ConsumerRec {
     pub orphan: bool,
     pub nstart: u64,
     pub nend: u64,
+}
+
+/// A class's geoms in GEOM's order, newest first. Stored oldest first and
+/// read backwards, so that adding one is O(1) (a class may hold thousands:
+/// DEV has one per provider).
+#[derive(Default)]
+pub(crate) struct GeomList(Vec<GeomId>);
+
+impl GeomList {
+    /// Puts `gp` at the head (`LIST_INSERT_HEAD`).
+    pub fn push_newest(&mut self, gp: GeomId) {
+        self.0.push(gp);
+    }
+    pub fn remove(&mut self, gp: GeomId) {
+        self.0.retain(|&x| x != gp);
+    }
+    /// Newest first.
+    pub fn iter(&self) -> impl Iterator<Item = GeomId> + '_ {
+        self.0.iter().rev().copied()
+    }
+    /// Newest first.
+    pub fn newest_first(&self) -> Vec<GeomId> {
+        self.iter().collect()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 #[derive(Default)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use geom_multipath_rs::platform::{EBUSY, EEXIST, ENXIO, EPERM};
 
-use super::ClassRec;
+use super::{ClassRec, GeomList};
 use crate::class::SimClass;
 use crate::ids::{ClassId, GeomId, ProviderId};
 use crate::sched::{current, Ctx};
@@ -54,7 +54,7 @@ impl SimPlatform {
                     ClassRec {
                         name,
                         imp: imp.clone(),
-                        geoms: Vec::new(),
+                        geoms: GeomList::default(),
                         unloading: false,
                     },
                 );
@@ -73,7 +73,7 @@ impl SimPlatform {
                     .filter(|&&c| c != id)
                     .filter_map(|c| t.class.get(c))
                     .flat_map(|c| c.geoms.iter())
-                    .filter_map(|g| t.geom.get(g))
+                    .filter_map(|g| t.geom.get(&g))
                     .flat_map(|g| g.providers.clone())
                     .collect()
             };
@@ -122,13 +122,7 @@ impl SimPlatform {
         if let Some(c) = self.topo().class.get_mut(&id) {
             c.unloading = true;
         }
-        let geoms: Vec<GeomId> = self
-            .topo()
-            .class
-            .get(&id)
-            .map(|c| c.geoms.clone())
-            .unwrap_or_default();
-        for gp in geoms {
+        for gp in self.class_geoms_of(id) {
             if !self.geom_exists(gp) || self.geom_withering(gp) {
                 continue;
             }
@@ -177,18 +171,21 @@ impl SimPlatform {
         };
         let bound = self.bound(id);
         self.g_topology_lock();
-        let geoms: Vec<GeomId> = self
-            .topo()
-            .class
-            .get(&id)
-            .map(|c| c.geoms.clone())
-            .unwrap_or_default();
-        for gp in geoms {
+        for gp in self.class_geoms_of(id) {
             if self.geom_exists(gp) && !self.geom_withering(gp) {
                 let _ = imp.destroy_geom(&bound, gp);
             }
         }
         self.g_topology_unlock();
+    }
+
+    /// Class `id`'s geoms, newest first, withering ones included.
+    fn class_geoms_of(&self, id: ClassId) -> Vec<GeomId> {
+        let t = self.topo();
+        t.class
+            .get(&id)
+            .map(|c| c.geoms.newest_first())
+            .unwrap_or_default()
     }
 
     /// Whether waiting for withering can still end: in deterministic mode
@@ -207,7 +204,7 @@ impl SimPlatform {
         };
         let mut open = false;
         let mut withering = false;
-        for g in c.geoms.iter().filter_map(|g| t.geom.get(g)) {
+        for g in c.geoms.iter().filter_map(|g| t.geom.get(&g)) {
             open |= g
                 .providers
                 .iter()

@@ -25,7 +25,7 @@ impl SimPlatform {
         let id = GeomId(self.next_id());
         self.rec(&mut t, "g_new_geom: class", cid)?
             .geoms
-            .insert(0, id);
+            .push_newest(id);
         t.geom.insert(
             id,
             GeomRec {
@@ -60,7 +60,7 @@ impl SimPlatform {
         }
         let Some(g) = t.geom.remove(&gp) else { return };
         if let Some(c) = t.class.get_mut(&g.class) {
-            c.geoms.retain(|&x| x != gp);
+            c.geoms.remove(gp);
         }
         drop(t);
         // The softc is dropped here, outside the data lock: its destructor
@@ -79,7 +79,6 @@ impl SimPlatform {
             .map(|c| {
                 c.geoms
                     .iter()
-                    .copied()
                     .filter(|g| t.geom.get(g).is_some_and(|g| !g.wither))
                     .collect()
             })
@@ -132,7 +131,7 @@ impl SimPlatform {
         t.class
             .values()
             .filter(|c| c.name == class)
-            .flat_map(|c| c.geoms.clone())
+            .flat_map(|c| c.geoms.iter())
             .collect()
     }
 

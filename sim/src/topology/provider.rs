@@ -154,8 +154,8 @@ impl SimPlatform {
         }
         for c in &t.classes {
             let Some(cr) = t.class.get(c) else { continue };
-            for g in &cr.geoms {
-                let Some(gr) = t.geom.get(g) else { continue };
+            for g in cr.geoms.iter() {
+                let Some(gr) = t.geom.get(&g) else { continue };
                 for p in &gr.providers {
                     if t.provider.get(p).is_some_and(|r| r.name == name) {
                         return Some(*p);

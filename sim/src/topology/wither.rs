@@ -55,7 +55,7 @@ impl SimPlatform {
             t.classes
                 .iter()
                 .filter_map(|c| t.class.get(c))
-                .flat_map(|c| c.geoms.clone())
+                .flat_map(|c| c.geoms.iter())
                 .collect()
         };
         for gp in geoms {
