@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use common::{
     fill, for_each_mode, getactive, gm, list, list_all, logged, modes, san, submit_writes,
+    with_device, SIZE,
 };
 use geom_multipath_rs::metadata::{Metadata, Mode as MpMode, Name, Uuid};
 use geom_sim::workload::{run_workload, WorkloadConfig};
@@ -15,11 +16,13 @@ use geom_sim::{
     for_seeds, Access, LunConfig, Mode, MultipathClass, Sim, SimConfig, ENXIO, EOPNOTSUPP, EPERM,
 };
 
-const SIZE: u64 = 1 << 20;
 const UUID_A: &str = "0b7a3a9e-4c1d-4f0e-9a55-2f6c1d3e8b01";
 const UUID_B: &str = "5d2c8f10-77aa-4e3b-8c21-9e0f4a6b7c02";
 
 /// The last sector of a LUN, holding a label for `name`/`uuid`.
+/// The two paths of most cases' LUN.
+const DA: [&str; 2] = ["da0", "da1"];
+
 fn label_sector(name: &str, uuid: &str, size: u64) -> Vec<u8> {
     let md = Metadata::new(
         Name::new(name).unwrap(),
@@ -87,17 +90,14 @@ fn provider_mode(sim: &Sim, name: &str) -> String {
 
 #[test]
 fn taste_assembles_labelled_paths_into_one_device() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 21, &["da0", "da1"], SIZE);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
-        let g = list(&sim, "mp").expect("tasted into a geom");
+    with_device(21, &DA, &["label", "mp", "da0", "da1"], |sim, _lun| {
+        let g = list(sim, "mp").expect("tasted into a geom");
         assert_eq!(g.kind, "AUTOMATIC");
         assert_eq!(g.paths.len(), 2, "{g:?}");
         assert_eq!(g.mediasize, SIZE - 512, "the label sector is hidden");
         assert_eq!(g.sectorsize, 512);
-        assert_eq!(list_all(&sim).len(), 1, "one device, not one per path");
-        assert!(logged(&sim, "da0 added to mp") && logged(&sim, "da1 added to mp"));
-        sim
+        assert_eq!(list_all(sim).len(), 1, "one device, not one per path");
+        assert!(logged(sim, "da0 added to mp") && logged(sim, "da1 added to mp"));
     });
 }
 
@@ -183,9 +183,7 @@ fn taste_gives_a_clashing_name_a_temporary_one() {
 /// failing, GEOM itself would retry forever, so the rate stays below 100%.)
 #[test]
 fn a_failed_clone_delivers_enomem_and_geom_retries() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 31, &["da0", "da1"], SIZE);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
+    with_device(31, &DA, &["create", "mp", "da0", "da1"], |sim, _lun| {
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
         dev.write(0, &[3u8; 4096]).unwrap();
         sim.plat().set_clone_failure(700);
@@ -193,57 +191,48 @@ fn a_failed_clone_delivers_enomem_and_geom_retries() {
             assert_eq!(dev.read(0, 4096), Ok(vec![3u8; 4096]));
         }
         sim.plat().set_clone_failure(0);
-        assert_eq!(getactive(&sim, "mp"), "da0", "ENOMEM is not a path failure");
-        assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
+        assert_eq!(getactive(sim, "mp"), "da0", "ENOMEM is not a path failure");
+        assert_eq!(list(sim, "mp").unwrap().state, "OPTIMAL");
         assert_eq!(sim.plat().reissued(), 0);
         drop(dev);
-        sim
     });
 }
 
 #[test]
 fn enxio_fails_over_and_logs_which_path_is_active() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 32, &["da0", "da1"], SIZE);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
+    with_device(32, &DA, &["create", "mp", "da0", "da1"], |sim, lun| {
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
         dev.write(0, &[9u8; 1024]).unwrap();
         lun.path(0).unwrap().fail_next(1, ENXIO);
         assert_eq!(dev.read(0, 1024), Ok(vec![9u8; 1024]));
         assert!(
-            logged(&sim, "Error 6, da0 in mp marked FAIL"),
+            logged(sim, "Error 6, da0 in mp marked FAIL"),
             "{:?}",
             sim.log_lines()
         );
-        assert!(logged(&sim, "da1 is now active path in mp"));
-        assert_eq!(getactive(&sim, "mp"), "da1");
+        assert!(logged(sim, "da1 is now active path in mp"));
+        assert_eq!(getactive(sim, "mp"), "da1");
         assert!(sim.plat().reissued() >= 1, "the worker re-issued it");
         drop(dev);
-        sim
     });
 }
 
 #[test]
 fn other_errors_are_delivered_as_they_are() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 33, &["da0", "da1"], SIZE);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
+    with_device(33, &DA, &["create", "mp", "da0", "da1"], |sim, lun| {
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
         lun.path(0).unwrap().fail_next(1, EOPNOTSUPP);
         assert_eq!(dev.read(0, 512), Err(EOPNOTSUPP));
-        assert_eq!(getactive(&sim, "mp"), "da0", "no failover");
-        assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
+        assert_eq!(getactive(sim, "mp"), "da0", "no failover");
+        assert_eq!(list(sim, "mp").unwrap().state, "OPTIMAL");
         assert_eq!(sim.plat().reissued(), 0);
         drop(dev);
-        sim
     });
 }
 
 #[test]
 fn no_path_left_completes_every_bio_with_an_error() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 34, &["da0", "da1"], SIZE);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
+    with_device(34, &DA, &["create", "mp", "da0", "da1"], |sim, lun| {
         for i in 0..2 {
             lun.path(i).unwrap().set_latency(2000, 0);
         }
@@ -275,10 +264,9 @@ fn no_path_left_completes_every_bio_with_an_error() {
         drop(dev);
         sim.run_until_idle();
         assert!(
-            list(&sim, "mp").is_none(),
+            list(sim, "mp").is_none(),
             "the device went with its last path"
         );
-        sim
     });
 }
 
@@ -286,9 +274,7 @@ fn no_path_left_completes_every_bio_with_an_error() {
 
 #[test]
 fn a_dying_path_is_detached_after_its_io_drained_and_io_goes_on() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 41, &["da0", "da1"], SIZE);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
+    with_device(41, &DA, &["create", "mp", "da0", "da1"], |sim, lun| {
         lun.path(0).unwrap().set_latency(3000, 500);
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
         let w = submit_writes(&dev, 32, 512);
@@ -299,13 +285,12 @@ fn a_dying_path_is_detached_after_its_io_drained_and_io_goes_on() {
         for i in 0..32u64 {
             assert_eq!(dev.read(i * 512, 512).unwrap(), vec![fill(i as usize); 512]);
         }
-        let g = list(&sim, "mp").unwrap();
+        let g = list(sim, "mp").unwrap();
         assert_eq!(g.paths.len(), 1, "{g:?}");
         assert_eq!(g.paths[0].0, "da1");
-        assert!(logged(&sim, "da0 in mp was disconnected"));
-        assert!(logged(&sim, "da0 removed from mp"));
+        assert!(logged(sim, "da0 in mp was disconnected"));
+        assert!(logged(sim, "da0 removed from mp"));
         drop(dev);
-        sim
     });
 }
 
@@ -404,9 +389,7 @@ fn a_refused_open_part_way_undoes_what_was_granted() {
 
 #[test]
 fn the_worker_runs_from_load_to_unload_and_drains_its_queue() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 61, &["da0", "da1"], SIZE);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
+    with_device(61, &DA, &["create", "mp", "da0", "da1"], |sim, lun| {
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
         lun.path(0).unwrap().fail_next(4, geom_sim::EIO);
         let w = submit_writes(&dev, 8, 512);
@@ -414,7 +397,7 @@ fn the_worker_runs_from_load_to_unload_and_drains_its_queue() {
         assert!(w.all_ok());
         assert!(sim.plat().reissued() >= 1);
         drop(dev);
-        gm(&sim, &["destroy", "mp"]);
+        gm(sim, &["destroy", "mp"]);
         if common::ko_class() {
             // kldunload: MOD_UNLOAD unloads the class, then the module.
             for kk in sim.ko_kernels() {
@@ -426,7 +409,6 @@ fn the_worker_runs_from_load_to_unload_and_drains_its_queue() {
             let cid = sim.plat().class_by_name("MULTIPATH").unwrap();
             assert_eq!(sim.plat().unload_class(cid), Ok(()));
         }
-        sim
     });
 }
 
@@ -540,17 +522,14 @@ fn stress_every_path_dies_with_clean_errors() {
 /// (FreeBSD would stack multipath on itself and hold it exclusively).
 #[test]
 fn a_manual_device_over_a_labelled_disk_is_not_tasted_into_another() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 71, &["da0", "da1"], SIZE);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
-        gm(&sim, &["stop", "mp"]);
-        gm(&sim, &["create", "mp", "da0", "da1"]);
-        let all = list_all(&sim);
+    with_device(71, &DA, &["label", "mp", "da0", "da1"], |sim, _lun| {
+        gm(sim, &["stop", "mp"]);
+        gm(sim, &["create", "mp", "da0", "da1"]);
+        let all = list_all(sim);
         assert_eq!(all.len(), 1, "{all:?}");
         assert_eq!(all[0].kind, "MANUAL");
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
         dev.write(0, &[4u8; 512]).unwrap();
         drop(dev);
-        sim
     });
 }
