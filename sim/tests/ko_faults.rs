@@ -17,6 +17,8 @@
 //! Without the `.ko` (not built yet: `make`) each test prints "SKIPPED"
 //! and returns; with `GMR_REQUIRE_KO=1` it fails instead.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use geom_sim::ko::kern::{FailNowait, NowaitLog};
@@ -24,25 +26,14 @@ use geom_sim::ko::{self, KoOptions, KoReport};
 use geom_sim::workload::{run_workload, WorkloadConfig};
 use geom_sim::{Access, LunConfig, Sim, Violation, EIO};
 
+use common::ko::built_ko;
+
 /// Up to this many allocations, every N is swept.
 const FULL_ALL: usize = 600;
 /// Above it, site kinds seen fewer times than this are swept at every N.
 const FULL_KIND: usize = 64;
 /// N sampled among the other allocations (seeded, so runs repeat).
 const SAMPLES: usize = 48;
-
-fn built_ko(test: &str) -> Option<KoOptions> {
-    let o = KoOptions::default();
-    if o.path.exists() {
-        return Some(o);
-    }
-    let msg = format!("{} is missing (run `make`)", o.path.display());
-    if std::env::var("GMR_REQUIRE_KO").as_deref() == Ok("1") {
-        panic!("GMR_REQUIRE_KO=1: {test}: {msg}");
-    }
-    eprintln!("SKIPPED: {test}: {msg}");
-    None
-}
 
 /// What one run of the scenario showed.
 #[derive(Debug, Default)]
@@ -370,7 +361,7 @@ fn sweep(o: &KoOptions) -> (Vec<String>, Vec<String>) {
 /// a console line, and destroy tears it down.
 #[test]
 fn every_nowait_failure_is_reported_and_undone() {
-    let Some(o) = built_ko("every_nowait_failure_is_reported_and_undone") else {
+    let Some(o) = built_ko() else {
         return;
     };
     let (hard, soft) = sweep(&o);
@@ -383,7 +374,7 @@ fn every_nowait_failure_is_reported_and_undone() {
 /// allocates with `M_WAITOK`), and each kind of failure is still seen.
 #[test]
 fn waitok_never_fails_while_nowait_always_does() {
-    let Some(o) = built_ko("waitok_never_fails_while_nowait_always_does") else {
+    let Some(o) = built_ko() else {
         return;
     };
     let sim = Sim::deterministic(12);
