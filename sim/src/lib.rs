@@ -22,18 +22,18 @@
 //! sim.finish().assert_clean();
 //! ```
 
+pub mod model;
+use model::toplock;
+// The model's modules keep their paths at the crate root.
+pub use model::{
+    bio, class, confxml, dev, disk, fault, ids, sched, sim, store, topology, violation,
+};
+
 pub mod bench;
-pub mod bio;
-pub mod class;
 pub mod classbench;
-pub mod confxml;
 pub mod ctl;
-pub mod dev;
-pub mod disk;
-pub mod fault;
 pub mod fuzzing;
 pub mod gmultipath;
-pub mod ids;
 pub mod ko;
 pub mod ko_summary;
 pub mod latency;
@@ -42,14 +42,8 @@ pub mod passthrough;
 pub mod platform;
 pub mod scale;
 pub mod scenario;
-pub mod sched;
 pub mod seeds;
-pub mod sim;
-pub mod store;
-mod toplock;
-pub mod topology;
 pub mod util;
-pub mod violation;
 pub mod workload;
 
 pub use bio::{Bio, BioResult};
