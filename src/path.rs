@@ -16,7 +16,9 @@
 //!   first (the last `PathTable::put`, a failed acquire's undo, or the
 //!   topology side finding it idle, `PathTable::claim_idle`).
 //! - Faulting the last good path restores the failed others first
-//!   (`PathTable::fault`), so `start` never sees a moment with none.
+//!   (`PathTable::fault`), so `start` never sees a moment with none: not
+//!   in one load of the good mask, which alone decides that a bio has no
+//!   path (a scan of the slots' states is not one moment; `choose`).
 //!
 //! Path choice (which good path a bio takes) lives here too, behind
 //! `PathTable::acquire`, so it can change without touching the class.
@@ -170,7 +172,9 @@ struct Inner {
     more: AtomicPtr<[MoreLane; LANES]>,
     /// Bit i set when slot i is good: set after a slot becomes good and
     /// cleared after it goes bad (topology held), so it is a hint that
-    /// the choice re-checks (see [`PathTable::acquire`]).
+    /// the choice re-checks (see [`PathTable::acquire`]). A fault sets the
+    /// bits of the paths it restores before it clears its own, so one load
+    /// is never 0 while a path is good: only such a load says "no path".
     good: AtomicU32,
     /// Slot of the active path (A/P, and writes in A/R) plus one; 0 for
     /// none.
@@ -440,13 +444,10 @@ impl PathTable {
     ) -> Option<Taken> {
         let lane = cpu % LANES;
         // A few tries: a path can go bad between choosing and taking it.
+        // Each retry follows a change of the topology side's; the bound
+        // keeps a bio that loses every race from spinning for ever.
         for attempt in 0..MAX_PATHS {
-            let slot = match (balanced, attempt) {
-                (true, 0) => self.least_busy(lane, self.inner.good.load(Ordering::SeqCst)),
-                (true, _) => self.least_busy(lane, self.good_now()),
-                (false, 0) => self.active().or_else(|| self.first_good()),
-                (false, _) => self.active_or_first_good(),
-            }?;
+            let slot = self.choose(balanced, lane, attempt)?;
             match self.try_get(slot, lane) {
                 Ok(consumer) => {
                     return Some(Taken {
@@ -460,6 +461,44 @@ impl PathTable {
             }
         }
         None
+    }
+
+    /// The path to try for a bio's `attempt`; `None` only when one load
+    /// of the good mask found it empty.
+    ///
+    /// The first try goes by the hints: the active path, or the good mask.
+    /// A retry (the path taken went bad) goes by the slots' states. Those
+    /// are read one after another, not as one snapshot, so a scan can
+    /// miss every good path while faults move under it (a fault restores
+    /// B and fails A, the scan reads A; another restores A and fails B,
+    /// the scan reads B). The mask cannot: the topology side sets a bit
+    /// before it clears another (a fault restores before it fails), so one
+    /// load of it is never empty while a path is good. An empty scan falls
+    /// back on that load: empty, there is no path (the bio fails with
+    /// ENXIO, as FreeBSD's start would); else its path is tried.
+    fn choose(&self, balanced: bool, lane: usize, attempt: usize) -> Option<usize> {
+        if balanced {
+            let mask = if attempt == 0 {
+                self.good_mask()
+            } else {
+                match self.good_now() {
+                    0 => self.good_mask(),
+                    now => now,
+                }
+            };
+            return self.least_busy(lane, mask);
+        }
+        match self.active() {
+            // The hint, as is the first time; a retry checks it first.
+            Some(a) if attempt == 0 || self.is_good(a) => return Some(a),
+            _ => {}
+        }
+        // No active path, or it just went bad: the first good one (the
+        // worker will move the active pointer under the topology lock).
+        match self.good_now() {
+            0 => self.newest_of(self.good_mask()),
+            now => self.newest_of(now),
+        }
     }
 
     /// Takes a reference on `slot` in `lane`. Returns the consumer when
@@ -480,20 +519,28 @@ impl PathTable {
         }
     }
 
-    /// The good mask from the slots' states (not the hint).
+    /// The good mask as the topology side keeps it: one load.
+    fn good_mask(&self) -> u32 {
+        self.inner.good.load(Ordering::SeqCst)
+    }
+
+    /// The good mask from the slots' states (not the hint), read one slot
+    /// after another.
     fn good_now(&self) -> u32 {
         (0..MAX_PATHS)
-            .filter(|&i| self.is_good(i))
+            .filter(|&i| {
+                #[cfg(test)]
+                tests::before_scan_read(i);
+                self.is_good(i)
+            })
             .fold(0, |m, i| m | 1 << i)
     }
 
-    /// The active path; if it just went bad, the first good one (the worker
-    /// will move the active pointer under the topology lock shortly).
-    fn active_or_first_good(&self) -> Option<usize> {
-        match self.active() {
-            Some(a) if self.is_good(a) => Some(a),
-            _ => self.first_good(),
-        }
+    /// The newest path (kernel list order) among those of `mask`.
+    fn newest_of(&self, mask: u32) -> Option<usize> {
+        (0..MAX_PATHS)
+            .filter(|&i| mask & 1 << i != 0)
+            .max_by_key(|&i| self.seq(i))
     }
 
     /// Active/active choice among the paths of `mask`: the fewest bios in
