@@ -160,6 +160,11 @@ impl SimPlatform {
         lock(&self.sh.topo)
     }
 
+    /// Reads `id`'s record through `f`; None when there is none.
+    pub(crate) fn peek<K: MeshId, R>(&self, id: K, f: impl FnOnce(&K::Rec) -> R) -> Option<R> {
+        K::table(&mut self.topo()).get(&id).map(f)
+    }
+
     /// The preamble of an operation that changes the mesh: the topology
     /// lock held by the caller (else a TOPOLOGY violation naming `op`, and
     /// EPERM), then the data.

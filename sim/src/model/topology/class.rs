@@ -23,7 +23,7 @@ impl SimPlatform {
     }
 
     pub fn class_name(&self, c: ClassId) -> Option<String> {
-        self.topo().class.get(&c).map(|c| c.name.clone())
+        self.peek(c, |c| c.name.clone())
     }
 
     /// Loaded class by name.
@@ -135,7 +135,7 @@ impl SimPlatform {
             }
         }
         loop {
-            let left = self.topo().class.get(&id).map_or(0, |c| c.geoms.len());
+            let left = self.peek(id, |c| c.geoms.len()).unwrap_or(0);
             if left == 0 {
                 break;
             }
@@ -166,7 +166,7 @@ impl SimPlatform {
     /// Calls the class's destroy_geom on each of its live geoms (topology
     /// lock taken here), as an administrator stopping them all would.
     pub fn destroy_class_geoms(&self, id: ClassId) {
-        let Some(imp) = self.topo().class.get(&id).map(|c| c.imp.clone()) else {
+        let Some(imp) = self.peek(id, |c| c.imp.clone()) else {
             return;
         };
         let bound = self.bound(id);

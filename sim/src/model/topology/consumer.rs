@@ -165,30 +165,27 @@ impl SimPlatform {
     }
 
     pub fn consumer_exists(&self, cp: ConsumerId) -> bool {
-        self.topo().consumer.contains_key(&cp)
+        self.peek(cp, |_| ()).is_some()
     }
 
     pub fn consumer_geom(&self, cp: ConsumerId) -> Option<GeomId> {
-        self.topo().consumer.get(&cp).map(|c| c.geom)
+        self.peek(cp, |c| c.geom)
     }
 
     pub fn consumer_attached_to(&self, cp: ConsumerId) -> Option<ProviderId> {
-        self.topo().consumer.get(&cp).and_then(|c| c.provider)
+        self.peek(cp, |c| c.provider).flatten()
     }
 
     pub fn consumer_acc(&self, cp: ConsumerId) -> Option<Access> {
-        self.topo().consumer.get(&cp).map(|c| c.acc)
+        self.peek(cp, |c| c.acc)
     }
 
     /// I/O requested through `cp` and not yet delivered.
     pub fn consumer_inflight(&self, cp: ConsumerId) -> u64 {
-        self.topo()
-            .consumer
-            .get(&cp)
-            .map_or(0, |c| c.nstart - c.nend)
+        self.peek(cp, |c| c.nstart - c.nend).unwrap_or(0)
     }
 
     pub fn consumer_orphaned(&self, cp: ConsumerId) -> bool {
-        self.topo().consumer.get(&cp).is_some_and(|c| c.orphan)
+        self.peek(cp, |c| c.orphan).unwrap_or(false)
     }
 }

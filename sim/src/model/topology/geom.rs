@@ -86,7 +86,7 @@ impl SimPlatform {
     }
 
     pub fn geom_name_of(&self, gp: GeomId) -> Option<String> {
-        self.topo().geom.get(&gp).map(|g| g.name.clone())
+        self.peek(gp, |g| g.name.clone())
     }
 
     /// `gp->softc`.
@@ -101,27 +101,19 @@ impl SimPlatform {
     }
 
     pub fn geom_exists(&self, gp: GeomId) -> bool {
-        self.topo().geom.contains_key(&gp)
+        self.peek(gp, |_| ()).is_some()
     }
 
     pub fn geom_providers(&self, gp: GeomId) -> Vec<ProviderId> {
-        self.topo()
-            .geom
-            .get(&gp)
-            .map(|g| g.providers.clone())
-            .unwrap_or_default()
+        self.peek(gp, |g| g.providers.clone()).unwrap_or_default()
     }
 
     pub fn geom_consumers(&self, gp: GeomId) -> Vec<ConsumerId> {
-        self.topo()
-            .geom
-            .get(&gp)
-            .map(|g| g.consumers.clone())
-            .unwrap_or_default()
+        self.peek(gp, |g| g.consumers.clone()).unwrap_or_default()
     }
 
     pub fn geom_withering(&self, gp: GeomId) -> bool {
-        self.topo().geom.get(&gp).is_some_and(|g| g.wither)
+        self.peek(gp, |g| g.wither).unwrap_or(false)
     }
 
     /// Every geom of the class named `class` (newest first), withering ones

@@ -3,7 +3,7 @@
 
 use geom_multipath_rs::platform::Errno;
 
-use crate::ids::ProviderId;
+use crate::ids::{ConsumerId, GeomId, ProviderId};
 use crate::sim::SimPlatform;
 use crate::util::lock;
 use crate::violation::rule;
@@ -64,6 +64,19 @@ impl SimPlatform {
         self.g_topology_unlock();
     }
 
+    /// Sets `G_CF_ORPHAN` on `cp` if it is still attached to `pp` and not
+    /// yet orphaned (each consumer hears of an orphaning once); its geom
+    /// when it did.
+    pub(super) fn mark_orphan(&self, cp: ConsumerId, pp: ProviderId) -> Option<GeomId> {
+        let mut t = self.topo();
+        let c = t.consumer.get_mut(&cp)?;
+        if c.orphan || c.provider != Some(pp) {
+            return None;
+        }
+        c.orphan = true;
+        Some(c.geom)
+    }
+
     /// `g_orphan_register`: tells every consumer of `pp` (once each).
     fn orphan_register(&self, pp: ProviderId) {
         let (wf, consumers) = {
@@ -76,16 +89,8 @@ impl SimPlatform {
             (wf, p.consumers.clone())
         };
         for cp in consumers {
-            let gp = {
-                let mut t = self.topo();
-                let Some(c) = t.consumer.get_mut(&cp) else {
-                    continue;
-                };
-                if c.orphan || c.provider != Some(pp) {
-                    continue;
-                }
-                c.orphan = true;
-                c.geom
+            let Some(gp) = self.mark_orphan(cp, pp) else {
+                continue;
             };
             if let Some((imp, plat)) = self.geom_class(gp) {
                 imp.orphan(&plat, cp);

@@ -68,10 +68,7 @@ impl SimPlatform {
 
     /// (stripesize, stripeoffset).
     pub fn provider_stripe_of(&self, pp: ProviderId) -> Option<(u64, u64)> {
-        self.topo()
-            .provider
-            .get(&pp)
-            .map(|p| (p.stripesize, p.stripeoffset))
+        self.peek(pp, |p| (p.stripesize, p.stripeoffset))
     }
 
     /// Sets or clears `G_PF_ACCEPT_UNMAPPED`.
@@ -83,7 +80,7 @@ impl SimPlatform {
 
     /// Whether `G_PF_ACCEPT_UNMAPPED` is set.
     pub fn provider_accepts_unmapped_of(&self, pp: ProviderId) -> Option<bool> {
-        self.topo().provider.get(&pp).map(|p| p.accept_unmapped)
+        self.peek(pp, |p| p.accept_unmapped)
     }
 
     /// Changes a provider's size fields (topology held): used by classes that
@@ -138,7 +135,7 @@ impl SimPlatform {
     }
 
     pub fn provider_exists(&self, pp: ProviderId) -> bool {
-        self.topo().provider.contains_key(&pp)
+        self.peek(pp, |_| ()).is_some()
     }
 
     /// `g_provider_by_name` (a leading `/dev/` is ignored).
@@ -167,34 +164,27 @@ impl SimPlatform {
     }
 
     pub fn provider_name_of(&self, pp: ProviderId) -> Option<String> {
-        self.topo().provider.get(&pp).map(|p| p.name.clone())
+        self.peek(pp, |p| p.name.clone())
     }
 
     /// (mediasize, sectorsize).
     pub fn provider_size(&self, pp: ProviderId) -> Option<(u64, u32)> {
-        self.topo()
-            .provider
-            .get(&pp)
-            .map(|p| (p.mediasize, p.sectorsize))
+        self.peek(pp, |p| (p.mediasize, p.sectorsize))
     }
 
     pub fn provider_acc(&self, pp: ProviderId) -> Option<Access> {
-        self.topo().provider.get(&pp).map(|p| p.acc)
+        self.peek(pp, |p| p.acc)
     }
 
     pub fn provider_error(&self, pp: ProviderId) -> Option<Errno> {
-        self.topo().provider.get(&pp).map(|p| p.error)
+        self.peek(pp, |p| p.error)
     }
 
     pub fn provider_geom(&self, pp: ProviderId) -> Option<GeomId> {
-        self.topo().provider.get(&pp).map(|p| p.geom)
+        self.peek(pp, |p| p.geom)
     }
 
     pub fn provider_consumers(&self, pp: ProviderId) -> Vec<ConsumerId> {
-        self.topo()
-            .provider
-            .get(&pp)
-            .map(|p| p.consumers.clone())
-            .unwrap_or_default()
+        self.peek(pp, |p| p.consumers.clone()).unwrap_or_default()
     }
 }

@@ -93,15 +93,8 @@ impl SimPlatform {
                 if imp.has_resize() {
                     continue;
                 }
-                {
-                    let mut t = self.topo();
-                    let Some(c) = t.consumer.get_mut(&cp) else {
-                        continue;
-                    };
-                    if c.orphan || c.provider != Some(pp) {
-                        continue;
-                    }
-                    c.orphan = true;
+                if self.mark_orphan(cp, pp).is_none() {
+                    continue;
                 }
                 imp.orphan(&plat, cp);
                 self.g_topology_assert("return from orphan");
