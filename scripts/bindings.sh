@@ -10,15 +10,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-mode="write"
-case "${1:-}" in
-"") ;;
---check) mode=check ;;
-*)
-	echo "usage: $0 [--check]" >&2
-	exit 2
-	;;
-esac
+gmr_vendored_mode "$@"
 
 scripts/toolchain.sh bindgen >/dev/null
 
@@ -30,9 +22,7 @@ trap 'rm -f "$tmp"' EXIT
 # libclang 14 (the Debian package the toolchain script installs) parses the
 # header; prettyplease formats the output, so neither the host's rustfmt nor
 # its clang version changes a byte.
-LIBCLANG_PATH="$GMR_LIBCLANG_DIR" "$GMR_BINDGEN" "$header" \
-	--formatter prettyplease \
-	--rust-target 1.82 --rust-edition 2021 \
+gmr_bindgen "$header" \
 	--use-core \
 	--no-layout-tests \
 	--allowlist-function 'gmr_.*' \
@@ -44,13 +34,5 @@ LIBCLANG_PATH="$GMR_LIBCLANG_DIR" "$GMR_BINDGEN" "$header" \
 	-o "$tmp" \
 	-- -x c -std=c11 -ffreestanding -nostdinc -isystem "$(gmr_libclang_include)"
 
-if [ "$mode" = check ]; then
-	if ! diff -u "$vendored" "$tmp"; then
-		echo "check-bindings: FAIL: $vendored is stale; run 'make bindings' and commit it" >&2
-		exit 1
-	fi
-	echo "check-bindings: OK: $vendored matches bindgen $GMR_BINDGEN_VERSION output of $header"
-else
-	cp "$tmp" "$vendored"
-	echo "bindings: wrote $vendored"
-fi
+gmr_vendored_finish "$mode" bindings "$vendored" "$tmp" \
+	"bindgen $GMR_BINDGEN_VERSION output of $header"

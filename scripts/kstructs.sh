@@ -14,15 +14,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 . scripts/lib.sh
 
-mode="write"
-case "${1:-}" in
-"") ;;
---check) mode=check ;;
-*)
-	echo "usage: $0 [--check]" >&2
-	exit 2
-	;;
-esac
+gmr_vendored_mode "$@"
 
 scripts/toolchain.sh bindgen >/dev/null
 
@@ -79,9 +71,7 @@ for t in "${opaque[@]}"; do args+=(--opaque-type "$t"); done
 	echo
 } >"$work/out.rs"
 
-LIBCLANG_PATH="$GMR_LIBCLANG_DIR" "$GMR_BINDGEN" "$work/kstructs.h" \
-	--formatter prettyplease \
-	--rust-target 1.82 --rust-edition 2021 \
+gmr_bindgen "$work/kstructs.h" \
 	--no-doc-comments \
 	--default-enum-style consts \
 	--no-prepend-enum-name \
@@ -94,13 +84,5 @@ LIBCLANG_PATH="$GMR_LIBCLANG_DIR" "$GMR_BINDGEN" "$work/kstructs.h" \
 # Headers to the vendored file: the paths are the host's, so strip them.
 cat "$work/gen.rs" >>"$work/out.rs"
 
-if [ "$mode" = check ]; then
-	if ! diff -u "$vendored" "$work/out.rs"; then
-		echo "check-kstructs: FAIL: $vendored is stale; run 'make kstructs' and commit it" >&2
-		exit 1
-	fi
-	echo "check-kstructs: OK: $vendored matches bindgen $GMR_BINDGEN_VERSION output"
-else
-	cp "$work/out.rs" "$vendored"
-	echo "kstructs: wrote $vendored"
-fi
+gmr_vendored_finish "$mode" kstructs "$vendored" "$work/out.rs" \
+	"bindgen $GMR_BINDGEN_VERSION output"

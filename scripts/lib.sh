@@ -127,3 +127,45 @@ gmr_kernel_cflags() {
 		-include "$optdir/opt_global.h" -I"$optdir")
 	for d in "${GMR_KINC[@]}"; do GMR_KCFLAGS+=("-I$d"); done
 }
+
+# The mode of a script that regenerates a vendored file, from its arguments:
+# sets `mode` to "write" with none, "check" with --check; anything else is a
+# usage error (exit 2).
+gmr_vendored_mode() {
+	case "${1:-}" in
+	"") mode="write" ;;
+	--check) mode=check ;;
+	*)
+		echo "usage: $0 [--check]" >&2
+		exit 2
+		;;
+	esac
+}
+
+# Runs the pinned bindgen on the header $1 with the options every vendored
+# file shares (libclang $GMR_LLVM_VERSION, prettyplease, the Rust target and
+# edition), then the rest of the arguments.
+gmr_bindgen() {
+	LIBCLANG_PATH="$GMR_LIBCLANG_DIR" "$GMR_BINDGEN" "$1" \
+		--formatter prettyplease \
+		--rust-target 1.82 --rust-edition 2021 \
+		"${@:2}"
+}
+
+# Ends a regeneration of a vendored file. In check mode, fails with a diff
+# when the vendored file $3 differs from the fresh output $4; otherwise
+# copies $4 over $3. $1 is the mode, $2 the make target that regenerates it
+# (also the name in the messages), $5 what the OK line says $3 matches.
+gmr_vendored_finish() {
+	local mode=$1 name=$2 vendored=$3 fresh=$4 source=$5
+	if [ "$mode" = check ]; then
+		if ! diff -u "$vendored" "$fresh"; then
+			echo "check-$name: FAIL: $vendored is stale; run 'make $name' and commit it" >&2
+			exit 1
+		fi
+		echo "check-$name: OK: $vendored matches $source"
+	else
+		cp "$fresh" "$vendored"
+		echo "$name: wrote $vendored"
+	fi
+}
