@@ -47,9 +47,10 @@ type KprocCreateFn = unsafe extern "C" fn(
 ) -> c_int;
 type KprocExitFn = unsafe extern "C" fn(c_int) -> !;
 
-/// The emulated function `name`, as a function pointer of type F.
-fn kpi<F: Copy>(name: &str) -> F {
-    let addr = kern::symbols()
+/// The function `name` of the emulated symbol table `table`, as a function
+/// pointer of type F.
+fn symbol<F: Copy>(table: Vec<(&'static str, Sym)>, name: &str) -> F {
+    let addr = table
         .into_iter()
         .find(|(n, _)| *n == name)
         .map(|(_, s)| match s {
@@ -57,8 +58,14 @@ fn kpi<F: Copy>(name: &str) -> F {
         })
         .unwrap_or_else(|| panic!("no emulated {name}"));
     assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<usize>());
-    // SAFETY: F is the function pointer type of `name` in the tests above.
+    // SAFETY: F is the function pointer type of `name` in the tests of this
+    // file, and has the size of an address (asserted above).
     unsafe { std::mem::transmute_copy(&addr) }
+}
+
+/// The emulated kernel function `name`, as a function pointer of type F.
+fn kpi<F: Copy>(name: &str) -> F {
+    symbol(kern::symbols(), name)
 }
 
 /// A module-less instance on a deterministic simulator.
@@ -429,16 +436,7 @@ unsafe extern "C" fn noop_event(_arg: *mut c_void, _flag: c_int) {}
 
 /// The emulated GEOM function `name`, as a function pointer of type F.
 fn geom_kpi<F: Copy>(name: &str) -> F {
-    let addr = ko::geom::symbols()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| match s {
-            Sym::Func(a) | Sym::Data(a) => a,
-        })
-        .unwrap_or_else(|| panic!("no emulated {name}"));
-    assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<usize>());
-    // SAFETY: F is the function pointer type of `name` in the tests.
-    unsafe { std::mem::transmute_copy(&addr) }
+    symbol(ko::geom::symbols(), name)
 }
 
 /// g_post_event(M_WAITOK) sleeps (g_alloc_event): not from start.
