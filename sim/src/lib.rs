@@ -22,29 +22,29 @@
 //! sim.finish().assert_clean();
 //! ```
 
+// sim/src by role: the GEOM model (model/), the front ends (frontend/,
+// with src/bin/), the harness (harness/); the platform adapter
+// (platform.rs, multipath.rs, ko/) and the rest are still at the top.
+// Every module keeps its path at the crate root (geom_sim::sim,
+// geom_sim::scale, ...).
 pub mod model;
 use model::toplock;
-// The model's modules keep their paths at the crate root.
 pub use model::{
-    bio, class, confxml, dev, disk, fault, ids, sched, sim, store, topology, violation,
+    bio, class, confxml, dev, disk, fault, ids, passthrough, sched, sim, store, topology, violation,
 };
+pub mod frontend;
+pub use frontend::gmultipath;
+pub mod harness;
+pub use harness::{ko_summary, latency, scale, scenario, seeds, workload};
 
 pub mod bench;
 pub mod classbench;
 pub mod ctl;
 pub mod fuzzing;
-pub mod gmultipath;
 pub mod ko;
-pub mod ko_summary;
-pub mod latency;
 pub mod multipath;
-pub mod passthrough;
 pub mod platform;
-pub mod scale;
-pub mod scenario;
-pub mod seeds;
 pub mod util;
-pub mod workload;
 
 pub use bio::{Bio, BioResult};
 pub use class::SimClass;

@@ -2,7 +2,8 @@
 //! operations ([`topology`]), the topology lock ([`toplock`]), bios and
 //! the `g_down`/`g_up` paths ([`bio`]), the schedulers ([`sched`]), disks
 //! with shared backing stores and faults ([`disk`], [`store`], [`fault`]),
-//! the DEV class ([`dev`]), the mesh as XML ([`confxml`]), and the rules
+//! the DEV class ([`dev`]) and a pass-through class for tests
+//! ([`passthrough`]), the mesh as XML ([`confxml`]), and the rules
 //! it enforces ([`violation`]). [`sim`] ties them together.
 //!
 //! The crate root re-exports each module, so `geom_sim::sim`,
@@ -15,6 +16,7 @@ pub mod dev;
 pub mod disk;
 pub mod fault;
 pub mod ids;
+pub mod passthrough;
 pub mod sched;
 pub mod sim;
 pub mod store;
