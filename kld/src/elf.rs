@@ -81,6 +81,19 @@ pub struct Reloc {
     pub addend: Option<i64>,
 }
 
+impl Reloc {
+    /// The entry at `offset` with the raw `r_info` (the type in its low 32
+    /// bits, the symbol index in its high 32) and, for RELA, the addend.
+    fn new(offset: u64, info: u64, addend: Option<i64>) -> Self {
+        Reloc {
+            offset,
+            rtype: (info & 0xffff_ffff) as u32,
+            symidx: info >> 32,
+            addend,
+        }
+    }
+}
+
 /// The relocations of one loaded section.
 #[derive(Debug, Clone)]
 pub struct RelTable {
@@ -100,6 +113,16 @@ pub struct Object {
     /// Relocation tables of loaded sections: REL tables first, then RELA,
     /// each in section order (the order `relocate_file1` walks them).
     pub reltabs: Vec<RelTable>,
+}
+
+impl Object {
+    /// The symbol relocation `r` refers to; `None` for an index past the
+    /// symbol table.
+    pub fn symbol_of(&self, r: &Reloc) -> Option<&Symbol> {
+        usize::try_from(r.symidx)
+            .ok()
+            .and_then(|i| self.symbols.get(i))
+    }
 }
 
 fn bad(file: &str, freebsd: Option<&'static str>, reason: impl Into<String>) -> LoadError {
@@ -337,44 +360,21 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Object, LoadError> {
                 format!("relocation section {i} applies to section {target}, which is not loaded"),
             ));
         }
+        let unreadable = |err| bad(file, None, format!("relocation section {i}: {err}"));
         if sh_type == elf::SHT_RELA {
-            let entries: &[Rela64<LE>] = s
-                .data_as_array(e, bytes)
-                .map_err(|err| bad(file, None, format!("relocation section {i}: {err}")))?;
-            relas.push(RelTable {
-                target,
-                relocs: entries
-                    .iter()
-                    .map(|r| {
-                        let info = r.r_info.get(e);
-                        Reloc {
-                            offset: r.r_offset.get(e),
-                            rtype: (info & 0xffff_ffff) as u32,
-                            symidx: info >> 32,
-                            addend: Some(r.r_addend.get(e)),
-                        }
-                    })
-                    .collect(),
-            });
+            let entries: &[Rela64<LE>] = s.data_as_array(e, bytes).map_err(unreadable)?;
+            let relocs = entries
+                .iter()
+                .map(|r| Reloc::new(r.r_offset.get(e), r.r_info.get(e), Some(r.r_addend.get(e))))
+                .collect();
+            relas.push(RelTable { target, relocs });
         } else {
-            let entries: &[Rel64<LE>] = s
-                .data_as_array(e, bytes)
-                .map_err(|err| bad(file, None, format!("relocation section {i}: {err}")))?;
-            rels.push(RelTable {
-                target,
-                relocs: entries
-                    .iter()
-                    .map(|r| {
-                        let info = r.r_info.get(e);
-                        Reloc {
-                            offset: r.r_offset.get(e),
-                            rtype: (info & 0xffff_ffff) as u32,
-                            symidx: info >> 32,
-                            addend: None,
-                        }
-                    })
-                    .collect(),
-            });
+            let entries: &[Rel64<LE>] = s.data_as_array(e, bytes).map_err(unreadable)?;
+            let relocs = entries
+                .iter()
+                .map(|r| Reloc::new(r.r_offset.get(e), r.r_info.get(e), None))
+                .collect();
+            rels.push(RelTable { target, relocs });
         }
     }
     rels.extend(relas);
@@ -401,10 +401,7 @@ pub fn imports_of(obj: &Object) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for t in &obj.reltabs {
         for r in &t.relocs {
-            let Some(sym) = usize::try_from(r.symidx)
-                .ok()
-                .and_then(|i| obj.symbols.get(i))
-            else {
+            let Some(sym) = obj.symbol_of(r) else {
                 continue;
             };
             if sym.is_local() || !sym.is_undefined() || sym.name.is_empty() {

@@ -66,10 +66,7 @@ pub fn apply(
         };
         let size = obj.sections[t.target].size;
         for r in &t.relocs {
-            let Some(sym) = usize::try_from(r.symidx)
-                .ok()
-                .and_then(|i| obj.symbols.get(i))
-            else {
+            let Some(sym) = obj.symbol_of(r) else {
                 continue;
             };
             let local = sym.is_local();
