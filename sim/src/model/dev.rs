@@ -228,19 +228,7 @@ impl Dev {
     /// running past the end returns the part before it (a short read) and
     /// one at the end returns nothing.
     pub fn read(&self, offset: u64, length: usize) -> Result<Vec<u8>, Errno> {
-        if !self.alive() {
-            return Err(ENXIO);
-        }
-        let unmapped = self.unmapped_for(BioCmd::Read);
-        let r = self.plat.sync_io_full(
-            "read",
-            self.cp,
-            BioCmd::Read,
-            None,
-            unmapped,
-            offset,
-            vec![0; length],
-        )?;
+        let r = self.transfer("read", BioCmd::Read, offset, vec![0; length])?;
         let mut data = r.data;
         data.truncate(usize::try_from(r.completed).unwrap_or(usize::MAX));
         Ok(data)
@@ -250,22 +238,28 @@ impl Dev {
     /// `data` when the request runs past the end of the device (cut there
     /// by `g_io_check`, see [`Dev::read`]).
     pub fn pwrite(&self, offset: u64, data: &[u8]) -> Result<usize, Errno> {
-        if !self.alive() {
-            return Err(ENXIO);
-        }
-        let unmapped = self.unmapped_for(BioCmd::Write);
-        let r = self.plat.sync_io_full(
-            "write",
-            self.cp,
-            BioCmd::Write,
-            None,
-            unmapped,
-            offset,
-            data.to_vec(),
-        )?;
+        let r = self.transfer("write", BioCmd::Write, offset, data.to_vec())?;
         Ok(usize::try_from(r.completed)
             .unwrap_or(usize::MAX)
             .min(data.len()))
+    }
+
+    /// The BIO_READ or BIO_WRITE `cmd` of `data` at `offset` for
+    /// [`Dev::read`] and [`Dev::pwrite`]: ENXIO once the device is gone;
+    /// otherwise sleeps until done.
+    fn transfer(
+        &self,
+        what: &str,
+        cmd: BioCmd,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<BioResult, Errno> {
+        if !self.alive() {
+            return Err(ENXIO);
+        }
+        let unmapped = self.unmapped_for(cmd);
+        self.plat
+            .sync_io_full(what, self.cp, cmd, None, unmapped, offset, data)
     }
 
     /// Writes all of `data` at `offset` ([`Dev::pwrite`]) or fails. A write
