@@ -10,7 +10,7 @@ mod common;
 use common::ko::built_ko;
 use std::ffi::OsStr;
 
-use geom_sim::{Access, ClassChoice, LunConfig, Mode, Sim, SimConfig, ENOENT};
+use geom_sim::{ClassChoice, LunConfig, Mode, Sim, SimConfig, ENOENT};
 
 fn sim() -> Sim {
     let sim = Sim::new(SimConfig::new(Mode::Deterministic, 4));
@@ -58,14 +58,7 @@ fn finish_unloads_the_module_it_loaded() {
     sim.run_until_idle();
     let kks = sim.ko_kernels();
     assert_eq!(kks.len(), 1);
-    assert_eq!(
-        sim.gmultipath(&["label", "mp", "da0", "da1"]),
-        Ok(String::new())
-    );
-    sim.run_until_idle();
-    let dev = sim
-        .open("multipath/mp", Access::new(1, 1, 0))
-        .expect("open");
+    let dev = common::label_and_open(&sim);
     dev.write(0, &[5u8; 512]).expect("write through the module");
     drop(dev);
     sim.finish().assert_clean();

@@ -11,7 +11,7 @@ mod common;
 
 use common::ko::built_ko;
 use geom_sim::scenario::{ClassSource, Overrides, Scenario};
-use geom_sim::{Access, LunConfig, Mode, Sim, SimConfig, EIO};
+use geom_sim::{LunConfig, Mode, Sim, SimConfig, EIO};
 
 /// Two one-bio failures on an active/passive pair: two re-issues.
 const TWO_FAILURES: &str = include_str!("data/two_failures.toml");
@@ -53,14 +53,7 @@ fn reissued_matches_the_core_workers_count() {
     sim.load_class(std::sync::Arc::new(geom_sim::MultipathClass::new()))
         .expect("load");
     sim.run_until_idle();
-    assert_eq!(
-        sim.gmultipath(&["label", "mp", "da0", "da1"]),
-        Ok(String::new())
-    );
-    sim.run_until_idle();
-    let dev = sim
-        .open("multipath/mp", Access::new(1, 1, 0))
-        .expect("open");
+    let dev = common::label_and_open(&sim);
     dev.write(0, &[1u8; 512]).expect("write");
     assert_eq!(sim.reissued(), 0, "nothing failed yet");
     lun.path(0).expect("da0").fail_next(3, EIO);

@@ -9,8 +9,21 @@ use std::sync::{Arc, Mutex};
 
 use geom_multipath_rs::platform::WaitQueue;
 use geom_sim::{
-    Access, Bio, ConsumerId, Errno, GeomId, Platform, ProviderId, SimClass, SimPlatform, ENXIO,
+    Access, Bio, ConsumerId, Dev, Errno, GeomId, Platform, ProviderId, Sim, SimClass, SimPlatform,
+    ENXIO,
 };
+
+/// Labels multipath `mp` on da0 and da1 of `sim` (its class loaded) and
+/// opens it for reading and writing, each step run until idle.
+pub fn label_and_open(sim: &Sim) -> Dev {
+    assert_eq!(
+        sim.gmultipath(&["label", "mp", "da0", "da1"]),
+        Ok(String::new())
+    );
+    sim.run_until_idle();
+    sim.open("multipath/mp", Access::new(1, 1, 0))
+        .expect("open")
+}
 
 /// What the misbehaving pass-through does wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
