@@ -20,11 +20,7 @@ failloop_head()
 }
 failloop_body()
 {
-	mp_load
-	mp_load_gnop
-	mp_setup 2
-	mp_nop "$d0"
-	mp_nop "$d1"
+	mp_setup_nops
 
 	atf_check -s exit:0 gmultipath create "$mp" "$d0.nop" "$d1.nop"
 

@@ -115,6 +115,25 @@ mp_nop()
 	[ -e "$MP_DEV/$mp_dev.nop" ] || atf_fail "gnop did not create $MP_DEV/$mp_dev.nop"
 }
 
+# mp_setup_nops: mp_load, mp_load_gnop and mp_setup 2, then a gnop provider
+# on each md ($d0.nop, $d1.nop): the two paths that fault injection breaks.
+mp_setup_nops()
+{
+	mp_load
+	mp_load_gnop
+	mp_setup 2
+	mp_nop "$d0"
+	mp_nop "$d1"
+}
+
+# mp_write_block NAME: write one 4 KiB block of zeroes to multipath NAME,
+# which must succeed.
+mp_write_block()
+{
+	atf_check -s exit:0 -o ignore -e ignore \
+	    dd if=/dev/zero of="$MP_DEV/multipath/$1" bs=4096 count=1
+}
+
 # mp_break_nop NOP: make every read and write through NOP fail (EIO).
 mp_break_nop()
 {

@@ -140,18 +140,13 @@ fail_on_error_head()
 }
 fail_on_error_body()
 {
-	mp_load
-	mp_load_gnop
-	mp_setup 2
-	mp_nop "$d0"
-	mp_nop "$d1"
+	mp_setup_nops
 
 	atf_check -s exit:0 gmultipath create "$mp" "$d0.nop" "$d1.nop"
 	mp_check_state "$mp" "$d0.nop" OPTIMAL ACTIVE PASSIVE
 
 	mp_break_nop "$d0.nop"
-	atf_check -s exit:0 -o ignore -e ignore \
-	    dd if=/dev/zero of="$MP_DEV/multipath/$mp" bs=4096 count=1
+	mp_write_block "$mp"
 	mp_check_state "$mp" "$d1.nop" DEGRADED FAIL ACTIVE
 }
 fail_on_error_cleanup()
@@ -233,11 +228,7 @@ restore_on_error_head()
 }
 restore_on_error_body()
 {
-	mp_load
-	mp_load_gnop
-	mp_setup 2
-	mp_nop "$d0"
-	mp_nop "$d1"
+	mp_setup_nops
 
 	atf_check -s exit:0 gmultipath create "$mp" "$d0.nop" "$d1.nop"
 	atf_check -s exit:0 gmultipath fail "$mp" "$d0.nop"
@@ -246,8 +237,7 @@ restore_on_error_body()
 	# d1.nop is now the only good path, and it breaks. Its error brings
 	# d0.nop back, and the retried write goes through d0.nop.
 	mp_break_nop "$d1.nop"
-	atf_check -s exit:0 -o ignore -e ignore \
-	    dd if=/dev/zero of="$MP_DEV/multipath/$mp" bs=4096 count=1
+	mp_write_block "$mp"
 	mp_check_state "$mp" "$d0.nop" DEGRADED ACTIVE FAIL
 }
 restore_on_error_cleanup()
