@@ -72,6 +72,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use geom_sim::gmultipath::strerror;
 use geom_sim::ids::{ConsumerId, GeomId, ProviderId};
 use geom_sim::ko::{KoKernel, KoOptions};
 use geom_sim::{
@@ -226,21 +227,6 @@ struct Machine {
     /// `--ko`: the module instance `kldload` linked, and its file.
     kk: Option<(Arc<KoKernel>, PathBuf)>,
     notaste: bool,
-}
-
-fn strerror(e: Errno) -> &'static str {
-    match e {
-        1 => "Operation not permitted",
-        2 => "No such file or directory",
-        5 => "Input/output error",
-        6 => "Device not configured",
-        12 => "Cannot allocate memory",
-        8 => "Exec format error",
-        16 => "Device busy",
-        17 => "File exists",
-        22 => "Invalid argument",
-        _ => "Unknown error",
-    }
 }
 
 impl Machine {

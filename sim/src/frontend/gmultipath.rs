@@ -194,16 +194,18 @@ impl SimPlatform {
     }
 }
 
-/// `strerror(3)`'s text for the errnos the userland can meet, as geom(8)
-/// prints them.
-fn strerror(e: i32) -> &'static str {
+/// `strerror(3)`'s text for the errnos the simulated userland can meet
+/// (geom(8) here, the commands of `mpsim-serve`), as FreeBSD prints them.
+pub fn strerror(e: i32) -> &'static str {
     match e {
         1 => "Operation not permitted",
         2 => "No such file or directory",
         5 => "Input/output error",
         6 => "Device not configured",
+        8 => "Exec format error",
         12 => "Cannot allocate memory",
         16 => "Device busy",
+        17 => "File exists",
         22 => "Invalid argument",
         28 => "No space left on device",
         _ => "Unknown error",
