@@ -170,22 +170,6 @@ lun_disks()
 	done | sort
 }
 
-geom_state()
-{
-	gmultipath list "$1" 2>/dev/null | awk '/^State: / { print $2; exit }'
-}
-
-path_states()
-{
-	gmultipath list "$1" 2>/dev/null | awk '
-		/^Consumers:/ { inside = 1; next }
-		inside && /^[0-9]+\. Name: / { pending = 1; next }
-		inside && pending && /^[ \t]+State: / {
-			out = out sep $2; sep = " "; pending = 0
-		}
-		END { print out }'
-}
-
 # wait_for COMMAND...: poll up to 5 s for COMMAND to succeed.
 wait_for()
 {
@@ -200,15 +184,15 @@ wait_for()
 
 has_two_paths()
 {
-	[ "$(path_states "$MPNAME" | wc -w | tr -d ' ')" -eq 2 ]
+	[ "$(mp_path_states "$MPNAME" | wc -w | tr -d ' ')" -eq 2 ]
 }
 
 # expect_state ACTIVE GEOM_STATE PATH_STATES
 expect_state()
 {
 	a=$(gmultipath getactive "$MPNAME" 2>&1)
-	g=$(geom_state "$MPNAME")
-	p=$(path_states "$MPNAME")
+	g=$(mp_geom_state "$MPNAME")
+	p=$(mp_path_states "$MPNAME")
 	if [ "$a" != "$1" ] || [ "$g" != "$2" ] || [ "$p" != "$3" ]; then
 		gmultipath list "$MPNAME"
 		echo "want active '$1' state $2 paths '$3'; got active '$a' state '$g' paths '$p'"
@@ -292,6 +276,10 @@ lun_steps()
 
 run_lun()
 {
+	# mp_geom_state and mp_path_states of the ATF suite's helpers, which
+	# setup_files copied to $WORK.
+	# shellcheck source=SCRIPTDIR/../atf/helpers.sh
+	. "$WORK/helpers.sh"
 	lun_steps > "$WORK/lun.out" 2>&1
 	rc=$?
 	if [ -e "$DEV/multipath/$MPNAME" ]; then
