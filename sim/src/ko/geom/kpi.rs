@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use geom_multipath_rs::platform::Access;
 
+use crate::ids::{ConsumerId, GeomId, ProviderId};
 use crate::ko::{self, KoKernel};
 use crate::sim::SimPlatform;
 use crate::violation::rule;
@@ -32,6 +33,39 @@ fn unknown(plat: &SimPlatform, what: &str, p: *const c_void) {
         rule::STALE,
         format!("{what}({p:p}): no such object (never created, or already destroyed)"),
     );
+}
+
+/// The body of a void GEOM function on one object: maps `ptr` to its
+/// simulator id with `id_of` (a pointer that names no object is reported
+/// as a call of `what`, and nothing else happens), runs `op` on it, then
+/// refreshes the C mirrors.
+fn on_object<P, I>(
+    what: &str,
+    ptr: *mut P,
+    id_of: impl FnOnce(&KoKernel) -> Option<I>,
+    op: impl FnOnce(&SimPlatform, I),
+) {
+    let (kk, plat) = ctx();
+    let Some(id) = id_of(&kk) else {
+        return unknown(&plat, what, ptr as *const c_void);
+    };
+    op(&plat, id);
+    kk.geom.sync_out(&plat);
+}
+
+/// [`on_object`] for a geom.
+fn on_geom(what: &str, gp: *mut k::g_geom, op: impl FnOnce(&SimPlatform, GeomId)) {
+    on_object(what, gp, |kk| kk.geom.geom_id(gp), op);
+}
+
+/// [`on_object`] for a provider.
+fn on_provider(what: &str, pp: *mut k::g_provider, op: impl FnOnce(&SimPlatform, ProviderId)) {
+    on_object(what, pp, |kk| kk.geom.provider_id(pp), op);
+}
+
+/// [`on_object`] for a consumer.
+fn on_consumer(what: &str, cp: *mut k::g_consumer, op: impl FnOnce(&SimPlatform, ConsumerId)) {
+    on_object(what, cp, |kk| kk.geom.consumer_id(cp), op);
 }
 
 /// `g_new_geomf`'s backend with C's `void *` types, for kprintf.c.
@@ -136,22 +170,14 @@ pub(crate) extern "C" fn g_attach(cp: *mut k::g_consumer, pp: *mut k::g_provider
 
 /// `g_detach(cp)`.
 pub(crate) extern "C" fn g_detach(cp: *mut k::g_consumer) {
-    let (kk, plat) = ctx();
-    let Some(c) = kk.geom.consumer_id(cp) else {
-        return unknown(&plat, "g_detach", cp as *const c_void);
-    };
-    plat.g_detach(c);
-    kk.geom.sync_out(&plat);
+    on_consumer("g_detach", cp, |plat, c| plat.g_detach(c));
 }
 
 /// `g_destroy_consumer(cp)`.
 pub(crate) extern "C" fn g_destroy_consumer(cp: *mut k::g_consumer) {
-    let (kk, plat) = ctx();
-    let Some(c) = kk.geom.consumer_id(cp) else {
-        return unknown(&plat, "g_destroy_consumer", cp as *const c_void);
-    };
-    plat.g_destroy_consumer(c);
-    kk.geom.sync_out(&plat);
+    on_consumer("g_destroy_consumer", cp, |plat, c| {
+        plat.g_destroy_consumer(c)
+    });
 }
 
 /// `g_access(cp, dr, dw, de)`.
@@ -173,42 +199,26 @@ pub(crate) extern "C" fn g_access(
 
 /// `g_destroy_geom(gp)`.
 pub(crate) extern "C" fn g_destroy_geom(gp: *mut k::g_geom) {
-    let (kk, plat) = ctx();
-    let Some(g) = kk.geom.geom_id(gp) else {
-        return unknown(&plat, "g_destroy_geom", gp as *const c_void);
-    };
-    plat.g_destroy_geom(g);
-    kk.geom.sync_out(&plat);
+    on_geom("g_destroy_geom", gp, |plat, g| plat.g_destroy_geom(g));
 }
 
 /// `g_wither_geom(gp, error)`.
 pub(crate) extern "C" fn g_wither_geom(gp: *mut k::g_geom, error: c_int) {
-    let (kk, plat) = ctx();
-    let Some(g) = kk.geom.geom_id(gp) else {
-        return unknown(&plat, "g_wither_geom", gp as *const c_void);
-    };
-    plat.g_wither_geom(g, error);
-    kk.geom.sync_out(&plat);
+    on_geom("g_wither_geom", gp, |plat, g| plat.g_wither_geom(g, error));
 }
 
 /// `g_wither_provider(pp, error)`.
 pub(crate) extern "C" fn g_wither_provider(pp: *mut k::g_provider, error: c_int) {
-    let (kk, plat) = ctx();
-    let Some(p) = kk.geom.provider_id(pp) else {
-        return unknown(&plat, "g_wither_provider", pp as *const c_void);
-    };
-    plat.g_wither_provider(p, error);
-    kk.geom.sync_out(&plat);
+    on_provider("g_wither_provider", pp, |plat, p| {
+        plat.g_wither_provider(p, error)
+    });
 }
 
 /// `g_error_provider(pp, error)`.
 pub(crate) extern "C" fn g_error_provider(pp: *mut k::g_provider, error: c_int) {
-    let (kk, plat) = ctx();
-    let Some(p) = kk.geom.provider_id(pp) else {
-        return unknown(&plat, "g_error_provider", pp as *const c_void);
-    };
-    plat.g_error_provider(p, error);
-    kk.geom.sync_out(&plat);
+    on_provider("g_error_provider", pp, |plat, p| {
+        plat.g_error_provider(p, error)
+    });
 }
 
 /// `g_resize_provider(pp, size)`.
