@@ -333,8 +333,7 @@ fn unload(kk: &Arc<KoKernel>, plat: &SimPlatform, mp: *mut k::g_class, name: &st
 
 /// `g_modevent` for the symbol table.
 pub fn symbols() -> Vec<(&'static str, crate::ko::Sym)> {
-    vec![(
-        "g_modevent",
-        crate::ko::Sym::Func(g_modevent as *const () as usize),
-    )]
+    funcs![
+        "g_modevent" => g_modevent,
+    ]
 }

@@ -442,15 +442,11 @@ fn record_error(req: *mut k::gctl_req, msg: &str) -> c_int {
 
 /// The gctl and sbuf functions above, for the symbol table.
 pub fn symbols() -> Vec<(&'static str, crate::ko::Sym)> {
-    use crate::ko::Sym::Func;
-    vec![
-        ("gctl_get_param", Func(gctl_get_param as *const () as usize)),
-        ("gctl_set_param", Func(gctl_set_param as *const () as usize)),
-        (
-            "gctl_set_param_err",
-            Func(gctl_set_param_err as *const () as usize),
-        ),
-        ("sbuf_bcat", Func(sbuf_bcat as *const () as usize)),
+    funcs![
+        "gctl_get_param" => gctl_get_param,
+        "gctl_set_param" => gctl_set_param,
+        "gctl_set_param_err" => gctl_set_param_err,
+        "sbuf_bcat" => sbuf_bcat,
     ]
 }
 

@@ -25,6 +25,15 @@
 //! and timed sleeps in deterministic mode end at the kproc's next turn.
 //! The VM harness stays the proof on a real kernel.
 
+/// A symbol table of emulated functions: `funcs!["name" => function, ...]`
+/// is the `Vec<(&'static str, Sym)>` of each import name with the address
+/// of the function that implements it.
+macro_rules! funcs {
+    ($($name:literal => $f:path),* $(,)?) => {
+        vec![$(($name, $crate::ko::Sym::Func($f as *const () as usize))),*]
+    };
+}
+
 pub mod class;
 pub mod gctl;
 pub mod geom;

@@ -401,41 +401,25 @@ pub(crate) extern "C" fn g_destroy_bio(bp: *mut k::bio) {
 
 /// The non-variadic GEOM functions above, for the symbol table.
 pub fn symbols() -> Vec<(&'static str, crate::ko::Sym)> {
-    use crate::ko::Sym::Func;
-    vec![
-        ("g_access", Func(g_access as *const () as usize)),
-        ("g_attach", Func(g_attach as *const () as usize)),
-        ("g_clone_bio", Func(g_clone_bio as *const () as usize)),
-        ("g_destroy_bio", Func(g_destroy_bio as *const () as usize)),
-        (
-            "g_destroy_consumer",
-            Func(g_destroy_consumer as *const () as usize),
-        ),
-        ("g_destroy_geom", Func(g_destroy_geom as *const () as usize)),
-        ("g_detach", Func(g_detach as *const () as usize)),
-        (
-            "g_error_provider",
-            Func(g_error_provider as *const () as usize),
-        ),
-        ("g_io_deliver", Func(g_io_deliver as *const () as usize)),
-        ("g_io_request", Func(g_io_request as *const () as usize)),
-        ("g_new_consumer", Func(g_new_consumer as *const () as usize)),
-        ("g_post_event", Func(g_post_event as *const () as usize)),
-        (
-            "g_provider_by_name",
-            Func(g_provider_by_name as *const () as usize),
-        ),
-        ("g_read_data", Func(g_read_data as *const () as usize)),
-        (
-            "g_resize_provider",
-            Func(g_resize_provider as *const () as usize),
-        ),
-        ("g_std_done", Func(g_std_done as *const () as usize)),
-        ("g_wither_geom", Func(g_wither_geom as *const () as usize)),
-        (
-            "g_wither_provider",
-            Func(g_wither_provider as *const () as usize),
-        ),
-        ("g_write_data", Func(g_write_data as *const () as usize)),
+    funcs![
+        "g_access" => g_access,
+        "g_attach" => g_attach,
+        "g_clone_bio" => g_clone_bio,
+        "g_destroy_bio" => g_destroy_bio,
+        "g_destroy_consumer" => g_destroy_consumer,
+        "g_destroy_geom" => g_destroy_geom,
+        "g_detach" => g_detach,
+        "g_error_provider" => g_error_provider,
+        "g_io_deliver" => g_io_deliver,
+        "g_io_request" => g_io_request,
+        "g_new_consumer" => g_new_consumer,
+        "g_post_event" => g_post_event,
+        "g_provider_by_name" => g_provider_by_name,
+        "g_read_data" => g_read_data,
+        "g_resize_provider" => g_resize_provider,
+        "g_std_done" => g_std_done,
+        "g_wither_geom" => g_wither_geom,
+        "g_wither_provider" => g_wither_provider,
+        "g_write_data" => g_write_data,
     ]
 }
