@@ -6,9 +6,18 @@
 mod common;
 
 use common::{check_state, gm, list, logged, with_device};
-use geom_sim::{Access, Sim, EIO};
+use geom_sim::{Access, Errno, Sim, EIO};
 
 const MD: [&str; 3] = ["md0", "md1", "md2"];
+
+/// dd(1) of one 4 KiB block of zeroes to the multipath device `mp`, which
+/// must open: the write's result.
+fn write_block(sim: &Sim) -> Result<(), Errno> {
+    let dev = sim
+        .open("multipath/mp", Access::new(0, 1, 0))
+        .expect("open multipath/mp");
+    dev.write(0, &[0u8; 4096])
+}
 
 #[test]
 fn add() {
@@ -79,13 +88,7 @@ fn fail() {
 fn fail_on_error() {
     with_device(6, &MD[..2], &["create", "mp", "md0", "md1"], |sim, lun| {
         lun.path(0).unwrap().fail_rate(EIO, 1000);
-        let dev = sim.open("multipath/mp", Access::new(0, 1, 0)).unwrap();
-        assert_eq!(
-            dev.write(0, &[0u8; 4096]),
-            Ok(()),
-            "failover and retry succeed"
-        );
-        drop(dev);
+        assert_eq!(write_block(sim), Ok(()), "failover and retry succeed");
         check_state(sim, "mp", "md1", "DEGRADED", &["FAIL", "ACTIVE"]);
     });
 }
@@ -125,10 +128,8 @@ fn restore_on_error() {
     with_device(9, &MD[..2], &["create", "mp", "md0", "md1"], |sim, lun| {
         gm(sim, &["fail", "mp", "md0"]);
         lun.path(1).unwrap().fail_rate(EIO, 1000);
-        let dev = sim.open("multipath/mp", Access::new(0, 1, 0)).unwrap();
         // md1's error restores md0 automatically and the retry succeeds.
-        assert_eq!(dev.write(0, &[0u8; 4096]), Ok(()));
-        drop(dev);
+        assert_eq!(write_block(sim), Ok(()));
         check_state(sim, "mp", "md0", "DEGRADED", &["ACTIVE", "FAIL"]);
     });
 }
@@ -140,30 +141,16 @@ fn rotate() {
         &MD,
         &["create", "mp", "md0", "md1", "md2"],
         |sim, _lun| {
-            gm(sim, &["rotate", "mp"]);
-            check_state(
-                sim,
-                "mp",
-                "md2",
-                "OPTIMAL",
-                &["PASSIVE", "PASSIVE", "ACTIVE"],
-            );
-            gm(sim, &["rotate", "mp"]);
-            check_state(
-                sim,
-                "mp",
-                "md1",
-                "OPTIMAL",
-                &["PASSIVE", "ACTIVE", "PASSIVE"],
-            );
-            gm(sim, &["rotate", "mp"]);
-            check_state(
-                sim,
-                "mp",
-                "md0",
-                "OPTIMAL",
-                &["ACTIVE", "PASSIVE", "PASSIVE"],
-            );
+            // Each rotate moves the active role one path back, and the
+            // third returns it to md0.
+            for (active, states) in [
+                ("md2", ["PASSIVE", "PASSIVE", "ACTIVE"]),
+                ("md1", ["PASSIVE", "ACTIVE", "PASSIVE"]),
+                ("md0", ["ACTIVE", "PASSIVE", "PASSIVE"]),
+            ] {
+                gm(sim, &["rotate", "mp"]);
+                check_state(sim, "mp", active, "OPTIMAL", &states);
+            }
         },
     );
 }
@@ -176,13 +163,7 @@ fn failloop() {
         sim.set_notaste(true);
         lun.path(0).unwrap().fail_rate(EIO, 1000);
         lun.path(1).unwrap().fail_rate(EIO, 1000);
-        let dev = sim.open("multipath/mp", Access::new(0, 1, 0)).unwrap();
-        assert_eq!(
-            dev.write(0, &[0u8; 4096]),
-            Err(EIO),
-            "the write fails, and returns"
-        );
-        drop(dev);
+        assert_eq!(write_block(sim), Err(EIO), "the write fails, and returns");
         sim.run_until_idle();
         let restores = sim
             .log_lines()
