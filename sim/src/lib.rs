@@ -22,9 +22,9 @@
 //! sim.finish().assert_clean();
 //! ```
 
-// sim/src by role: the GEOM model (model/), the front ends (frontend/,
-// with src/bin/), the harness (harness/); the platform adapter
-// (platform.rs, multipath.rs, ko/) and the rest are still at the top.
+// sim/src by role: the GEOM model (model/), the platform adapter
+// (adapter/), the front ends (frontend/, with src/bin/), the harness
+// (harness/); ko/ and the rest are still at the top.
 // Every module keeps its path at the crate root (geom_sim::sim,
 // geom_sim::scale, ...).
 pub mod model;
@@ -36,14 +36,14 @@ pub mod frontend;
 pub use frontend::gmultipath;
 pub mod harness;
 pub use harness::{ko_summary, latency, scale, scenario, seeds, workload};
+pub mod adapter;
+pub use adapter::{multipath, platform};
 
 pub mod bench;
 pub mod classbench;
 pub mod ctl;
 pub mod fuzzing;
 pub mod ko;
-pub mod multipath;
-pub mod platform;
 pub mod util;
 
 pub use bio::{Bio, BioResult};
