@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make fuzz` and `make fuzz-long`: coverage-guided fuzzing with libFuzzer.
 #
-# The targets (fuzz/fuzz_targets/, bodies in sim/src/fuzzing.rs):
+# The targets (fuzz/fuzz_targets/, bodies in sim/src/harness/fuzzing.rs):
 #   label     bytes -> the on-disk label decoder, and the round trip of
 #             whatever it accepts
 #   gctl      a script of raw gctl requests (malformed ones included),
