@@ -35,14 +35,13 @@ pub use model::{
 pub mod frontend;
 pub use frontend::gmultipath;
 pub mod harness;
-pub use harness::{ko_summary, latency, scale, scenario, seeds, workload};
+pub use harness::{
+    bench, classbench, fuzzing, ko_summary, latency, scale, scenario, seeds, workload,
+};
 pub mod adapter;
 pub use adapter::{multipath, platform};
 
-pub mod bench;
-pub mod classbench;
 pub mod ctl;
-pub mod fuzzing;
 pub mod ko;
 pub mod util;
 
