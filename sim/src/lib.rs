@@ -30,7 +30,8 @@
 pub mod model;
 use model::toplock;
 pub use model::{
-    bio, class, confxml, dev, disk, fault, ids, passthrough, sched, sim, store, topology, violation,
+    bio, class, confxml, ctl, dev, disk, fault, ids, passthrough, sched, sim, store, topology,
+    violation,
 };
 pub mod frontend;
 pub use frontend::gmultipath;
@@ -41,7 +42,6 @@ pub use harness::{
 pub mod adapter;
 pub use adapter::{multipath, platform};
 
-pub mod ctl;
 pub mod ko;
 pub mod util;
 

@@ -379,7 +379,7 @@ pub fn check_request(params: &[(String, Vec<u8>, bool)], out: &SimCtlReq) {
 
 /// Every error text a gctl request to MULTIPATH can get, `{}` standing for
 /// a quoted value: the class's (`src/ctl.rs`) and those of the request
-/// plumbing (`sim/src/ctl.rs`: geom_ctl's class and verb look-up, the
+/// plumbing (`sim/src/model/ctl.rs`: geom_ctl's class and verb look-up, the
 /// `output` parameter). The unit test `gctl_errors_match_the_sources`
 /// keeps the list equal to the texts in those files.
 pub const GCTL_ERRORS: &[&str] = &[
@@ -410,7 +410,7 @@ pub const GCTL_ERRORS: &[&str] = &[
     "Can't erase metadata on {} ({})",
     "failed to {} {} (err={}): device is open ({} opens), close it first",
     "failed to {} {} (err={})",
-    // sim/src/ctl.rs
+    // sim/src/model/ctl.rs
     "Missing {} argument",
     "No write access {} argument",
     "Class not found",
@@ -676,15 +676,15 @@ mod tests {
 
     /// [`GCTL_ERRORS`] is exactly the set of error texts in the sources:
     /// every `format_args!` literal of `src/ctl.rs` and every
-    /// `req.error`/`self.error` text of `sim/src/ctl.rs` (with `{x}` written `{}`).
+    /// `req.error`/`self.error` text of `sim/src/model/ctl.rs` (with `{x}` written `{}`).
     #[test]
     fn gctl_errors_match_the_sources() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut found = std::collections::BTreeSet::new();
         for (file, marker) in [
             ("../src/ctl.rs", "format_args!("),
-            ("src/ctl.rs", "format!("),
-            ("src/ctl.rs", "error(format_args!("),
+            ("src/model/ctl.rs", "format!("),
+            ("src/model/ctl.rs", "error(format_args!("),
         ] {
             let text = std::fs::read_to_string(root.join(file)).expect("source");
             for piece in text.split(marker).skip(1) {
