@@ -1,9 +1,9 @@
-//! Builds the C-variadic part of the emulated FreeBSD KPI (`src/ko/kprintf.c`).
+//! Builds the C-variadic part of the emulated FreeBSD KPI (`src/adapter/ko/kprintf.c`).
 
 fn main() {
-    println!("cargo:rerun-if-changed=src/ko/kprintf.c");
+    println!("cargo:rerun-if-changed=src/adapter/ko/kprintf.c");
     cc::Build::new()
-        .file("src/ko/kprintf.c")
+        .file("src/adapter/ko/kprintf.c")
         .std("c11")
         .warnings(true)
         .extra_warnings(true)

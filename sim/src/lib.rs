@@ -40,9 +40,8 @@ pub use harness::{
     bench, classbench, fuzzing, ko_summary, latency, scale, scenario, seeds, workload,
 };
 pub mod adapter;
-pub use adapter::{multipath, platform};
+pub use adapter::{ko, multipath, platform};
 
-pub mod ko;
 pub mod util;
 
 pub use bio::{Bio, BioResult};
