@@ -12,7 +12,7 @@
 #   make check-ko-selftest  show the audit rejects broken modules
 #   make check-bindings  vendored bindings match shim.h
 #   make bindings        regenerate sys-bindings/src/bindings.rs
-#   make kstructs        regenerate sim/src/ko/kstructs/layouts.rs (FreeBSD layouts)
+#   make kstructs        regenerate sim/src/adapter/ko/kstructs/layouts.rs (FreeBSD layouts)
 #   make demo | soak     the simulator's demo and soak run
 #   make fuzz            each libFuzzer target for FUZZ_SECONDS (60), then the
 #                        proptest campaigns (scripts/fuzz.sh)

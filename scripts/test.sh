@@ -132,7 +132,7 @@ step "cargo fmt --check of fuzz/ (its own workspace)" cargo fmt --manifest-path 
 step "check-ko: audit geom_multipath_rs.ko" scripts/check-ko.sh
 step "check-ko-selftest: the audit rejects broken modules" scripts/check-ko-selftest.sh
 step "check-bindings: sys-bindings/src/bindings.rs matches shim.h" scripts/bindings.sh --check
-step "check-kstructs: sim/src/ko/kstructs/layouts.rs matches the FreeBSD headers" scripts/kstructs.sh --check
+step "check-kstructs: sim/src/adapter/ko/kstructs/layouts.rs matches the FreeBSD headers" scripts/kstructs.sh --check
 step "shellcheck" run_shellcheck
 step "tests/vm self-test: the VM harness, parser, carrier disk, ATF dry run" \
 	env GMR_KO_SUMMARY="$ko_summary" bash tests/vm/selftest.sh
