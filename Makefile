@@ -16,7 +16,9 @@
 #   make demo | soak     the simulator's demo and soak run
 #   make fuzz            each libFuzzer target for FUZZ_SECONDS (60), then the
 #                        proptest campaigns (scripts/fuzz.sh)
-#   make fuzz-long       each libFuzzer target until FUZZ_RUNS (10^7) executions
+#   make fuzz-long       each libFuzzer target until FUZZ_RUNS (10^7) executions;
+#                        FUZZ_JOBS=N runs each on N cores (libFuzzer -fork=N);
+#                        prints the time to FUZZ_RUNS after the first minute
 #   make bench           multipath against the pass-through baseline (ratios)
 #   make bench-class     the class alone (start and done, no simulator): ns
 #                        per bio, ratios and 2-thread scaling, memory
