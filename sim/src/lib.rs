@@ -9,6 +9,23 @@
 //! backing store, with per-path faults. It runs on real threads or under a
 //! deterministic, seeded scheduler ([`Mode`]).
 //!
+//! Module map (each module is also re-exported at the crate root, so
+//! `geom_sim::sim`, `geom_sim::ko`, `geom_sim::fuzzing`... keep their paths):
+//!
+//! - [`model`]: the userland GEOM: topology, bios, schedulers, disks and
+//!   faults, the DEV and pass-through classes, gctl, the rules it enforces.
+//! - [`adapter`]: what plugs the multipath core into the model: the
+//!   `Platform` impl, the MULTIPATH class, and the `.ko` loader's
+//!   emulated FreeBSD KPI (`ko`).
+//! - [`frontend`]: `gmultipath` as a user types it; the binaries in
+//!   `src/bin/` (`mpsim`, `mpsim-serve`) drive it.
+//! - [`harness`]: what runs and measures the model: scenarios, workloads,
+//!   seed sweeps, benchmarks, the fuzz target bodies.
+//! - [`util`]: poison-tolerant locking and a seeded generator, shared by
+//!   all four.
+//!
+//! A first run:
+//!
 //! ```no_run
 //! use geom_sim::{Sim, LunConfig, Access};
 //! let sim = Sim::deterministic(1);
@@ -22,11 +39,6 @@
 //! sim.finish().assert_clean();
 //! ```
 
-// sim/src by role: the GEOM model (model/), the platform adapter
-// (adapter/), the front ends (frontend/, with src/bin/), the harness
-// (harness/); ko/ and the rest are still at the top.
-// Every module keeps its path at the crate root (geom_sim::sim,
-// geom_sim::scale, ...).
 pub mod model;
 use model::toplock;
 pub use model::{

@@ -2,7 +2,7 @@
 //! TOML ([`scenario`]), workloads and their latency ([`workload`],
 //! [`latency`]), seed sweeps ([`seeds`]), `mpsim scale` ([`scale`]), the
 //! summary of `.ko` runs ([`ko_summary`]), `mpsim bench` and
-//! `mpsim bench-class` ([`bench`], [`classbench`]), and the fuzz target
+//! `mpsim bench-class` ([`mod@bench`], [`classbench`]), and the fuzz target
 //! bodies ([`fuzzing`]).
 //!
 //! The crate root re-exports each module, so their paths do not change.
