@@ -101,9 +101,11 @@ estimate() {
 	[ "$rate" -gt 0 ] || return 0
 	local need=$(((runs - n) / rate + seen))
 	if [ "$need" -gt 600 ]; then
+		local cap=
+		[ "$long_seconds" -gt 0 ] && [ "$long_seconds" -lt "$need" ] &&
+			cap=" (FUZZ_LONG_SECONDS stops it at $long_seconds s)"
 		printf 'fuzz: %s: %d executions in the first %d s (%d/s, %d job(s)): %d executions in about %dh%02dm%s\n' \
-			"$t" "$n" "$seen" "$rate" "$jobs" "$runs" $((need / 3600)) $((need % 3600 / 60)) \
-			"${FUZZ_LONG_SECONDS:+ (FUZZ_LONG_SECONDS=$long_seconds stops it first if shorter)}"
+			"$t" "$n" "$seen" "$rate" "$jobs" "$runs" $((need / 3600)) $((need % 3600 / 60)) "$cap"
 	fi
 }
 
