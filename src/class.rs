@@ -56,11 +56,6 @@ pub struct Softc<P: Platform> {
     pub(crate) paths: PathTable,
     /// Sum of the access deltas granted on our provider.
     opened: AtomicI64,
-    /// Paths (one bit per slot) whose teardown is claimed (POSTED) but
-    /// could not be posted: start and done post with `M_NOWAIT`, which
-    /// can fail. Such a path stays attached, LOST, until destroy tears it
-    /// down (see [`Softc::strand`]).
-    stranded: AtomicU32,
     stopping: AtomicBool,
     /// Withered: nothing more to do.
     gone: AtomicBool,
@@ -223,7 +218,6 @@ impl<P: Platform> Softc<P> {
             sectorsize: AtomicU32::new(sectorsize),
             paths: PathTable::new(),
             opened: AtomicI64::new(0),
-            stranded: AtomicU32::new(0),
             stopping: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             labelled: AtomicBool::new(false),
@@ -568,9 +562,7 @@ impl<P: Platform> Softc<P> {
     /// device closed, so only I/O a closed device still has in flight can
     /// meet that window.
     fn strand(&self, plat: &P, slot: usize, e: Errno) {
-        if let Some(bit) = u32::try_from(slot).ok().and_then(|s| 1u32.checked_shl(s)) {
-            self.stranded.fetch_or(bit, Ordering::SeqCst);
-        }
+        self.paths.strand(slot);
         mp_log!(
             plat,
             "cannot post teardown of path {} in {} (error {}): it stays attached until {} is destroyed",
@@ -579,14 +571,6 @@ impl<P: Platform> Softc<P> {
             e,
             self.name
         );
-    }
-
-    /// Takes over a stranded path's teardown (topology held).
-    fn take_stranded(&self, slot: usize) -> bool {
-        let Some(bit) = u32::try_from(slot).ok().and_then(|s| 1u32.checked_shl(s)) else {
-            return false;
-        };
-        self.stranded.fetch_and(!bit, Ordering::SeqCst) & bit != 0
     }
 
     /// Detaches and destroys a path's consumer (topology held; `g_mpd`);
@@ -676,7 +660,7 @@ impl<P: Platform> Softc<P> {
         self.paths.deactivate();
         for i in self.paths.newest_first() {
             // A path whose teardown could not be posted is destroy's too.
-            if self.paths.retire(i) || self.take_stranded(i) {
+            if self.paths.retire(i) || self.paths.take_stranded(i) {
                 self.teardown_one(plat, i, true);
             }
         }

@@ -184,6 +184,9 @@ struct Inner {
     /// Occupied slots (LOST ones still draining included).
     occupied: AtomicU32,
     next_seq: AtomicU64,
+    /// Bit i set when slot i's teardown was claimed but its event could
+    /// not be posted: destroy takes it over ([`PathTable::take_stranded`]).
+    stranded: AtomicU32,
 }
 
 impl Drop for Inner {
@@ -220,6 +223,11 @@ pub struct Taken {
     pub consumer: usize,
     /// The lane the bio is counted in: give it back to [`PathTable::put_on`].
     pub lane: usize,
+}
+
+/// Bit `slot` of a per-slot mask, or None past the mask's 32 bits.
+fn slot_bit(slot: usize) -> Option<u32> {
+    u32::try_from(slot).ok().and_then(|s| 1u32.checked_shl(s))
 }
 
 impl Default for PathTable {
@@ -763,6 +771,22 @@ impl PathTable {
             self.inner.ndisks.fetch_sub(1, Ordering::SeqCst);
         }
         self.claim_idle(slot)
+    }
+
+    /// Teardown: `slot`'s teardown was claimed but its event could not be
+    /// posted; it stays attached until destroy takes it over. No
+    /// allocation: callable from start and done.
+    pub(crate) fn strand(&self, slot: usize) {
+        if let Some(bit) = slot_bit(slot) {
+            self.inner.stranded.fetch_or(bit, Ordering::SeqCst);
+        }
+    }
+
+    /// Destroy: takes over a stranded path's teardown (topology held);
+    /// whether `slot` was stranded.
+    pub(crate) fn take_stranded(&self, slot: usize) -> bool {
+        slot_bit(slot)
+            .is_some_and(|bit| self.inner.stranded.fetch_and(!bit, Ordering::SeqCst) & bit != 0)
     }
 
     /// Teardown: access dropped, detach deferred to a later event.
