@@ -41,6 +41,12 @@ step() { # step "title" command...
 	fi
 }
 
+# passed_count FILE: the tests cargo test reported passed in FILE, summed
+# over its "test result: ok" lines.
+passed_count() {
+	sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$1" | awk '{ s += $1 } END { print s + 0 }'
+}
+
 # cargo_test_some ARGS...: `cargo test ARGS...`, which must also run at
 # least one test (a filter that matches nothing passes cargo test).
 cargo_test_some() {
@@ -48,7 +54,7 @@ cargo_test_some() {
 	out=$(mktemp "${TMPDIR:-/tmp}/gmr-cargo-test.XXXXXX")
 	cargo test "$@" 2>&1 | tee "$out"
 	local rc=${PIPESTATUS[0]}
-	n=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$out" | awk '{ s += $1 } END { print s + 0 }')
+	n=$(passed_count "$out")
 	rm -f "$out"
 	[ "$rc" = 0 ] || return "$rc"
 	if [ "$n" = 0 ]; then
@@ -71,7 +77,7 @@ ko_suite() {
 	for f in tests/*.rs; do args+=(--test "$(basename "$f" .rs)"); done
 	GMR_CLASS=ko GMR_KO_SUMMARY=$ko_summary GMR_CORE_ONLY_LOG=$skips cargo test -p geom_multipath_rs --no-fail-fast "${args[@]}" 2>&1 | tee "$out"
 	rc=${PIPESTATUS[0]}
-	n=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$out" | awk '{ s += $1 } END { print s + 0 }')
+	n=$(passed_count "$out")
 	k=$(sort -u "$skips" | grep -c '^SKIPPED' || true)
 	echo "ko suite: $((${#args[@]} / 2)) test files; $((n - k)) tests ran through the module, $k skipped (core only)"
 	sort -u "$skips"
