@@ -102,5 +102,5 @@ unload load:  # ("load" may not begin a line: GNU make directive)
 
 clean:
 	@if [ "`uname -s`" = FreeBSD ]; then $(MAKE) -C geom_multipath_rs clean; fi
-	rm -rf build geom_multipath_rs/geom_multipath_rs.ko fuzz/target fuzz/work
+	rm -rf build geom_multipath_rs/geom_multipath_rs.ko fuzz/target fuzz/target-lean fuzz/work
 	cargo clean
