@@ -34,17 +34,9 @@ pub(crate) fn read_label<P: Platform>(plat: &P, pp: P::Provider) -> Result<Vec<u
     let result = match plat.attach(cp, pp) {
         Err(e) => Err(e),
         Ok(()) => {
-            let r = match plat.access(cp, Access::new(1, 0, 0)) {
-                Err(e) => Err(e),
-                Ok(()) => {
-                    plat.topology_unlock();
-                    let data = plat.read_data(cp, offset, sectorsize as usize);
-                    plat.topology_lock();
-                    // Closing a reader cannot fail in GEOM.
-                    let _ = plat.access(cp, Access::new(-1, 0, 0));
-                    data
-                }
-            };
+            let r = unlocked_with_access(plat, cp, Access::new(1, 0, 0), || {
+                plat.read_data(cp, offset, sectorsize as usize)
+            });
             plat.detach(cp);
             r
         }
@@ -67,17 +59,7 @@ pub(crate) fn read_last_sector<P: Platform>(plat: &P, cp: P::Consumer) -> Result
     } else {
         Access::new(1, 0, 0)
     };
-    if extra.is_open() {
-        plat.access(cp, extra)?;
-    }
-    plat.topology_unlock();
-    let r = plat.read_data(cp, offset, length);
-    plat.topology_lock();
-    if extra.is_open() {
-        // Closing a reader cannot fail in GEOM.
-        let _ = plat.access(cp, extra.neg());
-    }
-    r
+    unlocked_with_access(plat, cp, extra, || plat.read_data(cp, offset, length))
 }
 
 /// Writes `sector` as the last sector through an attached path consumer,
@@ -97,13 +79,25 @@ pub(crate) fn write_last_sector<P: Platform>(
     } else {
         Access::new(1, 1, 1)
     };
+    unlocked_with_access(plat, cp, extra, || plat.write_data(cp, offset, sector))
+}
+
+/// Runs `io` (which sleeps) with the topology lock dropped and `extra`
+/// access held on `cp` for its length (topology held on entry and exit).
+fn unlocked_with_access<P: Platform, T>(
+    plat: &P,
+    cp: P::Consumer,
+    extra: Access,
+    io: impl FnOnce() -> Result<T, Errno>,
+) -> Result<T, Errno> {
     if extra.is_open() {
         plat.access(cp, extra)?;
     }
     plat.topology_unlock();
-    let r = plat.write_data(cp, offset, sector);
+    let r = io();
     plat.topology_lock();
     if extra.is_open() {
+        // Giving access back cannot fail in GEOM.
         let _ = plat.access(cp, extra.neg());
     }
     r
