@@ -121,8 +121,14 @@ impl<P: Platform> Worker<P> {
 
     /// Asks the worker to finish: it drains what is queued, then exits.
     pub fn request_stop(&self) {
+        self.raise(&self.stop);
+    }
+
+    /// Sets `flag` under the queue lock and wakes the sleepers: a sleeper
+    /// checks its flag under the same lock, so it cannot miss the wakeup.
+    fn raise(&self, flag: &AtomicBool) {
         let _held = Held::take(&self.wq);
-        self.stop.store(true, Ordering::Release);
+        flag.store(true, Ordering::Release);
         self.wq.wakeup();
     }
 
@@ -132,9 +138,7 @@ impl<P: Platform> Worker<P> {
 
     /// Marks the worker exited (for platforms that drive it by steps).
     pub fn mark_exited(&self) {
-        let _held = Held::take(&self.wq);
-        self.exited.store(true, Ordering::Release);
-        self.wq.wakeup();
+        self.raise(&self.exited);
     }
 
     pub fn is_exited(&self) -> bool {
