@@ -11,27 +11,37 @@ use freebsd_kpi as kpi;
 use super::text::{with_cstr, LineBuf};
 use crate::platform::{CtlReq, Errno, ENOMEM};
 
-/// A `struct gctl_req` for the duration of one ctlreq call.
+/// A pointer GEOM passes to a callback (a `struct gctl_req` to ctlreq, an
+/// sbuf to dumpconf), valid for the duration of that one call.
 ///
-/// The lifetime ties it (and every parameter slice it hands out) to the
-/// callback that received the request: GEOM frees the request when the
-/// callback returns.
-pub struct GctlReq<'a> {
-    req: NonNull<kpi::gctl_req>,
-    _call: PhantomData<&'a mut kpi::gctl_req>,
+/// The lifetime ties it (and every slice it hands out) to the callback that
+/// received it: GEOM frees or reuses the object when the callback returns.
+pub struct CallArg<'a, T> {
+    ptr: NonNull<T>,
+    _call: PhantomData<&'a mut T>,
 }
 
-impl GctlReq<'_> {
+impl<T> CallArg<'_, T> {
     /// # Safety
-    /// `req` is the request GEOM passed to the running ctlreq callback, and
-    /// the value is dropped before that callback returns.
-    pub unsafe fn new(req: NonNull<kpi::gctl_req>) -> Self {
-        GctlReq {
-            req,
+    /// `ptr` is the object GEOM passed to the running callback, and the
+    /// value is dropped before that callback returns.
+    pub unsafe fn new(ptr: NonNull<T>) -> Self {
+        CallArg {
+            ptr,
             _call: PhantomData,
         }
     }
+
+    fn as_ptr(&self) -> *mut T {
+        self.ptr.as_ptr()
+    }
 }
+
+/// A gctl request for the duration of one ctlreq call.
+pub type GctlReq<'a> = CallArg<'a, kpi::gctl_req>;
+
+/// The sbuf GEOM passes to dumpconf, as a `fmt::Write` sink (`sbuf_bcat`).
+pub type SbufWriter<'a> = CallArg<'a, kpi::sbuf>;
 
 impl CtlReq for GctlReq<'_> {
     fn param(&self, name: &str) -> Option<&[u8]> {
@@ -39,7 +49,7 @@ impl CtlReq for GctlReq<'_> {
         let p = with_cstr(name, |c| {
             // SAFETY: the request is live for 'a (see new()); `c` is a
             // NUL-terminated name valid for this call; `len` is writable.
-            unsafe { kpi::gmr_ctl_param(self.req.as_ptr(), c, &mut len) }
+            unsafe { kpi::gmr_ctl_param(self.as_ptr(), c, &mut len) }
         })
         .ok()?;
         let len = usize::try_from(len).ok()?;
@@ -59,12 +69,12 @@ impl CtlReq for GctlReq<'_> {
         let b = line.as_bytes();
         // SAFETY: the request is live (see new()); `b` is readable for the
         // call and gctl_error copies it ("%.*s").
-        unsafe { kpi::gmr_ctl_error(self.req.as_ptr(), b.as_ptr().cast(), b.len()) }
+        unsafe { kpi::gmr_ctl_error(self.as_ptr(), b.as_ptr().cast(), b.len()) }
     }
 
     fn has_error(&self) -> bool {
         // SAFETY: the request is live (see new()).
-        unsafe { kpi::gmr_ctl_has_error(self.req.as_ptr()) != 0 }
+        unsafe { kpi::gmr_ctl_has_error(self.as_ptr()) != 0 }
     }
 
     fn set_output(&mut self, name: &str, text: &str) -> Result<(), Errno> {
@@ -75,11 +85,11 @@ impl CtlReq for GctlReq<'_> {
         }
         value.extend_from_slice(text.as_bytes());
         value.push(0);
-        let req = self.req;
+        let req = self.as_ptr();
         let r = with_cstr(name, |c| {
             // SAFETY: the request is live (see new()); `c` and `value` are
             // valid for the call; gctl_set_param copies `value`.
-            unsafe { kpi::gmr_ctl_set_param(req.as_ptr(), c, value.as_ptr().cast(), value.len()) }
+            unsafe { kpi::gmr_ctl_set_param(req, c, value.as_ptr().cast(), value.len()) }
         });
         match r {
             Ok(0) => Ok(()),
@@ -92,30 +102,12 @@ impl CtlReq for GctlReq<'_> {
     }
 }
 
-/// The sbuf GEOM passes to dumpconf, as a `fmt::Write` sink (`sbuf_bcat`).
-pub struct SbufWriter<'a> {
-    sb: NonNull<kpi::sbuf>,
-    _call: PhantomData<&'a mut kpi::sbuf>,
-}
-
-impl SbufWriter<'_> {
-    /// # Safety
-    /// `sb` is the sbuf GEOM passed to the running dumpconf callback, and the
-    /// value is dropped before that callback returns.
-    pub unsafe fn new(sb: NonNull<kpi::sbuf>) -> Self {
-        SbufWriter {
-            sb,
-            _call: PhantomData,
-        }
-    }
-}
-
 impl fmt::Write for SbufWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         // SAFETY: the sbuf is live for the callback (see new()); `s` is
         // readable for the call and sbuf_bcat copies it. An sbuf that
         // overflows records the error itself (GEOM retries with a larger one).
-        unsafe { kpi::gmr_sbuf_cat(self.sb.as_ptr(), s.as_ptr().cast(), s.len()) };
+        unsafe { kpi::gmr_sbuf_cat(self.as_ptr(), s.as_ptr().cast(), s.len()) };
         Ok(())
     }
 }
