@@ -36,35 +36,21 @@ impl SimCtlReq {
     pub fn add_str(&mut self, name: &str, s: &str) -> &mut Self {
         let mut v = s.as_bytes().to_vec();
         v.push(0);
-        self.params.push(CtlParam {
-            name: name.into(),
-            value: v,
-            writable: false,
-        });
-        self
+        self.add_raw(name, &v, false)
     }
 
     /// A 4-byte native-endian int.
     pub fn add_int(&mut self, name: &str, v: i32) -> &mut Self {
-        self.params.push(CtlParam {
-            name: name.into(),
-            value: v.to_ne_bytes().to_vec(),
-            writable: false,
-        });
-        self
+        self.add_raw(name, &v.to_ne_bytes(), false)
     }
 
     /// A 4-byte native-endian unsigned int.
     pub fn add_u32(&mut self, name: &str, v: u32) -> &mut Self {
-        self.params.push(CtlParam {
-            name: name.into(),
-            value: v.to_ne_bytes().to_vec(),
-            writable: false,
-        });
-        self
+        self.add_raw(name, &v.to_ne_bytes(), false)
     }
 
-    /// Raw bytes (for malformed-request tests).
+    /// Raw bytes: what the other `add_*` build on, and what
+    /// malformed-request tests use directly.
     pub fn add_raw(&mut self, name: &str, v: &[u8], writable: bool) -> &mut Self {
         self.params.push(CtlParam {
             name: name.into(),
@@ -76,12 +62,7 @@ impl SimCtlReq {
 
     /// A zeroed read-write buffer of `len` bytes.
     pub fn add_output(&mut self, name: &str, len: usize) -> &mut Self {
-        self.params.push(CtlParam {
-            name: name.into(),
-            value: vec![0; len],
-            writable: true,
-        });
-        self
+        self.add_raw(name, &vec![0; len], true)
     }
 
     /// A request as geom(8) sends it for `class verb`: `class`, `verb`,
