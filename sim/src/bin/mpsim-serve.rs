@@ -195,6 +195,11 @@ fn ok(out: impl Into<String>) -> Reply {
     }
 }
 
+/// Each item on a line of its own.
+fn lines(items: &[impl std::fmt::Display]) -> String {
+    items.iter().map(|l| format!("{l}\n")).collect()
+}
+
 fn fail(err: impl Into<String>) -> Reply {
     let mut e = err.into();
     if !e.ends_with('\n') {
@@ -386,22 +391,12 @@ impl Machine {
             Some("kldload") => self.kldload(&args, cwd),
             Some("kldunload") => self.kldunload(&args),
             Some("kldstat") => self.kldstat(&args),
-            Some("dmesg") => ok(self
-                .sim
-                .log_lines()
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()),
+            Some("dmesg") => ok(lines(&self.sim.log_lines())),
             Some("dtrace") => {
                 fail("dtrace: the simulator has no DTrace: probe description not found")
             }
             Some("mpsim-state") => ok(self.state()),
-            Some("mpsim-violations") => ok(self
-                .sim
-                .violations()
-                .iter()
-                .map(|v| format!("{v}\n"))
-                .collect::<String>()),
+            Some("mpsim-violations") => ok(lines(&self.sim.violations())),
             Some(c) => fail(format!("mpsim-serve: {c}: not a simulated command")),
             None => fail("mpsim-serve: empty request"),
         };
