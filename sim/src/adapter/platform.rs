@@ -22,6 +22,19 @@ use crate::topology::AnySoftc;
 use crate::util::{lock, wait_timeout};
 use crate::violation::rule;
 
+impl SimPlatform {
+    /// `name`, or (the object `id` is gone) a STALE violation and "".
+    fn name_or_stale(&self, name: Option<String>, kind: &str, id: impl fmt::Debug) -> String {
+        name.unwrap_or_else(|| {
+            self.violation(
+                rule::STALE,
+                format!("{kind} name of {id:?}, which does not exist"),
+            );
+            String::new()
+        })
+    }
+}
+
 impl Platform for SimPlatform {
     type Geom = GeomId;
     type Provider = ProviderId;
@@ -59,13 +72,7 @@ impl Platform for SimPlatform {
         self.g_class_geoms()
     }
     fn geom_name(&self, gp: GeomId) -> String {
-        self.geom_name_of(gp).unwrap_or_else(|| {
-            self.violation(
-                rule::STALE,
-                format!("geom name of {gp:?}, which does not exist"),
-            );
-            String::new()
-        })
+        self.name_or_stale(self.geom_name_of(gp), "geom", gp)
     }
     fn geom_softc(&self, gp: GeomId) -> Option<Arc<Softc<Self>>> {
         self.geom_softc::<Softc<Self>>(gp)
@@ -90,13 +97,7 @@ impl Platform for SimPlatform {
         self.g_provider_by_name(name)
     }
     fn provider_name(&self, pp: ProviderId) -> String {
-        self.provider_name_of(pp).unwrap_or_else(|| {
-            self.violation(
-                rule::STALE,
-                format!("provider name of {pp:?}, which does not exist"),
-            );
-            String::new()
-        })
+        self.name_or_stale(self.provider_name_of(pp), "provider", pp)
     }
     fn provider_mediasize(&self, pp: ProviderId) -> u64 {
         self.provider_size(pp).map_or(0, |s| s.0)
