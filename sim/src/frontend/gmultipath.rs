@@ -335,7 +335,7 @@ mod mesh {
         fn kid_text(&self, tag: &str) -> String {
             self.kid(tag).map(|k| k.text.clone()).unwrap_or_default()
         }
-        fn kids<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
+        fn kids<'a>(&'a self, tag: &'a str) -> impl DoubleEndedIterator<Item = &'a Node> + 'a {
             self.kids.iter().filter(move |k| k.tag == tag)
         }
     }
@@ -490,6 +490,16 @@ mod mesh {
         out
     }
 
+    /// The `<config>` of a geom or provider, led by `wither` when it is
+    /// withering (its `<wither/>` stands in place of the config).
+    fn config_wither(n: &Node) -> Vec<Conf> {
+        let mut c = config(n.kid("config"));
+        if n.kid("wither").is_some() {
+            c.insert(0, ("wither".into(), None));
+        }
+        c
+    }
+
     impl Mesh {
         pub fn parse(xml: &str) -> Result<Mesh, String> {
             let mut p = Parser { s: xml, pos: 0 };
@@ -500,40 +510,16 @@ mod mesh {
             let mut classes = Vec::new();
             let mut by_id = HashMap::new();
             let mut ids: Vec<(String, (usize, usize, usize))> = Vec::new();
-            for (ci, c) in root
-                .kids("class")
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .enumerate()
-            {
+            for (ci, c) in root.kids("class").rev().enumerate() {
                 let mut geoms = Vec::new();
-                for (gi, g) in c
-                    .kids("geom")
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .enumerate()
-                {
-                    let mut gconf = config(g.kid("config"));
-                    if g.kid("wither").is_some() {
-                        gconf.insert(0, ("wither".into(), None));
-                    }
+                for (gi, g) in c.kids("geom").rev().enumerate() {
+                    let gconf = config_wither(g);
                     let mut providers = Vec::new();
-                    for (pi, pn) in g
-                        .kids("provider")
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .enumerate()
-                    {
+                    for (pi, pn) in g.kids("provider").rev().enumerate() {
                         if let Some(id) = pn.attr("id") {
                             ids.push((id.to_string(), (ci, gi, pi)));
                         }
-                        let mut pconf = config(pn.kid("config"));
-                        if pn.kid("wither").is_some() {
-                            pconf.insert(0, ("wither".into(), None));
-                        }
+                        let pconf = config_wither(pn);
                         providers.push(Provider {
                             name: pn.kid_text("name"),
                             mode: pn.kid_text("mode"),
@@ -546,8 +532,6 @@ mod mesh {
                     }
                     let consumers = g
                         .kids("consumer")
-                        .collect::<Vec<_>>()
-                        .into_iter()
                         .rev()
                         .map(|cn| Consumer {
                             provider: cn
