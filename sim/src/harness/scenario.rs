@@ -93,21 +93,17 @@ pub fn parse_size(t: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("bad size '{t}' (use bytes or a K/M/G/T suffix)"))
 }
 
+/// Every field may be left out (`#[serde(default)]` on the whole struct).
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct WorkloadSpec {
-    #[serde(default)]
     pub bios: Option<u64>,
-    #[serde(default)]
     pub queue_depth: Option<usize>,
     /// Share of reads, percent.
-    #[serde(default)]
     pub read_percent: Option<u32>,
     /// Largest request in sectors.
-    #[serde(default)]
     pub max_sectors: Option<u32>,
     /// Bytes of each device to use (default all).
-    #[serde(default)]
     pub span: Option<SizeSpec>,
 }
 
