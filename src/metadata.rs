@@ -527,13 +527,9 @@ impl Metadata {
         let uuid = Uuid::parse(uuid)?;
 
         let mode = Mode::from_byte(mode).ok_or(MetadataError::BadMode(mode))?;
-        Ok(Metadata {
-            uuid,
-            name,
-            sectorsize,
-            size,
-            mode,
-        })
+        // The geometry was checked above, before the text fields, so that
+        // errors come in the order of the fields; new() checks it again.
+        Metadata::new(name, uuid, sectorsize, size, mode)
     }
 }
 
