@@ -35,6 +35,25 @@ fn softc(plat: &SimPlatform, gp: GeomId) -> Option<Arc<Softc<SimPlatform>>> {
     Platform::geom_softc(plat, gp)
 }
 
+/// The softc of the geom a bio reached in `method` (start or done); a
+/// geom without one is a violation (the I/O path never sees the taste
+/// geom).
+fn io_softc(plat: &SimPlatform, gp: GeomId, method: &str) -> Option<Arc<Softc<SimPlatform>>> {
+    let sc = softc(plat, gp);
+    if sc.is_none() {
+        plat.violation(
+            rule::CLASS,
+            format!("MULTIPATH {method} on {gp:?}, which has no softc"),
+        );
+    }
+    sc
+}
+
+/// The softc of the geom `cp` belongs to, if it has one.
+fn consumer_softc(plat: &SimPlatform, cp: ConsumerId) -> Option<Arc<Softc<SimPlatform>>> {
+    plat.consumer_geom(cp).and_then(|gp| softc(plat, gp))
+}
+
 impl SimClass for MultipathClass {
     fn name(&self) -> &str {
         "MULTIPATH"
@@ -60,36 +79,21 @@ impl SimClass for MultipathClass {
         self.core.taste(plat, pp)
     }
     fn start(&self, plat: &SimPlatform, gp: GeomId, bp: Bio) {
-        match softc(plat, gp) {
+        match io_softc(plat, gp, "start") {
             Some(sc) => sc.start(plat, bp),
-            None => {
-                plat.violation(
-                    rule::CLASS,
-                    format!("MULTIPATH start on {gp:?}, which has no softc"),
-                );
-                plat.g_io_deliver(bp, ENXIO);
-            }
+            None => plat.g_io_deliver(bp, ENXIO),
         }
     }
     fn done(&self, plat: &SimPlatform, gp: GeomId, bp: Bio) {
-        match softc(plat, gp) {
+        match io_softc(plat, gp, "done") {
             Some(sc) => sc.child_done(plat, bp),
-            None => {
-                // A child of a geom that lost its softc: fold it back the
-                // standard way so the parent still completes.
-                plat.violation(
-                    rule::CLASS,
-                    format!("MULTIPATH done on {gp:?}, which has no softc"),
-                );
-                plat.g_std_done(bp);
-            }
+            // A child of a geom that lost its softc: fold it back the
+            // standard way so the parent still completes.
+            None => plat.g_std_done(bp),
         }
     }
     fn orphan(&self, plat: &SimPlatform, cp: ConsumerId) {
-        let Some(gp) = plat.consumer_geom(cp) else {
-            return;
-        };
-        if let Some(sc) = softc(plat, gp) {
+        if let Some(sc) = consumer_softc(plat, cp) {
             sc.orphan(plat, cp);
         }
     }
@@ -97,11 +101,8 @@ impl SimClass for MultipathClass {
         true
     }
     fn resize(&self, plat: &SimPlatform, cp: ConsumerId) {
-        let Some(gp) = plat.consumer_geom(cp) else {
-            return;
-        };
         // The taste geom has no softc and nothing to resize.
-        if let Some(sc) = softc(plat, gp) {
+        if let Some(sc) = consumer_softc(plat, cp) {
             sc.resize(plat, cp);
         }
     }
