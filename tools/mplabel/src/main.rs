@@ -305,19 +305,30 @@ fn label(cmd: &Command) -> Outcome<()> {
     Ok(())
 }
 
-fn dump(cmd: &Command) -> Outcome<()> {
+/// The IMAGE argument opened (for writing if `write`) and its last sector,
+/// which must hold our magic (`else_what` ends the error when it does not).
+fn open_labelled<'a>(
+    cmd: &'a Command,
+    write: bool,
+    else_what: &str,
+) -> Outcome<(&'a str, u32, Image, Vec<u8>)> {
     let path = match positionals(cmd, 1, 1, "IMAGE")? {
         [path] => path,
         _ => return usage("expected IMAGE"),
     };
     let sectorsize = parse_sectorsize(cmd)?;
-    let mut image = Image::open(path, sectorsize, false)?;
+    let mut image = Image::open(path, sectorsize, write)?;
     let sector = image.read_last_sector()?;
     if !Image::has_magic(&sector) {
         return Err(runtime(format!(
-            "{path}: no {MAGIC_STR} label in the last {sectorsize}-byte sector"
+            "{path}: no {MAGIC_STR} label in the last {sectorsize}-byte sector{else_what}"
         )));
     }
+    Ok((path, sectorsize, image, sector))
+}
+
+fn dump(cmd: &Command) -> Outcome<()> {
+    let (path, sectorsize, image, sector) = open_labelled(cmd, false, "")?;
     // Read as taste reads it: C strings, zeros not compared, any mode byte;
     // what a clean writer would not have left is listed, not refused.
     let label = Metadata::read(&sector)
@@ -387,20 +398,9 @@ fn dump(cmd: &Command) -> Outcome<()> {
 }
 
 fn clear(cmd: &Command) -> Outcome<()> {
-    let path = match positionals(cmd, 1, 1, "IMAGE")? {
-        [path] => path,
-        _ => return usage("expected IMAGE"),
-    };
-    let sectorsize = parse_sectorsize(cmd)?;
-    let mut image = Image::open(path, sectorsize, true)?;
-    let sector = image.read_last_sector()?;
     // Like `gmultipath clear`, only the magic is checked: a damaged label is
     // still ours to clear, anything else is not.
-    if !Image::has_magic(&sector) {
-        return Err(runtime(format!(
-            "{path}: no {MAGIC_STR} label in the last {sectorsize}-byte sector, nothing cleared"
-        )));
-    }
+    let (path, _, mut image, _) = open_labelled(cmd, true, ", nothing cleared")?;
     image.write_last_sector(&vec![0u8; image.sector_len()])?;
     println!("{path}: label cleared");
     Ok(())
