@@ -451,17 +451,25 @@ kb_format(struct kbuf *b, const char *fmt, va_list ap)
 	kvformat(b, fmt, ap);
 }
 
+/*
+ * In a variadic function whose last named parameter is fmt: formats its
+ * arguments into the struct kbuf b (b.p is NULL when out of memory).
+ */
+#define KB_FORMAT_VA(b, fmt) do {		\
+	va_list ap_;				\
+	va_start(ap_, fmt);			\
+	kb_format(&(b), (fmt), ap_);		\
+	va_end(ap_);				\
+} while (0)
+
 /* ---- the variadic imports ---------------------------------------------- */
 
 int
 gmr_kpi_printf(const char *fmt, ...)
 {
 	struct kbuf b;
-	va_list ap;
 
-	va_start(ap, fmt);
-	kb_format(&b, fmt, ap);
-	va_end(ap);
+	KB_FORMAT_VA(b, fmt);
 	if (b.p == NULL)
 		return (0);
 	if (B.out != NULL)
@@ -474,11 +482,8 @@ void
 gmr_kpi_panic(const char *fmt, ...)
 {
 	struct kbuf b;
-	va_list ap;
 
-	va_start(ap, fmt);
-	kb_format(&b, fmt, ap);
-	va_end(ap);
+	KB_FORMAT_VA(b, fmt);
 	if (B.panic_record != NULL)
 		B.panic_record(b.p != NULL ? b.p : "?", b.p != NULL ? b.len : 1);
 	free(b.p);
@@ -489,12 +494,9 @@ void *
 gmr_kpi_g_new_geomf(void *mp, const char *fmt, ...)
 {
 	struct kbuf b;
-	va_list ap;
 	void *gp;
 
-	va_start(ap, fmt);
-	kb_format(&b, fmt, ap);
-	va_end(ap);
+	KB_FORMAT_VA(b, fmt);
 	gp = (B.new_geom != NULL && b.p != NULL) ? B.new_geom(mp, b.p) : NULL;
 	free(b.p);
 	return (gp);
@@ -504,12 +506,9 @@ void *
 gmr_kpi_g_new_providerf(void *gp, const char *fmt, ...)
 {
 	struct kbuf b;
-	va_list ap;
 	void *pp;
 
-	va_start(ap, fmt);
-	kb_format(&b, fmt, ap);
-	va_end(ap);
+	KB_FORMAT_VA(b, fmt);
 	pp = (B.new_provider != NULL && b.p != NULL) ?
 	    B.new_provider(gp, b.p) : NULL;
 	free(b.p);
@@ -520,11 +519,8 @@ void
 gmr_kpi_gctl_error(void *req, const char *fmt, ...)
 {
 	struct kbuf b;
-	va_list ap;
 
-	va_start(ap, fmt);
-	kb_format(&b, fmt, ap);
-	va_end(ap);
+	KB_FORMAT_VA(b, fmt);
 	if (B.gctl_error != NULL && b.p != NULL)
 		B.gctl_error(req, b.p);
 	free(b.p);
@@ -535,12 +531,9 @@ gmr_kpi_kproc_create(void (*func)(void *), void *arg, void **newpp,
     int flags, int pages, const char *fmt, ...)
 {
 	struct kbuf b;
-	va_list ap;
 	int error;
 
-	va_start(ap, fmt);
-	kb_format(&b, fmt, ap);
-	va_end(ap);
+	KB_FORMAT_VA(b, fmt);
 	if (b.p == NULL)
 		return (12); /* ENOMEM */
 	error = B.kproc_create != NULL ?
@@ -554,12 +547,9 @@ size_t
 gmr_kpi_snprintf(char *out, size_t size, const char *fmt, ...)
 {
 	struct kbuf b;
-	va_list ap;
 	size_t n;
 
-	va_start(ap, fmt);
-	kb_format(&b, fmt, ap);
-	va_end(ap);
+	KB_FORMAT_VA(b, fmt);
 	if (b.p == NULL)
 		return (0);
 	n = b.len < size ? b.len : (size > 0 ? size - 1 : 0);
