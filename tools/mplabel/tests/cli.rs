@@ -34,6 +34,13 @@ fn path(f: &NamedTempFile) -> &str {
     f.path().to_str().expect("utf-8 temp path")
 }
 
+/// The command line `VERB IMAGE EXTRA...`.
+fn on_image<'a>(verb: &'a str, img: &'a NamedTempFile, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![verb, path(img)];
+    args.extend_from_slice(extra);
+    args
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -43,20 +50,25 @@ fn stderr(o: &Output) -> String {
 }
 
 /// Asserts a failure with `code` and a single `mplabel: ` line containing
-/// `needle`.
+/// `needle`; `case` names the run in every failure message.
+#[track_caller]
+fn assert_fails_in(case: &str, o: &Output, code: i32, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "{case}: stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "{case}: one line expected: {err:?}");
+    assert!(err.starts_with("mplabel: "), "{case}: prefix: {err:?}");
+    assert!(err.contains(needle), "{case}: {needle:?} not in {err:?}");
+}
+
 #[track_caller]
 fn assert_fails(o: &Output, code: i32, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert_eq!(err.lines().count(), 1, "one line expected: {err:?}");
-    assert!(err.starts_with("mplabel: "), "prefix: {err:?}");
-    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    assert_fails_in("mplabel", o, code, needle);
 }
 
 /// Runs `mplabel ARGS...` and asserts it fails as [`assert_fails`] says.
 #[track_caller]
 fn refused(args: &[&str], code: i32, needle: &str) {
-    assert_fails(&mplabel(args), code, needle);
+    assert_fails_in(&format!("mplabel {args:?}"), &mplabel(args), code, needle);
 }
 
 #[track_caller]
@@ -67,6 +79,14 @@ fn assert_ok(o: &Output) {
 fn last_sector(p: &Path, sectorsize: usize) -> Vec<u8> {
     let data = fs::read(p).expect("read image");
     data[data.len() - sectorsize..].to_vec()
+}
+
+/// Overwrites the last `sector.len()` bytes of the image at `p`.
+fn write_last_sector(p: &Path, sector: &[u8]) {
+    let mut data = fs::read(p).expect("read image");
+    let at = data.len() - sector.len();
+    data[at..].copy_from_slice(sector);
+    fs::write(p, data).expect("write image");
 }
 
 fn dump_fields(text: &str) -> HashMap<String, String> {
@@ -254,35 +274,35 @@ fn missing_file_is_a_runtime_error() {
     assert!(!Path::new(missing).exists(), "label must not create files");
 }
 
+/// Runs `mplabel VERB IMAGE EXTRA...` on a fresh image of `size` bytes and
+/// asserts it fails with status 1 and `needle` (as [`refused`], which names
+/// the command line in its messages).
+#[track_caller]
+fn refused_on_image(size: usize, verb: &str, extra: &[&str], needle: &str) {
+    let img = image(size);
+    refused(&on_image(verb, &img, extra), 1, needle);
+}
+
 #[test]
 fn image_smaller_than_two_sectors() {
-    let img = image(512);
-    refused(&["label", path(&img), "x"], 1, "smaller than two sectors");
-    let empty = image(0);
-    refused(&["dump", path(&empty)], 1, "smaller than two sectors");
-    let img = image(4096);
-    refused(
-        &["clear", path(&img), "--sectorsize", "4096"],
-        1,
-        "smaller than two sectors",
-    );
+    for (size, verb, extra) in [
+        (512, "label", &["x"][..]),
+        (0, "dump", &[]),
+        (4096, "clear", &["--sectorsize", "4096"]),
+    ] {
+        refused_on_image(size, verb, extra, "smaller than two sectors");
+    }
 }
 
 #[test]
 fn image_size_not_a_multiple_of_the_sector_size() {
-    let img = image(1000);
-    refused(&["label", path(&img), "x"], 1, "not a multiple");
-    let img = image(3 * 512);
-    refused(
-        &["label", path(&img), "x", "--sectorsize", "1024"],
-        1,
-        "not a multiple",
-    );
-    refused(
-        &["dump", path(&img), "--sectorsize", "1024"],
-        1,
-        "not a multiple",
-    );
+    for (size, verb, extra) in [
+        (1000, "label", &["x"][..]),
+        (3 * 512, "label", &["x", "--sectorsize", "1024"]),
+        (3 * 512, "dump", &["--sectorsize", "1024"]),
+    ] {
+        refused_on_image(size, verb, extra, "not a multiple");
+    }
 }
 
 #[test]
@@ -356,9 +376,11 @@ fn unknown_option() {
         ("dump", &["--mode", "aa"], "--mode"),
         ("clear", &["--json"], "--json"),
     ] {
-        let mut args = vec![verb, path(&img)];
-        args.extend_from_slice(extra);
-        refused(&args, 2, &format!("unknown option '{option}'"));
+        refused(
+            &on_image(verb, &img, extra),
+            2,
+            &format!("unknown option '{option}'"),
+        );
     }
     refused(&["dump", path(&img), "--json=yes"], 2, "takes no value");
 }
@@ -407,13 +429,7 @@ fn odd_label_image() -> NamedTempFile {
     s[16 + 37..56].copy_from_slice(b"xyz");
     s[80..88].fill(0);
     s[88] = 9;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(img.path())
-        .unwrap();
-    use std::io::{Seek, SeekFrom, Write};
-    f.seek(SeekFrom::Start((1 << 20) - 512)).unwrap();
-    f.write_all(&s).unwrap();
+    write_last_sector(img.path(), &s);
     img
 }
 
@@ -483,13 +499,7 @@ fn dump_fails_on_a_label_this_module_does_not_take() {
     let img = odd_label_image();
     let mut s = last_sector(img.path(), 512);
     s[16..56].fill(0);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(img.path())
-        .unwrap();
-    use std::io::{Seek, SeekFrom, Write};
-    f.seek(SeekFrom::Start((1 << 20) - 512)).unwrap();
-    f.write_all(&s).unwrap();
+    write_last_sector(img.path(), &s);
     let o = mplabel(&["dump", path(&img)]);
     assert_fails(&o, 1, "not taken by this module (label has no uuid)");
     assert!(stdout(&o).contains("uuid:       (none)"));
