@@ -35,12 +35,12 @@ fn run_sin(mode: Mode, sin: Sin) -> Vec<geom_sim::Violation> {
     run_sin_io(mode, sin).0
 }
 
-fn expect(sin: Sin, rule: &str) {
+fn expect(case: &str, sin: Sin, rule: &str) {
     for mode in [Mode::Deterministic, Mode::Threaded] {
         let v = run_sin(mode, sin);
         assert!(
             v.iter().any(|v| v.rule == rule),
-            "{sin:?} in {mode:?}: expected a '{rule}' violation, got {v:#?}"
+            "{case}: {sin:?} in {mode:?}: expected a '{rule}' violation, got {v:#?}"
         );
     }
 }
@@ -57,39 +57,20 @@ fn well_behaved_class_is_clean() {
     }
 }
 
+/// Each sin, named as its test was, and the rule it breaks.
 #[test]
-fn sleeping_in_done_is_caught() {
-    expect(Sin::SleepInDone, rule::NOSLEEP);
-}
-
-#[test]
-fn topology_lock_in_start_is_caught() {
-    expect(Sin::LockInStart, rule::TOPOLOGY);
-}
-
-#[test]
-fn topology_change_without_lock_is_caught() {
-    expect(Sin::TopologyInDone, rule::TOPOLOGY);
-}
-
-#[test]
-fn synchronous_read_in_start_is_caught() {
-    expect(Sin::ReadInStart, rule::NOSLEEP);
-}
-
-#[test]
-fn leaked_access_count_is_caught() {
-    expect(Sin::LeakAccess, rule::LEAK);
-}
-
-#[test]
-fn completing_twice_is_caught() {
-    expect(Sin::CompleteTwice, rule::ONCE);
-}
-
-#[test]
-fn losing_a_bio_is_caught() {
-    expect(Sin::LoseBio, rule::ONCE);
+fn each_sin_is_caught() {
+    for (case, sin, rule) in [
+        ("sleeping in done", Sin::SleepInDone, rule::NOSLEEP),
+        ("topology lock in start", Sin::LockInStart, rule::TOPOLOGY),
+        ("topology in done", Sin::TopologyInDone, rule::TOPOLOGY),
+        ("synchronous read in start", Sin::ReadInStart, rule::NOSLEEP),
+        ("leaked access count", Sin::LeakAccess, rule::LEAK),
+        ("completing twice", Sin::CompleteTwice, rule::ONCE),
+        ("losing a bio", Sin::LoseBio, rule::ONCE),
+    ] {
+        expect(case, sin, rule);
+    }
 }
 
 #[test]
