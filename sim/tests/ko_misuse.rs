@@ -333,6 +333,14 @@ fn expect_only(r: &Run, sin: &str, rule: &str, needle: &str, n: usize) {
     assert_eq!(rep.panics, 0, "{sin}: {rep:?}");
 }
 
+/// Runs variant `sin` (with I/O when `io`) and expects exactly `n`
+/// violations of `rule` mentioning `needle` (see [`expect_only`]).
+fn caught(sin: &str, io: bool, rule: &str, needle: &str, n: usize) -> Run {
+    let r = run(Some(sin), io, |_| {});
+    expect_only(&r, sin, rule, needle, n);
+    r
+}
+
 #[test]
 fn the_well_behaved_twin_runs_clean() {
     let r = run(None, true, |_| {});
@@ -354,10 +362,9 @@ fn the_well_behaved_twin_runs_clean() {
 
 #[test]
 fn detach_with_access_held_is_caught() {
-    let r = run(Some("DETACH_OPEN"), false, |_| {});
-    expect_only(
-        &r,
+    caught(
         "DETACH_OPEN",
+        false,
         rule::ATTACH,
         "detach but nonzero access",
         1,
@@ -387,10 +394,9 @@ fn detach_with_io_in_flight_is_caught() {
 
 #[test]
 fn a_negative_access_count_is_caught() {
-    let r = run(Some("ACCESS_NEGATIVE"), false, |_| {});
-    expect_only(
-        &r,
+    caught(
         "ACCESS_NEGATIVE",
+        false,
         rule::ACCESS,
         "access resulting in negative counts",
         1,
@@ -399,11 +405,10 @@ fn a_negative_access_count_is_caught() {
 
 #[test]
 fn a_bio_delivered_twice_is_caught() {
-    let r = run(Some("DELIVER_TWICE"), true, |_| {});
     // Once for the write, once for the read; each still completed once.
-    expect_only(
-        &r,
+    let r = caught(
         "DELIVER_TWICE",
+        true,
         rule::ONCE,
         "a bio already completed and freed (delivered, done or destroyed): completed twice",
         2,
@@ -430,51 +435,37 @@ fn a_bio_never_delivered_is_caught() {
 }
 
 fn expect_nosleep(sin: &str, what: &str, ctx: &str) {
-    let r = run(Some(sin), true, |_| {});
     // One write and one read: the sin ran twice.
     let needle = format!("{what} from {ctx} context, which must not sleep");
-    expect_only(&r, sin, rule::NOSLEEP, &needle, 2);
-    let (w, data) = r.io.clone().expect("io ran");
+    let r = caught(sin, true, rule::NOSLEEP, &needle, 2);
+    let Some((w, data)) = r.io.clone() else {
+        panic!("{sin}: io ran")
+    };
     assert!(w, "{sin}: the I/O itself still ran");
     assert_eq!(data, Some(vec![0x5a; 512]), "{sin}");
 }
 
+/// Sleeping, pausing and M_WAITOK, each in start and in done: every
+/// failure message names the `-D` of its case.
 #[test]
-fn sleeping_in_start_is_caught() {
-    expect_nosleep("SLEEP_START", "msleep(\"misstart\")", "Start");
-}
-
-#[test]
-fn sleeping_in_done_is_caught() {
-    expect_nosleep("SLEEP_DONE", "msleep(\"misdone\")", "Done");
-}
-
-#[test]
-fn pause_in_start_is_caught() {
-    expect_nosleep("PAUSE_START", "pause(\"mispstart\")", "Start");
-}
-
-#[test]
-fn pause_in_done_is_caught() {
-    expect_nosleep("PAUSE_DONE", "pause(\"mispdone\")", "Done");
-}
-
-#[test]
-fn m_waitok_in_start_is_caught() {
-    expect_nosleep("WAITOK_START", "malloc(M_WAITOK)", "Start");
-}
-
-#[test]
-fn m_waitok_in_done_is_caught() {
-    expect_nosleep("WAITOK_DONE", "malloc(M_WAITOK)", "Done");
+fn sleeping_in_start_or_done_is_caught() {
+    for (sin, what, ctx) in [
+        ("SLEEP_START", "msleep(\"misstart\")", "Start"),
+        ("SLEEP_DONE", "msleep(\"misdone\")", "Done"),
+        ("PAUSE_START", "pause(\"mispstart\")", "Start"),
+        ("PAUSE_DONE", "pause(\"mispdone\")", "Done"),
+        ("WAITOK_START", "malloc(M_WAITOK)", "Start"),
+        ("WAITOK_DONE", "malloc(M_WAITOK)", "Done"),
+    ] {
+        expect_nosleep(sin, what, ctx);
+    }
 }
 
 #[test]
 fn a_leak_at_unload_is_caught_per_malloc_type() {
-    let r = run(Some("LEAK"), false, |_| {});
-    expect_only(
-        &r,
+    let r = caught(
         "LEAK",
+        false,
         rule::LEAK,
         "memory type misuse_state leaked memory on destroy (1 allocations, 48 bytes leaked)",
         1,
