@@ -458,21 +458,50 @@ impl Drop for GeomState {
     }
 }
 
+/// `LIST_INSERT_HEAD(head, elm, field)` on the mirrors' lists: `head`
+/// points to a `LIST_HEAD`, `elm` to an element on no list. Raw pointer
+/// writes: the caller's `unsafe` block vouches that both are valid and
+/// that the old first element, if any, is too.
+macro_rules! list_insert_head {
+    ($head:expr, $elm:expr, $field:ident) => {{
+        let head = $head;
+        let elm = $elm;
+        let first = (*head).lh_first;
+        (*elm).$field.le_next = first;
+        if !first.is_null() {
+            (*first).$field.le_prev = &mut (*elm).$field.le_next;
+        }
+        (*head).lh_first = elm;
+        (*elm).$field.le_prev = &mut (*head).lh_first;
+    }};
+}
+
+/// `LIST_REMOVE(elm, field)` when `elm` is on a list (its `le_prev` is
+/// set), then clears its links. The caller's `unsafe` block vouches that
+/// `elm` is valid and its links are those `list_insert_head!` made.
+macro_rules! list_remove {
+    ($elm:expr, $field:ident) => {{
+        let elm = $elm;
+        let prev = (*elm).$field.le_prev;
+        if !prev.is_null() {
+            let next = (*elm).$field.le_next;
+            if !next.is_null() {
+                (*next).$field.le_prev = prev;
+            }
+            *prev = next;
+            (*elm).$field.le_next = ptr::null_mut();
+            (*elm).$field.le_prev = ptr::null_mut();
+        }
+    }};
+}
+
 /// `LIST_INSERT_HEAD(&mp->geom, gp, geom)`.
 ///
 /// # Safety
 /// `mp` and `gp` are valid; `gp` is on no list.
 unsafe fn class_list_insert(mp: *mut k::g_class, gp: *mut k::g_geom) {
     // SAFETY: per the contract; the old head, if any, is a valid geom.
-    unsafe {
-        let first = (*mp).geom.lh_first;
-        (*gp).geom.le_next = first;
-        if !first.is_null() {
-            (*first).geom.le_prev = &mut (*gp).geom.le_next;
-        }
-        (*mp).geom.lh_first = gp;
-        (*gp).geom.le_prev = &mut (*mp).geom.lh_first;
-    }
+    unsafe { list_insert_head!(ptr::addr_of_mut!((*mp).geom), gp, geom) }
 }
 
 /// `LIST_REMOVE(gp, geom)` when `gp` is on a list.
@@ -481,19 +510,7 @@ unsafe fn class_list_insert(mp: *mut k::g_class, gp: *mut k::g_geom) {
 /// `gp` is valid and its links are those `class_list_insert` made.
 unsafe fn class_list_remove(gp: *mut k::g_geom) {
     // SAFETY: per the contract.
-    unsafe {
-        let prev = (*gp).geom.le_prev;
-        if prev.is_null() {
-            return;
-        }
-        let next = (*gp).geom.le_next;
-        if !next.is_null() {
-            (*next).geom.le_prev = prev;
-        }
-        *prev = next;
-        (*gp).geom.le_next = ptr::null_mut();
-        (*gp).geom.le_prev = ptr::null_mut();
-    }
+    unsafe { list_remove!(gp, geom) }
 }
 
 /// A write of the module to one of its providers, to apply to the
@@ -556,13 +573,7 @@ impl Mirror {
             (*p).geom = gp;
             (*p).error = crate::ENXIO;
             if !gp.is_null() {
-                let first = (*gp).provider.lh_first;
-                (*p).provider.le_next = first;
-                if !first.is_null() {
-                    (*first).provider.le_prev = &mut (*p).provider.le_next;
-                }
-                (*gp).provider.lh_first = p;
-                (*p).provider.le_prev = &mut (*gp).provider.lh_first;
+                list_insert_head!(ptr::addr_of_mut!((*gp).provider), p, provider);
             }
         }
         self.names.insert(p as usize, cname);
@@ -583,13 +594,7 @@ impl Mirror {
         unsafe {
             (*c).geom = gp;
             if !gp.is_null() {
-                let first = (*gp).consumer.lh_first;
-                (*c).consumer.le_next = first;
-                if !first.is_null() {
-                    (*first).consumer.le_prev = &mut (*c).consumer.le_next;
-                }
-                (*gp).consumer.lh_first = c;
-                (*c).consumer.le_prev = &mut (*gp).consumer.lh_first;
+                list_insert_head!(ptr::addr_of_mut!((*gp).consumer), c, consumer);
             }
         }
         self.consumers.insert(cp, c as usize);
@@ -760,14 +765,7 @@ impl Mirror {
         let p = addr as *mut k::g_provider;
         // SAFETY: the mirror was live; unlink it from its geom's list.
         unsafe {
-            let prev = (*p).provider.le_prev;
-            let next = (*p).provider.le_next;
-            if !prev.is_null() {
-                if !next.is_null() {
-                    (*next).provider.le_prev = prev;
-                }
-                *prev = next;
-            }
+            list_remove!(p, provider);
             poison(p);
         }
         self.names.remove(&addr);
@@ -781,14 +779,7 @@ impl Mirror {
         let c = addr as *mut k::g_consumer;
         // SAFETY: the mirror was live; unlink it from its geom's list.
         unsafe {
-            let prev = (*c).consumer.le_prev;
-            let next = (*c).consumer.le_next;
-            if !prev.is_null() {
-                if !next.is_null() {
-                    (*next).consumer.le_prev = prev;
-                }
-                *prev = next;
-            }
+            list_remove!(c, consumer);
             poison(c);
         }
         self.dead.push(Dead::Consumer(c));
