@@ -2,8 +2,8 @@
 //! builds for a verb, a request that must succeed or be refused changing
 //! nothing, and the label sector and data read back.
 
-use super::{getactive, list_all, san, MpList, SIZE};
-use geom_sim::{Access, Lun, LunConfig, Mode, Sim, SimCtlReq};
+use super::{check_state, getactive, list_all, san, with_device, with_setup, MpList, SIZE};
+use geom_sim::{Access, Dev, Lun, LunConfig, Mode, Sim, SimCtlReq, EIO};
 
 pub const DA: [&str; 3] = ["da0", "da1", "da2"];
 pub const UUID: &str = "0f1e2d3c-4b5a-4697-8877-665544332211";
@@ -39,6 +39,16 @@ pub fn stock(verb: &str, set: &[&str], args: &[&str]) -> SimCtlReq {
         .map(|&n| (n, set.contains(&n)))
         .collect();
     SimCtlReq::geom_cmd("MULTIPATH", verb, &bools, args, verb != "prefer")
+}
+
+/// A request by hand: class MULTIPATH, `verb` and version 1, nothing more
+/// (the caller adds the rest, well-formed or not).
+pub fn bare(verb: &str) -> SimCtlReq {
+    let mut r = SimCtlReq::new();
+    r.add_str("class", "MULTIPATH")
+        .add_str("verb", verb)
+        .add_u32("version", 1);
+    r
 }
 
 /// Runs a stock request and expects success; returns `output`.
@@ -102,6 +112,13 @@ pub fn refused_stock(sim: &Sim, luns: &[&Lun], verb: &str, args: &[&str], text: 
 /// The console lines logged since `from`.
 pub fn lines_since(sim: &Sim, from: usize) -> Vec<String> {
     sim.log_lines()[from..].to_vec()
+}
+
+/// Runs `act`; what it returned and the console lines it logged.
+pub fn logs_of<T>(sim: &Sim, act: impl FnOnce() -> T) -> (T, Vec<String>) {
+    let from = sim.log_lines().len();
+    let out = act();
+    (out, lines_since(sim, from))
 }
 
 pub fn last_sector(lun: &Lun) -> Vec<u8> {
@@ -169,8 +186,67 @@ pub fn paths_of(g: &MpList) -> Vec<&str> {
     g.paths.iter().map(|(p, _)| p.as_str()).collect()
 }
 
+/// A manual device `mp` on da0 and da1 (a stock create request), da2 a
+/// spare path of the same LUN.
 pub fn two_path(m: Mode, seed: u64) -> (Sim, Lun) {
     let (sim, lun) = san(m, seed, &DA, SIZE);
     ok(&sim, "create", &[], &["mp", "da0", "da1"]);
     (sim, lun)
+}
+
+/// A manual device `mp` on da0, da1 and da2 (a stock create request).
+pub fn three_path(m: Mode, seed: u64) -> (Sim, Lun) {
+    let (sim, lun) = san(m, seed, &DA, SIZE);
+    ok(&sim, "create", &[], &["mp", "da0", "da1", "da2"]);
+    (sim, lun)
+}
+
+/// Runs `case` under both schedulers on a [`two_path`] device.
+pub fn with_two_path(seed: u64, case: impl Fn(&Sim, &Lun)) {
+    with_setup(seed, two_path, case);
+}
+
+/// Runs `case` under both schedulers on a [`three_path`] device.
+pub fn with_three_path(seed: u64, case: impl Fn(&Sim, &Lun)) {
+    with_setup(seed, three_path, case);
+}
+
+/// After `add mp da2` on a [`two_path`] device: da2 joined as a third,
+/// passive path and da0 is still the active one.
+#[track_caller]
+pub fn check_added_da2(sim: &Sim) {
+    check_state(
+        sim,
+        "mp",
+        "da0",
+        "OPTIMAL",
+        &["ACTIVE", "PASSIVE", "PASSIVE"],
+    );
+}
+
+/// Runs `case` under both schedulers on `mp`, labelled on da0 and da1,
+/// with da0 failing every bio with EIO (so its label can be neither
+/// rewritten nor wiped) until `case` heals it.
+pub fn with_failing_label(seed: u64, case: impl Fn(&Sim, &Lun)) {
+    with_device(seed, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
+        lun.path(0).unwrap().fail_rate(EIO, 1000);
+        case(sim, lun);
+    });
+}
+
+/// Opens `/dev/multipath/mp` with `access`, which must succeed.
+#[track_caller]
+pub fn open_mp(sim: &Sim, access: Access) -> Dev {
+    sim.open("multipath/mp", access)
+        .unwrap_or_else(|e| panic!("open multipath/mp {access:?}: {e}"))
+}
+
+/// Writes `byte` all over the last sector of `/dev/multipath/mp` (a manual
+/// device exposes it: it holds no label).
+#[track_caller]
+pub fn fill_last_sector(sim: &Sim, byte: u8) {
+    let dev = open_mp(sim, Access::new(1, 1, 0));
+    dev.write(SIZE - 512, &[byte; 512])
+        .expect("write the last sector");
+    drop(dev);
 }

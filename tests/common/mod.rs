@@ -64,16 +64,33 @@ pub fn modes() -> [Mode; 2] {
 /// The size of the LUN [`with_device`] builds (and most tests' `san`).
 pub const SIZE: u64 = 1 << 20;
 
+/// Runs `case` under both schedulers (as [`for_each_mode`]) on the
+/// simulator and LUN `setup` builds for the scheduler and `seed`; the
+/// simulator must finish clean.
+pub fn with_setup(seed: u64, setup: impl Fn(Mode, u64) -> (Sim, Lun), case: impl Fn(&Sim, &Lun)) {
+    for_each_mode(|m| {
+        let (sim, lun) = setup(m, seed);
+        case(&sim, &lun);
+        sim
+    });
+}
+
+/// Runs `case` under both schedulers on a [`SIZE`] LUN reached through
+/// `paths`, MULTIPATH loaded and no device made yet (see [`san`]).
+pub fn with_san(seed: u64, paths: &[&str], case: impl Fn(&Sim, &Lun)) {
+    with_setup(seed, |m, s| san(m, s, paths, SIZE), case);
+}
+
 /// Runs `case` under both schedulers (as [`for_each_mode`]) on a [`SIZE`]
 /// LUN reached through `paths`, after `gmultipath CREATE...` (create or
 /// label) made the device.
 pub fn with_device(seed: u64, paths: &[&str], create: &[&str], case: impl Fn(&Sim, &Lun)) {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, seed, paths, SIZE);
+    let setup = |m, s| {
+        let (sim, lun) = san(m, s, paths, SIZE);
         gm(&sim, create);
-        case(&sim, &lun);
-        sim
-    });
+        (sim, lun)
+    };
+    with_setup(seed, setup, case);
 }
 
 /// Runs `body` once under each scheduler (see [`modes`]); the simulator it
