@@ -5,24 +5,19 @@
 mod common;
 
 use common::ctl::{
-    assert_readable, last_sector, lines_since, ok, refused, refused_stock, retaste, stock,
-    two_path, write_data, DA, UUID,
+    assert_readable, fill_last_sector, last_sector, lines_since, ok, refused, refused_stock,
+    retaste, stock, with_failing_label, with_two_path, write_data, DA, UUID,
 };
-use common::{check_state, for_each_mode, gm, list, san, with_device, SIZE};
-use geom_sim::{Access, EIO};
+use common::{check_state, gm, list, with_device, with_san, SIZE};
+use geom_sim::EIO;
 
 /// P beats R beats A; no flag leaves the mode alone.
 #[test]
 fn configure_precedence() {
-    for_each_mode(|m| {
-        let (sim, lun) = two_path(m, 124);
+    with_two_path(124, |sim, lun| {
         // A manual device exposes its last sector: configure leaves it alone.
-        let dev = sim
-            .open("multipath/mp", Access::new(1, 1, 0))
-            .expect("open");
-        dev.write(SIZE - 512, &[0x5a; 512]).unwrap();
-        drop(dev);
-        let data = write_data(&sim, "mp", 13);
+        fill_last_sector(sim, 0x5a);
+        let data = write_data(sim, "mp", 13);
         let cases: [(&[&str], &str); 9] = [
             (&["active_active"], "Active/Active"),
             (&[], "Active/Active"),
@@ -39,24 +34,23 @@ fn configure_precedence() {
         ];
         for (flags, mode) in cases {
             let from = sim.log_lines().len();
-            assert_eq!(ok(&sim, "configure", flags, &["mp"]), "");
-            assert_eq!(list(&sim, "mp").unwrap().mode, mode, "configure {flags:?}");
-            assert!(lines_since(&sim, from).is_empty());
-            assert_eq!(last_sector(&lun), vec![0x5a; 512], "label area touched");
+            assert_eq!(ok(sim, "configure", flags, &["mp"]), "");
+            assert_eq!(list(sim, "mp").unwrap().mode, mode, "configure {flags:?}");
+            assert!(lines_since(sim, from).is_empty());
+            assert_eq!(last_sector(lun), vec![0x5a; 512], "label area touched");
         }
         // Through the stock tool's option letters too.
-        gm(&sim, &["configure", "-AR", "mp"]);
-        assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Read");
-        gm(&sim, &["configure", "-RP", "mp"]);
-        assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Passive");
-        gm(&sim, &["configure", "-A", "mp"]);
-        check_state(&sim, "mp", "da1 da0", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
-        assert_readable(&sim, "mp", &data);
+        gm(sim, &["configure", "-AR", "mp"]);
+        assert_eq!(list(sim, "mp").unwrap().mode, "Active/Read");
+        gm(sim, &["configure", "-RP", "mp"]);
+        assert_eq!(list(sim, "mp").unwrap().mode, "Active/Passive");
+        gm(sim, &["configure", "-A", "mp"]);
+        check_state(sim, "mp", "da1 da0", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
+        assert_readable(sim, "mp", &data);
         assert_eq!(
             sim.gmultipath(&["configure", "-X", "mp"]),
             Err("Invalid option -X.".to_string())
         );
-        sim
     });
 }
 
@@ -107,8 +101,7 @@ fn configure_rewrites_the_label() {
 /// A label that cannot be rewritten: an error, and the mode is unchanged.
 #[test]
 fn configure_write_failure_changes_nothing() {
-    with_device(126, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
-        lun.path(0).unwrap().fail_rate(EIO, 1000);
+    with_failing_label(126, |sim, lun| {
         refused(
             sim,
             &[lun],
@@ -126,17 +119,11 @@ fn configure_write_failure_changes_nothing() {
 /// device that has none (it would also make the device come back by taste).
 #[test]
 fn configure_of_a_uuid_form_device_writes_no_label() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 138, &DA, SIZE);
+    with_san(138, &DA, |sim, lun| {
         lun.write_raw(SIZE - 512, &[0x42; 512]).unwrap();
-        ok(&sim, "create", &[], &["mp", "da0", "da1", UUID]);
-        ok(&sim, "configure", &["active_active"], &["mp"]);
-        assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Active");
-        assert_eq!(
-            last_sector(&lun),
-            vec![0x42; 512],
-            "configure wrote a label"
-        );
-        sim
+        ok(sim, "create", &[], &["mp", "da0", "da1", UUID]);
+        ok(sim, "configure", &["active_active"], &["mp"]);
+        assert_eq!(list(sim, "mp").unwrap().mode, "Active/Active");
+        assert_eq!(last_sector(lun), vec![0x42; 512], "configure wrote a label");
     });
 }

@@ -5,14 +5,15 @@
 
 mod common;
 
-use common::ctl::{last_sector, refused, refused_stock, two_path, DA, KERNEL_VERBS};
-use common::{check_state, for_each_mode, gm, list, san, SIZE};
+use common::ctl::{
+    bare, check_added_da2, last_sector, refused, refused_stock, with_two_path, DA, KERNEL_VERBS,
+};
+use common::{check_state, gm, list, san, with_san, SIZE};
 use geom_sim::SimCtlReq;
 
 #[test]
 fn every_verb_without_arg0_is_refused() {
-    for_each_mode(|m| {
-        let (sim, lun) = two_path(m, 101);
+    with_two_path(101, |sim, lun| {
         for verb in KERNEL_VERBS {
             // create looks at nargs first, as FreeBSD does.
             let text = if verb == "create" {
@@ -20,72 +21,50 @@ fn every_verb_without_arg0_is_refused() {
             } else {
                 "No 'arg0' argument"
             };
-            refused_stock(&sim, &[&lun], verb, &[], text);
+            refused_stock(sim, &[lun], verb, &[], text);
         }
-        sim
     });
 }
 
 /// add/remove/fail/restore say "not found", the others "is invalid".
 #[test]
 fn every_verb_on_an_unknown_geom_is_refused() {
-    for_each_mode(|m| {
-        let (sim, lun) = two_path(m, 102);
+    with_two_path(102, |sim, lun| {
         for verb in ["add", "remove", "fail", "restore"] {
-            refused_stock(
-                &sim,
-                &[&lun],
-                verb,
-                &["nope", "da2"],
-                "Device nope not found",
-            );
+            refused_stock(sim, &[lun], verb, &["nope", "da2"], "Device nope not found");
         }
         refused_stock(
-            &sim,
-            &[&lun],
+            sim,
+            &[lun],
             "prefer",
             &["nope", "da0"],
             "Device nope is invalid",
         );
         for verb in ["configure", "rotate", "getactive", "stop", "destroy"] {
-            refused_stock(&sim, &[&lun], verb, &["nope"], "Device nope is invalid");
+            refused_stock(sim, &[lun], verb, &["nope"], "Device nope is invalid");
         }
         // A path's name is not a device's.
-        refused_stock(
-            &sim,
-            &[&lun],
-            "getactive",
-            &["da0"],
-            "Device da0 is invalid",
-        );
-        sim
+        refused_stock(sim, &[lun], "getactive", &["da0"], "Device da0 is invalid");
     });
 }
 
 #[test]
 fn verbs_needing_a_provider_refuse_a_missing_arg1() {
-    for_each_mode(|m| {
-        let (sim, lun) = two_path(m, 103);
+    with_two_path(103, |sim, lun| {
         for verb in ["add", "remove", "fail", "restore"] {
-            refused_stock(&sim, &[&lun], verb, &["mp"], "No 'arg1' argument");
+            refused_stock(sim, &[lun], verb, &["mp"], "No 'arg1' argument");
         }
         // prefer with nargs 2 but no arg1 (not something geom(8) sends).
-        let mut r = SimCtlReq::new();
-        r.add_str("class", "MULTIPATH")
-            .add_str("verb", "prefer")
-            .add_u32("version", 1)
-            .add_int("nargs", 2)
-            .add_str("arg0", "mp");
-        refused(&sim, &[&lun], r, "No 'arg1' argument");
-        sim
+        let mut r = bare("prefer");
+        r.add_int("nargs", 2).add_str("arg0", "mp");
+        refused(sim, &[lun], r, "No 'arg1' argument");
     });
 }
 
 /// A request without `version`, with a wrong one or a malformed one.
 #[test]
 fn version_is_checked_before_anything() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 104, &DA, SIZE);
+    with_san(104, &DA, |sim, lun| {
         let build = |version: Option<&[u8]>, verb: &str| {
             let mut r = SimCtlReq::new();
             r.add_str("class", "MULTIPATH").add_str("verb", verb);
@@ -101,61 +80,54 @@ fn version_is_checked_before_anything() {
                 .add_output("output", 4096);
             r
         };
-        refused(
-            &sim,
-            &[&lun],
-            build(None, "create"),
-            "No 'version' argument",
-        );
+        refused(sim, &[lun], build(None, "create"), "No 'version' argument");
         for bad in [0u32, 2, u32::MAX] {
             refused(
-                &sim,
-                &[&lun],
+                sim,
+                &[lun],
                 build(Some(&bad.to_ne_bytes()), "create"),
                 "Userland and kernel parts are out of sync",
             );
         }
         refused(
-            &sim,
-            &[&lun],
+            sim,
+            &[lun],
             build(Some(&[1, 0]), "create"),
             "Wrong length version argument",
         );
         refused(
-            &sim,
-            &[&lun],
+            sim,
+            &[lun],
             build(Some(&1u64.to_ne_bytes()), "create"),
             "Wrong length version argument",
         );
         // The version check comes before the verb is looked at.
         refused(
-            &sim,
-            &[&lun],
+            sim,
+            &[lun],
             build(None, "frobnicate"),
             "No 'version' argument",
         );
-        assert!(list(&sim, "mp").is_none());
+        assert!(list(sim, "mp").is_none());
         // The same request with version 1 works.
         let r = sim.gctl(build(Some(&1u32.to_ne_bytes()), "create"));
         assert_eq!(r.error_text(), None);
-        check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        sim
+        check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
     });
 }
 
 /// Unknown verbs, and label/clear, which only the userland knows.
 #[test]
 fn unknown_verbs_are_refused() {
-    for_each_mode(|m| {
-        let (sim, lun) = two_path(m, 105);
+    with_two_path(105, |sim, lun| {
         refused_stock(
-            &sim,
-            &[&lun],
+            sim,
+            &[lun],
             "frobnicate",
             &["mp"],
             "Unknown verb frobnicate",
         );
-        refused_stock(&sim, &[&lun], "list", &[], "Unknown verb list");
+        refused_stock(sim, &[lun], "list", &[], "Unknown verb list");
         let label = SimCtlReq::geom_cmd(
             "MULTIPATH",
             "label",
@@ -163,13 +135,13 @@ fn unknown_verbs_are_refused() {
             &["mp2", "da2"],
             false,
         );
-        refused(&sim, &[&lun], label, "Unknown verb label");
+        refused(sim, &[lun], label, "Unknown verb label");
         let clear = SimCtlReq::geom_cmd("MULTIPATH", "clear", &[], &["da0"], false);
-        refused(&sim, &[&lun], clear, "Unknown verb clear");
+        refused(sim, &[lun], clear, "Unknown verb clear");
         // No label was written by the kernel.
-        assert!(last_sector(&lun).iter().all(|&b| b == 0));
+        assert!(last_sector(lun).iter().all(|&b| b == 0));
         // Through the stock tool, label works: it never reaches the kernel.
-        let (sim2, lun2) = san(m, 106, &DA[..1], SIZE);
+        let (sim2, lun2) = san(sim.mode(), 106, &DA[..1], SIZE);
         gm(&sim2, &["label", "mp", "da0"]);
         assert_eq!(&last_sector(&lun2)[..15], b"GEOM::MULTIPATH");
         assert_eq!(
@@ -177,21 +149,16 @@ fn unknown_verbs_are_refused() {
             Err("Unknown command: frobnicate.".to_string())
         );
         sim2.finish().assert_clean();
-        sim
     });
 }
 
 /// String parameters must be NUL-terminated text.
 #[test]
 fn unterminated_string_parameters_are_refused() {
-    for_each_mode(|m| {
-        let (sim, lun) = two_path(m, 107);
+    with_two_path(107, |sim, lun| {
         let bad = |verb: &str, arg0: &[u8], arg1: Option<&[u8]>| {
-            let mut r = SimCtlReq::new();
-            r.add_str("class", "MULTIPATH")
-                .add_str("verb", verb)
-                .add_u32("version", 1)
-                .add_int("nargs", 1 + i32::from(arg1.is_some()))
+            let mut r = bare(verb);
+            r.add_int("nargs", 1 + i32::from(arg1.is_some()))
                 .add_raw("arg0", arg0, false);
             if let Some(a) = arg1 {
                 r.add_raw("arg1", a, false);
@@ -201,36 +168,27 @@ fn unterminated_string_parameters_are_refused() {
         };
         let msg0 = "Parameter arg0 is not a NUL-terminated UTF-8 string";
         let msg1 = "Parameter arg1 is not a NUL-terminated UTF-8 string";
-        refused(&sim, &[&lun], bad("getactive", b"mp", None), msg0);
-        refused(&sim, &[&lun], bad("destroy", b"mp", None), msg0);
-        refused(&sim, &[&lun], bad("stop", b"m\0p\0", None), msg0);
-        refused(&sim, &[&lun], bad("rotate", b"", None), msg0);
-        refused(
-            &sim,
-            &[&lun],
-            bad("configure", &[0xff, 0xfe, 0], None),
-            msg0,
-        );
-        refused(&sim, &[&lun], bad("fail", b"mp\0", Some(b"da0")), msg1);
-        refused(&sim, &[&lun], bad("remove", b"mp\0", Some(b"da0")), msg1);
-        refused(&sim, &[&lun], bad("add", b"mp\0", Some(b"da2")), msg1);
-        let mut c = SimCtlReq::new();
-        c.add_str("class", "MULTIPATH")
-            .add_str("verb", "create")
-            .add_u32("version", 1)
-            .add_int("active_active", 0)
+        refused(sim, &[lun], bad("getactive", b"mp", None), msg0);
+        refused(sim, &[lun], bad("destroy", b"mp", None), msg0);
+        refused(sim, &[lun], bad("stop", b"m\0p\0", None), msg0);
+        refused(sim, &[lun], bad("rotate", b"", None), msg0);
+        refused(sim, &[lun], bad("configure", &[0xff, 0xfe, 0], None), msg0);
+        refused(sim, &[lun], bad("fail", b"mp\0", Some(b"da0")), msg1);
+        refused(sim, &[lun], bad("remove", b"mp\0", Some(b"da0")), msg1);
+        refused(sim, &[lun], bad("add", b"mp\0", Some(b"da2")), msg1);
+        let mut c = bare("create");
+        c.add_int("active_active", 0)
             .add_int("active_read", 0)
             .add_int("nargs", 3)
             .add_str("arg0", "mp2")
             .add_str("arg1", "da2")
             .add_raw("arg2", b"da1", false);
         refused(
-            &sim,
-            &[&lun],
+            sim,
+            &[lun],
             c,
             "Parameter arg2 is not a NUL-terminated UTF-8 string",
         );
-        sim
     });
 }
 
@@ -238,28 +196,21 @@ fn unterminated_string_parameters_are_refused() {
 /// anything is done (FreeBSD would record the error and act anyway).
 #[test]
 fn bool_options_with_a_wrong_length_are_refused() {
-    for_each_mode(|m| {
-        let (sim, lun) = two_path(m, 108);
-        let mut c = SimCtlReq::new();
-        c.add_str("class", "MULTIPATH")
-            .add_str("verb", "create")
-            .add_u32("version", 1)
-            .add_raw("active_active", &[1], false)
+    with_two_path(108, |sim, lun| {
+        let mut c = bare("create");
+        c.add_raw("active_active", &[1], false)
             .add_int("active_read", 0)
             .add_int("nargs", 2)
             .add_str("arg0", "mp2")
             .add_str("arg1", "da2")
             .add_output("output", 4096);
-        refused(&sim, &[&lun], c, "Wrong length active_active argument");
+        refused(sim, &[lun], c, "Wrong length active_active argument");
         for (opt, raw) in [
             ("active_passive", &[1u8, 0, 0, 0, 0, 0, 0, 0][..]),
             ("active_read", &[][..]),
             ("active_active", &[1, 0][..]),
         ] {
-            let mut r = SimCtlReq::new();
-            r.add_str("class", "MULTIPATH")
-                .add_str("verb", "configure")
-                .add_u32("version", 1);
+            let mut r = bare("configure");
             for o in ["active_active", "active_passive", "active_read"] {
                 if o == opt {
                     r.add_raw(o, raw, false);
@@ -270,10 +221,9 @@ fn bool_options_with_a_wrong_length_are_refused() {
             r.add_int("nargs", 1)
                 .add_str("arg0", "mp")
                 .add_output("output", 4096);
-            refused(&sim, &[&lun], r, &format!("Wrong length {opt} argument"));
+            refused(sim, &[lun], r, &format!("Wrong length {opt} argument"));
         }
-        assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Passive");
-        sim
+        assert_eq!(list(sim, "mp").unwrap().mode, "Active/Passive");
     });
 }
 
@@ -281,28 +231,19 @@ fn bool_options_with_a_wrong_length_are_refused() {
 /// none was set, and record no error (FreeBSD records one and acts).
 #[test]
 fn missing_bool_options_mean_unset() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 109, &DA, SIZE);
-        let mut c = SimCtlReq::new();
-        c.add_str("class", "MULTIPATH")
-            .add_str("verb", "create")
-            .add_u32("version", 1)
-            .add_int("nargs", 3)
+    with_san(109, &DA, |sim, _lun| {
+        let mut c = bare("create");
+        c.add_int("nargs", 3)
             .add_str("arg0", "mp")
             .add_str("arg1", "da0")
             .add_str("arg2", "da1");
         assert_eq!(sim.gctl(c).error_text(), None);
-        check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Passive");
-        let mut r = SimCtlReq::new();
-        r.add_str("class", "MULTIPATH")
-            .add_str("verb", "configure")
-            .add_u32("version", 1)
-            .add_int("active_read", 1)
-            .add_str("arg0", "mp");
+        check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
+        assert_eq!(list(sim, "mp").unwrap().mode, "Active/Passive");
+        let mut r = bare("configure");
+        r.add_int("active_read", 1).add_str("arg0", "mp");
         assert_eq!(sim.gctl(r).error_text(), None);
-        assert_eq!(list(&sim, "mp").unwrap().mode, "Active/Read");
-        sim
+        assert_eq!(list(sim, "mp").unwrap().mode, "Active/Read");
     });
 }
 
@@ -310,15 +251,10 @@ fn missing_bool_options_mean_unset() {
 /// dereferences it unchecked), and create/prefer check its value.
 #[test]
 fn nargs_missing_or_malformed() {
-    for_each_mode(|m| {
-        let (sim, lun) = two_path(m, 110);
+    with_two_path(110, |sim, lun| {
         let create = |nargs: Option<&[u8]>, args: &[&str]| {
-            let mut r = SimCtlReq::new();
-            r.add_str("class", "MULTIPATH")
-                .add_str("verb", "create")
-                .add_u32("version", 1)
-                .add_int("active_active", 0)
-                .add_int("active_read", 0);
+            let mut r = bare("create");
+            r.add_int("active_active", 0).add_int("active_read", 0);
             if let Some(n) = nargs {
                 r.add_raw("nargs", n, false);
             }
@@ -329,65 +265,47 @@ fn nargs_missing_or_malformed() {
             r
         };
         let two = ["mp2", "da2"];
-        refused(&sim, &[&lun], create(None, &two), "No 'nargs' argument");
+        refused(sim, &[lun], create(None, &two), "No 'nargs' argument");
         refused(
-            &sim,
-            &[&lun],
+            sim,
+            &[lun],
             create(Some(&[2]), &two),
             "Wrong length nargs argument",
         );
         for n in [1, 0, -1, i32::MIN] {
             refused(
-                &sim,
-                &[&lun],
+                sim,
+                &[lun],
                 create(Some(&n.to_ne_bytes()), &two),
                 "wrong number of arguments.",
             );
         }
         // More arguments announced than sent.
         refused(
-            &sim,
-            &[&lun],
+            sim,
+            &[lun],
             create(Some(&5i32.to_ne_bytes()), &two),
             "No 'arg2' argument",
         );
         refused(
-            &sim,
-            &[&lun],
+            sim,
+            &[lun],
             create(Some(&i32::MAX.to_ne_bytes()), &two),
             "No 'arg2' argument",
         );
         // prefer: no nargs, or not 2.
-        let mut p = SimCtlReq::new();
-        p.add_str("class", "MULTIPATH")
-            .add_str("verb", "prefer")
-            .add_u32("version", 1)
+        let mut p = bare("prefer");
+        p.add_str("arg0", "mp").add_str("arg1", "da1");
+        refused(sim, &[lun], p, "No 'nargs' argument");
+        let mut p = bare("prefer");
+        p.add_raw("nargs", &[2, 0], false)
             .add_str("arg0", "mp")
             .add_str("arg1", "da1");
-        refused(&sim, &[&lun], p, "No 'nargs' argument");
-        let mut p = SimCtlReq::new();
-        p.add_str("class", "MULTIPATH")
-            .add_str("verb", "prefer")
-            .add_u32("version", 1)
-            .add_raw("nargs", &[2, 0], false)
-            .add_str("arg0", "mp")
-            .add_str("arg1", "da1");
-        refused(&sim, &[&lun], p, "Wrong length nargs argument");
+        refused(sim, &[lun], p, "Wrong length nargs argument");
         // Verbs that do not use nargs work without it.
-        let mut a = SimCtlReq::new();
-        a.add_str("class", "MULTIPATH")
-            .add_str("verb", "add")
-            .add_u32("version", 1)
-            .add_str("arg0", "mp")
-            .add_str("arg1", "da2");
+        let mut a = bare("add");
+        a.add_str("arg0", "mp").add_str("arg1", "da2");
         assert_eq!(sim.gctl(a).error_text(), None);
-        check_state(
-            &sim,
-            "mp",
-            "da0",
-            "OPTIMAL",
-            &["ACTIVE", "PASSIVE", "PASSIVE"],
-        );
-        sim
+        check_added_da2(sim);
     });
 }

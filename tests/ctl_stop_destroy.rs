@@ -5,10 +5,10 @@
 mod common;
 
 use common::ctl::{
-    assert_readable, field, last_sector, lines_since, ok, paths_of, refused_stock, retaste,
-    two_path, write_data, DA, UUID,
+    assert_readable, field, fill_last_sector, last_sector, lines_since, ok, open_mp, paths_of,
+    refused_stock, retaste, with_failing_label, with_two_path, write_data, DA, UUID,
 };
-use common::{check_state, for_each_mode, gm, list, list_all, logged, san, with_device, SIZE};
+use common::{check_state, gm, list, list_all, logged, with_device, with_san, SIZE};
 use geom_sim::{Access, EIO};
 
 /// An open device is neither stopped nor destroyed (EBUSY, our deliberate
@@ -18,9 +18,7 @@ fn stop_and_destroy_of_an_open_device_fail_with_ebusy() {
     with_device(129, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
         let data = write_data(sim, "mp", 10);
         let label = last_sector(lun);
-        let dev = sim
-            .open("multipath/mp", Access::new(1, 0, 0))
-            .expect("open");
+        let dev = open_mp(sim, Access::new(1, 0, 0));
         for verb in ["stop", "destroy"] {
             refused_stock(
                 sim,
@@ -113,33 +111,26 @@ fn stop_keeps_the_label() {
 /// A manual device: stop and destroy both just take it apart.
 #[test]
 fn stop_and_destroy_a_manual_device() {
-    for_each_mode(|m| {
-        let (sim, lun) = two_path(m, 132);
-        let dev = sim
-            .open("multipath/mp", Access::new(1, 1, 0))
-            .expect("open");
-        dev.write(SIZE - 512, &[0x77; 512]).unwrap();
-        drop(dev);
-        ok(&sim, "stop", &[], &["mp"]);
-        assert!(list(&sim, "mp").is_none());
-        assert_eq!(last_sector(&lun), vec![0x77; 512]);
-        retaste(&sim, "da0");
-        ok(&sim, "create", &[], &["mp", "da0", "da1"]);
-        ok(&sim, "destroy", &[], &["mp"]);
-        assert!(list(&sim, "mp").is_none());
-        assert_eq!(last_sector(&lun), vec![0x77; 512], "no label to wipe");
-        retaste(&sim, "da1");
-        assert!(list_all(&sim).is_empty());
-        refused_stock(&sim, &[&lun], "stop", &["mp"], "Device mp is invalid");
-        sim
+    with_two_path(132, |sim, lun| {
+        fill_last_sector(sim, 0x77);
+        ok(sim, "stop", &[], &["mp"]);
+        assert!(list(sim, "mp").is_none());
+        assert_eq!(last_sector(lun), vec![0x77; 512]);
+        retaste(sim, "da0");
+        ok(sim, "create", &[], &["mp", "da0", "da1"]);
+        ok(sim, "destroy", &[], &["mp"]);
+        assert!(list(sim, "mp").is_none());
+        assert_eq!(last_sector(lun), vec![0x77; 512], "no label to wipe");
+        retaste(sim, "da1");
+        assert!(list_all(sim).is_empty());
+        refused_stock(sim, &[lun], "stop", &["mp"], "Device mp is invalid");
     });
 }
 
 /// A label that cannot be wiped: an error, and the device stays.
 #[test]
 fn destroy_wipe_failure_keeps_the_device() {
-    with_device(133, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
-        lun.path(0).unwrap().fail_rate(EIO, 1000);
+    with_failing_label(133, |sim, lun| {
         refused_stock(
             sim,
             &[lun],
@@ -158,18 +149,16 @@ fn destroy_wipe_failure_keeps_the_device() {
 /// sector is not ours and must survive.
 #[test]
 fn destroy_of_a_uuid_form_device_keeps_the_last_sector() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 137, &DA, SIZE);
+    with_san(137, &DA, |sim, lun| {
         lun.write_raw(SIZE - 512, &[0x42; 512]).unwrap();
-        ok(&sim, "create", &[], &["mp", "da0", "da1", UUID]);
-        assert_eq!(last_sector(&lun), vec![0x42; 512], "create wrote nothing");
-        ok(&sim, "destroy", &[], &["mp"]);
-        assert!(list(&sim, "mp").is_none());
+        ok(sim, "create", &[], &["mp", "da0", "da1", UUID]);
+        assert_eq!(last_sector(lun), vec![0x42; 512], "create wrote nothing");
+        ok(sim, "destroy", &[], &["mp"]);
+        assert!(list(sim, "mp").is_none());
         assert_eq!(
-            last_sector(&lun),
+            last_sector(lun),
             vec![0x42; 512],
             "destroy wiped a non-label"
         );
-        sim
     });
 }
