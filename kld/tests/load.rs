@@ -3,8 +3,9 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use common::*;
 use kld::{Import, ModMetadata};
@@ -55,8 +56,15 @@ MODULE_DEPEND(fixture, other, 1, 2, 3);
 /// see another test's fresh mapping land in it.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Takes the [`serial`] lock, then builds module `test` from the C `src`
+/// for 1500068 (see `c_module`).
+fn serial_c_module(test: &str, src: &str) -> (MutexGuard<'static, ()>, PathBuf) {
+    let guard = serial();
+    (guard, c_module(test, src, 1500068))
 }
 
 static NOTES: Mutex<Vec<(i32, i64, String, usize)>> = Mutex::new(Vec::new());
@@ -74,25 +82,50 @@ extern "C" fn module_register_init(data: usize) {
     REGISTERED.store(data, Ordering::SeqCst);
 }
 
+/// Loads FIXTURE from `ko` with `note` and `register` as its functions
+/// `kpi_note` and `module_register_init`, `kpi_done` never to run,
+/// `kpi_value` at `value`, and module `other` present in `other_version`.
+fn load_fixture(
+    ko: &std::path::Path,
+    note: *const (),
+    value: usize,
+    register: *const (),
+    other_version: i32,
+) -> kld::Module {
+    let resolver = Table(vec![
+        ("kpi_note", Import::Func(note as usize)),
+        ("kpi_done", Import::Func(must_not_run as *const () as usize)),
+        ("kpi_value", Import::Data(value)),
+        ("module_register_init", Import::Func(register as usize)),
+    ]);
+    let mut o = opts(1500068);
+    o.known_modules.push(("other".into(), other_version));
+    kld::load(ko, &resolver, &o).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The mappings of this process: (start, end, permissions).
+fn maps() -> Vec<(usize, usize, String)> {
+    let text = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    let hex = |x: &str| usize::from_str_radix(x, 16).expect("hex address");
+    text.lines()
+        .map(|line| {
+            let mut it = line.split_whitespace();
+            let range = it.next().expect("an address range");
+            let perms = it.next().expect("permissions");
+            let (a, b) = range.split_once('-').expect("a range");
+            (hex(a), hex(b), perms.to_string())
+        })
+        .collect()
+}
+
 #[test]
 fn loads_relocates_and_runs_sysinits() {
-    let _serial = serial();
-    let ko = c_module("positive", FIXTURE, 1500068);
+    let (_serial, ko) = serial_c_module("positive", FIXTURE);
     let value = kld::low_alloc(4, 4).unwrap() as *mut i32;
     // SAFETY: a fresh 4-byte low block.
     unsafe { *value = 100 };
-    let resolver = Table(vec![
-        ("kpi_note", Import::Func(kpi_note as *const () as usize)),
-        ("kpi_done", Import::Func(must_not_run as *const () as usize)),
-        ("kpi_value", Import::Data(value as usize)),
-        (
-            "module_register_init",
-            Import::Func(module_register_init as *const () as usize),
-        ),
-    ]);
-    let mut o = opts(1500068);
-    o.known_modules.push(("other".into(), 2));
-    let m = kld::load(&ko, &resolver, &o).unwrap_or_else(|e| panic!("{e}"));
+    let (note, register) = (kpi_note as *const (), module_register_init as *const ());
+    let m = load_fixture(&ko, note, value as usize, register, 2);
 
     let (start, end) = m.range();
     assert!(end <= 1 << 31, "mapped below 2 GiB");
@@ -201,36 +234,16 @@ fn loads_relocates_and_runs_sysinits() {
 
 #[test]
 fn rights_are_per_section_kind() {
-    let _serial = serial();
-    let ko = c_module("rights", FIXTURE, 1500068);
+    let (_serial, ko) = serial_c_module("rights", FIXTURE);
     let value = kld::low_alloc(4, 4).unwrap();
-    let resolver = Table(vec![
-        ("kpi_note", Import::Func(must_not_run as *const () as usize)),
-        ("kpi_done", Import::Func(must_not_run as *const () as usize)),
-        ("kpi_value", Import::Data(value as usize)),
-        (
-            "module_register_init",
-            Import::Func(must_not_run as *const () as usize),
-        ),
-    ]);
-    let mut o = opts(1500068);
-    o.known_modules.push(("other".into(), 3));
-    let m = kld::load(&ko, &resolver, &o).unwrap_or_else(|e| panic!("{e}"));
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let never = must_not_run as *const ();
+    let m = load_fixture(&ko, never, value as usize, never, 3);
     let (start, end) = m.range();
-    let mut perms = Vec::new();
-    for line in maps.lines() {
-        let mut it = line.split_whitespace();
-        let (range, p) = (it.next().unwrap(), it.next().unwrap());
-        let (a, b) = range.split_once('-').unwrap();
-        let (a, b) = (
-            usize::from_str_radix(a, 16).unwrap(),
-            usize::from_str_radix(b, 16).unwrap(),
-        );
-        if a >= start && b <= end {
-            perms.push(p[..3].to_string());
-        }
-    }
+    let perms: Vec<String> = maps()
+        .into_iter()
+        .filter(|&(a, b, _)| a >= start && b <= end)
+        .map(|(_, _, p)| p[..3].to_string())
+        .collect();
     assert!(perms.contains(&"r-x".to_string()), "{perms:?}");
     assert!(perms.contains(&"rw-".to_string()), "{perms:?}");
     assert!(
@@ -241,30 +254,17 @@ fn rights_are_per_section_kind() {
 }
 
 fn maps_overlap(start: usize, end: usize) -> bool {
-    std::fs::read_to_string("/proc/self/maps")
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter_map(|r| r.split_once('-'))
-        .map(|(a, b)| {
-            (
-                usize::from_str_radix(a, 16).unwrap(),
-                usize::from_str_radix(b, 16).unwrap(),
-            )
-        })
-        .any(|(a, b)| a < end && b > start)
+    maps().into_iter().any(|(a, b, _)| a < end && b > start)
 }
 
 #[test]
 fn unmap_releases_the_whole_range() {
-    let _serial = serial();
     // After unmap, module code and data are gone: executing them would
     // fault (not attempted), the pages are absent from /proc/self/maps and
     // mincore says ENOMEM for each.
-    let ko = c_module(
+    let (_serial, ko) = serial_c_module(
         "unmap",
         "int fixture_value = 5;\nint fixture_get(void);\nint fixture_get(void) { return (fixture_value); }\n",
-        1500068,
     );
     let m = kld::load(&ko, &Table(vec![]), &opts(1500068)).unwrap_or_else(|e| panic!("{e}"));
     let (start, end) = m.range();
@@ -282,8 +282,7 @@ fn unmap_releases_the_whole_range() {
 
 #[test]
 fn constructors_are_listed_not_run() {
-    let _serial = serial();
-    let ko = c_module(
+    let (_serial, ko) = serial_c_module(
         "ctor",
         r#"
 int fixture_built;
@@ -294,7 +293,6 @@ fixture_ctor(void)
 	fixture_built = fixture_source;
 }
 "#,
-        1500068,
     );
     let m = kld::load(&ko, &Table(vec![]), &opts(1500068)).unwrap_or_else(|e| panic!("{e}"));
     let built = m.symbol("fixture_built").unwrap();
@@ -327,8 +325,7 @@ extern "C" fn kpi_vararg() {
 
 #[test]
 fn trampolines_preserve_al_for_variadic_callees() {
-    let _serial = serial();
-    let ko = c_module(
+    let (_serial, ko) = serial_c_module(
         "vararg",
         r#"
 #include <sys/param.h>
@@ -342,7 +339,6 @@ fixture_init(void *arg)
 }
 SYSINIT(fixture, SI_SUB_DRIVERS, SI_ORDER_SECOND, fixture_init, NULL);
 "#,
-        1500068,
     );
     let r = Table(vec![(
         "kpi_vararg",
