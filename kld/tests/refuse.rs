@@ -85,10 +85,16 @@ DECLARE_GEOM_CLASS(fixture_class, g_fixture);
     assert_eq!(e.console()[0], "link_elf_obj: symbol g_modevent undefined");
 }
 
-fn gotpcrel_module(test: &str, extra: &[&str]) -> std::path::PathBuf {
+/// `test`.ko linked from the one source `src` (`ext` "c" or "s") built
+/// for 1500068 with the `extra` compiler flags.
+fn one_source_module(test: &str, src: &str, ext: &str, extra: &[&str]) -> std::path::PathBuf {
     let dir = scratch(test);
-    let o = compile(
-        &dir,
+    let o = compile(&dir, test, src, ext, 1500068, extra);
+    link(&dir, test, &[o])
+}
+
+fn gotpcrel_module(test: &str, extra: &[&str]) -> std::path::PathBuf {
+    one_source_module(
         test,
         r#"
 extern int kpi_value;
@@ -102,20 +108,29 @@ fixture_lock(void)
 }
 "#,
         "c",
-        1500068,
         extra,
-    );
-    link(&dir, test, &[o])
+    )
 }
 
-fn expect_unexpected(e: &LoadError, ko: &std::path::Path, rtype: u32, global: Option<&str>) {
+/// Loading `ko` is refused for a relocation of type `rtype` against the
+/// global `global` (`kpi_value`, which the resolver then has as data), or
+/// against a local when None; the messages name the file.
+fn expect_unexpected(ko: &std::path::Path, rtype: u32, global: Option<&str>) {
+    let resolver = match global {
+        Some(_) => data_resolver(),
+        None => Table(vec![]),
+    };
+    let e = fail(ko, &resolver, &opts(1500068));
     let LoadError::UnexpectedRelocation {
         rtype: got, symidx, ..
-    } = e
+    } = &e
     else {
-        panic!("expected an unexpected-relocation refusal, got {e:?}");
+        panic!(
+            "{}: expected an unexpected-relocation refusal, got {e:?}",
+            ko.display()
+        );
     };
-    assert_eq!(*got, rtype);
+    assert_eq!(*got, rtype, "{}", ko.display());
     let mut want = vec![format!(
         "kldload: unexpected relocation type {rtype}, symbol index {symidx}"
     )];
@@ -124,7 +139,7 @@ fn expect_unexpected(e: &LoadError, ko: &std::path::Path, rtype: u32, global: Op
     }
     want.push(unsupported_line(ko));
     assert_eq!(e.console(), want);
-    assert_eq!(e.errno(), kld::ENOEXEC);
+    assert_eq!(e.errno(), kld::ENOEXEC, "{}", ko.display());
 }
 
 fn data_resolver() -> Table {
@@ -132,52 +147,32 @@ fn data_resolver() -> Table {
     Table(vec![("kpi_value", Import::Data(p))])
 }
 
-#[test]
-fn refuses_gotpcrel() {
-    let ko = gotpcrel_module("gotpcrel", &["-Wa,-mrelax-relocations=no"]);
-    let e = fail(&ko, &data_resolver(), &opts(1500068));
-    expect_unexpected(&e, &ko, 9, Some("kpi_value"));
+/// `test`.ko whose one function loads the address of `sym` with
+/// `movl $sym, %eax` (an R_X86_64_32), followed by `data`.
+fn r32_module(test: &str, sym: &str, data: &str) -> std::path::PathBuf {
+    let src =
+        format!("\t.text\n\t.globl fixture_f\nfixture_f:\n\tmovl ${sym}, %eax\n\tret\n{data}");
+    one_source_module(test, &src, "s", &[])
 }
 
+/// Relocation types the kernel does not apply are refused, each case
+/// named by its module's file in the messages: GOTPCREL, REX_GOTPCRELX,
+/// and R_X86_64_32 against a global and against a local. Local
+/// relocations are applied first; a failure there is ENOEXEC with only
+/// the relocation line (the local is not named).
 #[test]
-fn refuses_rex_gotpcrelx() {
-    let ko = gotpcrel_module("rex_gotpcrelx", &[]);
-    let e = fail(&ko, &data_resolver(), &opts(1500068));
-    expect_unexpected(&e, &ko, 42, Some("kpi_value"));
-}
-
-#[test]
-fn refuses_r_x86_64_32_against_a_global() {
-    let dir = scratch("r32_global");
-    let o = compile(
-        &dir,
-        "r32_global",
-        "\t.text\n\t.globl fixture_f\nfixture_f:\n\tmovl $kpi_value, %eax\n\tret\n",
-        "s",
-        1500068,
-        &[],
-    );
-    let ko = link(&dir, "r32_global", &[o]);
-    let e = fail(&ko, &data_resolver(), &opts(1500068));
-    expect_unexpected(&e, &ko, 10, Some("kpi_value"));
-}
-
-#[test]
-fn refuses_r_x86_64_32_against_a_local_without_naming_it() {
-    // Local relocations are applied first; a failure there is ENOEXEC with
-    // only the relocation line.
-    let dir = scratch("r32_local");
-    let o = compile(
-        &dir,
-        "r32_local",
-        "\t.text\n\t.globl fixture_f\nfixture_f:\n\tmovl $fixture_local, %eax\n\tret\n\t.data\nfixture_local:\n\t.long 1\n",
-        "s",
-        1500068,
-        &[],
-    );
-    let ko = link(&dir, "r32_local", &[o]);
-    let e = fail(&ko, &Table(vec![]), &opts(1500068));
-    expect_unexpected(&e, &ko, 10, None);
+fn refuses_unexpected_relocations() {
+    let (no_relax, kpi) = (["-Wa,-mrelax-relocations=no"], Some("kpi_value"));
+    let local = "\t.data\nfixture_local:\n\t.long 1\n";
+    let cases = [
+        (gotpcrel_module("gotpcrel", &no_relax), 9, kpi),
+        (gotpcrel_module("rex_gotpcrelx", &[]), 42, kpi),
+        (r32_module("r32_global", "kpi_value", ""), 10, kpi),
+        (r32_module("r32_local", "fixture_local", local), 10, None),
+    ];
+    for (ko, rtype, global) in cases {
+        expect_unexpected(&ko, rtype, global);
+    }
 }
 
 const DECLARED: &str = concat!(
