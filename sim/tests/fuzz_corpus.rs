@@ -70,15 +70,22 @@ fn replay_corpus<R>(target: &str, f: impl Fn(&[u8]) -> R) -> Vec<(PathBuf, R)> {
     done
 }
 
-#[test]
-fn label_corpus() {
-    let done = replay_corpus("label", geom_sim::fuzzing::label);
+/// Replays `target`'s corpus through `f`, which says whether an input is
+/// taken (`what`: "labels decode", "scenarios parse"): some must be and
+/// some not.
+fn replay_taken_and_not(target: &str, what: &str, f: impl Fn(&[u8]) -> bool) {
+    let done = replay_corpus(target, f);
     let taken = done.iter().filter(|(_, ok)| *ok).count();
     assert!(
         taken > 0 && taken < done.len(),
-        "{taken} of {} labels decode: the corpus needs both",
+        "{taken} of {} {what}: the corpus needs both",
         done.len()
     );
+}
+
+#[test]
+fn label_corpus() {
+    replay_taken_and_not("label", "labels decode", geom_sim::fuzzing::label);
 }
 
 #[test]
@@ -97,13 +104,7 @@ fn gctl_corpus() {
 
 #[test]
 fn scenario_corpus() {
-    let done = replay_corpus("scenario", geom_sim::fuzzing::scenario);
-    let parsed = done.iter().filter(|(_, ok)| *ok).count();
-    assert!(
-        parsed > 0 && parsed < done.len(),
-        "{parsed} of {} scenarios parse: the corpus needs both",
-        done.len()
-    );
+    replay_taken_and_not("scenario", "scenarios parse", geom_sim::fuzzing::scenario);
 }
 
 /// The replay itself: a planted failing input is caught and named, the
