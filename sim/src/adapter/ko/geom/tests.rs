@@ -57,12 +57,22 @@ fn request() -> SimCtlReq {
     SimCtlReq::geom_cmd("MULTIPATH", "getactive", &[], &["mp0"], true)
 }
 
-#[test]
-fn gctl_req_is_laid_out_as_the_kernel_hands_it() {
+/// Hands the kernel's copy of [`request`] to `f`, as a class's ctlreq
+/// gets it, then returns the request with what `finish` copied back.
+fn round_trip(f: impl FnOnce(*mut k::gctl_req)) -> SimCtlReq {
+    let mut back = request();
     with_instance(|_, kk| {
         let sreq = request();
         let mut g = GctlReq::from_ctl(&kk.geom, &sreq);
-        let r = g.as_ptr();
+        f(g.as_ptr());
+        g.finish(&kk.geom, &mut back);
+    });
+    back
+}
+
+#[test]
+fn gctl_req_is_laid_out_as_the_kernel_hands_it() {
+    let back = round_trip(|r| {
         // SAFETY: a request GctlReq built.
         let (version, narg) = unsafe { ((*r).version, (*r).narg) };
         assert_eq!(version, k::GCTL_VERSION);
@@ -83,18 +93,13 @@ fn gctl_req_is_laid_out_as_the_kernel_hands_it() {
             a[5].flag & k::GCTL_PARAM_RW as c_int,
             k::GCTL_PARAM_RW as c_int
         );
-        let mut back = request();
-        g.finish(&kk.geom, &mut back);
-        assert_eq!(back.error_text(), None);
     });
+    assert_eq!(back.error_text(), None);
 }
 
 #[test]
 fn gctl_set_param_answers_as_geom_ctl_c() {
-    with_instance(|_, kk| {
-        let sreq = request();
-        let mut g = GctlReq::from_ctl(&kk.geom, &sreq);
-        let r = g.as_ptr();
+    let back = round_trip(|r| {
         let put = |name: &std::ffi::CStr, v: &[u8]| {
             gctl::gctl_set_param(
                 r,
@@ -112,29 +117,22 @@ fn gctl_set_param_answers_as_geom_ctl_c() {
         gctl::gctl_set_param_err(r, c"nosuch".as_ptr(), v.as_ptr() as *const c_void, 2);
         // SAFETY: a request GctlReq built.
         assert_eq!(unsafe { (*r).nerror }, crate::EINVAL);
-        let mut back = request();
-        g.finish(&kk.geom, &mut back);
-        assert_eq!(
-            back.error_text(),
-            Some("No write access verb argument"),
-            "only the first error is kept"
-        );
     });
+    assert_eq!(
+        back.error_text(),
+        Some("No write access verb argument"),
+        "only the first error is kept"
+    );
 }
 
 #[test]
 fn gctl_output_comes_back() {
-    with_instance(|_, kk| {
-        let sreq = request();
-        let mut g = GctlReq::from_ctl(&kk.geom, &sreq);
-        let r = g.as_ptr();
+    let back = round_trip(|r| {
         let v = b"da1\n\0";
         let e = gctl::gctl_set_param(r, c"output".as_ptr(), v.as_ptr() as *const c_void, 5);
         assert_eq!(e, 0);
-        let mut back = request();
-        g.finish(&kk.geom, &mut back);
-        assert_eq!(back.text("output").as_deref(), Some("da1\n"));
     });
+    assert_eq!(back.text("output").as_deref(), Some("da1\n"));
 }
 
 #[test]
