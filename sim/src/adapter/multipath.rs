@@ -9,7 +9,7 @@ use geom_multipath_rs::platform::{Access, CtlReq, Errno, ENXIO};
 use geom_multipath_rs::{Class, Platform, Softc};
 
 use crate::bio::Bio;
-use crate::class::SimClass;
+use crate::class::{Dumpconf, SimClass};
 use crate::ids::{ConsumerId, GeomId, ProviderId};
 use crate::sim::SimPlatform;
 use crate::violation::rule;
@@ -116,17 +116,10 @@ impl SimClass for MultipathClass {
     fn ctlreq(&self, plat: &SimPlatform, req: &mut dyn CtlReq, verb: &str) {
         self.core.ctlreq(plat, req, verb);
     }
-    fn dumpconf(
-        &self,
-        plat: &SimPlatform,
-        sb: &mut dyn std::fmt::Write,
-        indent: &str,
-        gp: GeomId,
-        cp: Option<ConsumerId>,
-        pp: Option<ProviderId>,
-    ) {
-        if let Some(sc) = softc(plat, gp) {
-            sc.dumpconf(plat, sb, indent, cp, pp);
+    fn dumpconf(&self, plat: &SimPlatform, d: &mut Dumpconf<'_>) {
+        if let Some(sc) = softc(plat, d.gp) {
+            let (cp, pp) = (d.cp(), d.pp());
+            sc.dumpconf(plat, d.sb, d.indent, cp, pp);
         }
     }
     fn destroy_geom(&self, plat: &SimPlatform, gp: GeomId) -> Result<(), Errno> {

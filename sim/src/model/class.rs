@@ -58,21 +58,54 @@ pub trait SimClass: Send + Sync + 'static {
     fn ctlreq(&self, _plat: &SimPlatform, req: &mut dyn CtlReq, verb: &str) {
         req.error(format_args!("Unknown verb {verb}"));
     }
-    /// `gp->dumpconf` (topology held): XML for the geom (`cp` and `pp`
-    /// None), one of its consumers, or one of its providers.
-    fn dumpconf(
-        &self,
-        _plat: &SimPlatform,
-        _sb: &mut dyn std::fmt::Write,
-        _indent: &str,
-        _gp: GeomId,
-        _cp: Option<ConsumerId>,
-        _pp: Option<ProviderId>,
-    ) {
-    }
+    /// `gp->dumpconf` (topology held): XML for the geom, one of its
+    /// consumers, or one of its providers, as `d` says.
+    fn dumpconf(&self, _plat: &SimPlatform, _d: &mut Dumpconf<'_>) {}
     /// `g_class.destroy_geom` (topology held), for unload.
     fn destroy_geom(&self, _plat: &SimPlatform, _gp: GeomId) -> Result<(), Errno> {
         Err(EOPNOTSUPP)
+    }
+}
+
+/// What a `gp->dumpconf` call describes: the geom itself (FreeBSD passes
+/// `cp` and `pp` NULL), one of its consumers or one of its providers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfNode {
+    Geom,
+    Consumer(ConsumerId),
+    Provider(ProviderId),
+}
+
+/// One `gp->dumpconf(sb, indent, gp, cp, pp)` call.
+pub struct Dumpconf<'a> {
+    /// Where the XML goes.
+    pub sb: &'a mut dyn std::fmt::Write,
+    /// What each line starts with.
+    pub indent: &'a str,
+    pub gp: GeomId,
+    pub node: ConfNode,
+}
+
+impl Dumpconf<'_> {
+    /// `cp`: the consumer described, if it is one.
+    pub fn cp(&self) -> Option<ConsumerId> {
+        match self.node {
+            ConfNode::Consumer(cp) => Some(cp),
+            _ => None,
+        }
+    }
+
+    /// `pp`: the provider described, if it is one.
+    pub fn pp(&self) -> Option<ProviderId> {
+        match self.node {
+            ConfNode::Provider(pp) => Some(pp),
+            _ => None,
+        }
+    }
+
+    /// `<tag>value</tag>` on its own line at the indent.
+    pub fn line(&mut self, tag: &str, value: impl std::fmt::Display) {
+        xml_line(self.sb, self.indent, tag, value);
     }
 }
 

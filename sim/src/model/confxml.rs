@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use crate::class::{ConfNode, Dumpconf, SimClass};
 use crate::ids::{ClassId, ConsumerId, GeomId, ProviderId};
 use crate::sim::SimPlatform;
 
@@ -67,7 +68,7 @@ impl SimPlatform {
         &self,
         sb: &mut String,
         plat: &SimPlatform,
-        imp: &dyn crate::class::SimClass,
+        imp: &dyn SimClass,
         c: ClassId,
         gp: GeomId,
     ) {
@@ -86,58 +87,76 @@ impl SimPlatform {
         let _ = writeln!(sb, "      <class ref=\"{}\"/>", id(c.raw()));
         let _ = writeln!(sb, "      <name>{}</name>", escape(&name));
         let _ = writeln!(sb, "      <rank>{rank}</rank>");
+        let g = GeomXml {
+            sim: self,
+            plat,
+            imp,
+            gp,
+            wither,
+        };
         if wither {
             sb.push_str("      <wither/>\n");
         } else {
-            sb.push_str("      <config>\n");
-            imp.dumpconf(plat, sb, "\t", gp, None, None);
-            sb.push_str("      </config>\n");
+            g.config(sb, "      ", "\t", ConfNode::Geom);
         }
         for cp in cons {
-            self.conf_consumer(sb, plat, imp, gp, wither, cp);
+            g.consumer(sb, cp);
         }
         for pp in provs {
-            self.conf_provider(sb, plat, imp, gp, wither, pp);
+            g.provider(sb, pp);
         }
         sb.push_str("    </geom>\n");
     }
+}
 
-    fn conf_consumer(
-        &self,
-        sb: &mut String,
-        plat: &SimPlatform,
-        imp: &dyn crate::class::SimClass,
-        gp: GeomId,
-        wither: bool,
-        cp: ConsumerId,
-    ) {
-        let Some((prov, acc)) = self.topo().consumer.get(&cp).map(|c| (c.provider, c.acc)) else {
+/// One geom being written out, for its consumers and providers.
+struct GeomXml<'a> {
+    /// The simulator, and the same bound to the geom's class.
+    sim: &'a SimPlatform,
+    plat: &'a SimPlatform,
+    imp: &'a dyn SimClass,
+    gp: GeomId,
+    wither: bool,
+}
+
+impl GeomXml<'_> {
+    /// `<config>` at `outer` with the class's dumpconf of `node` at `inner`.
+    fn config(&self, sb: &mut String, outer: &str, inner: &str, node: ConfNode) {
+        let _ = writeln!(sb, "{outer}<config>");
+        let mut d = Dumpconf {
+            sb,
+            indent: inner,
+            gp: self.gp,
+            node,
+        };
+        self.imp.dumpconf(self.plat, &mut d);
+        let _ = writeln!(sb, "{outer}</config>");
+    }
+
+    fn consumer(&self, sb: &mut String, cp: ConsumerId) {
+        let Some((prov, acc)) = self
+            .sim
+            .topo()
+            .consumer
+            .get(&cp)
+            .map(|c| (c.provider, c.acc))
+        else {
             return;
         };
         let _ = writeln!(sb, "\t<consumer id=\"{}\">", id(cp.raw()));
-        let _ = writeln!(sb, "\t  <geom ref=\"{}\"/>", id(gp.raw()));
+        let _ = writeln!(sb, "\t  <geom ref=\"{}\"/>", id(self.gp.raw()));
         if let Some(pp) = prov {
             let _ = writeln!(sb, "\t  <provider ref=\"{}\"/>", id(pp.raw()));
         }
         let _ = writeln!(sb, "\t  <mode>r{}w{}e{}</mode>", acc.r, acc.w, acc.e);
-        if !wither {
-            sb.push_str("\t  <config>\n");
-            imp.dumpconf(plat, sb, "\t    ", gp, Some(cp), None);
-            sb.push_str("\t  </config>\n");
+        if !self.wither {
+            self.config(sb, "\t  ", "\t    ", ConfNode::Consumer(cp));
         }
         sb.push_str("\t</consumer>\n");
     }
 
-    fn conf_provider(
-        &self,
-        sb: &mut String,
-        plat: &SimPlatform,
-        imp: &dyn crate::class::SimClass,
-        gp: GeomId,
-        wither: bool,
-        pp: ProviderId,
-    ) {
-        let Some(p) = self.topo().provider.get(&pp).map(|p| {
+    fn provider(&self, sb: &mut String, pp: ProviderId) {
+        let Some(p) = self.sim.topo().provider.get(&pp).map(|p| {
             (
                 p.name.clone(),
                 p.acc,
@@ -152,7 +171,7 @@ impl SimPlatform {
         };
         let (name, acc, ms, ss, stsz, stoff, pwither) = p;
         let _ = writeln!(sb, "\t<provider id=\"{}\">", id(pp.raw()));
-        let _ = writeln!(sb, "\t  <geom ref=\"{}\"/>", id(gp.raw()));
+        let _ = writeln!(sb, "\t  <geom ref=\"{}\"/>", id(self.gp.raw()));
         let _ = writeln!(sb, "\t  <mode>r{}w{}e{}</mode>", acc.r, acc.w, acc.e);
         let _ = writeln!(sb, "\t  <name>{}</name>", escape(&name));
         let _ = writeln!(sb, "\t  <mediasize>{ms}</mediasize>");
@@ -161,10 +180,8 @@ impl SimPlatform {
         let _ = writeln!(sb, "\t  <stripeoffset>{stoff}</stripeoffset>");
         if pwither {
             sb.push_str("\t  <wither/>\n");
-        } else if !wither {
-            sb.push_str("\t  <config>\n");
-            imp.dumpconf(plat, sb, "\t    ", gp, None, Some(pp));
-            sb.push_str("\t  </config>\n");
+        } else if !self.wither {
+            self.config(sb, "\t  ", "\t    ", ConfNode::Provider(pp));
         }
         sb.push_str("\t</provider>\n");
     }

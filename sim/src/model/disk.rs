@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use geom_multipath_rs::platform::{BioCmd, Errno, EFAULT, EIO, ENXIO, EOPNOTSUPP};
 
 use crate::bio::Bio;
-use crate::class::{xml_line, SimClass};
+use crate::class::{ConfNode, Dumpconf, SimClass};
 use crate::fault::Faults;
 use crate::ids::{ConsumerId, GeomId, ProviderId};
 use crate::sched::{Ctx, Queue, TID_DISK_BASE};
@@ -152,18 +152,10 @@ impl SimClass for DiskClass {
 
     fn orphan(&self, _plat: &SimPlatform, _cp: ConsumerId) {}
 
-    fn dumpconf(
-        &self,
-        plat: &SimPlatform,
-        sb: &mut dyn std::fmt::Write,
-        indent: &str,
-        gp: GeomId,
-        _cp: Option<ConsumerId>,
-        pp: Option<ProviderId>,
-    ) {
-        if pp.is_some() {
-            if let Some(sc) = plat.geom_softc::<DiskSoftc>(gp) {
-                xml_line(sb, indent, "path", &sc.path.name);
+    fn dumpconf(&self, plat: &SimPlatform, d: &mut Dumpconf<'_>) {
+        if let ConfNode::Provider(_) = d.node {
+            if let Some(sc) = plat.geom_softc::<DiskSoftc>(d.gp) {
+                d.line("path", &sc.path.name);
             }
         }
     }

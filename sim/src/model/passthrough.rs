@@ -6,7 +6,7 @@
 use geom_multipath_rs::platform::{Access, CtlReq, Errno, EBUSY, ENOMEM, ENXIO};
 
 use crate::bio::Bio;
-use crate::class::{xml_line, SimClass};
+use crate::class::{ConfNode, Dumpconf, SimClass};
 use crate::ctl::{param_int, param_str};
 use crate::ids::{ConsumerId, GeomId, ProviderId};
 use crate::sim::SimPlatform;
@@ -128,18 +128,10 @@ impl SimClass for PassClass {
         }
     }
 
-    fn dumpconf(
-        &self,
-        plat: &SimPlatform,
-        sb: &mut dyn std::fmt::Write,
-        indent: &str,
-        gp: GeomId,
-        cp: Option<ConsumerId>,
-        pp: Option<ProviderId>,
-    ) {
-        if cp.is_none() && pp.is_none() {
-            if let Some(sc) = plat.geom_softc::<PassSoftc>(gp) {
-                xml_line(sb, indent, "Inflight", plat.consumer_inflight(sc.cp));
+    fn dumpconf(&self, plat: &SimPlatform, d: &mut Dumpconf<'_>) {
+        if d.node == ConfNode::Geom {
+            if let Some(sc) = plat.geom_softc::<PassSoftc>(d.gp) {
+                d.line("Inflight", plat.consumer_inflight(sc.cp));
             }
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use geom_multipath_rs::platform::{Access, CtlReq, Errno, EBUSY, EINVAL, ENXIO, EOPNOTSUPP};
 
 use crate::bio::Bio;
-use crate::class::SimClass;
+use crate::class::{Dumpconf, SimClass};
 use crate::ids::{ConsumerId, GeomId, ProviderId};
 use crate::ko::{self, KoKernel};
 use crate::sim::SimPlatform;
@@ -195,28 +195,25 @@ impl SimClass for KoClass {
         ko::enter(&self.kk, plat, || run_ctlreq(geom, plat, self.mp(), req));
     }
 
-    fn dumpconf(
-        &self,
-        plat: &SimPlatform,
-        sb: &mut dyn std::fmt::Write,
-        indent: &str,
-        gp: GeomId,
-        cp: Option<ConsumerId>,
-        pp: Option<ProviderId>,
-    ) {
-        let g = self.geom_ptr(plat, gp);
+    fn dumpconf(&self, plat: &SimPlatform, d: &mut Dumpconf<'_>) {
+        let g = self.geom_ptr(plat, d.gp);
         // SAFETY: a live geom mirror.
         let Some(f) = (unsafe { (*g).dumpconf }) else {
             return;
         };
-        let c = cp.map_or(std::ptr::null_mut(), |c| self.kk.geom.consumer_ptr(plat, c));
-        let p = pp.map_or(std::ptr::null_mut(), |p| self.kk.geom.provider_ptr(plat, p));
-        let s = Sbuf::new(&self.kk.geom);
-        let ind = c_string(indent);
+        let geom = &self.kk.geom;
+        let c = d
+            .cp()
+            .map_or(std::ptr::null_mut(), |c| geom.consumer_ptr(plat, c));
+        let p = d
+            .pp()
+            .map_or(std::ptr::null_mut(), |p| geom.provider_ptr(plat, p));
+        let s = Sbuf::new(geom);
+        let ind = c_string(d.indent);
         // SAFETY: gp->dumpconf(sb, indent, gp, cp, pp), topology lock held.
         let (sp, ip) = (s.as_ptr(), ind.as_ptr());
         let _ = self.call(plat, || unsafe { f(sp, ip, g, c, p) });
-        let _ = sb.write_str(&s.text());
+        let _ = d.sb.write_str(&s.text());
         s.free(&self.kk.geom);
     }
 
