@@ -5,6 +5,7 @@
 
 pub mod ctl;
 
+use geom_multipath_rs::metadata::{Metadata, Mode as MpMode, Name, Uuid};
 use geom_sim::{Lun, LunConfig, Mode, Sim, SimConfig};
 
 /// Whether the class under test is the built module (`GMR_CLASS=ko`)
@@ -120,6 +121,22 @@ pub fn san(mode: Mode, seed: u64, paths: &[&str], size: u64) -> (Sim, Lun) {
     sim.load_multipath().expect("load MULTIPATH");
     sim.run_until_idle();
     (sim, lun)
+}
+
+/// An Active/Passive label for `name`/`uuid` on a `size`-byte path of
+/// 512-byte sectors, and the sector that holds it on disk.
+pub fn label_for(name: &str, uuid: &str, size: u64) -> (Metadata, Vec<u8>) {
+    let md = Metadata::new(
+        Name::new(name).expect("a valid name"),
+        Uuid::parse(uuid).expect("a valid uuid"),
+        512,
+        size,
+        MpMode::ActivePassive,
+    )
+    .expect("a valid label");
+    let mut sector = vec![0u8; 512];
+    md.encode_sector(&mut sector).expect("encode the label");
+    (md, sector)
 }
 
 /// One multipath geom as `gmultipath list` shows it.
