@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{fill, for_each_mode, getactive, list, san, submit_writes};
+use common::{fill, for_each_mode, getactive, list, san, submit_writes, with_device};
 use geom_sim::{Access, Sim};
 
 const N: usize = 32;
@@ -18,10 +18,7 @@ fn with_io_in_flight(
     verb: &[&str],
     check: impl Fn(&Sim),
 ) {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, seed, paths, 1 << 20);
-        sim.gmultipath(setup).unwrap();
-        sim.run_until_idle();
+    with_device(seed, paths, setup, |sim, lun| {
         for i in 0..paths.len() {
             lun.path(i).unwrap().set_latency(2000, 1500);
         }
@@ -40,9 +37,8 @@ fn with_io_in_flight(
                 "{verb:?} sector {i}"
             );
         }
-        check(&sim);
+        check(sim);
         drop(dev);
-        sim
     });
 }
 
@@ -146,21 +142,22 @@ fn add_and_configure_during_io() {
 /// stop and destroy refuse an open device; in-flight I/O is untouched.
 #[test]
 fn stop_and_destroy_refuse_while_io_is_in_flight() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 88, &["da0", "da1"], 1 << 20);
-        sim.gmultipath(&["create", "mp", "da0", "da1"]).unwrap();
-        sim.run_until_idle();
-        lun.path(0).unwrap().set_latency(2000, 0);
-        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
-        let w = submit_writes(&dev, N, 512);
-        for verb in ["stop", "destroy"] {
-            let e = sim.gmultipath(&[verb, "mp"]).unwrap_err();
-            assert!(e.contains("err=16"), "{verb}: {e}");
-        }
-        sim.run_until(|| w.done() == N as u64);
-        assert!(w.all_ok());
-        assert_eq!(list(&sim, "mp").unwrap().state, "OPTIMAL");
-        drop(dev);
-        sim
-    });
+    with_device(
+        88,
+        &["da0", "da1"],
+        &["create", "mp", "da0", "da1"],
+        |sim, lun| {
+            lun.path(0).unwrap().set_latency(2000, 0);
+            let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+            let w = submit_writes(&dev, N, 512);
+            for verb in ["stop", "destroy"] {
+                let e = sim.gmultipath(&[verb, "mp"]).unwrap_err();
+                assert!(e.contains("err=16"), "{verb}: {e}");
+            }
+            sim.run_until(|| w.done() == N as u64);
+            assert!(w.all_ok());
+            assert_eq!(list(sim, "mp").unwrap().state, "OPTIMAL");
+            drop(dev);
+        },
+    );
 }

@@ -7,20 +7,18 @@
 
 mod common;
 
-use common::{for_each_mode, getactive, list, logged, san, submit_writes};
+use common::{getactive, list, logged, submit_writes, with_device};
 use geom_sim::Access;
 
 const N: usize = 32;
+const DA: [&str; 2] = ["da0", "da1"];
 
 /// An error from a path that is already LOST (its device went away while
 /// bios were in flight on it) is still "Error 6, da0 in mp marked FAIL",
 /// once, and the bios go on to da1.
 #[test]
 fn an_error_on_a_lost_path_is_logged_and_faults_it() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 501, &["da0", "da1"], 1 << 20);
-        sim.gmultipath(&["create", "mp", "da0", "da1"]).unwrap();
-        sim.run_until_idle();
+    with_device(501, &DA, &["create", "mp", "da0", "da1"], |sim, lun| {
         let da0 = lun.path(0).unwrap();
         da0.set_latency(200_000, 0);
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
@@ -47,11 +45,10 @@ fn an_error_on_a_lost_path_is_logged_and_faults_it() {
             1,
             "{lines:?}"
         );
-        assert!(!logged(&sim, "all paths in mp"), "{lines:?}");
-        assert_eq!(getactive(&sim, "mp"), "da1");
-        assert_eq!(list(&sim, "mp").unwrap().paths.len(), 1);
+        assert!(!logged(sim, "all paths in mp"), "{lines:?}");
+        assert_eq!(getactive(sim, "mp"), "da1");
+        assert_eq!(list(sim, "mp").unwrap().paths.len(), 1);
         drop(dev);
-        sim
     });
 }
 
@@ -61,38 +58,38 @@ fn an_error_on_a_lost_path_is_logged_and_faults_it() {
 /// device goes with its last path. The writes already sent complete.
 #[test]
 fn removing_every_path_under_load_removes_the_device() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 502, &["da0", "da1"], 1 << 20);
-        sim.gmultipath(&["label", "-A", "mp", "da0", "da1"])
-            .unwrap();
-        sim.run_until_idle();
-        assert_eq!(list(&sim, "mp").unwrap().paths.len(), 2);
-        for i in 0..2 {
-            lun.path(i).unwrap().set_latency(200_000, 0);
-        }
-        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
-        let w = submit_writes(&dev, N, 512);
-        let started =
-            || lun.path(0).unwrap().counts().started + lun.path(1).unwrap().counts().started;
-        sim.run_until(|| started() >= N as u64);
-        let from = sim.log_lines().len();
-        sim.gmultipath(&["remove", "mp", "da0"]).unwrap();
-        sim.gmultipath(&["remove", "mp", "da1"]).unwrap();
-        sim.run_until(|| w.done() == N as u64);
-        sim.run_until_idle();
-        assert!(w.all_ok(), "{:?}", w.results());
-        drop(dev);
-        sim.run_until_idle();
-        let lines = sim.log_lines()[from..].to_vec();
-        assert!(list(&sim, "mp").is_none(), "{lines:?}");
-        assert!(
-            !lines.iter().any(|l| l.contains("added to mp")),
-            "a removed path was tasted back: {lines:?}"
-        );
-        assert!(
-            lines.iter().any(|l| l == "GEOM_MULTIPATH: mp destroyed"),
-            "{lines:?}"
-        );
-        sim
-    });
+    with_device(
+        502,
+        &DA,
+        &["label", "-A", "mp", "da0", "da1"],
+        |sim, lun| {
+            assert_eq!(list(sim, "mp").unwrap().paths.len(), 2);
+            for i in 0..2 {
+                lun.path(i).unwrap().set_latency(200_000, 0);
+            }
+            let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+            let w = submit_writes(&dev, N, 512);
+            let started =
+                || lun.path(0).unwrap().counts().started + lun.path(1).unwrap().counts().started;
+            sim.run_until(|| started() >= N as u64);
+            let from = sim.log_lines().len();
+            sim.gmultipath(&["remove", "mp", "da0"]).unwrap();
+            sim.gmultipath(&["remove", "mp", "da1"]).unwrap();
+            sim.run_until(|| w.done() == N as u64);
+            sim.run_until_idle();
+            assert!(w.all_ok(), "{:?}", w.results());
+            drop(dev);
+            sim.run_until_idle();
+            let lines = sim.log_lines()[from..].to_vec();
+            assert!(list(sim, "mp").is_none(), "{lines:?}");
+            assert!(
+                !lines.iter().any(|l| l.contains("added to mp")),
+                "a removed path was tasted back: {lines:?}"
+            );
+            assert!(
+                lines.iter().any(|l| l == "GEOM_MULTIPATH: mp destroyed"),
+                "{lines:?}"
+            );
+        },
+    );
 }

@@ -13,11 +13,14 @@
 
 mod common;
 
-use common::{check_state, fill, for_each_mode, gm, list, logged, modes, san, submit_writes};
-use geom_multipath_rs::metadata::{Metadata, Mode as MpMode, Name, Uuid};
+use common::{
+    check_state, fill, gm, label_for, list, logged, modes, san, submit_writes, with_device, SIZE,
+};
+use geom_multipath_rs::metadata::{Metadata, Mode as MpMode};
 use geom_sim::{Access, Lun, Sim, EIO, ENXIO};
 
-const SIZE: u64 = 1 << 20;
+/// The paths of most cases' LUN.
+const DA: [&str; 2] = ["da0", "da1"];
 const BIG: u64 = 2 << 20;
 const SMALL: u64 = 512 << 10;
 
@@ -47,11 +50,9 @@ fn count_logged(sim: &Sim, needle: &str) -> usize {
 /// The data stays, and the new space is usable.
 #[test]
 fn grown_labelled_lun() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 1, &["da0", "da1"], SIZE);
-        gm(&sim, &["label", "-A", "mp", "da0", "da1"]);
-        assert_eq!(mp_size(&sim, "mp"), SIZE - 512);
-        let uuid = list(&sim, "mp").unwrap().uuid;
+    with_device(1, &DA, &["label", "-A", "mp", "da0", "da1"], |sim, lun| {
+        assert_eq!(mp_size(sim, "mp"), SIZE - 512);
+        let uuid = list(sim, "mp").unwrap().uuid;
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
         dev.write(0, &[1; 4096]).unwrap();
         dev.write(SIZE - 4096, &[2; 3584]).unwrap();
@@ -59,17 +60,17 @@ fn grown_labelled_lun() {
         // One path grown: the other still bounds the device.
         lun.path(0).unwrap().resize(BIG).unwrap();
         sim.run_until_idle();
-        assert_eq!(mp_size(&sim, "mp"), SIZE - 512);
-        assert!(!logged(&sim, "size changed"));
+        assert_eq!(mp_size(sim, "mp"), SIZE - 512);
+        assert!(!logged(sim, "size changed"));
         // Both: it grows, once.
         lun.path(1).unwrap().resize(BIG).unwrap();
         sim.run_until_idle();
-        assert_eq!(mp_size(&sim, "mp"), BIG - 512);
+        assert_eq!(mp_size(sim, "mp"), BIG - 512);
         assert_eq!(dev.size(), Some((BIG - 512, 512)));
         let line = format!("mp size changed from {} to {}", SIZE - 512, BIG - 512);
-        assert_eq!(count_logged(&sim, &line), 1, "{:?}", sim.log_lines());
+        assert_eq!(count_logged(sim, &line), 1, "{:?}", sim.log_lines());
         // The label sits at the new end, for the new size, same identity.
-        let md = label_at(&lun, BIG).expect("label at the new end");
+        let md = label_at(lun, BIG).expect("label at the new end");
         assert_eq!(md.size, BIG);
         assert_eq!(md.sectorsize, 512);
         assert_eq!(md.uuid.as_str(), uuid);
@@ -87,21 +88,20 @@ fn grown_labelled_lun() {
         sim.run_until_idle();
         lun.path(0).unwrap().revive();
         sim.run_until_idle();
-        check_state(&sim, "mp", "da0 da1", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
+        check_state(sim, "mp", "da0 da1", "OPTIMAL", &["ACTIVE", "ACTIVE"]);
         // The whole device goes and comes back: rebuilt at the new size.
         lun.path(0).unwrap().die();
         lun.path(1).unwrap().die();
         sim.run_until_idle();
-        assert!(list(&sim, "mp").is_none());
+        assert!(list(sim, "mp").is_none());
         lun.path(0).unwrap().revive();
         lun.path(1).unwrap().revive();
         sim.run_until_idle();
-        assert_eq!(mp_size(&sim, "mp"), BIG - 512);
-        assert_eq!(list(&sim, "mp").unwrap().uuid, uuid);
+        assert_eq!(mp_size(sim, "mp"), BIG - 512);
+        assert_eq!(list(sim, "mp").unwrap().uuid, uuid);
         let dev = sim.open("multipath/mp", Access::new(1, 0, 0)).unwrap();
         assert_eq!(dev.read(BIG - 4096, 3584).unwrap(), vec![3; 3584]);
         drop(dev);
-        sim
     });
 }
 
@@ -109,25 +109,27 @@ fn grown_labelled_lun() {
 /// without a second change); an open device keeps working at its new size.
 #[test]
 fn shrunk_manual_device() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 2, &["md0", "md1"], SIZE);
-        gm(&sim, &["create", "mp", "md0", "md1"]);
-        assert_eq!(mp_size(&sim, "mp"), SIZE);
-        let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
-        dev.write(SMALL - 4096, &[9; 4096]).unwrap();
-        lun.resize(SMALL).unwrap();
-        sim.run_until_idle();
-        assert_eq!(mp_size(&sim, "mp"), SMALL);
-        assert_eq!(dev.size(), Some((SMALL, 512)));
-        let line = format!("mp size changed from {SIZE} to {SMALL}");
-        assert_eq!(count_logged(&sim, &line), 1, "{:?}", sim.log_lines());
-        assert_eq!(dev.read(SMALL - 4096, 4096).unwrap(), vec![9; 4096]);
-        // Past the new end is past the device (at the end: EOF).
-        assert_eq!(dev.read(SMALL + 512, 512), Err(EIO));
-        check_state(&sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        drop(dev);
-        sim
-    });
+    with_device(
+        2,
+        &["md0", "md1"],
+        &["create", "mp", "md0", "md1"],
+        |sim, lun| {
+            assert_eq!(mp_size(sim, "mp"), SIZE);
+            let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
+            dev.write(SMALL - 4096, &[9; 4096]).unwrap();
+            lun.resize(SMALL).unwrap();
+            sim.run_until_idle();
+            assert_eq!(mp_size(sim, "mp"), SMALL);
+            assert_eq!(dev.size(), Some((SMALL, 512)));
+            let line = format!("mp size changed from {SIZE} to {SMALL}");
+            assert_eq!(count_logged(sim, &line), 1, "{:?}", sim.log_lines());
+            assert_eq!(dev.read(SMALL - 4096, 4096).unwrap(), vec![9; 4096]);
+            // Past the new end is past the device (at the end: EOF).
+            assert_eq!(dev.read(SMALL + 512, 512), Err(EIO));
+            check_state(sim, "mp", "md0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
+            drop(dev);
+        },
+    );
 }
 
 /// A labelled device shrinks but its label is not at the new end: the
@@ -176,28 +178,16 @@ fn shrunk_labelled_device_without_its_label_is_destroyed() {
 /// there), the shrunk labelled device lives on at the new size.
 #[test]
 fn shrunk_labelled_device_with_its_label_shrinks() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 4, &["da0", "da1"], SIZE);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
-        let uuid = list(&sim, "mp").unwrap().uuid;
-        let md = Metadata::new(
-            Name::new("mp").unwrap(),
-            Uuid::parse(&uuid).unwrap(),
-            512,
-            SMALL,
-            MpMode::ActivePassive,
-        )
-        .unwrap();
-        let mut sector = vec![0u8; 512];
-        md.encode_sector(&mut sector).unwrap();
+    with_device(4, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
+        let uuid = list(sim, "mp").unwrap().uuid;
+        let (md, sector) = label_for("mp", &uuid, SMALL);
         lun.write_raw(SMALL - 512, &sector).unwrap();
         lun.resize(SMALL).unwrap();
         sim.run_until_idle();
-        assert_eq!(mp_size(&sim, "mp"), SMALL - 512);
-        assert!(!logged(&sim, "destroying"));
-        assert_eq!(label_at(&lun, SMALL), Some(md));
-        check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
-        sim
+        assert_eq!(mp_size(sim, "mp"), SMALL - 512);
+        assert!(!logged(sim, "destroying"));
+        assert_eq!(label_at(lun, SMALL), Some(md));
+        check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
     });
 }
 
@@ -205,15 +195,13 @@ fn shrunk_labelled_device_with_its_label_shrinks() {
 /// the console says so ("Can't update metadata on P (E)").
 #[test]
 fn label_write_failure_is_reported() {
-    for_each_mode(|m| {
-        let (sim, lun) = san(m, 5, &["da0", "da1"], SIZE);
-        gm(&sim, &["label", "mp", "da0", "da1"]);
+    with_device(5, &DA, &["label", "mp", "da0", "da1"], |sim, lun| {
         for i in 0..2 {
             lun.path(i).unwrap().fail_rate(EIO, 1000);
         }
         lun.resize(BIG).unwrap();
         sim.run_until_idle();
-        assert_eq!(mp_size(&sim, "mp"), BIG - 512);
+        assert_eq!(mp_size(sim, "mp"), BIG - 512);
         assert!(
             sim.log_lines().iter().any(|l| l
                 .starts_with("GEOM_MULTIPATH: Can't update metadata on da")
@@ -221,13 +209,12 @@ fn label_write_failure_is_reported() {
             "{:?}",
             sim.log_lines()
         );
-        assert!(label_at(&lun, BIG).is_none());
+        assert!(label_at(lun, BIG).is_none());
         // The label write is not multipath I/O: no path was failed.
-        check_state(&sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
+        check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "PASSIVE"]);
         for i in 0..2 {
             lun.path(i).unwrap().heal();
         }
-        sim
     });
 }
 

@@ -7,10 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::{
-    fill, for_each_mode, getactive, gm, list, list_all, logged, modes, san, submit_writes,
-    with_device, SIZE,
+    fill, for_each_mode, getactive, gm, label_for, list, list_all, logged, modes, san,
+    submit_writes, with_device, with_san, SIZE,
 };
-use geom_multipath_rs::metadata::{Metadata, Mode as MpMode, Name, Uuid};
 use geom_sim::workload::{run_workload, WorkloadConfig};
 use geom_sim::{
     for_seeds, Access, LunConfig, Mode, MultipathClass, Sim, SimConfig, ENXIO, EOPNOTSUPP, EPERM,
@@ -19,22 +18,26 @@ use geom_sim::{
 const UUID_A: &str = "0b7a3a9e-4c1d-4f0e-9a55-2f6c1d3e8b01";
 const UUID_B: &str = "5d2c8f10-77aa-4e3b-8c21-9e0f4a6b7c02";
 
-/// The last sector of a LUN, holding a label for `name`/`uuid`.
 /// The two paths of most cases' LUN.
 const DA: [&str; 2] = ["da0", "da1"];
 
+/// The last sector of a LUN, holding a label for `name`/`uuid`.
 fn label_sector(name: &str, uuid: &str, size: u64) -> Vec<u8> {
-    let md = Metadata::new(
-        Name::new(name).unwrap(),
-        Uuid::parse(uuid).unwrap(),
-        512,
-        size,
-        MpMode::ActivePassive,
-    )
-    .unwrap();
-    let mut s = vec![0u8; 512];
-    md.encode_sector(&mut s).unwrap();
-    s
+    label_for(name, uuid, size).1
+}
+
+/// A simulator with one [`SIZE`] LUN per `(paths, sector)` of `luns`, that
+/// sector written at its end, tasted by MULTIPATH loaded after them.
+fn tasted(m: Mode, seed: u64, luns: &[(&[&str], &[u8])]) -> Sim {
+    let sim = Sim::new(SimConfig::new(m, seed));
+    for (paths, last) in luns {
+        let lun = sim.add_lun(LunConfig::new(paths, SIZE)).expect("lun");
+        lun.write_raw(SIZE - 512, last)
+            .expect("write the last sector");
+    }
+    sim.load_multipath().expect("load MULTIPATH");
+    sim.run_until_idle();
+    sim
 }
 
 /// Each path consumer's access mode ("r1w1e1") in a MULTIPATH geom.
@@ -103,26 +106,20 @@ fn taste_assembles_labelled_paths_into_one_device() {
 
 #[test]
 fn taste_ignores_a_disk_without_label_and_leaves_no_access() {
-    for_each_mode(|m| {
-        let (sim, _lun) = san(m, 22, &["da0", "da1"], SIZE);
-        assert!(list_all(&sim).is_empty());
-        assert_eq!(provider_mode(&sim, "da0"), "r0w0e0");
-        assert_eq!(provider_mode(&sim, "da1"), "r0w0e0");
+    with_san(22, &DA, |sim, _lun| {
+        assert!(list_all(sim).is_empty());
+        assert_eq!(provider_mode(sim, "da0"), "r0w0e0");
+        assert_eq!(provider_mode(sim, "da1"), "r0w0e0");
         assert!(!sim.log_lines().iter().any(|l| l.contains("GEOM_MULTIPATH")));
-        sim
     });
 }
 
 #[test]
 fn taste_rejects_another_version_with_a_log_line() {
     for_each_mode(|m| {
-        let sim = Sim::new(SimConfig::new(m, 23));
-        let lun = sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
         let mut s = label_sector("mp", UUID_A, SIZE);
         s[72..76].copy_from_slice(&2u32.to_le_bytes());
-        lun.write_raw(SIZE - 512, &s).unwrap();
-        sim.load_multipath().unwrap();
-        sim.run_until_idle();
+        let sim = tasted(m, 23, &[(&DA, &s)]);
         assert!(list_all(&sim).is_empty());
         assert!(logged(&sim, "da0 has version 2"), "{:?}", sim.log_lines());
         sim
@@ -132,12 +129,7 @@ fn taste_rejects_another_version_with_a_log_line() {
 #[test]
 fn taste_silently_rejects_a_label_written_for_another_size() {
     for_each_mode(|m| {
-        let sim = Sim::new(SimConfig::new(m, 24));
-        let lun = sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
-        lun.write_raw(SIZE - 512, &label_sector("mp", UUID_A, SIZE * 2))
-            .unwrap();
-        sim.load_multipath().unwrap();
-        sim.run_until_idle();
+        let sim = tasted(m, 24, &[(&DA, &label_sector("mp", UUID_A, SIZE * 2))]);
         assert!(list_all(&sim).is_empty());
         assert!(!sim.log_lines().iter().any(|l| l.contains("GEOM_MULTIPATH")));
         sim
@@ -147,15 +139,9 @@ fn taste_silently_rejects_a_label_written_for_another_size() {
 #[test]
 fn taste_gives_a_clashing_name_a_temporary_one() {
     for_each_mode(|m| {
-        let sim = Sim::new(SimConfig::new(m, 25));
-        let a = sim.add_lun(LunConfig::new(&["da0", "da1"], SIZE)).unwrap();
-        let b = sim.add_lun(LunConfig::new(&["da2", "da3"], SIZE)).unwrap();
-        a.write_raw(SIZE - 512, &label_sector("mp", UUID_A, SIZE))
-            .unwrap();
-        b.write_raw(SIZE - 512, &label_sector("mp", UUID_B, SIZE))
-            .unwrap();
-        sim.load_multipath().unwrap();
-        sim.run_until_idle();
+        let a = label_sector("mp", UUID_A, SIZE);
+        let b = label_sector("mp", UUID_B, SIZE);
+        let sim = tasted(m, 25, &[(&DA, &a), (&["da2", "da3"], &b)]);
         let all = list_all(&sim);
         assert_eq!(all.len(), 2, "{all:?}");
         let other = all.iter().find(|g| g.name != "mp").expect("renamed geom");
@@ -177,6 +163,15 @@ fn taste_gives_a_clashing_name_a_temporary_one() {
 
 // ---- I/O ---------------------------------------------------------------------
 
+/// `mp` on da0 and da1 had no failover: da0 is still active, both paths
+/// are good and the worker re-issued nothing.
+#[track_caller]
+fn assert_no_failover(sim: &Sim, why: &str) {
+    assert_eq!(getactive(sim, "mp"), "da0", "{why}");
+    assert_eq!(list(sim, "mp").unwrap().state, "OPTIMAL", "{why}");
+    assert_eq!(sim.plat().reissued(), 0, "{why}");
+}
+
 /// A failed `g_clone_bio` delivers the parent with ENOMEM, which GEOM
 /// sends down again (as g_io_deliver does): the reader sees success, the
 /// path is not blamed and the worker is not involved. (With every clone
@@ -191,9 +186,7 @@ fn a_failed_clone_delivers_enomem_and_geom_retries() {
             assert_eq!(dev.read(0, 4096), Ok(vec![3u8; 4096]));
         }
         sim.plat().set_clone_failure(0);
-        assert_eq!(getactive(sim, "mp"), "da0", "ENOMEM is not a path failure");
-        assert_eq!(list(sim, "mp").unwrap().state, "OPTIMAL");
-        assert_eq!(sim.plat().reissued(), 0);
+        assert_no_failover(sim, "ENOMEM is not a path failure");
         drop(dev);
     });
 }
@@ -223,9 +216,7 @@ fn other_errors_are_delivered_as_they_are() {
         let dev = sim.open("multipath/mp", Access::new(1, 1, 0)).unwrap();
         lun.path(0).unwrap().fail_next(1, EOPNOTSUPP);
         assert_eq!(dev.read(0, 512), Err(EOPNOTSUPP));
-        assert_eq!(getactive(sim, "mp"), "da0", "no failover");
-        assert_eq!(list(sim, "mp").unwrap().state, "OPTIMAL");
-        assert_eq!(sim.plat().reissued(), 0);
+        assert_no_failover(sim, "no failover");
         drop(dev);
     });
 }
