@@ -75,9 +75,10 @@ use std::sync::Arc;
 use geom_sim::gmultipath::strerror;
 use geom_sim::ids::{ConsumerId, GeomId, ProviderId};
 use geom_sim::ko::{KoKernel, KoOptions};
+use geom_sim::passthrough::PassThrough;
 use geom_sim::{
     Access, Bio, BioCmd, Dev, Errno, Lun, LunConfig, Sim, SimClass, SimConfig, SimPlatform,
-    StoreKind, EBUSY, EFAULT, EIO, ENOMEM, ENXIO, PHYSPATH,
+    StoreKind, EBUSY, EFAULT, EIO, ENXIO, PHYSPATH,
 };
 
 // ------------------------------------------------------------------ gnop
@@ -94,6 +95,12 @@ struct NopSoftc {
     /// Failure rates, percent (`gnop configure -r`, `-w`).
     rfail: AtomicU32,
     wfail: AtomicU32,
+}
+
+impl PassThrough for NopSoftc {
+    fn consumer(&self) -> ConsumerId {
+        self.cp
+    }
 }
 
 impl SimClass for NopClass {
@@ -121,27 +128,20 @@ impl SimClass for NopClass {
                 return plat.g_io_deliver(bp, err);
             }
         }
-        let Some(mut child) = plat.g_clone_bio(&bp) else {
-            return plat.g_io_deliver(bp, ENOMEM);
-        };
-        if matches!(cmd, BioCmd::Read | BioCmd::Write | BioCmd::Delete) {
-            let off = plat.bio_offset_of(&child) + sc.offset;
-            plat.set_bio_offset(&mut child, off);
-        }
-        plat.release_to_children(bp);
-        plat.g_io_request(child, sc.cp);
+        plat.pass_down(bp, sc.cp, |child| {
+            if matches!(cmd, BioCmd::Read | BioCmd::Write | BioCmd::Delete) {
+                let off = plat.bio_offset_of(child) + sc.offset;
+                plat.set_bio_offset(child, off);
+            }
+        });
     }
 
     fn orphan(&self, plat: &SimPlatform, cp: ConsumerId) {
-        if let Some(gp) = plat.consumer_geom(cp) {
-            plat.g_wither_geom(gp, ENXIO);
-        }
+        plat.wither_consumer_geom(cp);
     }
 
     fn access(&self, plat: &SimPlatform, pp: ProviderId, delta: Access) -> Result<(), Errno> {
-        let gp = plat.provider_geom(pp).ok_or(ENXIO)?;
-        let sc = plat.geom_softc::<NopSoftc>(gp).ok_or(ENXIO)?;
-        plat.g_access(sc.cp, delta)
+        plat.pass_access::<NopSoftc>(pp, delta)
     }
 
     fn destroy_geom(&self, plat: &SimPlatform, gp: GeomId) -> Result<(), Errno> {

@@ -3,6 +3,8 @@
 //! back with g_std_done; opens and closes are passed to its consumer.
 //! It tests the simulator itself and is the benchmark baseline.
 
+use std::any::Any;
+
 use geom_multipath_rs::platform::{Access, CtlReq, Errno, EBUSY, ENOMEM, ENXIO};
 
 use crate::bio::Bio;
@@ -19,6 +21,18 @@ pub struct PassClass;
 /// The geom's softc.
 pub struct PassSoftc {
     pub cp: ConsumerId,
+}
+
+/// The softc of a geom that passes its provider's opens and I/O to its
+/// one consumer (PASS here, the VM dry run's gnop in mpsim-serve).
+pub trait PassThrough: Any + Send + Sync {
+    fn consumer(&self) -> ConsumerId;
+}
+
+impl PassThrough for PassSoftc {
+    fn consumer(&self) -> ConsumerId {
+        self.cp
+    }
 }
 
 impl PassClass {
@@ -90,25 +104,15 @@ impl SimClass for PassClass {
         let Some(sc) = plat.geom_softc::<PassSoftc>(gp) else {
             return plat.g_io_deliver(bp, ENXIO);
         };
-        match plat.g_clone_bio(&bp) {
-            None => plat.g_io_deliver(bp, ENOMEM),
-            Some(child) => {
-                plat.release_to_children(bp);
-                plat.g_io_request(child, sc.cp);
-            }
-        }
+        plat.pass_down(bp, sc.cp, |_| {});
     }
 
     fn orphan(&self, plat: &SimPlatform, cp: ConsumerId) {
-        if let Some(gp) = plat.consumer_geom(cp) {
-            plat.g_wither_geom(gp, ENXIO);
-        }
+        plat.wither_consumer_geom(cp);
     }
 
     fn access(&self, plat: &SimPlatform, pp: ProviderId, delta: Access) -> Result<(), Errno> {
-        let gp = plat.provider_geom(pp).ok_or(ENXIO)?;
-        let sc = plat.geom_softc::<PassSoftc>(gp).ok_or(ENXIO)?;
-        plat.g_access(sc.cp, delta)
+        plat.pass_access::<PassSoftc>(pp, delta)
     }
 
     fn ctlreq(&self, plat: &SimPlatform, req: &mut dyn CtlReq, verb: &str) {
@@ -142,6 +146,33 @@ impl SimClass for PassClass {
 }
 
 impl SimPlatform {
+    /// The pass-through part of a start method: sends a clone of `bp`,
+    /// changed by `adjust`, down `cp` and gives `bp` up to it (g_std_done
+    /// completes it); fails `bp` with ENOMEM when it cannot be cloned.
+    pub fn pass_down(&self, bp: Bio, cp: ConsumerId, adjust: impl FnOnce(&mut Bio)) {
+        let Some(mut child) = self.g_clone_bio(&bp) else {
+            return self.g_io_deliver(bp, ENOMEM);
+        };
+        adjust(&mut child);
+        self.release_to_children(bp);
+        self.g_io_request(child, cp);
+    }
+
+    /// `gp->orphan` of a geom over one consumer: the geom withers (ENXIO).
+    pub fn wither_consumer_geom(&self, cp: ConsumerId) {
+        if let Some(gp) = self.consumer_geom(cp) {
+            self.g_wither_geom(gp, ENXIO);
+        }
+    }
+
+    /// `gp->access` of a pass-through geom whose softc is a `T`: the open
+    /// or close of `pp` goes to its consumer; ENXIO without a softc.
+    pub fn pass_access<T: PassThrough>(&self, pp: ProviderId, delta: Access) -> Result<(), Errno> {
+        let gp = self.provider_geom(pp).ok_or(ENXIO)?;
+        let sc = self.geom_softc::<T>(gp).ok_or(ENXIO)?;
+        self.g_access(sc.consumer(), delta)
+    }
+
     /// A start method that cloned children and sent them gives the parent
     /// handle up: it lives on through `bio_parent` and is delivered by the
     /// last child's g_std_done. Giving it up with no child in flight loses
