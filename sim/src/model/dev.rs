@@ -93,10 +93,7 @@ impl SimPlatform {
     /// gone); g_access's error otherwise (EPERM for an exclusive conflict).
     pub fn open(&self, name: &str, acc: Access) -> Result<Dev, Errno> {
         let name = name.strip_prefix("/dev/").unwrap_or(name).to_string();
-        self.g_topology_lock();
-        let r = self.open_locked(&name, acc);
-        self.g_topology_unlock();
-        r
+        self.with_topology(|| self.open_locked(&name, acc))
     }
 
     fn open_locked(&self, name: &str, acc: Access) -> Result<Dev, Errno> {
@@ -183,41 +180,29 @@ impl Dev {
         // Like destroy_dev(9), which waits for threads inside the driver:
         // the check and the request are one step under the topology lock,
         // so an orphan cannot destroy the consumer between them.
-        self.plat.g_topology_lock();
-        let r = self.submit_locked(cmd, offset, length, data, done);
-        self.plat.g_topology_unlock();
-        r
-    }
-
-    fn submit_locked(
-        &self,
-        cmd: BioCmd,
-        offset: u64,
-        length: u64,
-        data: Option<Vec<u8>>,
-        done: impl Fn(BioId, BioResult) + Send + Sync + 'static,
-    ) -> Result<BioId, Errno> {
-        if !self.alive() {
-            return Err(ENXIO);
-        }
-        let buf = match cmd {
-            BioCmd::Read | BioCmd::GetAttr => Some(vec![0u8; length as usize]),
-            BioCmd::Write => Some(data.unwrap_or_else(|| vec![0u8; length as usize])),
-            _ => data,
-        };
-        let mut bp = self.plat.new_bio(
-            cmd,
-            offset,
-            length,
-            buf.map(|b| Arc::new(Mutex::new(b))),
-            DoneTarget::User(Arc::new(done)),
-        );
-        if self.unmapped_for(cmd) {
-            self.plat.set_bio_unmapped(&mut bp, true);
-        }
-        let id = bp.id();
-        self.plat.g_io_request(bp, self.cp);
-        Ok(id)
+        self.plat.with_topology(|| {
+            if !self.alive() {
+                return Err(ENXIO);
+            }
+            let buf = match cmd {
+                BioCmd::Read | BioCmd::GetAttr => Some(vec![0u8; length as usize]),
+                BioCmd::Write => Some(data.unwrap_or_else(|| vec![0u8; length as usize])),
+                _ => data,
+            };
+            let mut bp = self.plat.new_bio(
+                cmd,
+                offset,
+                length,
+                buf.map(|b| Arc::new(Mutex::new(b))),
+                DoneTarget::User(Arc::new(done)),
+            );
+            if self.unmapped_for(cmd) {
+                self.plat.set_bio_unmapped(&mut bp, true);
+            }
+            let id = bp.id();
+            self.plat.g_io_request(bp, self.cp);
+            Ok(id)
+        })
     }
 
     /// `pread(2)`: sleeps until done; the bytes transferred. Out-of-range
@@ -315,14 +300,13 @@ impl Dev {
         if !self.acc.is_open() {
             return Ok(());
         }
-        self.plat.g_topology_lock();
-        let r = if self.sc.gone.load(Ordering::Acquire) || !self.plat.consumer_exists(self.cp) {
-            Ok(())
-        } else {
-            self.plat.g_access(self.cp, self.acc.neg())
-        };
-        self.plat.g_topology_unlock();
-        r
+        self.plat.with_topology(|| {
+            if self.sc.gone.load(Ordering::Acquire) || !self.plat.consumer_exists(self.cp) {
+                Ok(())
+            } else {
+                self.plat.g_access(self.cp, self.acc.neg())
+            }
+        })
     }
 }
 
