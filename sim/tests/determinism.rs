@@ -4,10 +4,10 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::Grabber;
+use common::{pass_over, Grabber};
 use geom_sim::seeds::for_seeds_or_only;
 use geom_sim::workload::{run_workload, WorkloadConfig};
-use geom_sim::{for_seeds, Access, LunConfig, PassClass, Sim, EIO};
+use geom_sim::{for_seeds, Access, LunConfig, Sim, EIO};
 
 /// A pass-through run with faults and latency; returns (trace hash, stats).
 fn run(seed: u64) -> (u64, geom_sim::workload::WorkloadStats) {
@@ -15,9 +15,7 @@ fn run(seed: u64) -> (u64, geom_sim::workload::WorkloadStats) {
     let lun = sim
         .add_lun(LunConfig::new(&["da0", "da1"], 2 << 20))
         .unwrap();
-    sim.load_class(Arc::new(PassClass)).unwrap();
-    sim.pass_create("da0").unwrap();
-    sim.run_until_idle();
+    pass_over(&sim, "da0");
     let p0 = lun.path(0).unwrap();
     p0.set_latency(5, 40);
     p0.fail_rate(EIO, 20);

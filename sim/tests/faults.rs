@@ -4,21 +4,14 @@ mod common;
 
 use std::sync::Arc;
 
-use common::Counter;
+use common::{add_lun_1m, both, load_counter, pass_over};
 use geom_sim::workload::{run_workload, WorkloadConfig};
-use geom_sim::{Access, BioCmd, LunConfig, Mode, PassClass, Sim, SimConfig, StoreKind, EIO, ENXIO};
-
-fn both(f: impl Fn(Sim)) {
-    f(Sim::new(SimConfig::new(Mode::Deterministic, 9)));
-    f(Sim::new(SimConfig::new(Mode::Threaded, 9)));
-}
+use geom_sim::{Access, BioCmd, LunConfig, Sim, StoreKind, EIO, ENXIO};
 
 #[test]
 fn fail_next_k_and_rate() {
-    both(|sim| {
-        let lun = sim
-            .add_lun(LunConfig::new(&["md0", "md1"], 1 << 20))
-            .unwrap();
+    both(9, |sim| {
+        let lun = add_lun_1m(sim, &["md0", "md1"]);
         let dev = sim.open("md0", Access::new(1, 1, 0)).unwrap();
         let p = lun.path(0).unwrap();
         p.fail_next(2, ENXIO);
@@ -35,23 +28,20 @@ fn fail_next_k_and_rate() {
         let c = p.counts();
         assert_eq!(c.failed, 3);
         drop((dev, d1));
-        sim.finish().assert_clean();
     });
 }
 
 #[test]
 fn rate_faults_through_passthrough_keep_data_consistent() {
-    both(|sim| {
+    both(9, |sim| {
         let lun = sim.add_lun(LunConfig::new(&["da0"], 2 << 20)).unwrap();
-        sim.load_class(Arc::new(PassClass)).unwrap();
-        sim.pass_create("da0").unwrap();
-        sim.run_until_idle();
+        pass_over(sim, "da0");
         let p = lun.path(0).unwrap();
         p.fail_rate(EIO, 100);
         p.set_latency(10, 50);
         let dev = sim.open("da0.pass", Access::new(1, 1, 0)).unwrap();
         let st = run_workload(
-            &sim,
+            sim,
             &dev,
             &WorkloadConfig {
                 bios: 1000,
@@ -64,18 +54,14 @@ fn rate_faults_through_passthrough_keep_data_consistent() {
         assert!(st.failed > 30 && st.failed < 200, "{st:?}");
         assert_eq!((st.mismatches, st.lost, st.duplicates), (0, 0, 0), "{st:?}");
         drop(dev);
-        sim.finish().assert_clean();
     });
 }
 
 #[test]
 fn dying_path_fails_inflight_with_enxio_and_comes_back() {
-    both(|sim| {
-        let counter = Arc::new(Counter::default());
-        sim.load_class(counter.clone()).unwrap();
-        let lun = sim
-            .add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
-            .unwrap();
+    both(9, |sim| {
+        let counter = load_counter(sim);
+        let lun = add_lun_1m(sim, &["da0", "da1"]);
         let p = lun.path(0).unwrap();
         // Long enough that the bio is still on the path when it dies, even on
         // a loaded machine (threaded mode runs in real time).
@@ -103,7 +89,6 @@ fn dying_path_fails_inflight_with_enxio_and_comes_back() {
         let dev = sim.open("da0", Access::new(1, 0, 0)).unwrap();
         assert!(dev.read(0, 512).is_ok());
         drop(dev);
-        sim.finish().assert_clean();
     });
 }
 

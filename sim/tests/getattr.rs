@@ -4,27 +4,24 @@
 //! EOPNOTSUPP, and the pass-through class forwards it untouched. Under both
 //! schedulers.
 
-use std::sync::Arc;
+mod common;
 
-use geom_sim::{
-    Access, LunConfig, Mode, PassClass, Sim, SimConfig, EFAULT, ENXIO, EOPNOTSUPP, EPERM, PHYSPATH,
-};
+use common::{add_lun_1m, both, pass_over};
+use geom_sim::{Access, Lun, Sim, EFAULT, ENXIO, EOPNOTSUPP, EPERM, PHYSPATH};
 
 const PP: &str = "some/physical/path";
 
-fn sims(seed: u64) -> Vec<Sim> {
-    vec![
-        Sim::new(SimConfig::new(Mode::Deterministic, seed)),
-        Sim::new(SimConfig::new(Mode::Threaded, seed)),
-    ]
+/// A 1 MiB LUN whose one path da0 has the physical path [`PP`].
+fn da0_with_physpath(sim: &Sim) -> Lun {
+    let lun = add_lun_1m(sim, &["da0"]);
+    lun.path(0).expect("da0").set_physpath(Some(PP));
+    lun
 }
 
 #[test]
 fn disk_answers_physpath_like_handleattr_str() {
-    for sim in sims(1) {
-        let lun = sim
-            .add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
-            .unwrap();
+    both(1, |sim| {
+        let lun = add_lun_1m(sim, &["da0", "da1"]);
         let p0 = lun.path(0).unwrap();
         p0.set_physpath(Some(PP));
         assert_eq!(p0.physpath().as_deref(), Some(PP));
@@ -52,15 +49,13 @@ fn disk_answers_physpath_like_handleattr_str() {
         p0.set_attribute("GEOM::ident", Some("SER123"));
         assert_eq!(dev.getattr_str("GEOM::ident", 32).unwrap(), "SER123");
         drop((dev, other));
-        sim.finish().assert_clean();
-    }
+    });
 }
 
 #[test]
 fn getattr_needs_read_access_and_meets_faults() {
-    for sim in sims(2) {
-        let lun = sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
-        lun.path(0).unwrap().set_physpath(Some(PP));
+    both(2, |sim| {
+        let lun = da0_with_physpath(sim);
         let wo = sim.open("da0", Access::new(0, 1, 0)).unwrap();
         assert_eq!(
             wo.getattr(PHYSPATH, 64),
@@ -81,18 +76,14 @@ fn getattr_needs_read_access_and_meets_faults() {
         sim.run_until_idle();
         assert_eq!(dev.getattr(PHYSPATH, 64), Err(ENXIO));
         drop(dev);
-        sim.finish().assert_clean();
-    }
+    });
 }
 
 #[test]
 fn passthrough_forwards_getattr_unchanged() {
-    for sim in sims(3) {
-        let lun = sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
-        lun.path(0).unwrap().set_physpath(Some(PP));
-        sim.load_class(Arc::new(PassClass)).unwrap();
-        sim.pass_create("da0").unwrap();
-        sim.run_until_idle();
+    both(3, |sim| {
+        let _lun = da0_with_physpath(sim);
+        pass_over(sim, "da0");
         let dev = sim.open("da0.pass", Access::new(1, 0, 0)).unwrap();
         let raw = dev.getattr(PHYSPATH, 128).unwrap();
         assert_eq!(
@@ -104,6 +95,5 @@ fn passthrough_forwards_getattr_unchanged() {
         assert_eq!(dev.getattr(PHYSPATH, 4), Err(EFAULT));
         assert_eq!(dev.getattr("GEOM::ident", 128), Err(EOPNOTSUPP));
         drop(dev);
-        sim.finish().assert_clean();
-    }
+    });
 }

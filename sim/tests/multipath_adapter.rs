@@ -1,19 +1,16 @@
 //! The MULTIPATH adapter against the core's fixed entry points (the core's
 //! bodies are being written; these tests hold for stubs and real ones).
 
-use geom_sim::{Access, LunConfig, Mode, Sim, SimConfig, SimCtlReq};
+mod common;
 
-fn both(f: impl Fn(Sim)) {
-    f(Sim::new(SimConfig::new(Mode::Deterministic, 5)));
-    f(Sim::new(SimConfig::new(Mode::Threaded, 5)));
-}
+use common::{add_lun_1m, both};
+use geom_sim::{Access, LunConfig, Sim, SimCtlReq};
 
 #[test]
 fn load_taste_ctl_confxml_unload() {
-    both(|sim| {
+    both(5, |sim| {
         let class = sim.load_multipath().unwrap();
-        sim.add_lun(LunConfig::new(&["md0", "md1"], 1 << 20))
-            .unwrap();
+        add_lun_1m(sim, &["md0", "md1"]);
         // Requests reach the core's ctlreq, under the topology lock.
         let err = sim.gmultipath(&["getactive", "nosuch"]).unwrap_err();
         assert_eq!(err, "Device nosuch is invalid");
@@ -26,17 +23,14 @@ fn load_taste_ctl_confxml_unload() {
         // Unload runs the core's fini, which stops its worker.
         sim.unload_class(class).unwrap();
         assert!(!sim.confxml().contains("MULTIPATH"));
-        sim.finish().assert_clean();
     });
 }
 
 #[test]
 fn label_writes_the_last_sector_and_retastes() {
-    both(|sim| {
+    both(5, |sim| {
         sim.load_multipath().unwrap();
-        let lun = sim
-            .add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
-            .unwrap();
+        let lun = add_lun_1m(sim, &["da0", "da1"]);
         let out = sim
             .gmultipath(&["label", "-A", "mp0", "da0", "da1"])
             .unwrap();
@@ -63,14 +57,13 @@ fn label_writes_the_last_sector_and_retastes() {
             "the label is still there"
         );
         drop(sim.open("da0", Access::new(1, 0, 0)));
-        sim.finish().assert_clean();
     });
 }
 
 #[test]
 fn label_refuses_mismatched_sizes() {
     let sim = Sim::deterministic(1);
-    sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
+    add_lun_1m(&sim, &["da0"]);
     sim.add_lun(LunConfig::new(&["da1"], 2 << 20)).unwrap();
     assert_eq!(
         sim.gmultipath(&["label", "mp0", "da0", "da1"]).unwrap_err(),

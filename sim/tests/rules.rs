@@ -5,20 +5,15 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Counter, Grabber, Sin, TestPass};
-use geom_sim::{Access, LunConfig, Mode, PassClass, Platform, Sim, SimConfig, ENXIO, EPERM};
-
-fn both(f: impl Fn(Sim)) {
-    f(Sim::new(SimConfig::new(Mode::Deterministic, 3)));
-    f(Sim::new(SimConfig::new(Mode::Threaded, 3)));
-}
+use common::{add_lun_1m, both, load_counter, pass_over, Grabber, Sin, TestPass};
+use geom_sim::{Access, Platform, ENXIO, EPERM};
 
 #[test]
 fn exclusive_open_refuses_writers_and_exclusives() {
-    both(|sim| {
-        sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
+    both(3, |sim| {
+        add_lun_1m(sim, &["da0"]);
         sim.load_class(TestPass::new(Sin::None)).unwrap();
-        TestPass::create(&sim, "da0");
+        TestPass::create(sim, "da0");
         let da0 = sim.g_provider_by_name("da0").unwrap();
         // The TESTPASS consumer holds da0 exclusively: DEV's consumer may
         // read but not write.
@@ -33,17 +28,14 @@ fn exclusive_open_refuses_writers_and_exclusives() {
         assert_eq!(sim.plat().provider_access(da0), Access::new(1, 1, 0));
         drop(w);
         drop(reader);
-        sim.finish().assert_clean();
     });
 }
 
 #[test]
 fn access_propagates_through_a_class() {
-    both(|sim| {
-        sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
-        sim.load_class(Arc::new(PassClass)).unwrap();
-        sim.pass_create("da0").unwrap();
-        sim.run_until_idle();
+    both(3, |sim| {
+        add_lun_1m(sim, &["da0"]);
+        pass_over(sim, "da0");
         let d = sim.open("da0.pass", Access::new(1, 1, 1)).unwrap();
         let da0 = sim.g_provider_by_name("da0").unwrap();
         assert_eq!(sim.provider_acc(da0), Some(Access::new(1, 1, 1)));
@@ -51,20 +43,16 @@ fn access_propagates_through_a_class() {
         assert_eq!(sim.open("da0", Access::new(0, 1, 0)).err(), Some(EPERM));
         drop(d);
         assert_eq!(sim.provider_acc(da0), Some(Access::NONE));
-        sim.finish().assert_clean();
     });
 }
 
 #[test]
 fn new_providers_are_tasted_and_last_writer_close_retastes() {
-    both(|sim| {
-        let counter = Arc::new(Counter::default());
-        sim.load_class(counter.clone()).unwrap();
+    both(3, |sim| {
+        let counter = load_counter(sim);
         let grab = Arc::new(Grabber::default());
         sim.load_class(grab.clone()).unwrap();
-        let lun = sim
-            .add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
-            .unwrap();
+        let lun = add_lun_1m(sim, &["da0", "da1"]);
         assert_eq!(counter.count("da0"), 1);
         assert_eq!(counter.count("da1"), 1);
         // A reader closing does not retaste; the last writer closing does.
@@ -96,19 +84,14 @@ fn new_providers_are_tasted_and_last_writer_close_retastes() {
             before
         );
         drop(lun);
-        sim.finish().assert_clean();
     });
 }
 
 #[test]
 fn orphan_and_wither_free_the_geom_and_its_softc() {
-    both(|sim| {
-        let lun = sim
-            .add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
-            .unwrap();
-        sim.load_class(Arc::new(PassClass)).unwrap();
-        sim.pass_create("da0").unwrap();
-        sim.run_until_idle();
+    both(3, |sim| {
+        let lun = add_lun_1m(sim, &["da0", "da1"]);
+        pass_over(sim, "da0");
         let gp = sim.geoms_of_class("PASS")[0];
         let weak = Arc::downgrade(
             &sim.geom_softc::<geom_sim::passthrough::PassSoftc>(gp)
@@ -129,37 +112,32 @@ fn orphan_and_wither_free_the_geom_and_its_softc() {
         let d1 = sim.open("da1", Access::new(1, 0, 0)).unwrap();
         assert_eq!(d1.read(0, 512).unwrap(), vec![1; 512]);
         drop(d1);
-        sim.finish().assert_clean();
     });
 }
 
 #[test]
 fn clone_children_inbed_and_first_error() {
-    both(|sim| {
-        let lun = sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
+    both(3, |sim| {
+        let lun = add_lun_1m(sim, &["da0"]);
         sim.load_class(TestPass::new(Sin::None)).unwrap();
-        TestPass::create(&sim, "da0");
+        TestPass::create(sim, "da0");
         let dev = sim.open("da0.tp", Access::new(1, 1, 0)).unwrap();
         lun.path(0).unwrap().fail_next(1, geom_sim::EIO);
         assert_eq!(dev.read(0, 512).err(), Some(geom_sim::EIO));
         assert!(dev.read(0, 512).is_ok());
         drop(dev);
-        sim.finish().assert_clean();
     });
 }
 
 #[test]
 fn class_unload_refused_while_open() {
-    both(|sim| {
-        sim.add_lun(LunConfig::new(&["da0"], 1 << 20)).unwrap();
-        let c = sim.load_class(Arc::new(PassClass)).unwrap();
-        sim.pass_create("da0").unwrap();
-        sim.run_until_idle();
+    both(3, |sim| {
+        add_lun_1m(sim, &["da0"]);
+        let c = pass_over(sim, "da0");
         let d = sim.open("da0.pass", Access::new(1, 0, 0)).unwrap();
         assert_eq!(sim.unload_class(c), Err(geom_sim::EBUSY));
         drop(d);
         assert_eq!(sim.unload_class(c), Ok(()));
         assert!(sim.g_provider_by_name("da0.pass").is_none());
-        sim.finish().assert_clean();
     });
 }

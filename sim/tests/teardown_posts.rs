@@ -11,13 +11,24 @@
 //!   memory: no `M_NOWAIT` post is used there, so failures injected into
 //!   them change nothing, and a removed path is not retasted back.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
-use geom_sim::{Access, BioCmd, LunConfig, Mode, MultipathClass, Sim, SimConfig};
+use common::{add_lun_1m, both};
+use geom_sim::{Access, BioCmd, ClassId, Lun, MultipathClass, Sim};
 
-fn both(f: impl Fn(Sim)) {
-    f(Sim::new(SimConfig::new(Mode::Deterministic, 21)));
-    f(Sim::new(SimConfig::new(Mode::Threaded, 21)));
+/// Loads MULTIPATH into `sim` and labels mp0 on da0 and da1 of a new LUN,
+/// run until idle: the class and the LUN.
+fn labelled_mp0(sim: &Sim) -> (ClassId, Lun) {
+    let class = sim
+        .load_class(Arc::new(MultipathClass::new()))
+        .expect("load");
+    let lun = add_lun_1m(sim, &["da0", "da1"]);
+    sim.gmultipath(&["label", "mp0", "da0", "da1"])
+        .expect("label");
+    sim.run_until_idle();
+    (class, lun)
 }
 
 /// Console lines of `sim` from index `from` on.
@@ -38,17 +49,9 @@ fn consumers_of(sim: &Sim, name: &str) -> usize {
 
 #[test]
 fn failed_nowait_teardown_post_is_reported_and_destroy_finishes_it() {
-    both(|sim| {
-        let class = sim
-            .load_class(Arc::new(MultipathClass::new()))
-            .expect("load");
-        let lun = sim
-            .add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
-            .expect("lun");
-        sim.gmultipath(&["label", "mp0", "da0", "da1"])
-            .expect("label");
-        sim.run_until_idle();
-        assert_eq!(consumers_of(&sim, "mp0"), 2, "{}", sim.confxml());
+    both(21, |sim| {
+        let (class, lun) = labelled_mp0(sim);
+        assert_eq!(consumers_of(sim, "mp0"), 2, "{}", sim.confxml());
         let plat = sim.plat();
         let dev = sim
             .open("multipath/mp0", Access::new(1, 1, 0))
@@ -80,10 +83,10 @@ fn failed_nowait_teardown_post_is_reported_and_destroy_finishes_it() {
             left,
             u64::MAX - 1,
             "one M_NOWAIT post failed (done's): {:#?}",
-            lines_since(&sim, before)
+            lines_since(sim, before)
         );
         sim.run_until_idle();
-        let log = lines_since(&sim, before);
+        let log = lines_since(sim, before);
         assert!(
             log.iter().any(
                 |l| l.starts_with("GEOM_MULTIPATH: cannot post teardown of path ")
@@ -97,7 +100,7 @@ fn failed_nowait_teardown_post_is_reported_and_destroy_finishes_it() {
         );
         // Still attached (LOST: it carries no I/O), and still readable
         // through da1.
-        assert_eq!(consumers_of(&sim, "mp0"), 2, "{}", sim.confxml());
+        assert_eq!(consumers_of(sim, "mp0"), 2, "{}", sim.confxml());
         assert!(dev.read(0, 4096).is_ok());
         dev.close().expect("close");
         sim.run_until_idle();
@@ -105,7 +108,7 @@ fn failed_nowait_teardown_post_is_reported_and_destroy_finishes_it() {
         let before = sim.log_lines().len();
         sim.gmultipath(&["destroy", "mp0"]).expect("destroy");
         sim.run_until_idle();
-        let log = lines_since(&sim, before);
+        let log = lines_since(sim, before);
         for want in [
             "da0 removed from mp0",
             "da1 removed from mp0",
@@ -116,21 +119,13 @@ fn failed_nowait_teardown_post_is_reported_and_destroy_finishes_it() {
         assert!(sim.g_provider_by_name("multipath/mp0").is_none());
         assert!(!sim.confxml().contains("<name>mp0</name>"));
         sim.unload_class(class).expect("unload");
-        sim.finish().assert_clean();
     });
 }
 
 #[test]
 fn sleeping_posts_do_not_fail_and_a_removed_path_stays_out() {
-    both(|sim| {
-        let class = sim
-            .load_class(Arc::new(MultipathClass::new()))
-            .expect("load");
-        sim.add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
-            .expect("lun");
-        sim.gmultipath(&["label", "mp0", "da0", "da1"])
-            .expect("label");
-        sim.run_until_idle();
+    both(21, |sim| {
+        let (class, _lun) = labelled_mp0(sim);
         let plat = sim.plat();
         // Every M_NOWAIT post from here on fails.
         plat.fail_nowait_posts(u64::MAX);
@@ -139,7 +134,7 @@ fn sleeping_posts_do_not_fail_and_a_removed_path_stays_out() {
         // it), detached by a later event posted with M_WAITOK.
         sim.gmultipath(&["remove", "mp0", "da0"]).expect("remove");
         sim.run_until_idle();
-        let log = lines_since(&sim, before);
+        let log = lines_since(sim, before);
         assert!(
             log.iter().any(|l| l.contains("da0 removed from mp0")),
             "{log:#?}"
@@ -149,7 +144,7 @@ fn sleeping_posts_do_not_fail_and_a_removed_path_stays_out() {
             !log.iter().any(|l| l.contains("da0 added to mp0")),
             "retasted back: {log:#?}"
         );
-        assert_eq!(consumers_of(&sim, "mp0"), 1, "{}", sim.confxml());
+        assert_eq!(consumers_of(sim, "mp0"), 1, "{}", sim.confxml());
         // The last path removed while the device is open: the provider
         // is withered, its opener closes, and that last close finishes
         // the destroy by an event posted from access, with M_WAITOK.
@@ -165,7 +160,7 @@ fn sleeping_posts_do_not_fail_and_a_removed_path_stays_out() {
             "{}",
             sim.confxml()
         );
-        let log = lines_since(&sim, before);
+        let log = lines_since(sim, before);
         assert!(log.iter().any(|l| l.contains("mp0 destroyed")), "{log:#?}");
         assert_eq!(
             plat.fail_nowait_posts(0),
@@ -173,6 +168,5 @@ fn sleeping_posts_do_not_fail_and_a_removed_path_stays_out() {
             "no M_NOWAIT post was made"
         );
         sim.unload_class(class).expect("unload");
-        sim.finish().assert_clean();
     });
 }

@@ -1,5 +1,7 @@
-//! Test classes: a pass-through with a misbehaviour switch, a taster that
-//! only counts, and a taster that grabs what it tastes.
+//! What the simulator tests share: their set-ups (both schedulers, a PASS
+//! over a disk, a labelled multipath) and test classes: a pass-through
+//! with a misbehaviour switch, a taster that only counts, and a taster
+//! that grabs what it tastes.
 #![allow(dead_code)]
 
 pub mod ko;
@@ -9,9 +11,43 @@ use std::sync::{Arc, Mutex};
 
 use geom_multipath_rs::platform::WaitQueue;
 use geom_sim::{
-    Access, Bio, ConsumerId, Dev, Errno, GeomId, Platform, ProviderId, Sim, SimClass, SimPlatform,
-    ENXIO,
+    Access, Bio, ClassId, ConsumerId, Dev, Errno, GeomId, Lun, LunConfig, Mode, PassClass,
+    Platform, ProviderId, Sim, SimClass, SimConfig, SimPlatform, ENXIO,
 };
+
+/// Runs `f` on a fresh simulator seeded `seed` under each scheduler,
+/// deterministic first, then threaded; once `f` has returned (and dropped
+/// what it opened), each run must finish clean.
+pub fn both(seed: u64, f: impl Fn(&Sim)) {
+    for mode in [Mode::Deterministic, Mode::Threaded] {
+        let sim = Sim::new(SimConfig::new(mode, seed));
+        f(&sim);
+        sim.finish().assert_clean();
+    }
+}
+
+/// Adds a 1 MiB LUN reached through `paths` to `sim`.
+pub fn add_lun_1m(sim: &Sim, paths: &[&str]) -> Lun {
+    sim.add_lun(LunConfig::new(paths, 1 << 20))
+        .unwrap_or_else(|e| panic!("LUN on {paths:?}: {e}"))
+}
+
+/// Loads the PASS class into `sim` and creates `<prov>.pass` over `prov`,
+/// run until idle; returns the class.
+pub fn pass_over(sim: &Sim, prov: &str) -> ClassId {
+    let class = sim.load_class(Arc::new(PassClass)).expect("load PASS");
+    sim.pass_create(prov)
+        .unwrap_or_else(|e| panic!("PASS create {prov}: {e}"));
+    sim.run_until_idle();
+    class
+}
+
+/// Loads a [`Counter`] into `sim`.
+pub fn load_counter(sim: &Sim) -> Arc<Counter> {
+    let counter = Arc::new(Counter::default());
+    sim.load_class(counter.clone()).expect("load COUNTER");
+    counter
+}
 
 /// Labels multipath `mp` on da0 and da1 of `sim` (its class loaded) and
 /// opens it for reading and writing, each step run until idle.
