@@ -19,6 +19,16 @@ fn sim() -> Sim {
     sim
 }
 
+/// [`sim`] with the built module loaded (by `load_multipath_ko`) and run
+/// until idle, or None when the module is not built (see `built_ko`).
+fn sim_with_module() -> Option<Sim> {
+    let path = built_ko()?.path;
+    let sim = sim();
+    sim.load_multipath_ko(&path).expect("kldload");
+    sim.run_until_idle();
+    Some(sim)
+}
+
 #[test]
 fn the_variables_choose_the_class() {
     assert_eq!(ClassChoice::from_values(None, None), Ok(ClassChoice::Core));
@@ -50,12 +60,9 @@ fn a_missing_module_fails_the_load() {
 
 #[test]
 fn finish_unloads_the_module_it_loaded() {
-    let Some(path) = built_ko().map(|o| o.path) else {
+    let Some(sim) = sim_with_module() else {
         return;
     };
-    let sim = sim();
-    sim.load_multipath_ko(&path).expect("kldload");
-    sim.run_until_idle();
     let kks = sim.ko_kernels();
     assert_eq!(kks.len(), 1);
     let dev = common::label_and_open(&sim);
@@ -70,12 +77,9 @@ fn finish_unloads_the_module_it_loaded() {
 
 #[test]
 fn dropping_the_simulator_unloads_the_module() {
-    let Some(path) = built_ko().map(|o| o.path) else {
+    let Some(sim) = sim_with_module() else {
         return;
     };
-    let sim = sim();
-    sim.load_multipath_ko(&path).expect("kldload");
-    sim.run_until_idle();
     let kk = sim.ko_kernels().pop().expect("kept");
     drop(sim);
     assert!(!kk.is_loaded());
