@@ -271,45 +271,37 @@ emit_hexdump(struct kbuf *b, const struct spec *s, const unsigned char *up,
 	}
 }
 
-static uintmax_t
-get_unsigned(const struct spec *s, va_list *ap)
-{
-	if (s->jflag)
-		return (va_arg(*ap, uintmax_t));
-	if (s->qflag || s->lflag > 1)
-		return (va_arg(*ap, unsigned long long));
-	if (s->lflag)
-		return (va_arg(*ap, unsigned long));
-	if (s->zflag)
-		return (va_arg(*ap, size_t));
-	if (s->tflag)
-		return ((uintmax_t)va_arg(*ap, ptrdiff_t));
-	if (s->cflag)
-		return ((unsigned char)va_arg(*ap, int));
-	if (s->hflag)
-		return ((unsigned short)va_arg(*ap, int));
-	return (va_arg(*ap, unsigned int));
+/*
+ * The argument of an integer conversion, read as its length modifier says
+ * and widened to MAX: get_unsigned (%u %o %x %X) and get_signed (%d %i).
+ * The types are those of each modifier (j, q or ll, l, z, t, hh, h, none);
+ * the ones narrower than int were promoted to int by the caller.
+ */
+#define DEFINE_GET_INT(name, MAX, LL, L, Z, T, C, H, I)			\
+static MAX								\
+name(const struct spec *s, va_list *ap)					\
+{									\
+	if (s->jflag)							\
+		return (va_arg(*ap, MAX));				\
+	if (s->qflag || s->lflag > 1)					\
+		return ((MAX)va_arg(*ap, LL));				\
+	if (s->lflag)							\
+		return ((MAX)va_arg(*ap, L));				\
+	if (s->zflag)							\
+		return ((MAX)va_arg(*ap, Z));				\
+	if (s->tflag)							\
+		return ((MAX)va_arg(*ap, T));				\
+	if (s->cflag)							\
+		return ((MAX)(C)va_arg(*ap, int));			\
+	if (s->hflag)							\
+		return ((MAX)(H)va_arg(*ap, int));			\
+	return ((MAX)va_arg(*ap, I));					\
 }
 
-static intmax_t
-get_signed(const struct spec *s, va_list *ap)
-{
-	if (s->jflag)
-		return (va_arg(*ap, intmax_t));
-	if (s->qflag || s->lflag > 1)
-		return (va_arg(*ap, long long));
-	if (s->lflag)
-		return (va_arg(*ap, long));
-	if (s->zflag)
-		return ((intmax_t)va_arg(*ap, ptrdiff_t));
-	if (s->tflag)
-		return (va_arg(*ap, ptrdiff_t));
-	if (s->cflag)
-		return ((signed char)va_arg(*ap, int));
-	if (s->hflag)
-		return ((short)va_arg(*ap, int));
-	return (va_arg(*ap, int));
-}
+DEFINE_GET_INT(get_unsigned, uintmax_t, unsigned long long, unsigned long,
+    size_t, ptrdiff_t, unsigned char, unsigned short, unsigned int)
+DEFINE_GET_INT(get_signed, intmax_t, long long, long, ptrdiff_t, ptrdiff_t,
+    signed char, short, int)
 
 /* Parses flags, width, precision and length; returns the conversion char. */
 static const char *
