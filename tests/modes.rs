@@ -29,6 +29,16 @@ fn delta(after: &[u64], before: &[u64]) -> Vec<u64> {
     after.iter().zip(before).map(|(a, b)| a - b).collect()
 }
 
+/// A [`SHORT`] workload (`read_percent` reads) whose every bio goes to
+/// path `only`; `what` names the case.
+#[track_caller]
+fn all_on(sim: &Sim, lun: &Lun, read_percent: u32, seed: u64, only: usize, what: &str) {
+    let (_, d) = workload(sim, lun, read_percent, SHORT, seed);
+    let mut want = vec![0; d.len()];
+    want[only] = SHORT;
+    assert_eq!(d, want, "{what}");
+}
+
 /// Equal latency on every path, so a fair spread is a fair expectation.
 fn equal_latency(lun: &Lun) {
     for i in 0..lun.paths() {
@@ -46,6 +56,18 @@ fn with_equal_paths(seed: u64, paths: &[&str], create: &[&str], case: impl Fn(&S
         gm(&sim, create);
         case(&sim, &lun);
         sim
+    });
+}
+
+/// [`with_equal_paths`] on da0 and da1 after `gmultipath create [FLAG] mp
+/// da0 da1`, once the device is seen to be in `mode`.
+fn in_mode(seed: u64, flag: Option<&str>, mode: &str, case: impl Fn(&Sim, &Lun)) {
+    let mut argv = vec!["create"];
+    argv.extend(flag);
+    argv.extend(["mp", "da0", "da1"]);
+    with_equal_paths(seed, &DA[..2], &argv, |sim, lun| {
+        assert_eq!(list(sim, "mp").unwrap().mode, mode, "create {flag:?}");
+        case(sim, lun);
     });
 }
 
@@ -164,49 +186,34 @@ fn write_then_read_back(sim: &Sim, lun: &Lun, seed: u8) {
 
 #[test]
 fn active_passive_puts_all_io_on_the_active_path() {
-    with_equal_paths(
-        201,
-        &DA[..2],
-        &["create", "mp", "da0", "da1"],
-        |sim, lun| {
-            assert_eq!(list(sim, "mp").unwrap().mode, "Active/Passive");
-            let (_, d) = workload(sim, lun, 50, SHORT, 1);
-            assert_eq!(d, [SHORT, 0], "all on da0");
-            assert_eq!(flushes(sim, lun, 10), [10, 0]);
-            gm(sim, &["prefer", "mp", "da1"]);
-            let (_, d) = workload(sim, lun, 50, SHORT, 2);
-            assert_eq!(d, [0, SHORT], "all on da1 after prefer");
-            gm(sim, &["rotate", "mp"]);
-            let (_, d) = workload(sim, lun, 100, SHORT, 3);
-            assert_eq!(d, [SHORT, 0], "all on da0 after rotate");
-            write_then_read_back(sim, lun, 1);
-        },
-    );
+    in_mode(201, None, "Active/Passive", |sim, lun| {
+        all_on(sim, lun, 50, 1, 0, "all on da0");
+        assert_eq!(flushes(sim, lun, 10), [10, 0]);
+        gm(sim, &["prefer", "mp", "da1"]);
+        all_on(sim, lun, 50, 2, 1, "all on da1 after prefer");
+        gm(sim, &["rotate", "mp"]);
+        all_on(sim, lun, 100, 3, 0, "all on da0 after rotate");
+        write_then_read_back(sim, lun, 1);
+    });
 }
 
 #[test]
 fn active_active_spreads_reads_and_writes() {
-    with_equal_paths(
-        202,
-        &DA[..2],
-        &["create", "-A", "mp", "da0", "da1"],
-        |sim, lun| {
-            assert_eq!(list(sim, "mp").unwrap().mode, "Active/Active");
-            let (st, d) = workload(sim, lun, 100, BIOS, 4);
-            assert_eq!(st.reads_ok, BIOS);
-            assert_spread(sim, &d, &[0, 1], "reads");
-            let (st, d) = workload(sim, lun, 0, BIOS, 5);
-            assert_eq!(st.writes_ok, BIOS);
-            assert_spread(sim, &d, &[0, 1], "writes");
-            let (_, d) = workload(sim, lun, 50, BIOS, 6);
-            assert_spread(sim, &d, &[0, 1], "mixed");
-            // Flushes are balanced too, one path each.
-            let d = flushes(sim, lun, 20);
-            assert_eq!(d.iter().sum::<u64>(), 20);
-            assert!(d.iter().all(|&n| n > 0), "flushes {d:?}");
-            write_then_read_back(sim, lun, 2);
-        },
-    );
+    in_mode(202, Some("-A"), "Active/Active", |sim, lun| {
+        let (st, d) = workload(sim, lun, 100, BIOS, 4);
+        assert_eq!(st.reads_ok, BIOS);
+        assert_spread(sim, &d, &[0, 1], "reads");
+        let (st, d) = workload(sim, lun, 0, BIOS, 5);
+        assert_eq!(st.writes_ok, BIOS);
+        assert_spread(sim, &d, &[0, 1], "writes");
+        let (_, d) = workload(sim, lun, 50, BIOS, 6);
+        assert_spread(sim, &d, &[0, 1], "mixed");
+        // Flushes are balanced too, one path each.
+        let d = flushes(sim, lun, 20);
+        assert_eq!(d.iter().sum::<u64>(), 20);
+        assert!(d.iter().all(|&n| n > 0), "flushes {d:?}");
+        write_then_read_back(sim, lun, 2);
+    });
 }
 
 #[test]
@@ -239,28 +246,20 @@ fn active_active_gives_a_failed_path_nothing() {
 
 #[test]
 fn active_read_spreads_reads_and_keeps_writes_on_the_active_path() {
-    with_equal_paths(
-        204,
-        &DA[..2],
-        &["create", "-R", "mp", "da0", "da1"],
-        |sim, lun| {
-            assert_eq!(list(sim, "mp").unwrap().mode, "Active/Read");
-            let (_, d) = workload(sim, lun, 100, BIOS, 10);
-            assert_spread(sim, &d, &[0, 1], "reads");
-            let (_, d) = workload(sim, lun, 0, SHORT, 11);
-            assert_eq!(d, [SHORT, 0], "writes on the active path only");
-            assert_eq!(flushes(sim, lun, 10), [10, 0]);
-            // prefer picks the write path.
-            gm(sim, &["prefer", "mp", "da1"]);
-            let (_, d) = workload(sim, lun, 0, SHORT, 12);
-            assert_eq!(d, [0, SHORT], "writes follow prefer");
-            assert_eq!(flushes(sim, lun, 10), [0, 10]);
-            let (st, d) = workload(sim, lun, 50, SHORT, 13);
-            // Mixed: every write on da1, the reads shared.
-            assert!(d[0] > 0 && d[0] < st.reads_ok, "{d:?} {st:?}");
-            write_then_read_back(sim, lun, 4);
-        },
-    );
+    in_mode(204, Some("-R"), "Active/Read", |sim, lun| {
+        let (_, d) = workload(sim, lun, 100, BIOS, 10);
+        assert_spread(sim, &d, &[0, 1], "reads");
+        all_on(sim, lun, 0, 11, 0, "writes on the active path only");
+        assert_eq!(flushes(sim, lun, 10), [10, 0]);
+        // prefer picks the write path.
+        gm(sim, &["prefer", "mp", "da1"]);
+        all_on(sim, lun, 0, 12, 1, "writes follow prefer");
+        assert_eq!(flushes(sim, lun, 10), [0, 10]);
+        let (st, d) = workload(sim, lun, 50, SHORT, 13);
+        // Mixed: every write on da1, the reads shared.
+        assert!(d[0] > 0 && d[0] < st.reads_ok, "{d:?} {st:?}");
+        write_then_read_back(sim, lun, 4);
+    });
 }
 
 /// The last sector of the LUN (the label).
@@ -316,27 +315,19 @@ fn mode_from_the_label() {
 /// configure switches a live device's behaviour at once.
 #[test]
 fn mode_from_configure() {
-    with_equal_paths(
-        209,
-        &DA[..2],
-        &["create", "mp", "da0", "da1"],
-        |sim, lun| {
-            let (_, d) = workload(sim, lun, 50, SHORT, 16);
-            assert_eq!(d, [SHORT, 0]);
-            gm(sim, &["configure", "-A", "mp"]);
-            let (_, d) = workload(sim, lun, 0, BIOS, 17);
-            assert_spread(sim, &d, &[0, 1], "configure -A writes");
-            gm(sim, &["configure", "-R", "mp"]);
-            let (_, d) = workload(sim, lun, 0, SHORT, 18);
-            assert_eq!(d, [SHORT, 0], "configure -R writes");
-            let (_, d) = workload(sim, lun, 100, BIOS, 19);
-            assert_spread(sim, &d, &[0, 1], "configure -R reads");
-            gm(sim, &["configure", "-P", "mp"]);
-            let (_, d) = workload(sim, lun, 100, SHORT, 20);
-            assert_eq!(d, [SHORT, 0], "configure -P reads");
-            write_then_read_back(sim, lun, 6);
-        },
-    );
+    in_mode(209, None, "Active/Passive", |sim, lun| {
+        all_on(sim, lun, 50, 16, 0, "all on da0");
+        gm(sim, &["configure", "-A", "mp"]);
+        let (_, d) = workload(sim, lun, 0, BIOS, 17);
+        assert_spread(sim, &d, &[0, 1], "configure -A writes");
+        gm(sim, &["configure", "-R", "mp"]);
+        all_on(sim, lun, 0, 18, 0, "configure -R writes");
+        let (_, d) = workload(sim, lun, 100, BIOS, 19);
+        assert_spread(sim, &d, &[0, 1], "configure -R reads");
+        gm(sim, &["configure", "-P", "mp"]);
+        all_on(sim, lun, 100, 20, 0, "configure -P reads");
+        write_then_read_back(sim, lun, 6);
+    });
 }
 
 /// A labelled device configured to another mode keeps it across a retaste.
@@ -352,8 +343,7 @@ fn configured_mode_survives_a_retaste() {
             sim.run_until_idle();
         }
         check_state(sim, "mp", "da0", "OPTIMAL", &["ACTIVE", "READ"]);
-        let (_, d) = workload(sim, lun, 0, SHORT, 21);
-        assert_eq!(d, [SHORT, 0]);
+        all_on(sim, lun, 0, 21, 0, "all on da0");
         let (_, d) = workload(sim, lun, 100, BIOS, 22);
         assert_spread(sim, &d, &[0, 1], "reads after retaste");
     });
