@@ -51,6 +51,13 @@ fn san_in(mode: Mode, seed: u64) -> Option<(Sim, Lun, Arc<KoKernel>)> {
     Some((sim, lun, k))
 }
 
+/// [`san_in`] with mp0 labelled on both paths (see [`label`]).
+fn san_with_mp0(mode: Mode, seed: u64) -> Option<(Sim, Lun, Arc<KoKernel>)> {
+    let (sim, lun, k) = san_in(mode, seed)?;
+    label(&sim);
+    Some((sim, lun, k))
+}
+
 /// Labels mp0 on both paths; the module's taste builds the geom.
 fn label(sim: &Sim) {
     assert_eq!(
@@ -85,6 +92,13 @@ fn is_known_leak(v: &Violation) -> bool {
             .contains("geom_multipath_rs leaked memory on destroy (1 allocations, 64 bytes")
 }
 
+/// Destroys mp0, unloads the module, and checks that the run broke no
+/// rule but for the known leak.
+fn unload_clean(sim: Sim, k: &Arc<KoKernel>) {
+    stop_and_unload(&sim, k);
+    assert_clean_but_known_leak(sim);
+}
+
 fn assert_clean_but_known_leak(sim: Sim) {
     let bad: Vec<Violation> = sim
         .violations()
@@ -105,10 +119,9 @@ fn label_io_failover_unload() {
 /// On real threads too: g_down, g_up, the event thread and the module's
 /// own kproc run concurrently over the mirrors.
 fn label_io_failover_unload_in(mode: Mode) {
-    let Some((sim, lun, k)) = san_in(mode, 3) else {
+    let Some((sim, lun, k)) = san_with_mp0(mode, 3) else {
         return;
     };
-    label(&sim);
     let dev = sim
         .open("multipath/mp0", Access::new(1, 1, 0))
         .expect("open mp0");
@@ -143,14 +156,14 @@ fn label_io_failover_unload_in(mode: Mode) {
     );
     dev.close().expect("close");
     sim.run_until_idle();
-    stop_and_unload(&sim, &k);
-    assert_clean_but_known_leak(sim);
+    unload_clean(sim, &k);
 }
 
 #[test]
 fn gctl_errors_outputs_and_dumpconf() {
-    let Some((sim, _lun, k)) = san(4) else { return };
-    label(&sim);
+    let Some((sim, _lun, k)) = san_with_mp0(Mode::Deterministic, 4) else {
+        return;
+    };
     // Errors come back through gctl_error, outputs through gctl_set_param.
     assert_eq!(
         sim.gmultipath(&["getactive", "nosuch"]),
@@ -176,8 +189,7 @@ fn gctl_errors_outputs_and_dumpconf() {
     ] {
         assert!(xml.contains(needle), "{needle} not in {xml}");
     }
-    stop_and_unload(&sim, &k);
-    assert_clean_but_known_leak(sim);
+    unload_clean(sim, &k);
 }
 
 /// The same scenario on the in-process core and on the module prints the
@@ -201,8 +213,7 @@ fn console_matches_the_native_class() {
         ko_lines.iter().any(|l| l.contains("marked FAIL")),
         "{ko_lines:?}"
     );
-    stop_and_unload(&sim, &k);
-    assert_clean_but_known_leak(sim);
+    unload_clean(sim, &k);
 
     let native = Sim::deterministic(5);
     let lun = native
@@ -221,8 +232,9 @@ fn console_matches_the_native_class() {
 /// `release_all_softcs` empties it.
 #[test]
 fn unload_leaks_nothing() {
-    let Some((sim, _lun, k)) = san(6) else { return };
-    label(&sim);
+    let Some((sim, _lun, k)) = san_with_mp0(Mode::Deterministic, 6) else {
+        return;
+    };
     let report = stop_and_unload(&sim, &k);
     assert_eq!(
         report.live_at_unload, 0,
@@ -258,8 +270,9 @@ fn a_second_multipath_class_is_refused() {
 /// write and read still lands.
 #[test]
 fn clone_failures_are_retried() {
-    let Some((sim, _lun, k)) = san(9) else { return };
-    label(&sim);
+    let Some((sim, _lun, k)) = san_with_mp0(Mode::Deterministic, 9) else {
+        return;
+    };
     let dev = sim
         .open("multipath/mp0", Access::new(1, 1, 0))
         .expect("open mp0");
@@ -285,8 +298,7 @@ fn clone_failures_are_retried() {
     assert!(sim.steps() - steps < with_failures, "no clone failed");
     dev.close().expect("close");
     sim.run_until_idle();
-    stop_and_unload(&sim, &k);
-    assert_clean_but_known_leak(sim);
+    unload_clean(sim, &k);
 }
 
 /// The request geom(8) builds for the stock gmultipath's `configure -A
@@ -360,10 +372,9 @@ fn gctl_req_is_laid_out_as_geom8_sends_it() {
 /// Active/Read geom; dumpconf shows each.
 #[test]
 fn named_options_reach_the_module() {
-    let Some((sim, _lun, k)) = san(13) else {
+    let Some((sim, _lun, k)) = san_with_mp0(Mode::Deterministic, 13) else {
         return;
     };
-    label(&sim);
     let mode = |sim: &Sim| {
         let xml = sim.confxml();
         let at = xml.find("<Mode>").map(|i| i + 6).unwrap_or(0);
@@ -382,8 +393,7 @@ fn named_options_reach_the_module() {
         sim.run_until_idle();
         assert_eq!(mode(&sim), want, "configure {flag}");
     }
-    stop_and_unload(&sim, &k);
-    assert_clean_but_known_leak(sim);
+    unload_clean(sim, &k);
 
     let sim = Sim::deterministic(14);
     sim.add_lun(LunConfig::new(&["da0", "da1"], 1 << 20))
@@ -396,6 +406,5 @@ fn named_options_reach_the_module() {
     );
     sim.run_until_idle();
     assert_eq!(mode(&sim), "Active/Read");
-    stop_and_unload(&sim, &k);
-    assert_clean_but_known_leak(sim);
+    unload_clean(sim, &k);
 }
