@@ -84,6 +84,14 @@ fn malloc_type(name: &'static CStr) -> Box<malloc_type> {
     t
 }
 
+/// The malloc type "gmr_test" and its address as the KPI takes it (the
+/// box must outlive every use of the address).
+fn gmr_test_type() -> (Box<malloc_type>, *mut c_void) {
+    let mut t = malloc_type(c"gmr_test");
+    let mtp: *mut c_void = (&mut *t as *mut malloc_type).cast();
+    (t, mtp)
+}
+
 fn new_mtx() -> Box<mtx> {
     // SAFETY: struct mtx is plain C data; all-zero is a valid value.
     Box::new(unsafe { std::mem::zeroed() })
@@ -123,11 +131,20 @@ fn assert_one_violation(sim: &Sim, rule: &str, needle: &str) {
     assert!(v[0].message.contains(needle), "{needle:?} not in {v:?}");
 }
 
+/// Runs `body` as module code on a fresh module-less instance (seed 1),
+/// then expects exactly one WITNESS violation mentioning `needle`.
+#[track_caller]
+fn expect_witness<R>(needle: &str, body: impl FnOnce(&Sim) -> R) -> R {
+    let (sim, k) = instance(1, None);
+    let r = ko::enter(&k, &sim.plat(), || body(&sim));
+    assert_one_violation(&sim, "witness", needle);
+    r
+}
+
 #[test]
 fn malloc_accounting_and_leak_report_at_uninit() {
     let (sim, k) = instance(1, None);
-    let mut t = malloc_type(c"gmr_test");
-    let mtp: *mut c_void = (&mut *t as *mut malloc_type).cast();
+    let (_t, mtp) = gmr_test_type();
     let (malloc, free) = (kpi::<MallocFn>("malloc"), kpi::<FreeFn>("free"));
     ko::enter(&k, &sim.plat(), || {
         // SAFETY: emulated KPI calls with a registered malloc type.
@@ -156,8 +173,7 @@ fn malloc_accounting_and_leak_report_at_uninit() {
 #[test]
 fn free_of_a_foreign_or_freed_pointer_is_reported() {
     let (sim, k) = instance(1, None);
-    let mut t = malloc_type(c"gmr_test");
-    let mtp: *mut c_void = (&mut *t as *mut malloc_type).cast();
+    let (_t, mtp) = gmr_test_type();
     let mut local = 0u64;
     ko::enter(&k, &sim.plat(), || {
         // SAFETY: emulated KPI calls; the bad frees are refused, not done.
@@ -175,8 +191,7 @@ fn free_of_a_foreign_or_freed_pointer_is_reported() {
 #[test]
 fn injected_nowait_failure_fails_exactly_the_nth() {
     let (sim, k) = instance(1, Some(3));
-    let mut t = malloc_type(c"gmr_test");
-    let mtp: *mut c_void = (&mut *t as *mut malloc_type).cast();
+    let (_t, mtp) = gmr_test_type();
     let malloc = kpi::<MallocFn>("malloc");
     let got: Vec<bool> = ko::enter(&k, &sim.plat(), || {
         // SAFETY: emulated KPI calls with a registered type.
@@ -213,8 +228,7 @@ fn bad_malloc_flags_are_reported_and_forced_to_waitok() {
         len: u64::MAX,
     };
     let k = Arc::new(KoKernel::with_faults(&sim.plat(), Some(plan)));
-    let mut t = malloc_type(c"gmr_test");
-    let mtp: *mut c_void = (&mut *t as *mut malloc_type).cast();
+    let (_t, mtp) = gmr_test_type();
     let (malloc, free) = (kpi::<MallocFn>("malloc"), kpi::<FreeFn>("free"));
     let (bad, nowait) = ko::enter(&k, &sim.plat(), || {
         // SAFETY: emulated KPI calls with a registered type.
@@ -235,11 +249,10 @@ fn bad_malloc_flags_are_reported_and_forced_to_waitok() {
 
 #[test]
 fn witness_m_waitok_with_a_mutex_held() {
-    let (sim, k) = instance(1, None);
-    let mut t = malloc_type(c"gmr_test");
-    let mtp: *mut c_void = (&mut *t as *mut malloc_type).cast();
+    let (_t, mtp) = gmr_test_type();
     let mut m = new_mtx();
-    ko::enter(&k, &sim.plat(), || {
+    let needle = "malloc(M_WAITOK) with non-sleepable lock \"gmr_wq\" held";
+    expect_witness(needle, |_| {
         // SAFETY: emulated KPI calls.
         unsafe { kpi::<TypeFn>("malloc_init")(mtp) };
         mtx_init(&mut *m, c"gmr_wq");
@@ -249,29 +262,22 @@ fn witness_m_waitok_with_a_mutex_held() {
         assert!(!p.is_null(), "M_WAITOK never returns NULL");
         mtx_unlock(&mut *m);
     });
-    assert_one_violation(
-        &sim,
-        "witness",
-        "malloc(M_WAITOK) with non-sleepable lock \"gmr_wq\" held",
-    );
 }
 
 #[test]
 fn witness_unlock_of_a_mutex_not_held() {
-    let (sim, k) = instance(1, None);
     let mut m = new_mtx();
-    ko::enter(&k, &sim.plat(), || {
+    expect_witness("does not hold", |_| {
         mtx_init(&mut *m, c"gmr_wq");
         mtx_unlock(&mut *m);
     });
-    assert_one_violation(&sim, "witness", "does not hold");
 }
 
 #[test]
 fn witness_lock_order_reversal() {
-    let (sim, k) = instance(1, None);
     let (mut a, mut b) = (new_mtx(), new_mtx());
-    ko::enter(&k, &sim.plat(), || {
+    let needle = "lock order reversal: 1st \"lock_b\" 2nd \"lock_a\"";
+    expect_witness(needle, |sim| {
         mtx_init(&mut *a, c"lock_a");
         mtx_init(&mut *b, c"lock_b");
         mtx_lock(&mut *a);
@@ -284,11 +290,6 @@ fn witness_lock_order_reversal() {
         mtx_unlock(&mut *a);
         mtx_unlock(&mut *b);
     });
-    assert_one_violation(
-        &sim,
-        "witness",
-        "lock order reversal: 1st \"lock_b\" 2nd \"lock_a\"",
-    );
 }
 
 #[test]
@@ -313,10 +314,10 @@ fn witness_destroy_of_a_mutex_another_thread_holds() {
 
 #[test]
 fn witness_sleeping_with_a_lock_other_than_the_interlock() {
-    let (sim, k) = instance(1, None);
     let (mut il, mut other) = (new_mtx(), new_mtx());
     let chan = 0u8;
-    let r = ko::enter(&k, &sim.plat(), || {
+    let needle = "msleep(\"t\") with non-sleepable lock \"other\" held";
+    let r = expect_witness(needle, |_| {
         mtx_init(&mut *il, c"interlock");
         mtx_init(&mut *other, c"other");
         mtx_lock(&mut *other);
@@ -339,11 +340,6 @@ fn witness_sleeping_with_a_lock_other_than_the_interlock() {
         r
     });
     assert_eq!(r, kern::EAGAIN);
-    assert_one_violation(
-        &sim,
-        "witness",
-        "msleep(\"t\") with non-sleepable lock \"other\" held",
-    );
 }
 
 /// A class whose start calls one emulated function (as module code on
