@@ -6,7 +6,8 @@
 mod common;
 
 use common::ctl::{
-    bare, check_added_da2, last_sector, refused, refused_stock, with_two_path, DA, KERNEL_VERBS,
+    bare, check_added_da2, last_sector, refused, refused_stock, request, with_two_path, DA,
+    KERNEL_VERBS,
 };
 use common::{check_state, gm, list, san, with_san, SIZE};
 use geom_sim::SimCtlReq;
@@ -128,15 +129,9 @@ fn unknown_verbs_are_refused() {
             "Unknown verb frobnicate",
         );
         refused_stock(sim, &[lun], "list", &[], "Unknown verb list");
-        let label = SimCtlReq::geom_cmd(
-            "MULTIPATH",
-            "label",
-            &[("active_active", false), ("active_read", false)],
-            &["mp2", "da2"],
-            false,
-        );
+        let label = request("label", &[], &["mp2", "da2"], false);
         refused(sim, &[lun], label, "Unknown verb label");
-        let clear = SimCtlReq::geom_cmd("MULTIPATH", "clear", &[], &["da0"], false);
+        let clear = request("clear", &[], &["da0"], false);
         refused(sim, &[lun], clear, "Unknown verb clear");
         // No label was written by the kernel.
         assert!(last_sector(lun).iter().all(|&b| b == 0));

@@ -34,11 +34,17 @@ pub fn stock_bools(verb: &str) -> &'static [&'static str] {
 /// option (set or not), nargs, argN, and an `output` buffer unless the
 /// command has a userland handler (prefer).
 pub fn stock(verb: &str, set: &[&str], args: &[&str]) -> SimCtlReq {
+    request(verb, set, args, verb != "prefer")
+}
+
+/// A request built as geom(8) builds one (see [`stock`]), with an `output`
+/// buffer or without: also for the verbs it never sends to the kernel.
+pub fn request(verb: &str, set: &[&str], args: &[&str], output: bool) -> SimCtlReq {
     let bools: Vec<(&str, bool)> = stock_bools(verb)
         .iter()
         .map(|&n| (n, set.contains(&n)))
         .collect();
-    SimCtlReq::geom_cmd("MULTIPATH", verb, &bools, args, verb != "prefer")
+    SimCtlReq::geom_cmd("MULTIPATH", verb, &bools, args, output)
 }
 
 /// A request by hand: class MULTIPATH, `verb` and version 1, nothing more
