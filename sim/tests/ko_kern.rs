@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use geom_sim::ko::kstructs::{malloc_type, mtx};
-use geom_sim::ko::{self, kern, KoKernel, Sym};
+use geom_sim::ko::{self, kern, KoKernel, KoOptions, Sym};
 use geom_sim::{Access, Sim, SimClass, SimPlatform};
 
 type MallocFn = unsafe extern "C" fn(usize, *mut c_void, c_int) -> *mut c_void;
@@ -620,13 +620,24 @@ fn unknown_printf_conversion_is_reported() {
 
 // ---- with the built module ------------------------------------------------------
 
+/// A deterministic simulator (seed 1) with the module of `o` loaded.
+fn load_on_new_sim(o: &KoOptions) -> (Sim, Arc<KoKernel>) {
+    let sim = Sim::deterministic(1);
+    let k = ko::load(&sim.plat(), o).unwrap_or_else(|e| panic!("kldload: {e}"));
+    (sim, k)
+}
+
+/// [`load_on_new_sim`] with the built module, or None when it is not
+/// built (see `built_ko`).
+fn built_and_loaded() -> Option<(Sim, Arc<KoKernel>)> {
+    Some(load_on_new_sim(&built_ko()?))
+}
+
 #[test]
 fn module_sysctls_read_and_write_through_their_handlers() {
-    let Some(o) = built_ko() else {
+    let Some((_sim, k)) = built_and_loaded() else {
         return;
     };
-    let sim = Sim::deterministic(1);
-    let k = ko::load(&sim.plat(), &o).unwrap_or_else(|e| panic!("kldload: {e}"));
     let names = k.sysctl_names();
     for n in ["kern.geom.multipath.debug", "kern.geom.multipath.exclusive"] {
         assert!(names.iter().any(|x| x == n), "{n} in {names:?}");
@@ -646,11 +657,9 @@ fn module_sysctls_read_and_write_through_their_handlers() {
 
 #[test]
 fn unload_unmaps_the_module() {
-    let Some(o) = built_ko() else {
+    let Some((_sim, k)) = built_and_loaded() else {
         return;
     };
-    let sim = Sim::deterministic(1);
-    let k = ko::load(&sim.plat(), &o).unwrap_or_else(|e| panic!("kldload: {e}"));
     let (start, end) = k.range().expect("mapped");
     assert!(kld::is_mapped(start, end - start));
     ko::unload(&k).unwrap_or_else(|e| panic!("kldunload: {e}"));
@@ -673,8 +682,7 @@ fn module_code_run_after_unload_faults() {
         return;
     };
     if std::env::var_os(CHILD).is_some() {
-        let sim = Sim::deterministic(1);
-        let k = ko::load(&sim.plat(), &o).unwrap_or_else(|e| panic!("kldload: {e}"));
+        let (_sim, k) = load_on_new_sim(&o);
         // The class's fini method: module text, whatever its symbols' names.
         let mp = k.geom.class().0;
         assert!(!mp.is_null(), "the class is registered");
@@ -745,11 +753,9 @@ fn module_loads_with_nowait_failures_injected_without_killing_the_process() {
 /// number order, names resolved through the tree; unload unlinks them.
 #[test]
 fn module_sysctls_are_linked_into_the_tree() {
-    let Some(o) = built_ko() else {
+    let Some((sim, k)) = built_and_loaded() else {
         return;
     };
-    let sim = Sim::deterministic(1);
-    let k = ko::load(&sim.plat(), &o).unwrap_or_else(|e| panic!("kldload: {e}"));
     let tree = k.sysctl_tree();
     let names: Vec<&str> = tree.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
@@ -794,8 +800,7 @@ fn module_tunables_come_from_the_kernel_environment() {
         ("kern.geom.multipath.debug".into(), "2".into()),
         ("kern.geom.multipath.exclusive".into(), "zero".into()),
     ];
-    let sim = Sim::deterministic(1);
-    let k = ko::load(&sim.plat(), &o).unwrap_or_else(|e| panic!("kldload: {e}"));
+    let (sim, k) = load_on_new_sim(&o);
     assert_eq!(k.sysctl_get("kern.geom.multipath.debug"), Ok(2));
     assert_eq!(k.sysctl_get("kern.geom.multipath.exclusive"), Ok(1));
     assert!(sim
@@ -844,11 +849,9 @@ fn module_scenario_runs_are_deterministic() {
 
 #[test]
 fn unload_refused_while_the_class_is_busy_changes_nothing() {
-    let Some(o) = built_ko() else {
+    let Some((sim, k)) = built_and_loaded() else {
         return;
     };
-    let sim = Sim::deterministic(1);
-    let k = ko::load(&sim.plat(), &o).unwrap_or_else(|e| panic!("kldload: {e}"));
     sim.add_lun(geom_sim::LunConfig::new(&["da0", "da1"], 1 << 20))
         .expect("lun");
     sim.run_until_idle();
