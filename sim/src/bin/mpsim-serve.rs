@@ -109,30 +109,29 @@ impl SimClass for NopClass {
     }
 
     fn start(&self, plat: &SimPlatform, gp: GeomId, bp: Bio) {
-        let Some(sc) = plat.geom_softc::<NopSoftc>(gp) else {
-            return plat.g_io_deliver(bp, ENXIO);
-        };
-        let cmd = plat.bio_cmd_of(&bp);
-        let rate = match cmd {
-            BioCmd::Read => sc.rfail.load(Ordering::Relaxed),
-            BioCmd::Write | BioCmd::Delete | BioCmd::Flush => sc.wfail.load(Ordering::Relaxed),
-            _ => 0,
-        };
-        if rate > 0 && plat.chance(rate.min(100) * 10) {
-            return plat.g_io_deliver(bp, EIO);
-        }
-        if cmd == BioCmd::GetAttr && plat.bio_attribute_eq(&bp, PHYSPATH) {
-            if let Some(phys) = &sc.physpath {
-                let mut bp = bp;
-                let err = fill_attr(plat, &mut bp, phys);
-                return plat.g_io_deliver(bp, err);
+        plat.start_with_softc(gp, bp, |sc: Arc<NopSoftc>, bp| {
+            let cmd = plat.bio_cmd_of(&bp);
+            let rate = match cmd {
+                BioCmd::Read => sc.rfail.load(Ordering::Relaxed),
+                BioCmd::Write | BioCmd::Delete | BioCmd::Flush => sc.wfail.load(Ordering::Relaxed),
+                _ => 0,
+            };
+            if rate > 0 && plat.chance(rate.min(100) * 10) {
+                return plat.g_io_deliver(bp, EIO);
             }
-        }
-        plat.pass_down(bp, sc.cp, |child| {
-            if matches!(cmd, BioCmd::Read | BioCmd::Write | BioCmd::Delete) {
-                let off = plat.bio_offset_of(child) + sc.offset;
-                plat.set_bio_offset(child, off);
+            if cmd == BioCmd::GetAttr && plat.bio_attribute_eq(&bp, PHYSPATH) {
+                if let Some(phys) = &sc.physpath {
+                    let mut bp = bp;
+                    let err = fill_attr(plat, &mut bp, phys);
+                    return plat.g_io_deliver(bp, err);
+                }
             }
+            plat.pass_down(bp, sc.cp, |child| {
+                if matches!(cmd, BioCmd::Read | BioCmd::Write | BioCmd::Delete) {
+                    let off = plat.bio_offset_of(child) + sc.offset;
+                    plat.set_bio_offset(child, off);
+                }
+            });
         });
     }
 

@@ -9,7 +9,10 @@
 //! thread (or by the user thread that loads or unloads); start on `g_down`
 //! and done on `g_up`, where the lock may not be taken and nothing may sleep.
 
-use geom_multipath_rs::platform::{Access, CtlReq, Errno, EOPNOTSUPP};
+use std::any::Any;
+use std::sync::Arc;
+
+use geom_multipath_rs::platform::{Access, CtlReq, Errno, ENXIO, EOPNOTSUPP};
 
 use crate::bio::Bio;
 use crate::ids::{ConsumerId, GeomId, ProviderId};
@@ -64,6 +67,23 @@ pub trait SimClass: Send + Sync + 'static {
     /// `g_class.destroy_geom` (topology held), for unload.
     fn destroy_geom(&self, _plat: &SimPlatform, _gp: GeomId) -> Result<(), Errno> {
         Err(EOPNOTSUPP)
+    }
+}
+
+impl SimPlatform {
+    /// The head of a start method: `f` gets the softc of the geom `bp`
+    /// reached (a `T`) and `bp`; a geom without one (it was torn down
+    /// under the bio) fails `bp` with ENXIO.
+    pub fn start_with_softc<T: Any + Send + Sync>(
+        &self,
+        gp: GeomId,
+        bp: Bio,
+        f: impl FnOnce(Arc<T>, Bio),
+    ) {
+        match self.geom_softc::<T>(gp) {
+            Some(sc) => f(sc, bp),
+            None => self.g_io_deliver(bp, ENXIO),
+        }
     }
 }
 

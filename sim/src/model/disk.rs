@@ -128,26 +128,25 @@ impl SimClass for DiskClass {
     }
 
     fn start(&self, plat: &SimPlatform, gp: GeomId, bp: Bio) {
-        let Some(sc) = plat.geom_softc::<DiskSoftc>(gp) else {
-            return plat.g_io_deliver(bp, ENXIO);
-        };
-        let path = sc.path.clone();
-        path.stats.started.fetch_add(1, Ordering::Relaxed);
-        let cmd = plat.bio_cmd_of(&bp);
-        let (err, delay) = {
-            let mut f = lock(&path.faults);
-            let mut rng = lock(&plat.sh.rng);
-            let e = f.decide(cmd, &mut rng);
-            (e, f.delay_ns(&mut rng))
-        };
-        let due = plat.now_ns() + delay;
-        let me = plat.clone();
-        // The bio now lives on the path's completion queue ("the HBA").
-        plat.sh.sched.post_at(
-            &path.queue,
-            due,
-            Box::new(move || me.disk_complete(&sc, bp, err)),
-        );
+        plat.start_with_softc(gp, bp, |sc: Arc<DiskSoftc>, bp| {
+            let path = sc.path.clone();
+            path.stats.started.fetch_add(1, Ordering::Relaxed);
+            let cmd = plat.bio_cmd_of(&bp);
+            let (err, delay) = {
+                let mut f = lock(&path.faults);
+                let mut rng = lock(&plat.sh.rng);
+                let e = f.decide(cmd, &mut rng);
+                (e, f.delay_ns(&mut rng))
+            };
+            let due = plat.now_ns() + delay;
+            let me = plat.clone();
+            // The bio now lives on the path's completion queue ("the HBA").
+            plat.sh.sched.post_at(
+                &path.queue,
+                due,
+                Box::new(move || me.disk_complete(&sc, bp, err)),
+            );
+        });
     }
 
     fn orphan(&self, _plat: &SimPlatform, _cp: ConsumerId) {}

@@ -4,6 +4,7 @@
 //! It tests the simulator itself and is the benchmark baseline.
 
 use std::any::Any;
+use std::sync::Arc;
 
 use geom_multipath_rs::platform::{Access, CtlReq, Errno, EBUSY, ENOMEM, ENXIO};
 
@@ -61,7 +62,7 @@ impl PassClass {
             return req.error(format_args!("Cannot attach to {prov}: {e}"));
         }
         if let Some(g) = plat.topo().geom.get_mut(&gp) {
-            g.softc = Some(std::sync::Arc::new(PassSoftc { cp }));
+            g.softc = Some(Arc::new(PassSoftc { cp }));
         }
         match plat.g_new_provider(gp, &name, size, ss) {
             Ok(np) => plat.g_error_provider(np, 0),
@@ -101,10 +102,9 @@ impl SimClass for PassClass {
     }
 
     fn start(&self, plat: &SimPlatform, gp: GeomId, bp: Bio) {
-        let Some(sc) = plat.geom_softc::<PassSoftc>(gp) else {
-            return plat.g_io_deliver(bp, ENXIO);
-        };
-        plat.pass_down(bp, sc.cp, |_| {});
+        plat.start_with_softc(gp, bp, |sc: Arc<PassSoftc>, bp| {
+            plat.pass_down(bp, sc.cp, |_| {});
+        });
     }
 
     fn orphan(&self, plat: &SimPlatform, cp: ConsumerId) {
