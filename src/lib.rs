@@ -6,6 +6,10 @@
 //! [`platform::Platform`] and knows nothing of either.
 #![no_std]
 #![forbid(unsafe_op_in_unsafe_fn)]
+// The docs are built with --document-private-items (make test's doc step),
+// for the kernel engineers who read the code: public items may point at
+// the crate-private ones that do the work.
+#![allow(rustdoc::private_intra_doc_links)]
 
 extern crate alloc;
 #[cfg(any(test, feature = "std"))]

@@ -39,6 +39,11 @@
 //! sim.finish().assert_clean();
 //! ```
 
+// The simulator's docs are for the people who work on it and are built
+// with --document-private-items (make test's doc step): module overviews
+// link to the private submodules that hold each concern.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod model;
 use model::toplock;
 pub use model::{

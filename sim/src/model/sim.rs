@@ -550,7 +550,7 @@ impl Sim {
     }
 
     /// Stops the geoms of each module `load_multipath` loaded and unloads
-    /// it; records its summary line (see [`crate::ko::record_summary`]).
+    /// it; records its summary line (see [`crate::harness::ko_summary::record`]).
     fn unload_ko(&self) -> Vec<(Arc<crate::ko::KoKernel>, Result<(), String>)> {
         let kos: Vec<_> = lock(&self.sh.ko).drain(..).collect();
         let mut out = Vec::new();

@@ -5,8 +5,8 @@
 //! offending call where going on would hang it (a sleep in done returns at
 //! once, a detach of an open consumer does nothing). It does not panic in its
 //! own threads: that would kill `g_down` or `g_up` and turn a clear report
-//! into a hang. Tests read the list with [`crate::Sim::violations`] or fail
-//! through [`crate::Sim::assert_clean`] / [`crate::Report::assert_clean`].
+//! into a hang. Tests read the list with [`crate::SimPlatform::violations`] or fail
+//! through [`crate::SimPlatform::assert_clean`] / [`crate::Report::assert_clean`].
 
 use std::fmt;
 
