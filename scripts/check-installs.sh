@@ -47,6 +47,7 @@ ko suite|bash cargo rustc mktemp sort awk sed tee
 ko soak|cargo rustc
 cargo clippy|cargo cargo-clippy clippy-driver
 cargo fmt|cargo rustfmt
+cargo doc|cargo rustdoc
 kernel module build|$kbuild_rows $headers python3
 check-ko-selftest|$GMR_CLANG $GMR_LD $GMR_READELF $GMR_OBJDUMP $GMR_NM $headers python3
 check-ko:|$GMR_READELF $GMR_OBJDUMP $GMR_NM $headers python3

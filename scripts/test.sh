@@ -134,6 +134,12 @@ step "cargo clippy --workspace --all-targets -- -D warnings" \
 step "cargo clippy --features kernel --all-targets -- -D warnings" \
 	cargo clippy -p geom_multipath_rs --features kernel --all-targets -- -D warnings
 step "cargo fmt --all --check" cargo fmt --all --check
+# The docs, private items included, build without a warning (a broken
+# intra-doc link fails here), for both feature sets.
+step "cargo doc (-D warnings, private items)" env RUSTDOCFLAGS="-D warnings" \
+	cargo doc --no-deps --workspace --document-private-items
+step "cargo doc --features kernel (-D warnings, private items)" env RUSTDOCFLAGS="-D warnings" \
+	cargo doc --no-deps -p geom_multipath_rs --features kernel --document-private-items
 step "cargo fmt --check of fuzz/ (its own workspace)" cargo fmt --manifest-path fuzz/Cargo.toml --check
 step "check-ko: audit geom_multipath_rs.ko" scripts/check-ko.sh
 step "check-ko-selftest: the audit rejects broken modules" scripts/check-ko-selftest.sh
