@@ -57,9 +57,10 @@ fn list_prints_geom_provider_and_paths_oldest_first() {
 #[test]
 fn list_and_status_errors() {
     let sim = Sim::deterministic(4);
+    // geom(8) refuses the class before `list` runs (sim/tests/geom_cmd.rs).
     assert_eq!(
         sim.gmultipath(&["list"]).unwrap_err(),
-        "Class 'MULTIPATH' not found."
+        "Invalid class name 'multipath'."
     );
     sim.load_multipath().expect("load");
     assert_eq!(

@@ -65,6 +65,8 @@ fn label_refuses_mismatched_sizes() {
     let sim = Sim::deterministic(1);
     add_lun_1m(&sim, &["da0"]);
     sim.add_lun(LunConfig::new(&["da1"], 2 << 20)).unwrap();
+    // geom(8) checks the class is there before anything else.
+    sim.load_multipath().unwrap();
     assert_eq!(
         sim.gmultipath(&["label", "mp0", "da0", "da1"]).unwrap_err(),
         "da1 media size 2097152 different."

@@ -29,6 +29,31 @@ fn options(verb: &str) -> Option<(&'static [(char, &'static str)], bool)> {
     })
 }
 
+/// geom(8)'s standard `load` and `unload` with the class loaded. `load`
+/// finds `g_multipath` in the kernel and does nothing ("Module available."
+/// with -v). `unload` looks for a kernel file named `geom_multipath`,
+/// which ours is not: it fails as it does on FreeBSD, where our module is
+/// unloaded with `kldunload geom_multipath_rs`.
+fn std_load_unload(verb: &str, rest: &[&str]) -> Result<String, String> {
+    let mut verbose = false;
+    for a in rest {
+        match *a {
+            "-v" if !verbose => verbose = true,
+            "-v" => return Err("Option 'v' specified twice.".into()),
+            o if o.starts_with('-') && o.len() > 1 => return Err(format!("Invalid option {o}.")),
+            _ => {}
+        }
+    }
+    if verb == "unload" {
+        return Err("Could not find module: No such file or directory.".into());
+    }
+    Ok(if verbose {
+        "Module available.\nDone.\n".into()
+    } else {
+        String::new()
+    })
+}
+
 impl SimPlatform {
     /// Runs `gmultipath ARGS...` (e.g. `["create", "-A", "mp0", "da0",
     /// "da1"]`). Ok(stdout) or Err(the error geom(8) prints before exiting
@@ -37,8 +62,18 @@ impl SimPlatform {
         let Some((&verb, rest)) = argv.split_first() else {
             return Err("usage: gmultipath verb ...".into());
         };
-        if verb == "list" || verb == "status" {
-            return self.mp_list_status(verb, rest);
+        // geom(8) first asks whether the class can be loaded or listed: the
+        // module `g_multipath` is in the kernel, or a file geom_multipath.ko
+        // is on kern.module_path. The simulated machine has no such file
+        // (our module is geom_multipath_rs.ko), so without the class loaded
+        // every command stops here, before any verb is looked at.
+        if self.class_by_name("MULTIPATH").is_none() {
+            return Err("Invalid class name 'multipath'.".into());
+        }
+        match verb {
+            "list" | "status" => return self.mp_list_status(verb, rest),
+            "load" | "unload" => return std_load_unload(verb, rest),
+            _ => {}
         }
         let Some((opts, with_output)) = options(verb) else {
             return Err(format!("Unknown command: {verb}."));
