@@ -156,6 +156,8 @@ sim_ok=1
 sim_build > "$tmp/sim-build.out" 2>&1 || sim_ok=0
 bg guest-dryrun bash "$here/dryrun/run-guest.sh" "$ko"
 bg atf-dryrun bash "$here/dryrun/run-atf.sh"
+# Once more on the server's threaded scheduler (real threads, real races).
+bg atf-dryrun-threads bash "$here/dryrun/run-atf.sh" --threads
 # BREAK:CASE: with MPSIM_BREAK=BREAK, mpsim-serve breaks one behaviour on
 # purpose, and CASE (which passes on the unbroken simulator) must fail.
 breaks="rotate-twice:misc.sh:rotate
@@ -171,6 +173,7 @@ ko_run=0
 if [ -f "$built_ko" ]; then
 	ko_run=1
 	bg atf-dryrun-ko bash "$here/dryrun/run-atf.sh" --ko "$built_ko"
+	bg atf-dryrun-ko-threads bash "$here/dryrun/run-atf.sh" --ko "$built_ko" --threads
 	bg guest-dryrun-ko bash "$here/dryrun/run-guest.sh" --ko "$built_ko"
 	bg ko-teardown ko_teardown_check
 	# One break through the module too: its results come from the run.
@@ -397,6 +400,13 @@ if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/atf-dryrun.out")" = "$want" ]; then
 else
 	not_ok "ATF cases one by one on the simulator: want '$want' (exit $st)" "$tmp/atf-dryrun.out"
 fi
+st=$(bg_status atf-dryrun-threads)
+want="atf-dryrun(simulator, threaded): 12 passed, 0 failed, 0 skipped"
+if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/atf-dryrun-threads.out")" = "$want" ]; then
+	ok "ATF cases on the threaded simulator: '$want'"
+else
+	not_ok "ATF cases on the threaded simulator: want '$want' (exit $st)" "$tmp/atf-dryrun-threads.out"
+fi
 while IFS=: read -r brk id; do
 	st=$(bg_status "break-$brk")
 	if [ "$st" = 1 ] && grep -q "^$id  ->  failed: " "$tmp/break-$brk.out"; then
@@ -431,6 +441,14 @@ else
 		not_ok "ATF cases one by one through the .ko: want '$want' and a clean unload (exit $st)" "$tmp/atf-dryrun-ko.out"
 	fi
 	sed -n 's/^\(ko: loaded .*\)/    \1/p' "$tmp/atf-dryrun-ko.out"
+	st=$(bg_status atf-dryrun-ko-threads)
+	want="atf-dryrun(ko, threaded): 12 passed, 0 failed, 0 skipped"
+	if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/atf-dryrun-ko-threads.out")" = "$want" ] &&
+	    grep -q '^ko: loaded .*, leaks 0$' "$tmp/atf-dryrun-ko-threads.out"; then
+		ok "ATF cases through the .ko on the threaded simulator: '$want', clean unload"
+	else
+		not_ok "ATF cases through the .ko, threaded: want '$want' and a clean unload (exit $st)" "$tmp/atf-dryrun-ko-threads.out"
+	fi
 	st=$(bg_status guest-dryrun-ko)
 	want="guest-dryrun(ko): 16 passed, 0 failed, 0 skipped"
 	if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/guest-dryrun-ko.out")" = "$want" ] &&

@@ -7,8 +7,8 @@
 # simulator's front end: the stock command line as gctl requests on the
 # core, `list` from the core's confxml. Nothing is modelled in a script.
 #
-#   run-atf.sh [--ko KO] [-m BREAK] [PROGRAM:CASE...]
-#   run-atf.sh [--ko KO] --kyua
+#   run-atf.sh [--ko KO] [--threads] [-m BREAK] [PROGRAM:CASE...]
+#   run-atf.sh [--ko KO] [--threads] --kyua
 #
 # --ko KO runs the suite through the shipped kernel module instead of the
 # core linked into the simulator: KO (geom_multipath_rs.ko as make builds
@@ -42,6 +42,7 @@ atf=$here/../atf
 
 use_kyua=0
 ko=""
+serve_args=()
 label=simulator
 while [ "$#" -gt 0 ]; do
 	case "$1" in
@@ -61,9 +62,16 @@ while [ "$#" -gt 0 ]; do
 		use_kyua=1
 		shift
 		;;
+	--threads)
+		# The server's threaded scheduler: g_down, g_up, the disks and
+		# the worker on OS threads of their own, so real races happen.
+		serve_args+=(--threads)
+		shift
+		;;
 	*) break ;;
 	esac
 done
+[ "${#serve_args[@]}" = 0 ] || label="$label, threaded"
 if [ -n "$ko" ] && [ ! -f "$ko" ]; then
 	echo "--ko $ko: no such module (build it with make)" >&2
 	exit 2
@@ -78,11 +86,11 @@ trap '[ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null; [ -n "${DRYRUN_KEEP:-}" 
 if [ -n "$ko" ]; then
 	# The cases kldload this copy: the module's own bytes.
 	cp "$ko" "$tmp/geom_multipath_rs.ko"
-	sim_start "$tmp" --ko "$tmp/geom_multipath_rs.ko" || exit 2
+	sim_start "$tmp" --ko "$tmp/geom_multipath_rs.ko" "${serve_args[@]}" || exit 2
 else
 	# A stand-in: the server loads the core linked into it.
 	: > "$tmp/geom_multipath_rs.ko"
-	sim_start "$tmp" || exit 2
+	sim_start "$tmp" "${serve_args[@]}" || exit 2
 fi
 
 passed=0
