@@ -6,7 +6,7 @@
 #   make                 build geom_multipath_rs/geom_multipath_rs.ko
 #                        (Linux: cross-build, installing the toolchain if
 #                        missing; FreeBSD: bsd.kmod.mk in geom_multipath_rs/)
-#   make test            every check: tests, clippy, fmt, module audit,
+#   make test            every check: tests, clippy, fmt, docs, module audit,
 #                        bindings, shellcheck
 #   make check-ko        audit the built module (scripts/check-ko.sh)
 #   make check-ko-selftest  show the audit rejects broken modules
@@ -18,7 +18,8 @@
 #                        proptest campaigns (scripts/fuzz.sh)
 #   make fuzz-long       each libFuzzer target until FUZZ_RUNS (10^7) executions;
 #                        FUZZ_JOBS=N runs each on N cores (libFuzzer -fork=N);
-#                        prints the time to FUZZ_RUNS after the first minute
+#                        prints the time to FUZZ_RUNS after the first minute;
+#                        FUZZ_INSTRUMENT=lean instruments our crates only
 #   make bench           multipath against the pass-through baseline (ratios)
 #   make bench-class     the class alone (start and done, no simulator): ns
 #                        per bio, ratios and 2-thread scaling, memory
