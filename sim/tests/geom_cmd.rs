@@ -35,25 +35,22 @@ fn without_the_class_every_command_is_refused_by_geom() {
 fn load_finds_the_module_and_unload_looks_for_the_stock_file() {
     both(8, |sim| {
         sim.load_multipath().unwrap();
-        assert_eq!(sim.gmultipath(&["load"]), Ok(String::new()));
-        assert_eq!(
-            sim.gmultipath(&["load", "-v"]),
-            Ok("Module available.\nDone.\n".to_string())
-        );
-        assert_eq!(
-            sim.gmultipath(&["load", "-v", "-v"]),
-            Err("Option 'v' specified twice.".to_string())
-        );
-        assert_eq!(
-            sim.gmultipath(&["load", "-x"]),
-            Err("Invalid option -x.".to_string())
-        );
-        // geom(8) unloads a file named geom_multipath; ours is
-        // geom_multipath_rs.ko, so the class stays loaded.
-        assert_eq!(
-            sim.gmultipath(&["unload"]),
-            Err("Could not find module: No such file or directory.".to_string())
-        );
+        let ok = |s: &str| Ok(s.to_string());
+        let err = |s: &str| Err(s.to_string());
+        for (argv, want) in [
+            (&["load"][..], ok("")),
+            (&["load", "-v"], ok("Module available.\nDone.\n")),
+            (&["load", "-v", "-v"], err("Option 'v' specified twice.")),
+            (&["load", "-x"], err("Invalid option -x.")),
+            // geom(8) unloads a file named geom_multipath; ours is
+            // geom_multipath_rs.ko, so the class stays loaded.
+            (
+                &["unload"],
+                err("Could not find module: No such file or directory."),
+            ),
+        ] {
+            assert_eq!(sim.gmultipath(argv), want, "gmultipath {argv:?}");
+        }
         assert!(sim.confxml().contains("<name>MULTIPATH</name>"));
     });
 }
