@@ -391,22 +391,29 @@ if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/guest-dryrun.out")" = "$want" ] &&
 else
 	not_ok "guest dry run on the simulator: want '$want' (exit $st)" "$tmp/guest-dryrun.out"
 fi
+# atf_result JOB LABEL WHAT: the dry run JOB (run-atf.sh) passed every
+# case: exit 0 and its last line "atf-dryrun(LABEL): 12 passed, ...";
+# through the .ko (LABEL ko...) also a clean unload. Lists the cases.
+atf_result()
+{
+	local job=$1 label=$2 what=$3 st want unload=""
+	st=$(bg_status "$job")
+	want="atf-dryrun($label): 12 passed, 0 failed, 0 skipped"
+	case $label in
+	ko*) unload=" and a clean unload" ;;
+	esac
+	if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/$job.out")" = "$want" ] &&
+	    { [ -z "$unload" ] || grep -q '^ko: loaded .*, leaks 0$' "$tmp/$job.out"; }; then
+		ok "$what: '$want'$unload"
+		sed -n 's/^\([^ ]*:[^ ]*\)  ->  \([a-z]*\).*/    \2 \1/p' "$tmp/$job.out"
+	else
+		not_ok "$what: want '$want'$unload (exit $st)" "$tmp/$job.out"
+	fi
+	[ -z "$unload" ] || sed -n 's/^\(ko: loaded .*\)/    \1/p' "$tmp/$job.out"
+}
 # Case by case under atf-sh, nothing left behind after each cleanup.
-st=$(bg_status atf-dryrun)
-want="atf-dryrun(simulator): 12 passed, 0 failed, 0 skipped"
-if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/atf-dryrun.out")" = "$want" ]; then
-	ok "ATF cases one by one on the simulator: '$want', nothing left after each cleanup"
-	sed -n 's/^\([^ ]*:[^ ]*\)  ->  \([a-z]*\).*/    \2 \1/p' "$tmp/atf-dryrun.out"
-else
-	not_ok "ATF cases one by one on the simulator: want '$want' (exit $st)" "$tmp/atf-dryrun.out"
-fi
-st=$(bg_status atf-dryrun-threads)
-want="atf-dryrun(simulator, threaded): 12 passed, 0 failed, 0 skipped"
-if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/atf-dryrun-threads.out")" = "$want" ]; then
-	ok "ATF cases on the threaded simulator: '$want'"
-else
-	not_ok "ATF cases on the threaded simulator: want '$want' (exit $st)" "$tmp/atf-dryrun-threads.out"
-fi
+atf_result atf-dryrun simulator "ATF cases one by one on the simulator (nothing left after each cleanup)"
+atf_result atf-dryrun-threads "simulator, threaded" "ATF cases on the threaded simulator"
 while IFS=: read -r brk id; do
 	st=$(bg_status "break-$brk")
 	if [ "$st" = 1 ] && grep -q "^$id  ->  failed: " "$tmp/break-$brk.out"; then
@@ -431,24 +438,8 @@ if [ "$ko_run" = 0 ]; then
 		echo "SKIPPED - dry runs through the .ko: $built_ko is missing (build it with make)"
 	fi
 else
-	st=$(bg_status atf-dryrun-ko)
-	want="atf-dryrun(ko): 12 passed, 0 failed, 0 skipped"
-	if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/atf-dryrun-ko.out")" = "$want" ] &&
-	    grep -q '^ko: loaded .*, leaks 0$' "$tmp/atf-dryrun-ko.out"; then
-		ok "ATF cases one by one through the .ko (in-process loader): '$want', clean unload"
-		sed -n 's/^\([^ ]*:[^ ]*\)  ->  \([a-z]*\).*/    \2 \1/p' "$tmp/atf-dryrun-ko.out"
-	else
-		not_ok "ATF cases one by one through the .ko: want '$want' and a clean unload (exit $st)" "$tmp/atf-dryrun-ko.out"
-	fi
-	sed -n 's/^\(ko: loaded .*\)/    \1/p' "$tmp/atf-dryrun-ko.out"
-	st=$(bg_status atf-dryrun-ko-threads)
-	want="atf-dryrun(ko, threaded): 12 passed, 0 failed, 0 skipped"
-	if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/atf-dryrun-ko-threads.out")" = "$want" ] &&
-	    grep -q '^ko: loaded .*, leaks 0$' "$tmp/atf-dryrun-ko-threads.out"; then
-		ok "ATF cases through the .ko on the threaded simulator: '$want', clean unload"
-	else
-		not_ok "ATF cases through the .ko, threaded: want '$want' and a clean unload (exit $st)" "$tmp/atf-dryrun-ko-threads.out"
-	fi
+	atf_result atf-dryrun-ko ko "ATF cases one by one through the .ko (in-process loader)"
+	atf_result atf-dryrun-ko-threads "ko, threaded" "ATF cases through the .ko on the threaded simulator"
 	st=$(bg_status guest-dryrun-ko)
 	want="guest-dryrun(ko): 16 passed, 0 failed, 0 skipped"
 	if [ "$st" = 0 ] && [ "$(tail -n 1 "$tmp/guest-dryrun-ko.out")" = "$want" ] &&
