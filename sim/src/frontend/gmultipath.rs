@@ -25,32 +25,9 @@ fn options(verb: &str) -> Option<(&'static [(char, &'static str)], bool)> {
             (&[], true)
         }
         "prefer" | "clear" => (&[], false),
+        // geom(8)'s standard commands, which take no option but -v.
+        "load" | "unload" => (&[], false),
         _ => return None,
-    })
-}
-
-/// geom(8)'s standard `load` and `unload` with the class loaded. `load`
-/// finds `g_multipath` in the kernel and does nothing ("Module available."
-/// with -v). `unload` looks for a kernel file named `geom_multipath`,
-/// which ours is not: it fails as it does on FreeBSD, where our module is
-/// unloaded with `kldunload geom_multipath_rs`.
-fn std_load_unload(verb: &str, rest: &[&str]) -> Result<String, String> {
-    let mut verbose = false;
-    for a in rest {
-        match *a {
-            "-v" if !verbose => verbose = true,
-            "-v" => return Err("Option 'v' specified twice.".into()),
-            o if o.starts_with('-') && o.len() > 1 => return Err(format!("Invalid option {o}.")),
-            _ => {}
-        }
-    }
-    if verb == "unload" {
-        return Err("Could not find module: No such file or directory.".into());
-    }
-    Ok(if verbose {
-        "Module available.\nDone.\n".into()
-    } else {
-        String::new()
     })
 }
 
@@ -70,10 +47,8 @@ impl SimPlatform {
         if self.class_by_name("MULTIPATH").is_none() {
             return Err("Invalid class name 'multipath'.".into());
         }
-        match verb {
-            "list" | "status" => return self.mp_list_status(verb, rest),
-            "load" | "unload" => return std_load_unload(verb, rest),
-            _ => {}
+        if verb == "list" || verb == "status" {
+            return self.mp_list_status(verb, rest);
         }
         let Some((opts, with_output)) = options(verb) else {
             return Err(format!("Unknown command: {verb}."));
@@ -88,6 +63,10 @@ impl SimPlatform {
             } else if !only_args && a.len() > 1 && a.starts_with('-') && args.is_empty() {
                 for ch in a[1..].chars() {
                     if ch == 'v' {
+                        // geom(8) takes -v once (parse_arguments).
+                        if verbose {
+                            return Err("Option 'v' specified twice.".into());
+                        }
                         verbose = true;
                         continue;
                     }
@@ -101,6 +80,13 @@ impl SimPlatform {
             }
         }
         let out = match verb {
+            // `load` finds g_multipath in the kernel and does nothing.
+            // `unload` looks for a kernel file named geom_multipath, which
+            // ours is not (it fails as on FreeBSD, where our module is
+            // unloaded with `kldunload geom_multipath_rs`).
+            "load" if verbose => "Module available.\n".into(),
+            "load" => String::new(),
+            "unload" => return Err("Could not find module: No such file or directory.".into()),
             "label" => self.mp_label(&flags, &args)?,
             "clear" => self.mp_clear(&args)?,
             "prefer" => {
