@@ -8,24 +8,11 @@
 
 mod common;
 
+use common::ctl::stock;
 use common::{for_each_mode, list_all, san};
 use geom_sim::{Access, LunConfig, Sim, SimCtlReq};
 
 const SIZE: u64 = 1 << 20;
-
-/// The request geom(8) sends for `gmultipath VERB ARGS` (no flags set).
-fn stock(verb: &str, args: &[&str]) -> SimCtlReq {
-    let bools: &[(&str, bool)] = match verb {
-        "create" => &[("active_active", false), ("active_read", false)],
-        "configure" => &[
-            ("active_active", false),
-            ("active_passive", false),
-            ("active_read", false),
-        ],
-        _ => &[],
-    };
-    SimCtlReq::geom_cmd("MULTIPATH", verb, bools, args, verb != "prefer")
-}
 
 /// A request by hand: class, verb, then `params` (name, i32) and `strs`.
 fn raw(verb: &str, ints: &[(&str, i32)], version: Option<u32>, strs: &[(&str, &str)]) -> SimCtlReq {
@@ -52,7 +39,7 @@ fn fixture(m: geom_sim::Mode, seed: u64) -> Sim {
     wide.sectorsize = 4096;
     sim.add_lun(wide).unwrap();
     sim.run_until_idle();
-    let r = sim.gctl(stock("create", &["mp", "da0", "da1"]));
+    let r = sim.gctl(stock("create", &[], &["mp", "da0", "da1"]));
     assert_eq!(r.error_text(), None);
     sim.run_until_idle();
     sim
@@ -79,7 +66,7 @@ fn every_kernel_error_text_is_freebsds() {
         refused(&sim, no_version, "No 'version' argument");
         let v2 = raw("add", &[], Some(2), &[("arg0", "mp"), ("arg1", "da2")]);
         refused(&sim, v2, "Userland and kernel parts are out of sync");
-        refused(&sim, stock("bogus", &["mp"]), "Unknown verb bogus");
+        refused(&sim, stock("bogus", &[], &["mp"]), "Unknown verb bogus");
 
         let table: &[(&str, &[&str], &str)] = &[
             // create: nargs first, then arg0, then each provider in turn.
@@ -150,18 +137,18 @@ fn every_kernel_error_text_is_freebsds() {
             ("getactive", &["nope"], "Device nope is invalid"),
         ];
         for (verb, args, text) in table {
-            refused(&sim, stock(verb, args), text);
+            refused(&sim, stock(verb, &[], args), text);
         }
         // prefer without nargs (geom(8) always sends it; FreeBSD checks).
         let p = raw("prefer", &[], Some(1), &[("arg0", "mp"), ("arg1", "da1")]);
         refused(&sim, p, "No 'nargs' argument");
         // prefer of a failed path.
-        let r = sim.gctl(stock("fail", &["mp", "da1"]));
+        let r = sim.gctl(stock("fail", &[], &["mp", "da1"]));
         assert_eq!(r.error_text(), None);
         sim.run_until_idle();
         refused(
             &sim,
-            stock("prefer", &["mp", "da1"]),
+            stock("prefer", &[], &["mp", "da1"]),
             "Consumer da1 is invalid",
         );
         // add of a path someone else holds open exclusively: g_access
@@ -170,7 +157,7 @@ fn every_kernel_error_text_is_freebsds() {
         let holder = sim.open("da2", Access::new(0, 1, 1)).unwrap();
         let before = list_all(&sim);
         let from = sim.log_lines().len();
-        let r = sim.gctl(stock("add", &["mp", "da2"]));
+        let r = sim.gctl(stock("add", &[], &["mp", "da2"]));
         sim.run_until_idle();
         assert_eq!(r.error_text(), Some("Provider addition error: 1"));
         assert_eq!(
