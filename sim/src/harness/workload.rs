@@ -166,6 +166,15 @@ pub fn run_workload(
             st.issued += 1;
             match r {
                 Ok(id) => {
+                    // Completed within the submission (direct dispatch: a
+                    // start that failed it at once): as for an error at
+                    // submission below, let the other threads' queued
+                    // work run meanwhile.
+                    if plat.mode() == Mode::Deterministic
+                        && lock(&inbox.0).iter().any(|(i, _)| *i == id)
+                    {
+                        plat.run_until_idle();
+                    }
                     pending.insert(
                         id,
                         Op {

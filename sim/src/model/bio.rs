@@ -16,10 +16,47 @@ use std::sync::{Arc, Mutex, Weak};
 use geom_multipath_rs::platform::{append_c_str, BioCmd, Errno, EINVAL, EIO, ENOMEM, ENXIO, EPERM};
 
 use crate::ids::{BioId, ConsumerId, GeomId, ProviderId};
-use crate::sched::Ctx;
+use crate::sched::{current, Ctx, TID_DOWN, TID_UP};
 use crate::sim::{record_violation, Completion, SimPlatform, SimShared};
 use crate::util::lock;
 use crate::violation::rule;
+
+/// Direct dispatch's nesting: a start or done GEOM calls in the
+/// requester's or completer's thread runs in that thread as a start or
+/// done context (it may not sleep), and GEOM stops calling directly when
+/// the stack is half used, which here is a nesting depth.
+mod direct {
+    use std::cell::Cell;
+
+    use crate::sched::{enter, Ctx, CtxGuard};
+
+    /// Direct calls nested on one thread before GEOM queues instead (a
+    /// FreeBSD kernel stack holds several start/done frames of a stack of
+    /// classes; the exact depth does not matter, that there is one does).
+    const MAX_DEPTH: u32 = 8;
+
+    thread_local! {
+        static DEPTH: Cell<u32> = const { Cell::new(0) };
+    }
+
+    pub(super) fn has_room() -> bool {
+        DEPTH.with(Cell::get) < MAX_DEPTH
+    }
+
+    /// One level of direct call, as simulated thread `tid` in `ctx`.
+    pub(super) struct Nest(#[allow(dead_code)] CtxGuard);
+
+    impl Drop for Nest {
+        fn drop(&mut self) {
+            DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+
+    pub(super) fn nest(tid: u64, ctx: Ctx) -> Nest {
+        DEPTH.with(|d| d.set(d.get() + 1));
+        Nest(enter(tid, ctx))
+    }
+}
 
 /// A bio's data buffer, shared by a parent and its clones (`bio_data`).
 pub type DataBuf = Arc<Mutex<Vec<u8>>>;
@@ -391,7 +428,7 @@ impl SimPlatform {
     /// `g_io_request(bp, cp)`: onto the g_down queue.
     pub fn g_io_request(&self, bp: Bio, cp: ConsumerId) {
         let id = bp.into_id();
-        let (pp, accept_unmapped) = {
+        let (pp, accept_unmapped, may_direct) = {
             let mut t = self.topo();
             let Some(c) = t.consumer.get_mut(&cp) else {
                 drop(t);
@@ -410,14 +447,18 @@ impl SimPlatform {
                 );
             };
             c.nstart += 1;
+            let send = c.direct.send;
             let mut accept = false;
+            let mut receive = false;
             if let Some(p) = t.provider.get_mut(&pp) {
                 p.nstart += 1;
                 accept = p.accept_unmapped;
+                receive = p.direct.receive;
             }
-            (pp, accept)
+            (pp, accept, send && receive)
         };
         let mut unmapped_cmd = None;
+        let unmapped;
         {
             let mut t = self.bios();
             let Some(s) = t.map.get_mut(&id) else {
@@ -439,6 +480,7 @@ impl SimPlatform {
                 drop(t);
                 return self.violation(rule::IO, format!("g_io_request({id:?}): NULL bio_data"));
             }
+            unmapped = s.unmapped;
             if s.unmapped && !accept_unmapped && matches!(s.cmd, BioCmd::Read | BioCmd::Write) {
                 unmapped_cmd = Some(s.cmd);
             }
@@ -478,10 +520,26 @@ impl SimPlatform {
                 format!("g_io_request({id:?}): unmapped {cmd:?} sent to {name}, which does not accept unmapped I/O (no G_PF_ACCEPT_UNMAPPED)"),
             );
         }
+        // geom_io.c's test: both ends allow it, the caller is not g_down,
+        // an unmapped bio for a provider that cannot take one is mapped
+        // only where the caller may sleep, no ENOMEM pacing is due, and
+        // the stack has room.
+        let (tid, ctx) = current();
+        let direct = may_direct
+            && self.sh.cfg.direct_dispatch
+            && tid != TID_DOWN
+            && (accept_unmapped || !unmapped || !ctx.is_io())
+            && !self.sh.pace.load(Ordering::Acquire)
+            && direct::has_room();
+        if direct {
+            self.sh.direct_starts.fetch_add(1, Ordering::Relaxed);
+            let _nest = direct::nest(tid, Ctx::Start);
+            return self.down_one(id, false);
+        }
         let me = self.clone();
         self.sh
             .sched
-            .post(&self.sh.q_down, Box::new(move || me.down_one(id)));
+            .post(&self.sh.q_down, Box::new(move || me.down_one(id, true)));
     }
 
     /// A bio that can no longer be sent: forget it so the leak check does
@@ -538,8 +596,13 @@ impl SimPlatform {
         Ok(true)
     }
 
-    /// g_down: check the bio and hand it to the provider's start method.
-    fn down_one(&self, id: BioId) {
+    /// g_down (`queued`), or a direct request in the requester's thread:
+    /// check the bio and hand it to the provider's start method.
+    fn down_one(&self, id: BioId, queued: bool) {
+        if queued {
+            // g_down paused for the pacing a failed allocation asked for.
+            self.sh.pace.store(false, Ordering::Release);
+        }
         match self.io_check(id) {
             Err(e) => return self.deliver_id(id, e, true),
             Ok(false) => return self.deliver_id(id, 0, true),
@@ -626,12 +689,15 @@ impl SimPlatform {
             }
         }
         if error == ENOMEM {
-            // GEOM sends the bio down again after ENOMEM (with pacing).
+            // GEOM sends the bio down again after ENOMEM, then paces: no
+            // direct dispatch until g_down has paused once.
             if let Some(s) = self.bios().map.get_mut(&id) {
                 s.phase = Phase::New;
             }
             if let Some(cp) = cp {
-                return self.g_io_request(Bio::new(id, self.weak()), cp);
+                self.g_io_request(Bio::new(id, self.weak()), cp);
+                self.sh.pace.store(true, Ordering::Release);
+                return;
             }
         }
         if let Some(s) = self.bios().map.get_mut(&id) {
@@ -647,6 +713,24 @@ impl SimPlatform {
             drop(t);
             if wake {
                 self.g_do_wither();
+            }
+        }
+        let (tid, _) = current();
+        if self.sh.cfg.direct_dispatch && tid != TID_UP && direct::has_room() {
+            let direct = {
+                let t = self.topo();
+                let send = pp
+                    .and_then(|p| t.provider.get(&p))
+                    .is_some_and(|p| p.direct.send);
+                let receive = cp
+                    .and_then(|c| t.consumer.get(&c))
+                    .is_some_and(|c| c.direct.receive);
+                send && receive
+            };
+            if direct {
+                self.sh.direct_dones.fetch_add(1, Ordering::Relaxed);
+                let _nest = direct::nest(tid, Ctx::Done);
+                return self.up_one(id);
             }
         }
         let me = self.clone();

@@ -17,6 +17,7 @@ use crate::bio::{Bio, BioResult, DoneTarget};
 use crate::class::SimClass;
 use crate::ids::{BioId, ConsumerId, GeomId, ProviderId};
 use crate::sim::SimPlatform;
+use crate::topology::Direct;
 
 pub(crate) struct DevClass;
 
@@ -37,6 +38,9 @@ impl SimClass for DevClass {
         // The geom first: its softc needs the consumer, made right after.
         let gp = plat.g_new_geom(&name, None).ok()?;
         let cp = plat.g_new_consumer(gp).ok()?;
+        // As g_dev: a process's bio goes down in its own thread and comes
+        // back in the completer's.
+        plat.set_consumer_direct(cp, Direct::BOTH);
         if plat.g_attach(cp, pp).is_err() {
             plat.g_destroy_consumer(cp);
             plat.g_destroy_geom(gp);

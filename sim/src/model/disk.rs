@@ -18,6 +18,7 @@ use crate::ids::{ConsumerId, GeomId, ProviderId};
 use crate::sched::{Ctx, Queue, TID_DISK_BASE};
 use crate::sim::SimPlatform;
 use crate::store::{FileStore, MemStore, Store};
+use crate::topology::Direct;
 use crate::util::lock;
 
 /// Where a LUN keeps its bytes.
@@ -332,6 +333,9 @@ impl SimPlatform {
         let (stripesize, stripeoffset) = *lock(&path.stripe);
         p.set_provider_stripe(pp, stripesize, stripeoffset);
         p.set_provider_accepts_unmapped(pp, path.unmapped.load(Ordering::Acquire));
+        // As da(4) disks: started in the requester's thread, completed in
+        // the completion thread (DISKFLAG_DIRECT_COMPLETION).
+        p.set_provider_direct(pp, Direct::BOTH);
         p.g_error_provider(pp, 0);
         *lock(&path.geom) = Some(gp);
         *lock(&path.provider) = Some(pp);

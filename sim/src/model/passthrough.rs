@@ -3,6 +3,7 @@
 //! back with g_std_done; opens and closes are passed to its consumer.
 //! It tests the simulator itself and is the benchmark baseline.
 
+use crate::topology::Direct;
 use std::any::Any;
 use std::sync::Arc;
 
@@ -56,6 +57,8 @@ impl PassClass {
             Ok(c) => c,
             Err(e) => return req.error(format_args!("Cannot create consumer: {e}")),
         };
+        // As g_nop: direct dispatch both ways, on both ends.
+        plat.set_consumer_direct(cp, Direct::BOTH);
         if let Err(e) = plat.g_attach(cp, pp) {
             plat.g_destroy_consumer(cp);
             plat.g_destroy_geom(gp);
@@ -65,7 +68,10 @@ impl PassClass {
             g.softc = Some(Arc::new(PassSoftc { cp }));
         }
         match plat.g_new_provider(gp, &name, size, ss) {
-            Ok(np) => plat.g_error_provider(np, 0),
+            Ok(np) => {
+                plat.set_provider_direct(np, Direct::BOTH);
+                plat.g_error_provider(np, 0);
+            }
             Err(e) => req.error(format_args!("Cannot create provider {name}: {e}")),
         }
     }

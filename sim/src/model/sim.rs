@@ -31,6 +31,10 @@ pub struct SimConfig {
     pub wait_timeout: Duration,
     /// Echo console lines to stderr as they are logged.
     pub echo_log: bool,
+    /// Honour the direct dispatch flags (`G_PF_DIRECT_*`, `G_CF_DIRECT_*`)
+    /// as `geom_io.c` does; off, every bio goes through `g_down` and
+    /// `g_up` whatever the flags (`SIM_DIRECT=0`, `mpsim --queued`).
+    pub direct_dispatch: bool,
 }
 
 impl SimConfig {
@@ -40,6 +44,7 @@ impl SimConfig {
             seed,
             wait_timeout: Duration::from_secs(30),
             echo_log: std::env::var_os("SIM_LOG").is_some(),
+            direct_dispatch: std::env::var("SIM_DIRECT").map_or(true, |v| v != "0"),
         }
     }
 }
@@ -72,6 +77,12 @@ pub struct SimShared {
     /// Bios a class sent again after one of their clones failed on a path
     /// (counted in `g_io_request`, whatever the class: core or module).
     pub(crate) reissued: AtomicU64,
+    /// `pace`: an ENOMEM was re-requested; direct dispatch waits until
+    /// g_down has run once.
+    pub(crate) pace: AtomicBool,
+    /// Starts and dones GEOM called directly rather than from g_down/g_up.
+    pub(crate) direct_starts: AtomicU64,
+    pub(crate) direct_dones: AtomicU64,
     /// Bios a path failed: an injected fault (`fail_rate`, `fail_next`)
     /// or a dead path.
     pub(crate) path_errors: AtomicU64,
@@ -332,6 +343,15 @@ impl SimPlatform {
         self.sh.sched.steps()
     }
 
+    /// (starts, dones) GEOM called directly, in the requester's or the
+    /// completer's thread, rather than from g_down or g_up.
+    pub fn direct_calls(&self) -> (u64, u64) {
+        (
+            self.sh.direct_starts.load(Ordering::Relaxed),
+            self.sh.direct_dones.load(Ordering::Relaxed),
+        )
+    }
+
     /// Bios a class sent to a path again after a clone of theirs failed
     /// (the retries after path errors), counted by GEOM whatever the
     /// class: the linked core or the loaded module.
@@ -471,6 +491,9 @@ impl Sim {
             dev_class: Mutex::new(None),
             user_completions: AtomicU64::new(0),
             reissued: AtomicU64::new(0),
+            pace: AtomicBool::new(false),
+            direct_starts: AtomicU64::new(0),
+            direct_dones: AtomicU64::new(0),
             path_errors: AtomicU64::new(0),
             ko: Mutex::new(Vec::new()),
             ko_starts: AtomicU64::new(0),

@@ -59,6 +59,27 @@ pub(crate) struct GeomRec {
     pub rank: u32,
 }
 
+/// Direct dispatch flags of a provider or a consumer. A bio goes from
+/// `g_io_request` straight into the provider's start, in the requester's
+/// thread, when the consumer may send directly, the provider may receive
+/// directly and the caller is not `g_down` itself; its completion goes
+/// from `g_io_deliver` straight into the consumer's done when the provider
+/// may send and the consumer may receive directly and the caller is not
+/// `g_up` (`geom_io.c`). Otherwise the bio waits on `g_down`/`g_up`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Direct {
+    pub send: bool,
+    pub receive: bool,
+}
+
+impl Direct {
+    /// Both flags, as da(4) disks, DEV and FreeBSD's multipath set them.
+    pub const BOTH: Direct = Direct {
+        send: true,
+        receive: true,
+    };
+}
+
 pub(crate) struct ProviderRec {
     pub geom: GeomId,
     pub name: String,
@@ -68,6 +89,8 @@ pub(crate) struct ProviderRec {
     pub stripeoffset: u64,
     /// `G_PF_ACCEPT_UNMAPPED`: takes bios whose data has no kernel address.
     pub accept_unmapped: bool,
+    /// `G_PF_DIRECT_SEND` / `G_PF_DIRECT_RECEIVE`: see [`Direct`].
+    pub direct: Direct,
     pub error: Errno,
     pub acc: Access,
     pub consumers: Vec<ConsumerId>,
@@ -83,6 +106,8 @@ pub(crate) struct ConsumerRec {
     pub acc: Access,
     /// `G_CF_ORPHAN`.
     pub orphan: bool,
+    /// `G_CF_DIRECT_SEND` / `G_CF_DIRECT_RECEIVE`: see [`Direct`].
+    pub direct: Direct,
     pub nstart: u64,
     pub nend: u64,
 }

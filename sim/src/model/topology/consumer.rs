@@ -3,7 +3,7 @@
 
 use geom_multipath_rs::platform::{Access, EEXIST};
 
-use super::{ConsumerRec, Topology};
+use super::{ConsumerRec, Direct, Topology};
 use crate::ids::{ConsumerId, GeomId, ProviderId};
 use crate::sim::{Res, SimPlatform};
 use crate::violation::rule;
@@ -23,11 +23,24 @@ impl SimPlatform {
                 provider: None,
                 acc: Access::NONE,
                 orphan: false,
+                direct: Direct::default(),
                 nstart: 0,
                 nend: 0,
             },
         );
         Ok(id)
+    }
+
+    /// Sets a consumer's `G_CF_DIRECT_SEND` and `G_CF_DIRECT_RECEIVE`.
+    pub fn set_consumer_direct(&self, cp: ConsumerId, direct: Direct) {
+        if let Ok(c) = self.rec(&mut self.topo(), "set G_CF_DIRECT_*", cp) {
+            c.direct = direct;
+        }
+    }
+
+    /// A consumer's direct dispatch flags.
+    pub fn consumer_direct_of(&self, cp: ConsumerId) -> Option<Direct> {
+        self.peek(cp, |c| c.direct)
     }
 
     /// Whether geom `target` is `from` or (transitively) under it.

@@ -3,7 +3,7 @@
 
 use geom_multipath_rs::platform::{Access, Errno, ENXIO};
 
-use super::ProviderRec;
+use super::{Direct, ProviderRec};
 use crate::ids::{ConsumerId, GeomId, ProviderId};
 use crate::sim::{Res, SimPlatform};
 use crate::violation::rule;
@@ -35,6 +35,7 @@ impl SimPlatform {
                 stripesize: 0,
                 stripeoffset: 0,
                 accept_unmapped: false,
+                direct: Direct::default(),
                 error: ENXIO,
                 acc: Access::NONE,
                 consumers: Vec::new(),
@@ -81,6 +82,18 @@ impl SimPlatform {
     /// Whether `G_PF_ACCEPT_UNMAPPED` is set.
     pub fn provider_accepts_unmapped_of(&self, pp: ProviderId) -> Option<bool> {
         self.peek(pp, |p| p.accept_unmapped)
+    }
+
+    /// Sets a provider's `G_PF_DIRECT_SEND` and `G_PF_DIRECT_RECEIVE`.
+    pub fn set_provider_direct(&self, pp: ProviderId, direct: Direct) {
+        if let Ok(p) = self.rec(&mut self.topo(), "set G_PF_DIRECT_*", pp) {
+            p.direct = direct;
+        }
+    }
+
+    /// A provider's direct dispatch flags.
+    pub fn provider_direct_of(&self, pp: ProviderId) -> Option<Direct> {
+        self.peek(pp, |p| p.direct)
     }
 
     /// Changes a provider's size fields (topology held): used by classes that
