@@ -379,6 +379,18 @@ gmr_provider_set_unmapped(struct g_provider *pp, int32_t accept)
 }
 
 void
+gmr_provider_set_direct(struct g_provider *pp)
+{
+	pp->flags |= G_PF_DIRECT_SEND | G_PF_DIRECT_RECEIVE;
+}
+
+void
+gmr_consumer_set_direct(struct g_consumer *cp)
+{
+	cp->flags |= G_CF_DIRECT_SEND | G_CF_DIRECT_RECEIVE;
+}
+
+void
 gmr_provider_resize(struct g_provider *pp, uint64_t mediasize)
 {
 	g_resize_provider(pp, (off_t)mediasize);

@@ -185,6 +185,7 @@ impl<P: Platform> Class<P> {
         pname.push_str(name);
         match plat.new_provider(gp, &pname, sc.provider_size(), sectorsize) {
             Ok(pp) => {
+                plat.set_provider_direct(pp);
                 *sc.provider.lock() = Some(pp);
                 self.index.insert(plat, &sc);
             }
@@ -359,6 +360,7 @@ impl<P: Platform> Softc<P> {
             ENOSPC
         })?;
         let cp = plat.new_consumer(gp)?;
+        plat.set_consumer_direct(cp);
         if let Err(e) = plat.attach(cp, pp) {
             mp_log!(plat, "cannot attach {} to {} ({})", pname, self.name, e);
             plat.destroy_consumer(cp);

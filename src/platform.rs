@@ -231,6 +231,13 @@ pub trait Platform: Send + Sync + Sized + 'static {
         mediasize: u64,
         sectorsize: u32,
     ) -> Result<Self::Provider, Errno>;
+    /// Direct dispatch on one of our new providers, before it is
+    /// announced (`G_PF_DIRECT_SEND | G_PF_DIRECT_RECEIVE`, as FreeBSD's
+    /// class sets): GEOM may call our start in the requester's thread and
+    /// our bios' completions may go straight to the consumer above,
+    /// skipping the g_down and g_up threads. Start and done allow it: they
+    /// take no lock, never sleep and hold nothing across a request.
+    fn set_provider_direct(&self, pp: Self::Provider);
     /// `g_error_provider(pp, 0)`: the provider appears and is tasted.
     fn provider_announce(&self, pp: Self::Provider);
     /// `g_wither_provider(pp, error)`.
@@ -265,6 +272,12 @@ pub trait Platform: Send + Sync + Sized + 'static {
 
     // ---- consumers (topology) --------------------------------------------
     fn new_consumer(&self, gp: Self::Geom) -> Result<Self::Consumer, Errno>;
+    /// Direct dispatch on one of our new consumers, before it is attached
+    /// (`G_CF_DIRECT_SEND | G_CF_DIRECT_RECEIVE`, as FreeBSD's class sets
+    /// on paths and on its taste consumer): our requests may run the path's
+    /// start in our thread, and its completions may call our done in the
+    /// completer's thread.
+    fn set_consumer_direct(&self, cp: Self::Consumer);
     /// `g_attach(cp, pp)`.
     fn attach(&self, cp: Self::Consumer, pp: Self::Provider) -> Result<(), Errno>;
     /// `g_detach(cp)`: access counts must be zero and no I/O in flight.

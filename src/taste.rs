@@ -31,6 +31,7 @@ pub(crate) fn read_label<P: Platform>(plat: &P, pp: P::Provider) -> Result<Vec<u
             return Err(e);
         }
     };
+    plat.set_consumer_direct(cp);
     let result = match plat.attach(cp, pp) {
         Err(e) => Err(e),
         Ok(()) => {

@@ -123,6 +123,11 @@ void gmr_provider_set_stripe(struct g_provider *pp, uint64_t stripesize,
  * clearing it (0). */
 int32_t gmr_provider_accepts_unmapped(const struct g_provider *pp);
 void gmr_provider_set_unmapped(struct g_provider *pp, int32_t accept);
+/* Direct dispatch (G_PF_DIRECT_SEND | G_PF_DIRECT_RECEIVE on a new provider
+ * before g_error_provider; G_CF_DIRECT_SEND | G_CF_DIRECT_RECEIVE on a new
+ * consumer before g_attach). */
+void gmr_provider_set_direct(struct g_provider *pp);
+void gmr_consumer_set_direct(struct g_consumer *cp);
 /* g_resize_provider(pp, mediasize): posts GEOM's resize event. */
 void gmr_provider_resize(struct g_provider *pp, uint64_t mediasize);
 

@@ -263,6 +263,12 @@ impl Platform for KernelPlatform {
         // pp->flags); pp is one of our own live providers.
         unsafe { kpi::gmr_provider_set_unmapped(pp.as_ptr(), i32::from(accept)) }
     }
+    fn set_provider_direct(&self, pp: Provider) {
+        // SAFETY: topology lock held (which serialises writers of
+        // pp->flags); pp is one of our own live providers, not yet
+        // announced.
+        unsafe { kpi::gmr_provider_set_direct(pp.as_ptr()) }
+    }
     fn resize_provider(&self, pp: Provider, mediasize: u64) {
         // SAFETY: topology lock held; pp is one of our own live providers;
         // g_resize_provider only posts an event (M_WAITOK: the callers run
@@ -275,6 +281,11 @@ impl Platform for KernelPlatform {
         // class sets one, which g_new_consumer requires).
         let cp = unsafe { kpi::gmr_consumer_new(gp.as_ptr()) };
         Consumer::from_ptr(cp).ok_or(ENOMEM)
+    }
+    fn set_consumer_direct(&self, cp: Consumer) {
+        // SAFETY: topology lock held; cp is one of our own live consumers,
+        // not yet attached.
+        unsafe { kpi::gmr_consumer_set_direct(cp.as_ptr()) }
     }
     fn attach(&self, cp: Consumer, pp: Provider) -> Result<(), Errno> {
         // SAFETY: topology lock held; cp and pp live.

@@ -154,6 +154,8 @@ unsafe extern "C" {
     );
     pub fn gmr_provider_accepts_unmapped(pp: *const g_provider) -> i32;
     pub fn gmr_provider_set_unmapped(pp: *mut g_provider, accept: i32);
+    pub fn gmr_provider_set_direct(pp: *mut g_provider);
+    pub fn gmr_consumer_set_direct(cp: *mut g_consumer);
     pub fn gmr_provider_resize(pp: *mut g_provider, mediasize: u64);
     pub fn gmr_consumer_new(gp: *mut g_geom) -> *mut g_consumer;
     pub fn gmr_consumer_attach(cp: *mut g_consumer, pp: *mut g_provider) -> i32;

@@ -1,6 +1,7 @@
 //! `geom_multipath_rs::Platform` for the simulator: the core's whole view of
 //! GEOM, mapped onto the simulator's checked operations.
 
+use crate::topology::Direct;
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
@@ -118,6 +119,12 @@ impl Platform for SimPlatform {
     }
     fn provider_accepts_unmapped(&self, pp: ProviderId) -> bool {
         self.provider_accepts_unmapped_of(pp).unwrap_or(false)
+    }
+    fn set_provider_direct(&self, pp: ProviderId) {
+        SimPlatform::set_provider_direct(self, pp, Direct::BOTH);
+    }
+    fn set_consumer_direct(&self, cp: ConsumerId) {
+        SimPlatform::set_consumer_direct(self, cp, Direct::BOTH);
     }
     fn set_provider_unmapped(&self, pp: ProviderId, accept: bool) {
         if self.g_topology_assert("set G_PF_ACCEPT_UNMAPPED") {

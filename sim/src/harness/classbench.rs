@@ -326,6 +326,9 @@ impl Platform for NullPlat {
         false
     }
     fn set_provider_unmapped(&self, _pp: usize, _accept: bool) {}
+    // This platform always calls start and done directly.
+    fn set_provider_direct(&self, _pp: usize) {}
+    fn set_consumer_direct(&self, _cp: usize) {}
     fn resize_provider(&self, _pp: usize, _mediasize: u64) {}
 
     fn new_consumer(&self, _gp: usize) -> Result<usize, Errno> {
