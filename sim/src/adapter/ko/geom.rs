@@ -8,7 +8,8 @@
 //! refreshed from the simulator's state ([`GeomState::sync_out`]: access
 //! counts, `G_GEOM_WITHER`, orphan flags, sizes of foreign providers,
 //! objects GEOM destroyed on its own). What the module writes into its own
-//! providers (`mediasize`, `sectorsize`, stripe, `G_PF_ACCEPT_UNMAPPED`) is
+//! providers (`mediasize`, `sectorsize`, stripe, `G_PF_ACCEPT_UNMAPPED`,
+//! the direct dispatch flags) and consumers (direct dispatch flags) is
 //! copied the other way ([`GeomState::sync_in`]) at each KPI call and after
 //! each callback. A few of FreeBSD's KASSERTs that the simulator does not
 //! see (they are about C fields) are checked here.
@@ -24,6 +25,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::ids::{ClassId, ConsumerId, GeomId, ProviderId};
 use crate::sim::SimPlatform;
+use crate::topology::Direct;
 use crate::util::lock;
 
 use super::kstructs as k;
@@ -127,6 +129,9 @@ pub(crate) struct Mirror {
     pub sbufs: HashSet<usize>,
     /// Each provider's fields as last synced (see `refresh_provider`).
     snaps: HashMap<ProviderId, Snap>,
+    /// The direct dispatch flags last seen on the module's own providers
+    /// and consumers, by address (see `direct_writes`).
+    direct_seen: HashMap<usize, Direct>,
 }
 
 /// (mediasize, sectorsize, stripesize, stripeoffset, accepts unmapped).
@@ -140,6 +145,7 @@ struct Snap {
     orphan: bool,
     wither: bool,
     sizes: Sizes,
+    direct: Direct,
 }
 
 impl Snap {
@@ -149,6 +155,7 @@ impl Snap {
             error: r.error,
             orphan: r.orphan,
             wither: r.wither,
+            direct: r.direct,
             sizes: (
                 r.mediasize,
                 r.sectorsize,
@@ -430,8 +437,14 @@ impl GeomState {
         if !plat.topology_held() {
             return;
         }
-        let pending = self.lock().provider_writes();
+        let (pending, direct) = {
+            let mut m = self.lock();
+            (m.provider_writes(), m.direct_writes())
+        };
         for w in pending {
+            w.apply(plat);
+        }
+        for w in direct {
             w.apply(plat);
         }
     }
@@ -511,6 +524,49 @@ unsafe fn class_list_insert(mp: *mut k::g_class, gp: *mut k::g_geom) {
 unsafe fn class_list_remove(gp: *mut k::g_geom) {
     // SAFETY: per the contract.
     unsafe { list_remove!(gp, geom) }
+}
+
+/// `flags` with the two direct dispatch bits set as `d` says.
+fn with_flags<F>(flags: F, send: u32, receive: u32, d: Direct) -> F
+where
+    F: Copy + TryFrom<u32> + core::ops::BitAnd<Output = F> + core::ops::BitOr<Output = F>,
+    F: core::ops::Not<Output = F> + Default,
+{
+    let bit = |b: u32| F::try_from(b).unwrap_or_default();
+    let mut f = flags & !(bit(send) | bit(receive));
+    if d.send {
+        f = f | bit(send);
+    }
+    if d.receive {
+        f = f | bit(receive);
+    }
+    f
+}
+
+/// The direct dispatch bits of `flags`.
+fn direct_of(flags: u64, send: u32, receive: u32) -> Direct {
+    Direct {
+        send: flags & u64::from(send) != 0,
+        receive: flags & u64::from(receive) != 0,
+    }
+}
+
+/// A direct dispatch flag the module set or cleared on one of its own
+/// providers or consumers (`G_PF_DIRECT_*`, `G_CF_DIRECT_*`), to apply
+/// to the simulator outside the mirror lock: GEOM reads them at each
+/// `g_io_request` and `g_io_deliver`.
+enum DirectWrite {
+    Provider(ProviderId, Direct),
+    Consumer(ConsumerId, Direct),
+}
+
+impl DirectWrite {
+    fn apply(&self, plat: &SimPlatform) {
+        match *self {
+            DirectWrite::Provider(pp, d) => plat.set_provider_direct(pp, d),
+            DirectWrite::Consumer(cp, d) => plat.set_consumer_direct(cp, d),
+        }
+    }
 }
 
 /// A write of the module to one of its providers, to apply to the
@@ -644,6 +700,11 @@ impl Mirror {
             if sim.wither {
                 fl |= k::G_PF_WITHER;
             }
+            if !own {
+                // Another class's provider (a disk): its flags as GEOM
+                // has them, for the module to read.
+                fl = with_flags(fl, k::G_PF_DIRECT_SEND, k::G_PF_DIRECT_RECEIVE, sim.direct);
+            }
             (*p).flags = fl;
             if !own || last.is_none_or(|l| l.sizes() != sim.sizes()) {
                 sim.write_sizes(p);
@@ -714,6 +775,47 @@ impl Mirror {
                 self.retire_geom(gp);
             }
         }
+    }
+
+    /// Whether consumer `cp` belongs to a geom of the module's class.
+    fn owns_consumer(&self, cp: ConsumerId) -> bool {
+        let Some(&addr) = self.consumers.by_id.get(&cp) else {
+            return false;
+        };
+        let c = addr as *const k::g_consumer;
+        // SAFETY: a live consumer mirror; its geom is a mirror or NULL.
+        self.class != 0
+            && unsafe { !(*c).geom.is_null() && (*(*c).geom).class as usize == self.class }
+    }
+
+    /// The direct dispatch flags the module changed on its own providers
+    /// and consumers since the last sync (the C fields are the module's
+    /// to write; GEOM only reads them).
+    fn direct_writes(&mut self) -> Vec<DirectWrite> {
+        let mut out = Vec::new();
+        for (pp, addr) in self.providers.by_id.clone() {
+            if !self.owns_provider(pp) {
+                continue;
+            }
+            // SAFETY: a live mirror.
+            let fl = u64::from(unsafe { (*(addr as *const k::g_provider)).flags });
+            let d = direct_of(fl, k::G_PF_DIRECT_SEND, k::G_PF_DIRECT_RECEIVE);
+            if self.direct_seen.insert(addr, d).unwrap_or_default() != d {
+                out.push(DirectWrite::Provider(pp, d));
+            }
+        }
+        for (cp, addr) in self.consumers.by_id.clone() {
+            if !self.owns_consumer(cp) {
+                continue;
+            }
+            // SAFETY: a live mirror.
+            let fl = unsafe { (*(addr as *const k::g_consumer)).flags } as u32;
+            let d = direct_of(u64::from(fl), k::G_CF_DIRECT_SEND, k::G_CF_DIRECT_RECEIVE);
+            if self.direct_seen.insert(addr, d).unwrap_or_default() != d {
+                out.push(DirectWrite::Consumer(cp, d));
+            }
+        }
+        out
     }
 
     /// The module's writes to its own providers since the last sync.
