@@ -42,6 +42,7 @@ pub mod entry;
 mod events;
 mod graveyard;
 mod handles;
+mod lane;
 mod mem;
 mod platform;
 mod text;

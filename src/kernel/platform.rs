@@ -97,6 +97,10 @@ impl Platform for KernelPlatform {
         // SAFETY: arc4random(9) has no preconditions.
         unsafe { kpi::gmr_random() }
     }
+    fn cpu_hint(&self) -> usize {
+        // Start and done run in any thread (direct dispatch): see lane.rs.
+        super::lane::stack_hint()
+    }
 
     fn new_geom(&self, name: &str, softc: Option<Arc<KSoftc>>) -> Result<Geom, Errno> {
         graveyard::purge(false);
