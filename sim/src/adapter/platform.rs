@@ -59,6 +59,12 @@ impl Platform for SimPlatform {
     fn random(&self) -> u32 {
         self.rand_u64() as u32
     }
+    /// The simulated thread: with direct dispatch, start and done run in
+    /// the issuing and completing threads, whose bios then count in
+    /// different lanes of the path table, as on CPUs of their own.
+    fn cpu_hint(&self) -> usize {
+        crate::sched::current().0 as usize
+    }
 
     fn new_geom(&self, name: &str, softc: Option<Arc<Softc<Self>>>) -> Result<GeomId, Errno> {
         self.g_new_geom(name, softc.map(|s| s as AnySoftc))
