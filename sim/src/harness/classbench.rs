@@ -8,7 +8,9 @@
 //! `g_std_done` folds it into the parent and delivers that. What is left
 //! to time is the class's `start` and `done`, and the same few platform
 //! calls a pass-through class makes: the baseline, [`pass_start`], clones
-//! and forwards every bio to one consumer, as PASS (g_nop) does.
+//! and forwards every bio to one consumer, as PASS (g_nop) does. For
+//! comparison it also runs a model of FreeBSD's own design ([`stock`]:
+//! a device mutex taken in start and again in done).
 //!
 //! Each run builds a fresh device (not timed), then 1 or 2 threads issue
 //! bios to it at once, each as its own CPU (`Platform::cpu_hint`), half
@@ -34,8 +36,11 @@ use geom_multipath_rs::worker::Worker;
 use geom_multipath_rs::{Class, Softc};
 
 use crate::bench::{quantile, thread_cpu_seconds, Spread};
+
+mod stock;
 use crate::ctl::SimCtlReq;
 use crate::util::Rng;
+use stock::StockDev;
 
 /// One bio: a parent sent to the device, or the child the class cloned.
 struct Rec {
@@ -183,6 +188,8 @@ pub struct NullPlat {
     topo: Mutex<Topo>,
     /// The multipath device bios go to; unset for pass-through.
     softc: OnceLock<Arc<Softc<NullPlat>>>,
+    /// The device when it is run FreeBSD's way (see [`stock`]).
+    stock: OnceLock<StockDev>,
     /// Events posted (teardowns): run by [`NullPlat::run_events`].
     #[allow(clippy::type_complexity)]
     events: Mutex<Vec<Box<dyn FnOnce(&NullPlat) + Send>>>,
@@ -421,9 +428,12 @@ impl Platform for NullPlat {
     }
     fn io_request(&self, child: NullBio, _cp: usize) {
         // The path completes it at once, on this thread.
-        match self.softc.get() {
-            Some(sc) => sc.child_done(self, child),
-            None => self.std_done(child),
+        if let Some(sc) = self.softc.get() {
+            sc.child_done(self, child);
+        } else if let Some(st) = self.stock.get() {
+            st.done(self, child);
+        } else {
+            self.std_done(child);
         }
     }
     fn io_deliver(&self, mut bp: NullBio, error: Errno) {
@@ -484,17 +494,33 @@ pub enum Variant {
     Ap,
     Aa,
     Ar,
+    /// FreeBSD's design ([`stock`]): a device mutex in start and done.
+    StockAp,
+    StockAa,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [Variant::Pass, Variant::Ap, Variant::Aa, Variant::Ar];
+    pub const ALL: [Variant; 6] = [
+        Variant::Pass,
+        Variant::Ap,
+        Variant::Aa,
+        Variant::Ar,
+        Variant::StockAp,
+        Variant::StockAa,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Variant::Pass => "pass-through (1 path)",
             Variant::Ap => "multipath A/P (2 paths)",
             Variant::Aa => "multipath A/A (2 paths)",
             Variant::Ar => "multipath A/R (2 paths)",
+            Variant::StockAp => "FreeBSD's design A/P",
+            Variant::StockAa => "FreeBSD's design A/A",
         }
+    }
+    /// Ours (the core's class), not the baseline nor the model.
+    fn is_ours(self) -> bool {
+        matches!(self, Variant::Ap | Variant::Aa | Variant::Ar)
     }
 }
 
@@ -507,9 +533,16 @@ pub fn pass_start(plat: &NullPlat, bp: NullBio) {
 }
 
 /// A device of `v` on `plat`: for multipath, `gmultipath create` of
-/// `mp0` over da0 and da1 in its mode; the class and softc are returned.
+/// `mp0` over da0 and da1 in its mode (the class is returned, the softc
+/// kept by the platform); for FreeBSD's design, its model's device.
 pub fn build(plat: &NullPlat, v: Variant) -> Result<Option<Arc<Class<NullPlat>>>, String> {
-    if v == Variant::Pass {
+    if !v.is_ours() {
+        if v != Variant::Pass {
+            let dev = StockDev::new(v == Variant::StockAa);
+            plat.stock
+                .set(dev)
+                .map_err(|_| "platform used twice".to_string())?;
+        }
         return Ok(None);
     }
     let class = Arc::new(Class::new());
@@ -557,6 +590,7 @@ pub fn issue(plat: &NullPlat, cpu: usize, bios: u64) -> Result<Option<f64>, Stri
         p.parent.child = &mut p.child;
     }
     let sc = plat.softc.get();
+    let stock = plat.stock.get();
     let c0 = thread_cpu_seconds();
     let mut bad = 0u64;
     for i in 0..bios {
@@ -572,9 +606,10 @@ pub fn issue(plat: &NullPlat, cpu: usize, bios: u64) -> Result<Option<f64>, Stri
         r.error = 0;
         r.delivered = 0;
         let bp = NullBio(NonNull::from(&mut *r));
-        match sc {
-            Some(sc) => sc.start(plat, bp),
-            None => pass_start(plat, bp),
+        match (sc, stock) {
+            (Some(sc), _) => sc.start(plat, bp),
+            (None, Some(st)) => st.start(plat, bp),
+            (None, None) => pass_start(plat, bp),
         }
         let r = &pair.parent;
         bad += u64::from(r.delivered != 1 || r.error != 0 || r.children != 0);
@@ -638,6 +673,16 @@ pub fn measure(v: Variant, threads: usize, bios: u64) -> Result<Run, String> {
             .collect();
         (t0.elapsed().as_secs_f64(), cpus)
     });
+    // Every in-flight count a bio took was given back.
+    let left = plat.stock.get().map_or(0, StockDev::inflight)
+        + plat.softc.get().map_or(0, |sc| {
+            (0..geom_multipath_rs::path::MAX_PATHS)
+                .map(|i| sc.paths().inflight(i) as usize)
+                .sum()
+        });
+    if left != 0 {
+        return Err(format!("{}: {left} bios still counted in flight", v.name()));
+    }
     let mut cpu = Some(0.0);
     for c in cpus {
         cpu = match (cpu, c?) {
@@ -865,6 +910,31 @@ mod tests {
             assert_eq!(sc.paths().inflight(0) + sc.paths().inflight(1), 0);
             plat.run_events();
             drop(class);
+        }
+    }
+
+    /// The model of FreeBSD's design sends active/active bios to its two
+    /// paths in turns, active/passive ones to the active path, and
+    /// uncounts every bio it counted.
+    #[test]
+    fn stock_model_chooses_as_freebsd_and_uncounts() {
+        for (v, want) in [(Variant::StockAa, [4, 4]), (Variant::StockAp, [8, 0])] {
+            let plat = NullPlat::new();
+            build(&plat, v).expect("a device");
+            let st = plat.stock.get().expect("the model");
+            let mut seen = [0u32; 2];
+            for _ in 0..8 {
+                let mut pair = Box::new(Pair {
+                    parent: Rec::new(),
+                    child: Rec::new(),
+                });
+                pair.parent.child = &mut pair.child;
+                st.start(&plat, NullBio(NonNull::from(&mut pair.parent)));
+                assert_eq!(pair.parent.delivered, 1);
+                seen[pair.child.cookie] += 1;
+            }
+            assert_eq!(seen, want, "{v:?}");
+            assert_eq!(st.inflight(), 0);
         }
     }
 
