@@ -17,18 +17,33 @@ use geom_multipath_rs::platform::{BioCmd, Platform, ENOMEM, ENXIO};
 use super::{NullBio, NullPlat, CPU};
 
 /// mtx(9) as amd64 takes and drops it: a compare-and-swap of the owner
-/// word to lock, and (the unlock fast path) another to unlock; a
-/// contended lock spins while the owner runs, as an adaptive mutex does.
+/// word to lock, and (the unlock fast path) another to unlock. A
+/// contended lock spins while the owner runs, as an adaptive mutex does,
+/// the way `_mtx_lock_sleep` spins: reading the word (not writing it)
+/// between tries, with exponential back-off (`lock_delay`).
 struct Mtx(AtomicUsize);
+
+/// Back-off bounds, in spin-loop hints.
+const DELAY_MIN: u32 = 1;
+const DELAY_MAX: u32 = 256;
 
 impl Mtx {
     fn lock(&self, me: usize) {
+        let mut delay = DELAY_MIN;
         while self
             .0
-            .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            std::hint::spin_loop();
+            loop {
+                for _ in 0..delay {
+                    std::hint::spin_loop();
+                }
+                delay = (delay * 2).min(DELAY_MAX);
+                if self.0.load(Ordering::Relaxed) == 0 {
+                    break;
+                }
+            }
         }
     }
     fn unlock(&self, me: usize) {
