@@ -49,3 +49,29 @@ sim_id!(
 sim_id!(
     /// `struct bio *` (the number behind a move-only [`crate::Bio`]).
     BioId, "bio");
+
+/// A hasher for ids: the number times an odd constant (Fibonacci
+/// hashing). Fixed, so a table of ids iterates in the same order in every
+/// run with the same history (a seed replays bit for bit), and cheap: the
+/// mesh's tables are looked up on every bio.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A table keyed by ids: O(1) look-ups whatever the mesh's size (an
+/// ordered map costs log n, which made assembly per LUN grow with the
+/// number of LUNs), iterated in a fixed order.
+pub type IdMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;

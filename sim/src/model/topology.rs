@@ -16,13 +16,13 @@
 //! topology lock, which the callers hold.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
 use geom_multipath_rs::platform::{Access, Errno, ENXIO, EPERM};
 
 use crate::class::SimClass;
-use crate::ids::{ClassId, ConsumerId, GeomId, ProviderId};
+use crate::ids::{ClassId, ConsumerId, GeomId, IdMap, ProviderId};
 use crate::sim::{Res, SimPlatform};
 use crate::util::lock;
 use crate::violation::rule;
@@ -123,8 +123,14 @@ impl GeomList {
     pub fn push_newest(&mut self, gp: GeomId) {
         self.0.push(gp);
     }
+    /// Takes `gp` off the list. Searched from the newest end: the geom
+    /// most often removed is the one just made (a taste's temporary
+    /// geom), which is then found at once and removed without moving
+    /// the others; a walk from the oldest made assembly quadratic.
     pub fn remove(&mut self, gp: GeomId) {
-        self.0.retain(|&x| x != gp);
+        if let Some(i) = self.0.iter().rposition(|&x| x == gp) {
+            self.0.remove(i);
+        }
     }
     /// Newest first.
     pub fn iter(&self) -> impl Iterator<Item = GeomId> + '_ {
@@ -143,10 +149,10 @@ impl GeomList {
 pub(crate) struct Topology {
     /// Class list order: newest first (`LIST_INSERT_HEAD` in g_load_class).
     pub classes: Vec<ClassId>,
-    pub class: BTreeMap<ClassId, ClassRec>,
-    pub geom: BTreeMap<GeomId, GeomRec>,
-    pub provider: BTreeMap<ProviderId, ProviderRec>,
-    pub consumer: BTreeMap<ConsumerId, ConsumerRec>,
+    pub class: IdMap<ClassId, ClassRec>,
+    pub geom: IdMap<GeomId, GeomRec>,
+    pub provider: IdMap<ProviderId, ProviderRec>,
+    pub consumer: IdMap<ConsumerId, ConsumerRec>,
     /// Providers by name, for `g_provider_by_name` without walking every
     /// provider (assembly stays linear in paths).
     pub by_name: HashMap<String, Vec<ProviderId>>,
@@ -160,16 +166,16 @@ fn add(a: Access, d: Access) -> Access {
 
 /// An id with a table of records in [`Topology`], so that one look-up
 /// ([`SimPlatform::rec`]) serves classes, geoms, providers and consumers.
-pub(crate) trait MeshId: Copy + Ord + std::fmt::Debug + 'static {
+pub(crate) trait MeshId: Copy + Ord + std::hash::Hash + std::fmt::Debug + 'static {
     type Rec: 'static;
-    fn table(t: &mut Topology) -> &mut BTreeMap<Self, Self::Rec>;
+    fn table(t: &mut Topology) -> &mut IdMap<Self, Self::Rec>;
 }
 
 macro_rules! mesh_id {
     ($id:ty, $rec:ty, $field:ident) => {
         impl MeshId for $id {
             type Rec = $rec;
-            fn table(t: &mut Topology) -> &mut BTreeMap<Self, $rec> {
+            fn table(t: &mut Topology) -> &mut IdMap<Self, $rec> {
                 &mut t.$field
             }
         }

@@ -14,7 +14,14 @@ impl SimPlatform {
         let mut found: Vec<String> = Vec::new();
         {
             let t = self.topo();
-            for (id, p) in &t.provider {
+            // In id order (creation order), whatever the tables' order.
+            let mut providers: Vec<_> = t.provider.iter().collect();
+            providers.sort_by_key(|(id, _)| **id);
+            let mut consumers: Vec<_> = t.consumer.iter().collect();
+            consumers.sort_by_key(|(id, _)| **id);
+            let mut geoms: Vec<_> = t.geom.iter().collect();
+            geoms.sort_by_key(|(id, _)| **id);
+            for (id, p) in providers {
                 let mut sum = Access::NONE;
                 for c in p.consumers.iter().filter_map(|c| t.consumer.get(c)) {
                     sum = add(sum, c.acc);
@@ -26,7 +33,7 @@ impl SimPlatform {
                     ));
                 }
             }
-            for (id, c) in &t.consumer {
+            for (id, c) in consumers {
                 if c.acc.is_open() {
                     let g = t
                         .geom
@@ -44,7 +51,7 @@ impl SimPlatform {
                     ));
                 }
             }
-            for (id, g) in &t.geom {
+            for (id, g) in geoms {
                 if g.wither {
                     found.push(format!("geom {} {id:?} withering but never freed", g.name));
                 }
