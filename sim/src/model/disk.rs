@@ -260,10 +260,12 @@ impl SimPlatform {
                     .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
             ),
         };
-        let base = {
-            let luns = lock(&self.sh.luns);
-            luns.iter().map(|l| l.paths.len()).sum::<usize>() as u64
-        };
+        // Paths of every LUN so far: a running count, not a walk of the
+        // LUNs (adding N LUNs stays linear).
+        let base = self
+            .sh
+            .disk_paths
+            .fetch_add(cfg.paths.len() as u64, Ordering::AcqRel);
         let paths: Vec<Arc<PathState>> = cfg
             .paths
             .iter()

@@ -69,6 +69,8 @@ pub struct SimShared {
     /// `kern.geom.notaste`.
     pub(crate) notaste: AtomicBool,
     pub(crate) luns: Mutex<Vec<Arc<LunState>>>,
+    /// Paths of every LUN added: numbers each path's disk thread.
+    pub(crate) disk_paths: AtomicU64,
     pub(crate) workers: Mutex<Vec<crate::platform::WorkerRef>>,
     pub(crate) disk_class: Mutex<Option<ClassId>>,
     pub(crate) dev_class: Mutex<Option<ClassId>>,
@@ -486,6 +488,7 @@ impl Sim {
             washer_pending: AtomicBool::new(false),
             notaste: AtomicBool::new(false),
             luns: Mutex::new(Vec::new()),
+            disk_paths: AtomicU64::new(0),
             workers: Mutex::new(Vec::new()),
             disk_class: Mutex::new(None),
             dev_class: Mutex::new(None),
