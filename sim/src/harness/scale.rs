@@ -236,11 +236,37 @@ pub fn run(cfg: &ScaleConfig) -> Result<ScaleResult, String> {
     })
 }
 
+/// Runs one configuration in a process of its own (`--one`).
+fn run_one(
+    exe: &std::path::Path,
+    mode: Mode,
+    n: usize,
+    paths: usize,
+    bios: u64,
+) -> Result<ScaleResult, String> {
+    let flag = match mode {
+        Mode::Threaded => "--threads",
+        Mode::Deterministic => "--deterministic",
+    };
+    let out = std::process::Command::new(exe)
+        .args(["scale", "--one", flag, "--luns", &n.to_string()])
+        .args(["--paths", &paths.to_string()])
+        .args(["--bios-per-lun", &bios.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    match out {
+        Err(e) => Err(format!("cannot run {}: {e}", exe.display())),
+        Ok(o) if !o.status.success() => Err(format!("exited with {}", o.status)),
+        Ok(o) => serde_json::from_slice(&o.stdout).map_err(|e| format!("its output: {e}")),
+    }
+}
+
 /// `mpsim scale` options: `--luns N[,N...]` (default 256,1024,4096),
 /// `--paths P` (4), `--threads`, `--deterministic` or `--both` (default),
 /// `--bios-per-lun N` (8), `--json`. Each run is a process of its own
 /// (`--one`: this process runs the first configuration and prints its
-/// JSON). Prints one line per run; the exit status is 0, 1 when a run
+/// JSON); a configuration smaller than the largest runs several times and
+/// its median run is reported. Prints one line per configuration; the exit status is 0, 1 when a run
 /// failed, 2 on a usage error.
 pub fn main(args: &[String]) -> u8 {
     let mut luns: Vec<usize> = vec![256, 1024, 4096];
@@ -309,41 +335,48 @@ pub fn main(args: &[String]) -> u8 {
             return 1;
         }
     };
+    // A small configuration takes a few milliseconds, too short to time
+    // once on a shared machine: it runs as many times as it is smaller
+    // than the largest (at most 16), and the run with the median time per
+    // LUN is the one reported.
+    let largest = luns.iter().copied().max().unwrap_or(1);
     let mut status = 0;
     for &mode in &modes {
         let mut first: Option<(f64, f64)> = None;
         for &n in &luns {
-            let flag = match mode {
-                Mode::Threaded => "--threads",
-                Mode::Deterministic => "--deterministic",
-            };
-            let out = std::process::Command::new(&exe)
-                .args(["scale", "--one", flag, "--luns", &n.to_string()])
-                .args(["--paths", &paths.to_string()])
-                .args(["--bios-per-lun", &bios.to_string()])
-                .stderr(std::process::Stdio::inherit())
-                .output();
-            let r: Result<ScaleResult, String> = match out {
-                Err(e) => Err(format!("cannot run {}: {e}", exe.display())),
-                Ok(o) if !o.status.success() => Err(format!("exited with {}", o.status)),
-                Ok(o) => serde_json::from_slice(&o.stdout).map_err(|e| format!("its output: {e}")),
-            };
-            match r {
-                Ok(r) if json => println!("{}", r.json()),
-                Ok(r) => {
-                    let base = *first.get_or_insert((r.per_lun_us(), r.sim_per_lun_us()));
-                    println!(
-                        "{}  (per LUN x{:.2} of the first; simulator x{:.2})",
-                        r.text(),
-                        r.per_lun_us() / base.0,
-                        r.sim_per_lun_us() / base.1.max(1e-9)
-                    );
-                }
-                Err(e) => {
-                    eprintln!("mpsim scale: {n} LUNs x {paths} paths, {mode:?}: {e}");
-                    status = 1;
+            let reps = (largest / n.max(1)).clamp(1, 16);
+            let mut results: Vec<ScaleResult> = Vec::with_capacity(reps);
+            for _ in 0..reps {
+                match run_one(&exe, mode, n, paths, bios) {
+                    Ok(r) => results.push(r),
+                    Err(e) => {
+                        eprintln!("mpsim scale: {n} LUNs x {paths} paths, {mode:?}: {e}");
+                        status = 1;
+                    }
                 }
             }
+            results.sort_by(|a, b| a.per_lun_us().total_cmp(&b.per_lun_us()));
+            let (Some(lo), Some(hi)) = (results.first(), results.last()) else {
+                continue;
+            };
+            let spread = format!(
+                "median of {} runs, per LUN {:.0}-{:.0}us",
+                results.len(),
+                lo.per_lun_us(),
+                hi.per_lun_us()
+            );
+            let r = &results[results.len() / 2];
+            if json {
+                println!("{}", r.json());
+                continue;
+            }
+            let base = *first.get_or_insert((r.per_lun_us(), r.sim_per_lun_us()));
+            println!(
+                "{}  (per LUN x{:.2} of the first; simulator x{:.2}; {spread})",
+                r.text(),
+                r.per_lun_us() / base.0,
+                r.sim_per_lun_us() / base.1.max(1e-9)
+            );
         }
     }
     status
