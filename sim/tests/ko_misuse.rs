@@ -25,6 +25,7 @@ const MISUSE: &str = r#"
 #include <sys/module.h>
 #include <sys/lock.h>
 #include <sys/malloc.h>
+#include <sys/mutex.h>
 #include <sys/sx.h>
 #include <sys/bio.h>
 #include <geom/geom.h>
@@ -32,6 +33,11 @@ const MISUSE: &str = r#"
 static MALLOC_DEFINE(M_MISUSE, "misuse_state", "misuse test class state");
 
 static void *mis_state;
+
+#if defined(MUTEX_REQUEST) || defined(MUTEX_DONE)
+/* Held across a GEOM I/O call that may dispatch directly. */
+static struct mtx mis_mtx;
+#endif
 
 /* The class tastes only the plain disk da0. */
 static int
@@ -78,6 +84,12 @@ mis_done(struct bio *cbp)
 #endif
 #ifdef WAITOK_DONE
 	mis_waitok();
+#endif
+#ifdef MUTEX_DONE
+	mtx_lock(&mis_mtx);
+	g_std_done(cbp);
+	mtx_unlock(&mis_mtx);
+	return;
 #endif
 	g_std_done(cbp);
 }
@@ -138,6 +150,12 @@ mis_start(struct bio *bp)
 		return;
 	}
 	cbp->bio_done = mis_done;
+#ifdef MUTEX_REQUEST
+	mtx_lock(&mis_mtx);
+	g_io_request(cbp, cp);
+	mtx_unlock(&mis_mtx);
+	return;
+#endif
 	g_io_request(cbp, cp);
 #ifdef DETACH_INFLIGHT
 	g_post_event(mis_detach_event, gp, M_NOWAIT, NULL);
@@ -172,6 +190,8 @@ mis_taste(struct g_class *mp, struct g_provider *pp, int flags)
 	gp->access = mis_access;
 	gp->orphan = mis_orphan;
 	cp = g_new_consumer(gp);
+	/* Direct dispatch both ways, as a modern class sets it. */
+	cp->flags |= G_CF_DIRECT_SEND | G_CF_DIRECT_RECEIVE;
 	gp->softc = cp;
 	if (g_attach(cp, pp) != 0) {
 		g_destroy_consumer(cp);
@@ -192,6 +212,7 @@ mis_taste(struct g_class *mp, struct g_provider *pp, int flags)
 	npp = g_new_providerf(gp, "%s", gp->name);
 	npp->mediasize = pp->mediasize;
 	npp->sectorsize = pp->sectorsize;
+	npp->flags |= G_PF_DIRECT_SEND | G_PF_DIRECT_RECEIVE;
 	g_error_provider(npp, 0);
 	return (gp);
 }
@@ -210,6 +231,9 @@ mis_init(struct g_class *mp)
 	/* Both may sleep here (the event thread, topology lock held). */
 	pause("misinit", 1);
 	mis_state = malloc(48, M_MISUSE, M_WAITOK | M_ZERO);
+#if defined(MUTEX_REQUEST) || defined(MUTEX_DONE)
+	mtx_init(&mis_mtx, "misuse", NULL, MTX_DEF);
+#endif
 }
 
 static void
@@ -219,6 +243,9 @@ mis_fini(struct g_class *mp)
 	free(mis_state, M_MISUSE);
 #endif
 	mis_state = NULL;
+#if defined(MUTEX_REQUEST) || defined(MUTEX_DONE)
+	mtx_destroy(&mis_mtx);
+#endif
 }
 
 static struct g_class mis_class = {
@@ -358,6 +385,28 @@ fn the_well_behaved_twin_runs_clean() {
         .find(|t| t.name == "misuse_state")
         .expect("the class's malloc type");
     assert_eq!((t.allocs, t.frees, t.leaked_at_uninit), (1, 1, 0), "{t:?}");
+}
+
+/// GEOM-RULES P13: with direct dispatch on (the class sets the flags),
+/// a mutex held across g_io_request or g_std_done is caught, once per
+/// bio (a write and a read), and the I/O still completes.
+#[test]
+fn a_mutex_held_across_a_direct_call_is_caught() {
+    for (sin, call) in [
+        ("MUTEX_REQUEST", "g_io_request"),
+        ("MUTEX_DONE", "g_std_done"),
+    ] {
+        let r = caught(
+            sin,
+            true,
+            rule::DIRECT,
+            &format!("{call} with mutex \"misuse\" held"),
+            2,
+        );
+        let (w, data) = r.io.clone().expect("io ran");
+        assert!(w, "{sin}");
+        assert_eq!(data, Some(vec![0x5a; 512]), "{sin}");
+    }
 }
 
 #[test]

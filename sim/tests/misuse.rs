@@ -68,6 +68,16 @@ fn each_sin_is_caught() {
         ("leaked access count", Sin::LeakAccess, rule::LEAK),
         ("completing twice", Sin::CompleteTwice, rule::ONCE),
         ("losing a bio", Sin::LoseBio, rule::ONCE),
+        (
+            "a mutex held across g_io_request",
+            Sin::MutexAcrossRequest,
+            rule::DIRECT,
+        ),
+        (
+            "a mutex held across g_std_done",
+            Sin::MutexAcrossDone,
+            rule::DIRECT,
+        ),
     ] {
         expect(case, sin, rule);
     }

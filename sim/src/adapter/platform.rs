@@ -418,6 +418,23 @@ impl SimWaitQueue {
             .upgrade()
             .map(|sh| SimPlatform::from_shared(sh, None))
     }
+
+    /// Records that simulated thread `tid` now holds (`held`) or no
+    /// longer holds this mutex, for the direct dispatch rule.
+    fn note_held(&self, tid: u64, held: bool) {
+        let Some(sh) = self.sh.upgrade() else { return };
+        let mut m = lock(&sh.wq_held);
+        if held {
+            m.entry(tid).or_default().push(self.name);
+        } else if let Some(v) = m.get_mut(&tid) {
+            if let Some(i) = v.iter().rposition(|n| *n == self.name) {
+                v.remove(i);
+            }
+            if v.is_empty() {
+                m.remove(&tid);
+            }
+        }
+    }
 }
 
 impl WaitQueue for SimWaitQueue {
@@ -443,6 +460,8 @@ impl WaitQueue for SimWaitQueue {
             st = wait_timeout(&self.cv, st, Duration::from_millis(50));
         }
         st.owner = Some(tid);
+        drop(st);
+        self.note_held(tid, true);
     }
 
     fn unlock(&self) {
@@ -451,6 +470,7 @@ impl WaitQueue for SimWaitQueue {
         if st.owner == Some(tid) {
             st.owner = None;
             drop(st);
+            self.note_held(tid, false);
             self.notify();
         } else if st.refused > 0 {
             st.refused -= 1;
@@ -482,6 +502,7 @@ impl WaitQueue for SimWaitQueue {
         }
         let gen0 = st.generation;
         st.owner = None;
+        self.note_held(tid, false);
         self.cv.notify_all();
         match plat.mode() {
             Mode::Threaded => {
@@ -492,6 +513,8 @@ impl WaitQueue for SimWaitQueue {
                     st = wait_timeout(&self.cv, st, Duration::from_millis(50));
                 }
                 st.owner = Some(tid);
+                drop(st);
+                self.note_held(tid, true);
             }
             Mode::Deterministic => {
                 drop(st);
@@ -507,6 +530,8 @@ impl WaitQueue for SimWaitQueue {
                 }
                 let mut st = lock(&self.st);
                 st.owner = Some(tid);
+                drop(st);
+                self.note_held(tid, true);
             }
         }
     }

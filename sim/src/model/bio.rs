@@ -457,6 +457,9 @@ impl SimPlatform {
             }
             (pp, accept, send && receive)
         };
+        if may_direct {
+            self.mutex_across("g_io_request", self.wq_mutex_held());
+        }
         let mut unmapped_cmd = None;
         let unmapped;
         {
@@ -540,6 +543,64 @@ impl SimPlatform {
         self.sh
             .sched
             .post(&self.sh.q_down, Box::new(move || me.down_one(id, true)));
+    }
+
+    /// Whether the flags let `g_io_deliver` run the done of a bio from
+    /// `pp` to `cp` in the caller's thread (`G_PF_DIRECT_SEND` and
+    /// `G_CF_DIRECT_RECEIVE`), whatever the thread.
+    fn flags_allow_done(&self, pp: Option<ProviderId>, cp: Option<ConsumerId>) -> bool {
+        let t = self.topo();
+        let send = pp
+            .and_then(|p| t.provider.get(&p))
+            .is_some_and(|p| p.direct.send);
+        let receive = cp
+            .and_then(|c| t.consumer.get(&c))
+            .is_some_and(|c| c.direct.receive);
+        send && receive
+    }
+
+    /// Whether a request on `cp` may run its provider's start inside
+    /// `g_io_request` (`G_CF_DIRECT_SEND` and `G_PF_DIRECT_RECEIVE`).
+    pub(crate) fn request_may_go_direct(&self, cp: ConsumerId) -> bool {
+        let t = self.topo();
+        let Some(c) = t.consumer.get(&cp) else {
+            return false;
+        };
+        c.direct.send
+            && c.provider
+                .and_then(|p| t.provider.get(&p))
+                .is_some_and(|p| p.direct.receive)
+    }
+
+    /// Whether delivering bio `id` may run its consumer's done inside
+    /// `g_io_deliver`.
+    pub(crate) fn deliver_may_go_direct(&self, id: BioId) -> bool {
+        let (from, to) = match self.bios().map.get(&id) {
+            Some(s) => (s.from, s.to),
+            None => return false,
+        };
+        self.flags_allow_done(to, from)
+    }
+
+    /// GEOM-RULES P13: reports `held`, a mutex held across `call` where
+    /// the flags allow direct dispatch.
+    pub(crate) fn mutex_across(&self, call: &str, held: Option<String>) {
+        if let Some(name) = held {
+            self.violation(
+                rule::DIRECT,
+                format!("{call} with mutex \"{name}\" held: with direct dispatch the next geom's start or done runs inside the call, in this thread"),
+            );
+        }
+    }
+
+    /// The newest class mutex (`Platform::Wq`) the calling simulated
+    /// thread holds.
+    fn wq_mutex_held(&self) -> Option<String> {
+        let (tid, _) = current();
+        lock(&self.sh.wq_held)
+            .get(&tid)
+            .and_then(|v| v.last())
+            .map(|n| n.to_string())
     }
 
     /// A bio that can no longer be sent: forget it so the leak check does
@@ -715,23 +776,15 @@ impl SimPlatform {
                 self.g_do_wither();
             }
         }
+        let may_direct = self.flags_allow_done(pp, cp);
+        if may_direct && !from_check {
+            self.mutex_across("g_io_deliver", self.wq_mutex_held());
+        }
         let (tid, _) = current();
-        if self.sh.cfg.direct_dispatch && tid != TID_UP && direct::has_room() {
-            let direct = {
-                let t = self.topo();
-                let send = pp
-                    .and_then(|p| t.provider.get(&p))
-                    .is_some_and(|p| p.direct.send);
-                let receive = cp
-                    .and_then(|c| t.consumer.get(&c))
-                    .is_some_and(|c| c.direct.receive);
-                send && receive
-            };
-            if direct {
-                self.sh.direct_dones.fetch_add(1, Ordering::Relaxed);
-                let _nest = direct::nest(tid, Ctx::Done);
-                return self.up_one(id);
-            }
+        if may_direct && self.sh.cfg.direct_dispatch && tid != TID_UP && direct::has_room() {
+            self.sh.direct_dones.fetch_add(1, Ordering::Relaxed);
+            let _nest = direct::nest(tid, Ctx::Done);
+            return self.up_one(id);
         }
         let me = self.clone();
         self.sh

@@ -1,7 +1,7 @@
 //! The simulator object: shared state, the platform handle, events,
 //! logging, violations, and the owner type tests hold.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,6 +69,9 @@ pub struct SimShared {
     /// `kern.geom.notaste`.
     pub(crate) notaste: AtomicBool,
     pub(crate) luns: Mutex<Vec<Arc<LunState>>>,
+    /// The class mutexes (`Platform::Wq`) each simulated thread holds,
+    /// by name, for the direct dispatch rule ([`crate::violation::rule::DIRECT`]).
+    pub(crate) wq_held: Mutex<HashMap<u64, Vec<&'static str>>>,
     /// Paths of every LUN added: numbers each path's disk thread.
     pub(crate) disk_paths: AtomicU64,
     pub(crate) workers: Mutex<Vec<crate::platform::WorkerRef>>,
@@ -489,6 +492,7 @@ impl Sim {
             notaste: AtomicBool::new(false),
             luns: Mutex::new(Vec::new()),
             disk_paths: AtomicU64::new(0),
+            wq_held: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
             disk_class: Mutex::new(None),
             dev_class: Mutex::new(None),

@@ -36,6 +36,12 @@ pub mod rule {
     /// kernel, which would map it into scarce transient KVA on the way
     /// (`g_io_check`): a class must not make GEOM do that behind its users.
     pub const UNMAPPED: &str = "unmapped";
+    /// A mutex held across `g_io_request`, `g_io_deliver` or `g_std_done`
+    /// where the flags allow direct dispatch (GEOM-RULES P13): the next
+    /// geom's start or done then runs inside the call, in this thread,
+    /// and may take the same mutex (a recursion panic) or another (a lock
+    /// order reversal).
+    pub const DIRECT: &str = "direct";
     /// Resources still held when the simulator is shut down.
     pub const LEAK: &str = "leak";
     /// Nothing can make progress (deterministic mode) or a wait timed out.

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use geom_multipath_rs::platform::WaitQueue;
+use geom_sim::topology::Direct;
 use geom_sim::{
     Access, Bio, ClassId, ConsumerId, Dev, Errno, GeomId, Lun, LunConfig, Mode, PassClass,
     Platform, ProviderId, Sim, SimClass, SimConfig, SimPlatform, ENXIO,
@@ -79,6 +80,10 @@ pub enum Sin {
     ReadInStart,
     /// Drops the bio in start.
     LoseBio,
+    /// Holds a class mutex across g_io_request in start.
+    MutexAcrossRequest,
+    /// Holds a class mutex across g_std_done in done.
+    MutexAcrossDone,
     /// Detaches its consumer in orphan while I/O is in flight and open.
     DetachBusy,
 }
@@ -110,11 +115,14 @@ impl TestPass {
             let (size, ss) = p.provider_size(pp).expect("size");
             let gp = p.g_new_geom(&format!("{prov}.tp"), None).expect("geom");
             let cp = p.g_new_consumer(gp).expect("consumer");
+            // Direct dispatch both ways, as g_nop.
+            p.set_consumer_direct(cp, Direct::BOTH);
             p.g_attach(cp, pp).expect("attach");
             p.topo_set_softc(gp, Arc::new(TpSoftc { cp }));
             let np = p
                 .g_new_provider(gp, &format!("{prov}.tp"), size, ss)
                 .expect("provider");
+            p.set_provider_direct(np, Direct::BOTH);
             p.g_error_provider(np, 0);
         });
         plat.run_until_idle();
@@ -142,6 +150,14 @@ impl SimClass for TestPass {
             _ => {}
         }
         let child = plat.g_clone_bio(&bp).expect("clone");
+        if self.sin == Sin::MutexAcrossRequest {
+            let wq = plat.new_wait_queue("tp").expect("wq");
+            plat.release_to_children(bp);
+            wq.lock();
+            plat.g_io_request(child, sc.cp);
+            wq.unlock();
+            return;
+        }
         if self.sin == Sin::CompleteTwice {
             plat.g_io_request(child, sc.cp);
             plat.g_io_deliver(bp, 0);
@@ -160,6 +176,13 @@ impl SimClass for TestPass {
             }
             Sin::TopologyInDone => {
                 let _ = plat.g_new_geom("bogus", None);
+            }
+            Sin::MutexAcrossDone => {
+                let wq = plat.new_wait_queue("tp").expect("wq");
+                wq.lock();
+                plat.g_std_done(bp);
+                wq.unlock();
+                return;
             }
             _ => {}
         }

@@ -177,6 +177,23 @@ impl GeomState {
         c
     }
 
+    /// The simulator's id of the table bio `bp`.
+    pub(crate) fn bio_id(&self, bp: *mut k::bio) -> Option<crate::ids::BioId> {
+        self.lock().bios.get(&(bp as usize)).map(|e| e.id)
+    }
+
+    /// The parent `g_std_done(bp)` would deliver: `bp`'s, when `bp` is the
+    /// last of its children still out.
+    pub(crate) fn last_child_parent(&self, bp: *mut k::bio) -> Option<*mut k::bio> {
+        self.bio_id(bp)?;
+        // SAFETY: `bp` is a live table bio (just found in the table); its
+        // parent, if any, is one too.
+        unsafe {
+            let p = (*bp).bio_parent;
+            (!p.is_null() && (*p).bio_inbed + 1 == (*p).bio_children).then_some(p)
+        }
+    }
+
     /// `g_io_request(bp, cp)`.
     pub(crate) fn io_request(&self, plat: &SimPlatform, bp: *mut k::bio, cp: *mut k::g_consumer) {
         let Some(cid) = self.consumer_id(cp) else {

@@ -375,6 +375,13 @@ pub(crate) extern "C" fn g_clone_bio(bp: *mut k::bio) -> *mut k::bio {
 pub(crate) extern "C" fn g_io_request(bp: *mut k::bio, cp: *mut k::g_consumer) {
     let kk = ko::current();
     let plat = kk.geom.bound(&ko::current_plat());
+    if kk
+        .geom
+        .consumer_id(cp)
+        .is_some_and(|c| plat.request_may_go_direct(c))
+    {
+        plat.mutex_across("g_io_request", kk.kern.locks.held_mutex());
+    }
     kk.geom.io_request(&plat, bp, cp);
 }
 
@@ -382,6 +389,13 @@ pub(crate) extern "C" fn g_io_request(bp: *mut k::bio, cp: *mut k::g_consumer) {
 pub(crate) extern "C" fn g_io_deliver(bp: *mut k::bio, error: c_int) {
     let kk = ko::current();
     let plat = kk.geom.bound(&ko::current_plat());
+    if kk
+        .geom
+        .bio_id(bp)
+        .is_some_and(|id| plat.deliver_may_go_direct(id))
+    {
+        plat.mutex_across("g_io_deliver", kk.kern.locks.held_mutex());
+    }
     kk.geom.io_deliver(&plat, bp, error);
 }
 
@@ -389,6 +403,14 @@ pub(crate) extern "C" fn g_io_deliver(bp: *mut k::bio, error: c_int) {
 pub(crate) extern "C" fn g_std_done(bp: *mut k::bio) {
     let kk = ko::current();
     let plat = kk.geom.bound(&ko::current_plat());
+    // The parent is delivered when this is its last child.
+    let parent = kk.geom.last_child_parent(bp);
+    if parent
+        .and_then(|p| kk.geom.bio_id(p))
+        .is_some_and(|id| plat.deliver_may_go_direct(id))
+    {
+        plat.mutex_across("g_std_done", kk.kern.locks.held_mutex());
+    }
     kk.geom.std_done(&plat, bp);
 }
 

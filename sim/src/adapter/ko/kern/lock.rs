@@ -198,6 +198,18 @@ impl LockState {
             .is_some_and(|m| m.owner == Some(tid))
     }
 
+    /// The newest mutex (non-sleepable lock) the calling thread holds.
+    pub fn held_mutex(&self) -> Option<String> {
+        let (tid, _) = current();
+        lock(&self.inner)
+            .held
+            .get(&tid)?
+            .iter()
+            .rev()
+            .find(|h| !h.sleepable)
+            .map(|h| h.name.clone())
+    }
+
     /// Records the topology sx as taken by the caller (after the check).
     pub fn note_sx_locked(&self, addr: usize) {
         let (tid, _) = current();
