@@ -43,15 +43,24 @@ pub enum Variant {
     MultipathAp,
     /// MULTIPATH over two paths, active/active.
     MultipathAa,
+    /// MULTIPATH A/P with direct dispatch off: every bio through g_down
+    /// and g_up, as before the class set the flags (`SIM_DIRECT=0`).
+    MultipathApQueued,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 3] = [Variant::Pass, Variant::MultipathAp, Variant::MultipathAa];
+    pub const ALL: [Variant; 4] = [
+        Variant::Pass,
+        Variant::MultipathAp,
+        Variant::MultipathAa,
+        Variant::MultipathApQueued,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Variant::Pass => "pass-through (1 path)",
             Variant::MultipathAp => "multipath A/P (2 paths)",
             Variant::MultipathAa => "multipath A/A (2 paths)",
+            Variant::MultipathApQueued => "A/P, all queued",
         }
     }
     fn short(self) -> &'static str {
@@ -59,6 +68,7 @@ impl Variant {
             Variant::Pass => "pass-through",
             Variant::MultipathAp => "multipath A/P",
             Variant::MultipathAa => "multipath A/A",
+            Variant::MultipathApQueued => "A/P queued",
         }
     }
 }
@@ -138,7 +148,9 @@ pub fn measure(
     queue_depth: usize,
     seed: u64,
 ) -> Result<Sample, String> {
-    let sim = Sim::new(SimConfig::new(mode, seed));
+    let mut sc = SimConfig::new(mode, seed);
+    sc.direct_dispatch = v != Variant::MultipathApQueued && sc.direct_dispatch;
+    let sim = Sim::new(sc);
     sim.add_lun(LunConfig::new(&["da0", "da1"], 64 << 20))?;
     let dev_name = match v {
         Variant::Pass => {
@@ -147,7 +159,7 @@ pub fn measure(
             sim.pass_create("da0")?;
             "da0.pass"
         }
-        Variant::MultipathAp | Variant::MultipathAa => {
+        Variant::MultipathAp | Variant::MultipathAa | Variant::MultipathApQueued => {
             sim.load_multipath()
                 .map_err(|e| format!("load MULTIPATH: {e}"))?;
             let mut argv = vec!["create"];
@@ -541,7 +553,19 @@ mod tests {
         // A round runs every variant on every scheduler exactly once.
         let mut runs = round_order(&mut rng);
         runs.sort_unstable();
-        assert_eq!(runs, [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+        assert_eq!(
+            runs,
+            [
+                (0, 0),
+                (0, 1),
+                (0, 2),
+                (0, 3),
+                (1, 0),
+                (1, 1),
+                (1, 2),
+                (1, 3)
+            ]
+        );
     }
 
     #[test]
