@@ -185,3 +185,97 @@ fn failover_under_direct_dispatch_loses_nothing_core() {
 fn failover_under_direct_dispatch_loses_nothing_ko() {
     failover_loses_nothing(Class::Ko);
 }
+
+/// Four processes issue at once on real threads, so our start runs in
+/// four threads at once and our done in the disk threads, while da0
+/// fails 30% of its bios for a while and da1 is failed and restored by
+/// gctl: every write and read succeeds, every sector reads back as its
+/// thread last wrote it, and no rule is broken.
+fn concurrent_issuers(class: Class) {
+    const THREADS: u64 = 4;
+    const ROUNDS: u64 = 150;
+    const REGION: u64 = 64 << 10;
+    let Some((sim, lun, k)) = san(class, Mode::Threaded, true) else {
+        return;
+    };
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Rounds done by all the issuers: the faults follow it, so they land
+    // while the I/O runs however fast the machine is.
+    let done = AtomicU64::new(0);
+    let da0 = lun.path(0).expect("da0");
+    da0.fail_rate(geom_sim::EIO, 300);
+    let results: Vec<Result<u64, String>> = std::thread::scope(|s| {
+        let issuers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (sim, done) = (&sim, &done);
+                s.spawn(move || {
+                    let dev = sim
+                        .open("multipath/mp", Access::new(1, 1, 0))
+                        .map_err(|e| format!("open: {e}"))?;
+                    for i in 0..ROUNDS {
+                        let off = t * REGION + (i % 16) * 4096;
+                        let byte = (t * 37 + i) as u8;
+                        dev.write(off, &[byte; 4096])
+                            .map_err(|e| format!("thread {t} write {i}: errno {e}"))?;
+                        let got = dev
+                            .read(off, 4096)
+                            .map_err(|e| format!("thread {t} read {i}: errno {e}"))?;
+                        if got != vec![byte; 4096] {
+                            return Err(format!("thread {t} read {i}: wrong data"));
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(ROUNDS)
+                })
+            })
+            .collect();
+        // The faults, while they run: each at a share of the rounds.
+        let all = THREADS * ROUNDS;
+        // (Bounded: an issuer that stopped on an error is reported below.)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let at = |share: u64| {
+            while done.load(Ordering::Relaxed) < all * share / 8
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::yield_now();
+            }
+        };
+        at(1);
+        da0.heal();
+        let _ = sim.gmultipath(&["restore", "mp", "da0"]);
+        at(3);
+        let _ = sim.gmultipath(&["fail", "mp", "da1"]);
+        at(5);
+        let _ = sim.gmultipath(&["restore", "mp", "da1"]);
+        issuers
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("an issuer panicked".into()))
+            })
+            .collect()
+    });
+    for r in &results {
+        assert_eq!(r, &Ok(ROUNDS), "{class:?}: {results:?}");
+    }
+    assert!(
+        sim.reissued() > 0,
+        "{class:?}: da0's errors were failed over"
+    );
+    let (starts, dones) = sim.direct_calls();
+    assert!(
+        starts >= 2 * THREADS * ROUNDS && dones >= 2 * THREADS * ROUNDS,
+        "{class:?}: {starts}/{dones}"
+    );
+    finish(sim, k);
+}
+
+#[test]
+fn concurrent_issuers_with_path_faults_lose_nothing_core() {
+    concurrent_issuers(Class::Core);
+}
+
+#[test]
+fn concurrent_issuers_with_path_faults_lose_nothing_ko() {
+    concurrent_issuers(Class::Ko);
+}
