@@ -33,7 +33,7 @@ pub struct SimConfig {
     pub echo_log: bool,
     /// Honour the direct dispatch flags (`G_PF_DIRECT_*`, `G_CF_DIRECT_*`)
     /// as `geom_io.c` does; off, every bio goes through `g_down` and
-    /// `g_up` whatever the flags (`SIM_DIRECT=0`, `mpsim --queued`).
+    /// `g_up` whatever the flags (`SIM_DIRECT=0` in the environment).
     pub direct_dispatch: bool,
 }
 
