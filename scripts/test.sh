@@ -91,9 +91,13 @@ ko_suite() {
 
 # At least 10^5 bios through the module, with path faults (random
 # fail/die/latency timelines) and the 5th M_NOWAIT allocation of each
-# seed failed; prints the module's summary line.
+# seed failed; prints the module's summary line. Once under the
+# deterministic scheduler (a failing seed replays exactly) and once on
+# real threads, where direct dispatch runs the module's start and done
+# in many threads at once.
 ko_soak() {
-	GMR_KO_SUMMARY=$ko_summary cargo run -q -p geom-sim --bin mpsim -- soak --ko --seeds 30 --bios 4000 --fail-nowait 5
+	GMR_KO_SUMMARY=$ko_summary cargo run -q -p geom-sim --bin mpsim -- soak --ko --seeds 30 --bios 4000 --fail-nowait 5 &&
+		GMR_KO_SUMMARY=$ko_summary cargo run -q -p geom-sim --bin mpsim -- soak --ko --threads --seeds 30 --bios 4000 --fail-nowait 5
 }
 
 # Every shell script in the repo: *.sh, and files whose first line names sh
@@ -126,7 +130,7 @@ step "kernel module build (scripts/kbuild.sh)" scripts/kbuild.sh
 export GMR_REQUIRE_KO=1
 step "cargo test --workspace" cargo test --workspace
 step "ko suite: tests/*.rs through the built .ko (GMR_CLASS=ko)" ko_suite
-step "ko soak: mpsim soak --ko, 120000 bios, path faults, failed M_NOWAIT allocations" ko_soak
+step "ko soak: mpsim soak --ko, 2 x 120000 bios (deterministic, threads), path faults, failed M_NOWAIT allocations" ko_soak
 step "cargo test: kernel adapter helpers on the host (--features kernel)" \
 	cargo_test_some -p geom_multipath_rs --features kernel --lib kernel::
 step "cargo clippy --workspace --all-targets -- -D warnings" \
