@@ -133,7 +133,7 @@ fn a_bio_runs_start_and_done_in_the_callers_threads_ko() {
     calls_per_bio(Class::Ko);
 }
 
-/// A path dies in the middle of a workload: with start and done running
+/// A path fails, then dies, in the middle of a workload: with start and done running
 /// in the issuing and completing threads (and the failover re-issue from
 /// the worker going straight into the path's start), every bio completes
 /// once, none fails, every sector reads back as written; in both
@@ -154,8 +154,13 @@ fn failover_loses_nothing(class: Class) {
                 ..WorkloadConfig::default()
             };
             let plat = sim.plat();
+            // da0 (the active path) fails every bio from bio 200 on, so
+            // the next one is re-issued whatever the timing; then it dies.
             let st = run_workload(&plat, &dev, &cfg, &mut |issued, _| {
                 if issued == 200 {
+                    lun.path(0).expect("da0").fail_rate(geom_sim::EIO, 1000);
+                }
+                if issued == 400 {
                     lun.path(0).expect("da0").die();
                 }
             });
