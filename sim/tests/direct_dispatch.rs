@@ -17,6 +17,22 @@ use geom_sim::topology::Direct;
 use geom_sim::workload::{run_workload, WorkloadConfig};
 use geom_sim::{Access, Lun, LunConfig, Mode, Sim, SimConfig, Violation};
 
+/// Two tests, `NAME::core` and `NAME::ko`, running `f` for each class.
+macro_rules! both_classes {
+    ($name:ident, $f:ident) => {
+        mod $name {
+            #[test]
+            fn core() {
+                super::$f(super::Class::Core);
+            }
+            #[test]
+            fn ko() {
+                super::$f(super::Class::Ko);
+            }
+        }
+    };
+}
+
 /// Which multipath class a test runs.
 #[derive(Clone, Copy, Debug)]
 enum Class {
@@ -90,15 +106,7 @@ fn flags_as_freebsd(class: Class) {
     finish(sim, k);
 }
 
-#[test]
-fn provider_and_paths_carry_the_direct_flags_core() {
-    flags_as_freebsd(Class::Core);
-}
-
-#[test]
-fn provider_and_paths_carry_the_direct_flags_ko() {
-    flags_as_freebsd(Class::Ko);
-}
+both_classes!(provider_and_paths_carry_the_direct_flags, flags_as_freebsd);
 
 /// One write and one read: each runs two starts in the process's thread
 /// (ours, then the path's) and, on the disk's completion thread, two
@@ -123,15 +131,10 @@ fn calls_per_bio(class: Class) {
     }
 }
 
-#[test]
-fn a_bio_runs_start_and_done_in_the_callers_threads_core() {
-    calls_per_bio(Class::Core);
-}
-
-#[test]
-fn a_bio_runs_start_and_done_in_the_callers_threads_ko() {
-    calls_per_bio(Class::Ko);
-}
+both_classes!(
+    a_bio_runs_start_and_done_in_the_callers_threads,
+    calls_per_bio
+);
 
 /// A path fails, then dies, in the middle of a workload: with start and done running
 /// in the issuing and completing threads (and the failover re-issue from
@@ -181,15 +184,10 @@ fn failover_loses_nothing(class: Class) {
     }
 }
 
-#[test]
-fn failover_under_direct_dispatch_loses_nothing_core() {
-    failover_loses_nothing(Class::Core);
-}
-
-#[test]
-fn failover_under_direct_dispatch_loses_nothing_ko() {
-    failover_loses_nothing(Class::Ko);
-}
+both_classes!(
+    failover_under_direct_dispatch_loses_nothing,
+    failover_loses_nothing
+);
 
 /// Four processes issue at once on real threads, so our start runs in
 /// four threads at once and our done in the disk threads, while da0
@@ -275,12 +273,7 @@ fn concurrent_issuers(class: Class) {
     finish(sim, k);
 }
 
-#[test]
-fn concurrent_issuers_with_path_faults_lose_nothing_core() {
-    concurrent_issuers(Class::Core);
-}
-
-#[test]
-fn concurrent_issuers_with_path_faults_lose_nothing_ko() {
-    concurrent_issuers(Class::Ko);
-}
+both_classes!(
+    concurrent_issuers_with_path_faults_lose_nothing,
+    concurrent_issuers
+);

@@ -664,10 +664,15 @@ impl Mirror {
         let Some(&addr) = self.providers.by_id.get(&pp) else {
             return false;
         };
-        let p = addr as *const k::g_provider;
-        // SAFETY: a live provider mirror; its geom is a mirror or NULL.
-        self.class != 0
-            && unsafe { !(*p).geom.is_null() && (*(*p).geom).class as usize == self.class }
+        // SAFETY: a live provider mirror (it is in the table).
+        self.is_ours(unsafe { (*(addr as *const k::g_provider)).geom })
+    }
+
+    /// Whether `gp` (a geom mirror or NULL) is of the module's class.
+    fn is_ours(&self, gp: *const k::g_geom) -> bool {
+        // SAFETY: `gp` is NULL or a live geom mirror (the callers pass a
+        // live mirror's geom pointer, which GEOM keeps valid).
+        self.class != 0 && !gp.is_null() && unsafe { (*gp).class as usize == self.class }
     }
 
     fn refresh_provider(&mut self, plat: &SimPlatform, pp: ProviderId) {
@@ -782,10 +787,8 @@ impl Mirror {
         let Some(&addr) = self.consumers.by_id.get(&cp) else {
             return false;
         };
-        let c = addr as *const k::g_consumer;
-        // SAFETY: a live consumer mirror; its geom is a mirror or NULL.
-        self.class != 0
-            && unsafe { !(*c).geom.is_null() && (*(*c).geom).class as usize == self.class }
+        // SAFETY: a live consumer mirror (it is in the table).
+        self.is_ours(unsafe { (*(addr as *const k::g_consumer)).geom })
     }
 
     /// The direct dispatch flags the module changed on its own providers
