@@ -526,19 +526,15 @@ unsafe fn class_list_remove(gp: *mut k::g_geom) {
     unsafe { list_remove!(gp, geom) }
 }
 
-/// `flags` with the two direct dispatch bits set as `d` says.
-fn with_flags<F>(flags: F, send: u32, receive: u32, d: Direct) -> F
-where
-    F: Copy + TryFrom<u32> + core::ops::BitAnd<Output = F> + core::ops::BitOr<Output = F>,
-    F: core::ops::Not<Output = F> + Default,
-{
-    let bit = |b: u32| F::try_from(b).unwrap_or_default();
-    let mut f = flags & !(bit(send) | bit(receive));
+/// `flags` with the two direct dispatch bits (`send`, `receive`) set as
+/// `d` says.
+fn with_direct(flags: u32, send: u32, receive: u32, d: Direct) -> u32 {
+    let mut f = flags & !(send | receive);
     if d.send {
-        f = f | bit(send);
+        f |= send;
     }
     if d.receive {
-        f = f | bit(receive);
+        f |= receive;
     }
     f
 }
@@ -670,8 +666,9 @@ impl Mirror {
 
     /// Whether `gp` (a geom mirror or NULL) is of the module's class.
     fn is_ours(&self, gp: *const k::g_geom) -> bool {
-        // SAFETY: `gp` is NULL or a live geom mirror (the callers pass a
-        // live mirror's geom pointer, which GEOM keeps valid).
+        // SAFETY: `gp` is a live mirror's geom pointer: NULL or a geom
+        // mirror, whose memory stays allocated (poisoned once retired)
+        // until the instance is dropped.
         self.class != 0 && !gp.is_null() && unsafe { (*gp).class as usize == self.class }
     }
 
@@ -708,7 +705,7 @@ impl Mirror {
             if !own {
                 // Another class's provider (a disk): its flags as GEOM
                 // has them, for the module to read.
-                fl = with_flags(fl, k::G_PF_DIRECT_SEND, k::G_PF_DIRECT_RECEIVE, sim.direct);
+                fl = with_direct(fl, k::G_PF_DIRECT_SEND, k::G_PF_DIRECT_RECEIVE, sim.direct);
             }
             (*p).flags = fl;
             if !own || last.is_none_or(|l| l.sizes() != sim.sizes()) {
