@@ -1,6 +1,7 @@
-//! Bios and the I/O path of `geom_io.c`: `g_io_request` (onto `g_down`),
-//! `g_io_check`, start, `g_io_deliver` (onto `g_up`), done, `g_clone_bio`,
-//! `g_std_done`.
+//! Bios and the I/O path of `geom_io.c`: `g_io_request` (onto `g_down`,
+//! or into the provider's start at once under direct dispatch),
+//! `g_io_check`, start, `g_io_deliver` (onto `g_up`, or into the consumer's
+//! done at once), done, `g_clone_bio`, `g_std_done`.
 //!
 //! A [`Bio`] is a move-only handle onto a row of the bio table; the row
 //! records where the bio is (queued down, at a provider, queued up, in a
@@ -44,7 +45,10 @@ mod direct {
     }
 
     /// One level of direct call, as simulated thread `tid` in `ctx`.
-    pub(super) struct Nest(#[allow(dead_code)] CtxGuard);
+    pub(super) struct Nest {
+        /// Restores the caller's context when the call returns.
+        _ctx: CtxGuard,
+    }
 
     impl Drop for Nest {
         fn drop(&mut self) {
@@ -54,7 +58,9 @@ mod direct {
 
     pub(super) fn nest(tid: u64, ctx: Ctx) -> Nest {
         DEPTH.with(|d| d.set(d.get() + 1));
-        Nest(enter(tid, ctx))
+        Nest {
+            _ctx: enter(tid, ctx),
+        }
     }
 }
 
@@ -425,7 +431,8 @@ impl SimPlatform {
         Some(Bio::new(id, self.weak()))
     }
 
-    /// `g_io_request(bp, cp)`: onto the g_down queue.
+    /// `g_io_request(bp, cp)`: onto the g_down queue, or straight into the
+    /// provider's start in this thread (direct dispatch).
     pub fn g_io_request(&self, bp: Bio, cp: ConsumerId) {
         let id = bp.into_id();
         let (pp, accept_unmapped, may_direct) = {
