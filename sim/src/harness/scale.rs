@@ -265,8 +265,8 @@ fn run_one(
 /// `--paths P` (4), `--threads`, `--deterministic` or `--both` (default),
 /// `--bios-per-lun N` (8), `--json`. Each run is a process of its own
 /// (`--one`: this process runs the first configuration and prints its
-/// JSON); a configuration smaller than the largest runs several times and
-/// its median run is reported. Prints one line per configuration; the exit status is 0, 1 when a run
+/// JSON); each configuration runs several times (more the smaller it is)
+/// and its median run is reported. Prints one line per configuration; the exit status is 0, 1 when a run
 /// failed, 2 on a usage error.
 pub fn main(args: &[String]) -> u8 {
     let mut luns: Vec<usize> = vec![256, 1024, 4096];
@@ -337,14 +337,14 @@ pub fn main(args: &[String]) -> u8 {
     };
     // A small configuration takes a few milliseconds, too short to time
     // once on a shared machine: it runs as many times as it is smaller
-    // than the largest (at most 16), and the run with the median time per
-    // LUN is the one reported.
+    // than the largest (at least 3, at most 16), and the run with the
+    // median time per LUN is the one reported.
     let largest = luns.iter().copied().max().unwrap_or(1);
     let mut status = 0;
     for &mode in &modes {
         let mut first: Option<(f64, f64)> = None;
         for &n in &luns {
-            let reps = (largest / n.max(1)).clamp(1, 16);
+            let reps = (largest / n.max(1)).clamp(3, 16);
             let mut results: Vec<ScaleResult> = Vec::with_capacity(reps);
             for _ in 0..reps {
                 match run_one(&exe, mode, n, paths, bios) {
