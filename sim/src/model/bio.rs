@@ -454,15 +454,12 @@ impl SimPlatform {
                 );
             };
             c.nstart += 1;
-            let send = c.direct.send;
             let mut accept = false;
-            let mut receive = false;
             if let Some(p) = t.provider.get_mut(&pp) {
                 p.nstart += 1;
                 accept = p.accept_unmapped;
-                receive = p.direct.receive;
             }
-            (pp, accept, send && receive)
+            (pp, accept, t.request_may_go_direct(cp))
         };
         if may_direct {
             self.mutex_across("g_io_request", self.wq_mutex_held());
@@ -552,31 +549,10 @@ impl SimPlatform {
             .post(&self.sh.q_down, Box::new(move || me.down_one(id, true)));
     }
 
-    /// Whether the flags let `g_io_deliver` run the done of a bio from
-    /// `pp` to `cp` in the caller's thread (`G_PF_DIRECT_SEND` and
-    /// `G_CF_DIRECT_RECEIVE`), whatever the thread.
-    fn flags_allow_done(&self, pp: Option<ProviderId>, cp: Option<ConsumerId>) -> bool {
-        let t = self.topo();
-        let send = pp
-            .and_then(|p| t.provider.get(&p))
-            .is_some_and(|p| p.direct.send);
-        let receive = cp
-            .and_then(|c| t.consumer.get(&c))
-            .is_some_and(|c| c.direct.receive);
-        send && receive
-    }
-
     /// Whether a request on `cp` may run its provider's start inside
-    /// `g_io_request` (`G_CF_DIRECT_SEND` and `G_PF_DIRECT_RECEIVE`).
+    /// `g_io_request` (see [`crate::topology::Topology::request_may_go_direct`]).
     pub(crate) fn request_may_go_direct(&self, cp: ConsumerId) -> bool {
-        let t = self.topo();
-        let Some(c) = t.consumer.get(&cp) else {
-            return false;
-        };
-        c.direct.send
-            && c.provider
-                .and_then(|p| t.provider.get(&p))
-                .is_some_and(|p| p.direct.receive)
+        self.topo().request_may_go_direct(cp)
     }
 
     /// Whether delivering bio `id` may run its consumer's done inside
@@ -586,7 +562,7 @@ impl SimPlatform {
             Some(s) => (s.from, s.to),
             None => return false,
         };
-        self.flags_allow_done(to, from)
+        self.topo().done_may_go_direct(to, from)
     }
 
     /// GEOM-RULES P13: reports `held`, a mutex held across `call` where
@@ -747,7 +723,7 @@ impl SimPlatform {
                 r.last_err = now;
             }
         }
-        {
+        let may_direct = {
             let mut t = self.topo();
             if let Some(c) = cp.and_then(|c| t.consumer.get_mut(&c)) {
                 c.nend += 1;
@@ -755,7 +731,8 @@ impl SimPlatform {
             if let Some(p) = pp.and_then(|p| t.provider.get_mut(&p)) {
                 p.nend += 1;
             }
-        }
+            t.done_may_go_direct(pp, cp)
+        };
         if error == ENOMEM {
             // GEOM sends the bio down again after ENOMEM, then paces: no
             // direct dispatch until g_down has paused once.
@@ -783,7 +760,6 @@ impl SimPlatform {
                 self.g_do_wither();
             }
         }
-        let may_direct = self.flags_allow_done(pp, cp);
         if may_direct && !from_check {
             self.mutex_across("g_io_deliver", self.wq_mutex_held());
         }

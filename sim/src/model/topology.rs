@@ -160,6 +160,33 @@ pub(crate) struct Topology {
     pub taste_time: HashMap<ClassId, (u64, u64)>,
 }
 
+impl Topology {
+    /// Whether a request on `cp` may run its provider's start inside
+    /// `g_io_request` (`G_CF_DIRECT_SEND` and `G_PF_DIRECT_RECEIVE`),
+    /// whatever the thread.
+    pub fn request_may_go_direct(&self, cp: ConsumerId) -> bool {
+        self.consumer.get(&cp).is_some_and(|c| {
+            c.direct.send
+                && c.provider
+                    .and_then(|p| self.provider.get(&p))
+                    .is_some_and(|p| p.direct.receive)
+        })
+    }
+
+    /// Whether a bio from `pp` back to `cp` may run the consumer's done
+    /// inside `g_io_deliver` (`G_PF_DIRECT_SEND` and
+    /// `G_CF_DIRECT_RECEIVE`), whatever the thread.
+    pub fn done_may_go_direct(&self, pp: Option<ProviderId>, cp: Option<ConsumerId>) -> bool {
+        let send = pp
+            .and_then(|p| self.provider.get(&p))
+            .is_some_and(|p| p.direct.send);
+        let receive = cp
+            .and_then(|c| self.consumer.get(&c))
+            .is_some_and(|c| c.direct.receive);
+        send && receive
+    }
+}
+
 fn add(a: Access, d: Access) -> Access {
     Access::new(a.r + d.r, a.w + d.w, a.e + d.e)
 }
