@@ -540,10 +540,10 @@ fn with_direct(flags: u32, send: u32, receive: u32, d: Direct) -> u32 {
 }
 
 /// The direct dispatch bits of `flags`.
-fn direct_of(flags: u64, send: u32, receive: u32) -> Direct {
+fn direct_of(flags: u32, send: u32, receive: u32) -> Direct {
     Direct {
-        send: flags & u64::from(send) != 0,
-        receive: flags & u64::from(receive) != 0,
+        send: flags & send != 0,
+        receive: flags & receive != 0,
     }
 }
 
@@ -798,7 +798,7 @@ impl Mirror {
                 continue;
             }
             // SAFETY: a live mirror.
-            let fl = u64::from(unsafe { (*(addr as *const k::g_provider)).flags });
+            let fl = unsafe { (*(addr as *const k::g_provider)).flags };
             let d = direct_of(fl, k::G_PF_DIRECT_SEND, k::G_PF_DIRECT_RECEIVE);
             if self.direct_seen.insert(addr, d).unwrap_or_default() != d {
                 out.push(DirectWrite::Provider(pp, d));
@@ -809,8 +809,9 @@ impl Mirror {
                 continue;
             }
             // SAFETY: a live mirror.
+            // The consumer's flags are a C int: the bits, as unsigned.
             let fl = unsafe { (*(addr as *const k::g_consumer)).flags } as u32;
-            let d = direct_of(u64::from(fl), k::G_CF_DIRECT_SEND, k::G_CF_DIRECT_RECEIVE);
+            let d = direct_of(fl, k::G_CF_DIRECT_SEND, k::G_CF_DIRECT_RECEIVE);
             if self.direct_seen.insert(addr, d).unwrap_or_default() != d {
                 out.push(DirectWrite::Consumer(cp, d));
             }
