@@ -11,7 +11,7 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use geom_multipath_rs::io::PHYSPATH_ATTR;
+use geom_multipath_rs::io::{PHYSPATH_ATTR, PHYSPATH_SUFFIX};
 use geom_multipath_rs::platform::{BioCmd, Platform, ENOMEM, ENXIO};
 
 use super::{NullBio, NullPlat, CPU};
@@ -71,9 +71,9 @@ struct State {
 }
 
 impl State {
-    /// The path for a bio of `cmd`.
-    fn choose(&mut self, active_active: bool, cmd: BioCmd) -> Option<usize> {
-        let _ = cmd; // A/R is not modelled: the variants are A/P and A/A.
+    /// The path for a bio (A/R is not modelled: the variants are A/P and
+    /// A/A, so the command does not matter).
+    fn choose(&mut self, active_active: bool) -> Option<usize> {
         if !active_active {
             return self.active;
         }
@@ -135,14 +135,13 @@ impl StockDev {
 
     /// Start: clone, choose and count under the mutex, send.
     pub fn start(&self, plat: &NullPlat, bp: NullBio) {
-        let cmd = plat.bio_cmd(&bp);
         let mut child = match plat.clone_bio(bp) {
             Ok(c) => c,
             Err(parent) => return plat.io_deliver(parent, ENOMEM),
         };
         let aa = self.active_active;
         let path = self.locked(|s| {
-            let p = s.choose(aa, cmd)?;
+            let p = s.choose(aa)?;
             s.paths[p].inflight += 1;
             Some(p)
         });
@@ -172,7 +171,7 @@ impl StockDev {
             && plat.bio_cmd(&child) == BioCmd::GetAttr
             && plat.bio_attribute_is(&child, PHYSPATH_ATTR)
         {
-            let _ = plat.bio_append_attr_str(&mut child, "/mp");
+            let _ = plat.bio_append_attr_str(&mut child, PHYSPATH_SUFFIX);
         }
         plat.std_done(child);
     }
